@@ -1,0 +1,106 @@
+"""The `harness` command line. One user-error type is caught here, printed as one line.
+
+Kept light at start-up: no torch, transformers, quark or lm-eval import on this path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from harness import __version__
+from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HarnessError
+
+EXIT_CODES_HELP = """exit codes:
+  0    every gated figure passed (or improved, or has no baseline yet)
+  1    a regression: a significant and large accuracy drop, memory over tolerance or ceiling,
+       accept length too low, or a model-loading failure the guarded fixes removed
+  2    usage or configuration error (including a protocol that differs from the baseline's)
+  3    infrastructure failure without regression (server crash, timeout, OOM, missing cell)
+  130  interrupted (Ctrl-C); what was measured is saved
+"""
+
+
+def _add_dirs(parser: argparse.ArgumentParser, *names: str) -> None:
+    for name in names:
+        parser.add_argument(f"--{name}-dir", type=Path, default=Path(name),
+                            help=f"the {name}/ directory (default: ./{name})")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="harness", description="Accuracy and memory regression gate for SGLang quantized MoE serving.",
+        epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"harness {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("list", help="print the cells of a suite")
+    listing.add_argument("--suite", required=True)
+    listing.add_argument("--cell", action="append", help="glob on cell ids (repeatable)")
+    _add_dirs(listing, "suites")
+
+    run = commands.add_parser("run", help="run a suite's cells, compare with baselines, write reports",
+                              epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    run.add_argument("--suite", required=True)
+    run.add_argument("--cell", action="append", help="glob on cell ids (repeatable)")
+    run.add_argument("--dry-run", action="store_true", help="print each cell's server argv and env; launch nothing")
+    run.add_argument("--run-id", help="name of reports/<run-id> (default: UTC time and suite)")
+    _add_dirs(run, "suites", "baselines", "reports")
+
+    validate = commands.add_parser("validate", help="check every suite and baseline file")
+    _add_dirs(validate, "suites", "baselines")
+
+    compare = commands.add_parser("compare", help="compare run B against run A (A/B of two builds)")
+    compare.add_argument("run_a", type=Path)
+    compare.add_argument("run_b", type=Path)
+    compare.add_argument("--alpha", type=float, help="significance level (default: run B's gate)")
+    compare.add_argument("--json", action="store_true", help="print verdicts as JSON")
+
+    baseline = commands.add_parser("baseline", help="manage baselines")
+    baseline_commands = baseline.add_subparsers(dest="baseline_command", required=True, metavar="ACTION")
+    update = baseline_commands.add_parser("update", help="promote a run's figures to baselines (shows the diff)")
+    update.add_argument("--from", dest="source", type=Path, required=True, help="reports/<run>")
+    update.add_argument("--cell", action="append", help="glob on cell ids (repeatable)")
+    update.add_argument("--force", action="store_true", help="promote regressed or failed cells too")
+    update.add_argument("--dry-run", action="store_true", help="show the diff; write nothing")
+    _add_dirs(update, "baselines")
+
+    report = commands.add_parser("report", help="print the verdict table of a finished run")
+    report.add_argument("run", type=Path)
+
+    upgrade = commands.add_parser("upgrade", help="rewrite a result or baseline file at the current schema")
+    upgrade.add_argument("path", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from harness import commands
+
+    handler = {
+        "list": commands.cmd_list, "run": commands.cmd_run, "validate": commands.cmd_validate,
+        "compare": commands.cmd_compare, "baseline": commands.cmd_baseline_update, "report": commands.cmd_report,
+        "upgrade": commands.cmd_upgrade,
+    }[args.command]
+    try:
+        return handler(args)
+    except HarnessError as error:
+        print(f"harness: error: {error}", file=sys.stderr)
+        return error.exit_code
+    except KeyboardInterrupt:
+        print("harness: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+def print_json(document: object) -> None:
+    print(json.dumps(document, indent=2))
+
+
+__all__ = ["EXIT_CODES_HELP", "EXIT_USAGE", "build_parser", "main"]

@@ -1,0 +1,186 @@
+"""The bodies of the CLI's commands: each wires pipeline steps and prints; no logic of its own."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import sys
+from dataclasses import asdict
+
+from harness import schema
+from harness.baselines import (
+    Baselines,
+    _entries_from_result,
+    baseline_path,
+    load_baselines,
+    plan_update,
+    save_baselines,
+)
+from harness.compare import Verdict, compare_results, exit_code
+from harness.engines import get_engine
+from harness.errors import EXIT_OK, ConfigError, HarnessError
+from harness.fixes import FIXES
+from harness.matrix import Cell, expand, select
+from harness.pipeline import plan
+from harness.protocols import protocol_differences, protocol_of
+from harness.report import render_console
+from harness.results import load_run
+from harness.strict import Where, did_you_mean
+from harness.suite import GateSettings, load_suite
+
+DRY_RUN_PORT = 30000  # SGLang's default; a real launch takes a free port
+
+
+def _describe_cell(cell: Cell) -> str:
+    fix = FIXES.get(cell.fix) if cell.fix else None
+    evals = ", ".join(f"{e.name}:{e.protocol}/{e.shots}-shot/{e.questions}q" for e in cell.evals) or "no evals"
+    return f"{cell.id}  [{fix.id} {fix.pr}]  {evals}" if fix else f"{cell.id}  {evals}"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from harness.suite import find_suite
+
+    suite = load_suite(find_suite(args.suite, args.suites_dir))
+    for cell in select(expand(suite), args.cell):
+        print(_describe_cell(cell))
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    the_plan = plan(args.suite, suites_dir=args.suites_dir, baselines_dir=args.baselines_dir,
+                    cell_patterns=args.cell)
+    if args.dry_run:
+        _print_dry_run(the_plan.cells)
+        return EXIT_OK
+    raise HarnessError("launching servers is not implemented yet; use --dry-run")
+
+
+def _print_dry_run(cells: list[Cell]) -> None:
+    for index, cell in enumerate(cells):
+        engine = get_engine(cell.engine)
+        command = engine.command(cell, python=sys.executable, port=DRY_RUN_PORT, devices=list(range(cell.gpus)))
+        if index:
+            print()
+        print(_describe_cell(cell))
+        for key, value in sorted(command.env.items()):
+            print(f"  env  {key}={value}")
+        print(f"  argv {command.display()}")
+    print(f"\n{len(cells)} cell(s); nothing launched (a real run picks a free port instead of {DRY_RUN_PORT})")
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    suites = {}
+    cell_count = 0
+    for path in sorted(args.suites_dir.glob("*.yaml")):
+        suite = load_suite(path)
+        cells = expand(suite)
+        suites[suite.name] = {cell.id: cell for cell in cells}
+        cell_count += len(cells)
+        print(f"ok  {path}: {len(cells)} cells")
+    if not suites:
+        raise ConfigError(f"{args.suites_dir}: no suite files (*.yaml)")
+    entry_count = 0
+    baseline_files = sorted(args.baselines_dir.glob("*.yaml"))
+    for path in baseline_files:
+        baselines = load_baselines(path, must_exist=True)
+        entry_count += _check_baselines_against_suite(baselines, suites)
+        print(f"ok  {path}: {sum(len(m) for m in baselines.cells.values())} entries over {len(baselines.cells)} cells")
+    print(f"checked {len(suites)} suites ({cell_count} cells) and {len(baseline_files)} baseline files "
+          f"({entry_count} entries): no problems")
+    return EXIT_OK
+
+
+def _check_baselines_against_suite(baselines: Baselines, suites: dict[str, dict[str, Cell]]) -> int:
+    where = Where(str(baselines.path))
+    if baselines.suite not in suites:
+        raise where.error(f"no suite '{baselines.suite}'{did_you_mean(baselines.suite, suites)}")
+    cells = suites[baselines.suite]
+    count = 0
+    for cell_id, metrics in baselines.cells.items():
+        if cell_id not in cells:
+            raise where.key("cells").key(cell_id).error(
+                f"no such cell in suite '{baselines.suite}'{did_you_mean(cell_id, cells)}"
+            )
+        declared = {e.name: protocol_of(e) for e in cells[cell_id].evals}
+        for metric, entry in metrics.items():
+            count += 1
+            if entry.protocol is None:
+                continue
+            eval_name = metric.split(".", 1)[0]
+            metric_where = where.key("cells").key(cell_id).key(metric)
+            if eval_name not in declared:
+                raise metric_where.error(f"the suite runs no '{eval_name}' eval for this cell")
+            differences = protocol_differences(declared[eval_name], entry.protocol)
+            if differences:
+                raise metric_where.key("protocol").error(
+                    "differs from the suite's, so the gate could never compare: " + "; ".join(differences)
+                )
+    return count
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    run_a, run_b = load_run(args.run_a), load_run(args.run_b)
+    cells = {}
+    for result in run_a.cells:
+        if result.status == "ok":
+            cells[result.cell_id] = _entries_from_result(run_a.suite, result, run_a, run_a.started_at or "")
+    reference = Baselines(run_a.suite, args.run_a, cells)
+    gate = GateSettings(**run_b.gate) if run_b.gate else GateSettings()
+    if args.alpha is not None:
+        gate = GateSettings(**{**asdict(gate), "alpha": args.alpha})
+    planned = list(dict.fromkeys([*run_b.planned, *(c.cell_id for c in run_a.cells)]))
+    verdicts = compare_results(planned, {c.cell_id: c for c in run_b.cells}, reference, gate)
+    code = exit_code(verdicts)
+    if args.json:
+        from harness.cli import print_json
+
+        print_json({"a": run_a.run_id, "b": run_b.run_id, "exit_code": code,
+                    "verdicts": [v.to_dict() for v in verdicts]})
+    else:
+        print(f"A = {run_a.run_id}, B = {run_b.run_id}")
+        print(render_console(verdicts, code), end="")
+    return code
+
+
+def cmd_baseline_update(args: argparse.Namespace) -> int:
+    run = load_run(args.source)
+    path = baseline_path(args.baselines_dir, run.suite)
+    baselines = load_baselines(path)
+    today = _dt.date.today().isoformat()
+    updated, changes, refused = plan_update(baselines, run, cell_patterns=args.cell, force=args.force, today=today)
+    for line in refused:
+        print(f"refused  {line}")
+    for change in changes:
+        print(f"{'would ' if args.dry_run else ''}update  {change.describe()}")
+    if not changes:
+        print("nothing to update")
+        return EXIT_OK if not refused else 1
+    if args.dry_run:
+        print(f"dry run: {path} unchanged")
+        return EXIT_OK
+    save_baselines(updated)
+    print(f"wrote {path} ({len(changes)} entries from run {run.run_id})")
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    run = load_run(args.run)
+    verdicts = [Verdict.from_dict(v) for v in run.verdicts]
+    print(render_console(verdicts, run.exit_code), end="")
+    return EXIT_OK
+
+
+def cmd_upgrade(args: argparse.Namespace) -> int:
+    document = schema.read_document(args.path)
+    kind = document.get("kind") if isinstance(document, dict) else None
+    if kind not in schema.CURRENT_VERSIONS:
+        raise ConfigError(f"{args.path}: kind: not a harness file ({kind!r})")
+    before = document.get("schema_version")
+    upgraded = schema.check_version(document, args.path, kind, migrate=True)
+    if upgraded.get("schema_version") == before:
+        print(f"{args.path}: already at {kind} schema {before}")
+        return EXIT_OK
+    writer = schema.write_json if args.path.suffix == ".json" else schema.write_yaml
+    writer(args.path, upgraded)
+    print(f"{args.path}: {kind} schema {before} -> {upgraded['schema_version']}")
+    return EXIT_OK

@@ -1,0 +1,227 @@
+"""The gate: pure comparison of measured figures with baselines, giving typed verdicts.
+
+Accuracy regresses only when the drop is statistically significant AND practically large
+(asv's "factor and test" rule), or falls below a hard floor. Memory regresses beyond a
+tolerance or above a ceiling; accept length below baseline minus a tolerance or a floor.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from harness.baselines import BaselineEntry, Baselines
+from harness.errors import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
+from harness.metrics import METRICS, MetricKind
+from harness.protocols import protocol_differences
+from harness.results import STATUS_OK, CellResult, MetricSample
+from harness.stats import (
+    mcnemar_exact_drop,
+    mcnemar_exact_gain,
+    pair_outcomes,
+    two_proportion_drop,
+    two_proportion_gain,
+)
+from harness.suite import GateSettings
+
+# Log signatures of a model-loading bug (the very failures the guarded fixes removed): a cell that
+# dies with one of these has regressed, it is not an infrastructure hiccup.
+LOAD_REGRESSION_CAUSES = frozenset({"weight_shape_mismatch", "fp8_block_divisibility", "quant_config_error"})
+
+CELL_METRIC = "cell"  # the metric name of rows about a whole cell (it failed, or did not run)
+
+
+class State(str, enum.Enum):
+    PASS = "PASS"
+    REGRESSED = "REGRESSED"
+    IMPROVED = "IMPROVED"
+    NO_BASELINE = "NO_BASELINE"
+    NOT_COMPARABLE = "NOT_COMPARABLE"
+    MISSING = "MISSING"
+    INFRA_ERROR = "INFRA_ERROR"
+
+
+@dataclass(frozen=True)
+class Verdict:
+    cell_id: str
+    metric: str
+    state: State
+    value: float | None = None
+    baseline: float | None = None
+    delta: float | None = None
+    p_value: float | None = None
+    test: str | None = None  # how it was decided: mcnemar-exact, two-proportion-z, floor, tolerance, ...
+    reason: str = ""
+    fix: str | None = None
+    n: int | None = None
+    baseline_n: int | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        body = asdict(self)
+        body["state"] = self.state.value
+        return body
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> Verdict:
+        return cls(**{**body, "state": State(body["state"])})
+
+
+def compare_metric(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+    """One measured figure against its baseline entry (cell_id and fix are filled in by the caller)."""
+    kind = METRICS[metric].kind
+    if kind is MetricKind.ACCURACY:
+        return _compare_accuracy(metric, sample, entry, gate)
+    if kind is MetricKind.MEMORY_GIB:
+        return _compare_memory(metric, sample, entry, gate)
+    return _compare_accept_length(metric, sample, entry, gate)
+
+
+def _verdict(metric: str, sample: MetricSample, entry: BaselineEntry, state: State, **extra: Any) -> Verdict:
+    delta = None if entry.value is None else sample.value - entry.value
+    return Verdict(cell_id="", metric=metric, state=state, value=sample.value, baseline=entry.value, delta=delta,
+                   n=sample.n, baseline_n=entry.n, **extra)
+
+
+def _compare_accuracy(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+    if entry.protocol is not None:
+        differences = protocol_differences(sample.protocol or {}, entry.protocol)
+        if differences:
+            return _verdict(metric, sample, entry, State.NOT_COMPARABLE, test="protocol",
+                            reason="protocol differs: " + "; ".join(differences))
+    if entry.floor is not None and sample.value < entry.floor:
+        return _verdict(metric, sample, entry, State.REGRESSED, test="floor",
+                        reason=f"{sample.value:.4f} is below the floor {entry.floor:.4f}")
+    if entry.value is None:
+        return _verdict(metric, sample, entry, State.PASS, test="floor",
+                        reason=f"at or above the floor {entry.floor:.4f}")
+    min_effect = gate.min_effect_for(metric)
+    paired = None
+    if entry.outcomes and sample.outcomes and entry.outcomes.keys() == sample.outcomes.keys():
+        paired = pair_outcomes(entry.outcomes, sample.outcomes)
+    if paired is not None:
+        delta = (paired.c - paired.b) / paired.n
+        p_drop, p_gain = mcnemar_exact_drop(paired), mcnemar_exact_gain(paired)
+        test, detail = "mcnemar-exact", f"b={paired.b} c={paired.c} over {paired.n} paired questions"
+    elif sample.n and entry.n:
+        delta = sample.value - entry.value
+        p_drop = two_proportion_drop(entry.value, entry.n, sample.value, sample.n)
+        p_gain = two_proportion_gain(entry.value, entry.n, sample.value, sample.n)
+        test, detail = "two-proportion-z", f"n={sample.n} vs baseline n={entry.n}"
+    else:
+        return _verdict(metric, sample, entry, State.NOT_COMPARABLE, test="none",
+                        reason="no question count on one side: no test can be made")
+    # Tiny slack: a drop of exactly the minimum effect counts, float rounding must not hide it.
+    large = abs(delta) >= min_effect - 1e-12
+    if delta < 0 and p_drop < gate.alpha and large:
+        return _verdict(metric, sample, entry, State.REGRESSED, test=test, p_value=p_drop,
+                        reason=f"drop {-delta:.4f} >= {min_effect:.4f} and p={p_drop:.2g} < {gate.alpha} ({detail})")
+    if delta > 0 and p_gain < gate.alpha and large:
+        return _verdict(metric, sample, entry, State.IMPROVED, test=test, p_value=p_gain,
+                        reason=f"gain {delta:.4f} with p={p_gain:.2g} ({detail})")
+    p_value = p_drop if delta < 0 else p_gain
+    return _verdict(metric, sample, entry, State.PASS, test=test, p_value=p_value,
+                    reason=f"within noise ({detail})")
+
+
+def _compare_memory(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+    if entry.ceiling is not None and sample.value > entry.ceiling:
+        return _verdict(metric, sample, entry, State.REGRESSED, test="ceiling",
+                        reason=f"{sample.value:.2f} GiB is above the ceiling {entry.ceiling:.2f} GiB")
+    if entry.value is None:
+        return _verdict(metric, sample, entry, State.PASS, test="ceiling",
+                        reason=f"under the ceiling {entry.ceiling:.2f} GiB")
+    tolerance = max(gate.memory_abs_gib, gate.memory_rel * entry.value)
+    excess = sample.value - entry.value
+    if excess > tolerance:
+        return _verdict(metric, sample, entry, State.REGRESSED, test="tolerance",
+                        reason=f"+{excess:.2f} GiB exceeds the tolerance {tolerance:.2f} GiB")
+    if -excess > tolerance:
+        return _verdict(metric, sample, entry, State.IMPROVED, test="tolerance",
+                        reason=f"{excess:.2f} GiB, beyond the tolerance {tolerance:.2f} GiB")
+    return _verdict(metric, sample, entry, State.PASS, test="tolerance",
+                    reason=f"within {tolerance:.2f} GiB")
+
+
+def _compare_accept_length(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+    if entry.floor is not None and sample.value < entry.floor:
+        return _verdict(metric, sample, entry, State.REGRESSED, test="floor",
+                        reason=f"{sample.value:.2f} is below the floor {entry.floor:.2f}")
+    if entry.value is None:
+        return _verdict(metric, sample, entry, State.PASS, test="floor", reason=f"at or above {entry.floor:.2f}")
+    tolerance = gate.accept_length_abs
+    delta = sample.value - entry.value
+    if delta < -tolerance:
+        return _verdict(metric, sample, entry, State.REGRESSED, test="tolerance",
+                        reason=f"{delta:.2f} below baseline, beyond the tolerance {tolerance:.2f}")
+    if delta > tolerance:
+        return _verdict(metric, sample, entry, State.IMPROVED, test="tolerance",
+                        reason=f"+{delta:.2f}, beyond the tolerance {tolerance:.2f}")
+    return _verdict(metric, sample, entry, State.PASS, test="tolerance", reason=f"within {tolerance:.2f}")
+
+
+def compare_cell(cell_id: str, result: CellResult | None, baseline: dict[str, BaselineEntry],
+                 gate: GateSettings, *, fix: str | None = None) -> list[Verdict]:
+    """Every verdict of one planned cell: its measured metrics, and baselined metrics it lacks."""
+    def stamp(verdicts: Iterable[Verdict]) -> list[Verdict]:
+        return [Verdict(**{**v.__dict__, "cell_id": cell_id, "fix": fix}) for v in verdicts]
+
+    if result is None:
+        metrics = list(baseline) or [CELL_METRIC]
+        return stamp(Verdict("", m, State.MISSING, baseline=_value(baseline.get(m)),
+                             reason="the cell did not run") for m in metrics)
+    fix = fix or result.fix
+    if result.status != STATUS_OK:
+        error = result.error
+        cause = error.cause if error else "unknown"
+        regressed = cause in LOAD_REGRESSION_CAUSES
+        state = State.REGRESSED if regressed else State.INFRA_ERROR
+        message = error.message if error else "no error recorded"
+        reason = (f"server failed to load: {cause}: {message}" if regressed else f"{cause}: {message}")
+        metrics = list(baseline) or [CELL_METRIC]
+        return stamp(Verdict("", m, state, baseline=_value(baseline.get(m)), test="log" if regressed else None,
+                             reason=reason) for m in metrics)
+
+    verdicts = []
+    samples = result.samples()
+    for metric, sample in samples.items():
+        entry = baseline.get(metric)
+        if entry is None:
+            verdicts.append(Verdict("", metric, State.NO_BASELINE, value=sample.value, n=sample.n,
+                                    reason="no baseline for this cell and metric"))
+        else:
+            verdicts.append(compare_metric(metric, sample, entry, gate))
+    for metric, entry in baseline.items():
+        if metric not in samples:
+            verdicts.append(Verdict("", metric, State.MISSING, baseline=entry.value,
+                                    reason="baselined, but this run did not measure it"))
+    return stamp(verdicts)
+
+
+def _value(entry: BaselineEntry | None) -> float | None:
+    return None if entry is None else entry.value
+
+
+def compare_results(planned: list[str], results: dict[str, CellResult], baselines: Baselines,
+                    gate: GateSettings, fixes: dict[str, str | None] | None = None) -> list[Verdict]:
+    """Verdicts for every planned cell, in plan order."""
+    fixes = fixes or {}
+    verdicts: list[Verdict] = []
+    for cell_id in planned:
+        verdicts += compare_cell(cell_id, results.get(cell_id), baselines.cells.get(cell_id, {}), gate,
+                                 fix=fixes.get(cell_id))
+    return verdicts
+
+
+def exit_code(verdicts: Iterable[Verdict]) -> int:
+    """1 on any regression; else 3 on an infrastructure failure or a missing cell; else 2 when a
+    protocol mismatch left a figure ungated (a config problem); else 0."""
+    states = {v.state for v in verdicts}
+    if State.REGRESSED in states:
+        return EXIT_REGRESSION
+    if states & {State.INFRA_ERROR, State.MISSING}:
+        return EXIT_INFRA
+    if State.NOT_COMPARABLE in states:
+        return EXIT_USAGE
+    return EXIT_OK

@@ -1,0 +1,173 @@
+"""Matrix expansion: a suite becomes cells with stable, readable ids.
+
+A cell is one server configuration: model x quant x spec x tp (x ep). Its id, e.g.
+`glm5/quark-mxfp4/mtp/tp8`, keys results, baselines and report rows alike.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import itertools
+from dataclasses import dataclass
+from typing import Any
+
+from harness.axes import DEFAULT_EAGLE_PARAMS, QUANT_KINDS, SPEC_KINDS
+from harness.errors import ConfigError
+from harness.fixes import FIXES
+from harness.protocols import EvalConfig, protocol_of
+from harness.strict import Where
+from harness.suite import AXES, Checkpoint, Draft, Hardware, Model, Rule, ServerSettings, Suite, Timeouts
+
+
+@dataclass(frozen=True)
+class Cell:
+    suite: str
+    engine: str
+    model: str
+    checkpoint: Checkpoint
+    trust_remote_code: bool
+    quant: str
+    spec: str
+    tp: int
+    ep: int | None
+    draft: Draft | None
+    spec_params: dict[str, int]
+    fix: str | None
+    server: ServerSettings
+    evals: tuple[EvalConfig, ...]
+    hardware: Hardware
+    timeouts: Timeouts
+
+    @property
+    def id(self) -> str:
+        parallel = f"tp{self.tp}" + (f"-ep{self.ep}" if self.ep else "")
+        return f"{self.model}/{self.quant}/{self.spec}/{parallel}"
+
+    @property
+    def gpus(self) -> int:
+        return self.tp if self.hardware.vendor != "cpu" else 0
+
+    def coordinate(self) -> dict[str, Any]:
+        return {"model": self.model, "quant": self.quant, "spec": self.spec, "tp": self.tp, "ep": self.ep}
+
+    def resolved(self) -> dict[str, Any]:
+        """The fully resolved configuration, as results record it."""
+        fix = FIXES.get(self.fix) if self.fix else None
+        return {
+            "id": self.id,
+            "suite": self.suite,
+            "engine": self.engine,
+            **self.coordinate(),
+            "model_path": self.checkpoint.path,
+            "checkpoint_quantization": self.checkpoint.quantization,
+            "trust_remote_code": self.trust_remote_code,
+            "draft": None if self.draft is None else {"path": self.draft.path, "quantization": self.draft.quantization},
+            "spec_params": dict(self.spec_params),
+            "fix": None if fix is None else {"id": fix.id, "pr": fix.pr},
+            "server_args": list(self.server.args),
+            "env": dict(self.server.env),
+            "evals": {e.name: protocol_of(e) for e in self.evals},
+            "hardware": {"vendor": self.hardware.vendor, "gpu_arch": list(self.hardware.gpu_arch),
+                         "gpus": self.hardware.gpus},
+            "timeouts": {"launch_s": self.timeouts.launch_s, "eval_s": self.timeouts.eval_s,
+                         "teardown_s": self.timeouts.teardown_s},
+        }
+
+
+def expand(suite: Suite) -> list[Cell]:
+    """Every cell of the suite, in declaration order, each checked for impossible combinations."""
+    coordinates: list[tuple[Model, dict[str, Any]]] = []
+    for model in suite.models:
+        axes = model.axes.over(suite.axes)
+        for axis in ("quant", "spec", "tp"):
+            if not getattr(axes, axis):
+                raise model.where.key("matrix").error(
+                    f"no '{axis}' axis for model '{model.id}': set matrix.{axis} in the suite or the model"
+                )
+        for quant, spec, tp, ep in itertools.product(axes.quant, axes.spec, axes.tp, axes.ep or (None,)):
+            coordinates.append((model, {"model": model.id, "quant": quant, "spec": spec, "tp": tp, "ep": ep}))
+
+    _check_rules_match(suite.exclude, [c for _, c in coordinates], "exclude")
+    coordinates = [(m, c) for m, c in coordinates if not any(_matches(r.match, c) for r in suite.exclude)]
+    models = {m.id: m for m in suite.models}
+    for rule in suite.include:
+        coordinate = {"ep": None, **rule.match}
+        if coordinate not in [c for _, c in coordinates]:
+            coordinates.append((models[coordinate["model"]], coordinate))
+
+    cells = [_make_cell(suite, model, coordinate) for model, coordinate in coordinates]
+    _check_rules_match(suite.overrides, [c.coordinate() for c in cells], "override")
+    return cells
+
+
+def _matches(match: dict[str, Any], coordinate: dict[str, Any]) -> bool:
+    return all(coordinate.get(key) == value for key, value in match.items())
+
+
+def _check_rules_match(rules: tuple[Rule, ...], coordinates: list[dict[str, Any]], kind: str) -> None:
+    # A rule that selects nothing is almost always a typo, and a silent one would change the gate.
+    for rule in rules:
+        if not any(_matches(rule.match, c) for c in coordinates):
+            raise rule.where.error(f"this {kind} rule {rule.match} matches no cell of the matrix")
+
+
+def _axis_where(suite: Suite, model: Model, axis: str) -> Where:
+    axes = model.axes.over(suite.axes)
+    return axes.where.get(axis, model.where)
+
+
+def _make_cell(suite: Suite, model: Model, coordinate: dict[str, Any]) -> Cell:
+    quant, spec, tp, ep = (coordinate[a] for a in AXES)
+    if quant not in model.checkpoints:
+        raise _axis_where(suite, model, "quant").error(
+            f"model '{model.id}' has no checkpoint for quant '{quant}' "
+            f"(it has: {', '.join(model.checkpoints)}); add models[].checkpoints.{quant} or exclude the cell"
+        )
+    spec_kind = SPEC_KINDS[spec]
+    if spec_kind.needs_draft and model.draft is None:
+        raise model.where.key("draft").error(
+            f"spec '{spec}' needs a draft model for '{model.id}': set draft.path or exclude the cell"
+        )
+    if suite.hardware.vendor == "cpu" and tp != 1:
+        raise _axis_where(suite, model, "tp").error(f"tp {tp} needs GPUs, but hardware.vendor is 'cpu'")
+    if suite.hardware.vendor != "cpu" and tp > suite.hardware.gpus:
+        raise _axis_where(suite, model, "tp").error(
+            f"tp {tp} is larger than hardware.gpus ({suite.hardware.gpus}) for model '{model.id}'"
+        )
+    if ep is not None and (ep > tp or tp % ep):
+        raise _axis_where(suite, model, "ep").error(f"ep {ep} must divide tp {tp}")
+    if QUANT_KINDS[quant].online and suite.engine != "sglang":
+        raise _axis_where(suite, model, "quant").error(f"online quant '{quant}' is an SGLang feature")
+
+    server = suite.server.then(model.server)
+    fix = model.fix
+    for rule in suite.overrides:
+        if _matches(rule.match, coordinate):
+            server = server.then(rule.server)
+            fix = rule.fix or fix
+    spec_params = dict(suite.speculative.get(spec, {}))
+    if spec_kind.needs_draft:
+        spec_params = {**DEFAULT_EAGLE_PARAMS, **spec_params}
+    return Cell(
+        suite=suite.name, engine=suite.engine, model=model.id, checkpoint=model.checkpoints[quant],
+        trust_remote_code=model.trust_remote_code, quant=quant, spec=spec, tp=tp, ep=ep,
+        draft=model.draft if spec_kind.needs_draft else None, spec_params=spec_params, fix=fix,
+        server=server, evals=model.evals if model.evals is not None else suite.evals,
+        hardware=suite.hardware, timeouts=suite.timeouts,
+    )
+
+
+def select(cells: list[Cell], patterns: list[str] | None) -> list[Cell]:
+    """The cells whose id matches any glob pattern (all cells when there are none)."""
+    if not patterns:
+        return cells
+    chosen = [c for c in cells if any(fnmatch.fnmatchcase(c.id, p) for p in patterns)]
+    for pattern in patterns:
+        if not any(fnmatch.fnmatchcase(c.id, pattern) for c in cells):
+            from harness.strict import did_you_mean
+
+            raise ConfigError(
+                f"--cell '{pattern}' matches no cell{did_you_mean(pattern, [c.id for c in cells])} "
+                f"(see `harness list`)"
+            )
+    return chosen

@@ -1,0 +1,46 @@
+"""The metrics the gate knows, and how each one is judged.
+
+Metric keys are `<family>.<name>`: `gsm8k.accuracy`, `memory.weights_gib`, `spec.accept_length`.
+Results, baselines and report rows all use these keys.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+
+class MetricKind(enum.Enum):
+    ACCURACY = "accuracy"  # a proportion over n questions; higher is better; statistical test
+    MEMORY_GIB = "memory_gib"  # GiB, max over ranks; lower is better; tolerance + ceiling
+    ACCEPT_LENGTH = "accept_length"  # mean accepted tokens per verify step; higher is better
+
+
+@dataclass(frozen=True)
+class MetricDef:
+    key: str
+    kind: MetricKind
+    description: str
+
+
+METRICS: dict[str, MetricDef] = {
+    m.key: m
+    for m in (
+        MetricDef("gsm8k.accuracy", MetricKind.ACCURACY, "GSM8K exact-match accuracy"),
+        MetricDef("gpqa.accuracy", MetricKind.ACCURACY, "GPQA Diamond accuracy (mean over repeats)"),
+        MetricDef("memory.weights_gib", MetricKind.MEMORY_GIB,
+                  "weights on the device after load ('Load weight end ... mem usage'), max over TP ranks"),
+        MetricDef("memory.load_peak_gib", MetricKind.MEMORY_GIB,
+                  "peak before load + increase during load_weights (DEBUG lines of #18005), max over ranks"),
+        MetricDef("memory.kv_cache_gib", MetricKind.MEMORY_GIB, "KV cache size, max over ranks"),
+        MetricDef("memory.graph_gib", MetricKind.MEMORY_GIB, "CUDA/HIP graph capture memory, max over ranks"),
+        MetricDef("memory.device_peak_gib", MetricKind.MEMORY_GIB,
+                  "peak used memory per GPU from the device sampler (RSS of the process tree on CPU), max"),
+        MetricDef("spec.accept_length", MetricKind.ACCEPT_LENGTH, "speculative decoding average accept length"),
+    )
+}
+
+
+def eval_of(metric_key: str) -> str:
+    """The family a metric belongs to: the eval name for accuracies, else 'memory' or 'spec'."""
+    return metric_key.split(".", 1)[0]

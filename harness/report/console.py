@@ -1,0 +1,21 @@
+"""The table printed at the end of a run (plain text: CI logs have no colours to spare)."""
+
+from __future__ import annotations
+
+from harness.compare import Verdict
+from harness.report.format import STATE_MARKS, delta, figure, headline, p_value
+
+
+def render_console(verdicts: list[Verdict], exit_code: int | None) -> str:
+    header = ("cell", "metric", "value", "baseline", "delta", "p", "verdict")
+    rows = [header] + [
+        (v.cell_id, v.metric, figure(v.metric, v.value), figure(v.metric, v.baseline), delta(v), p_value(v),
+         STATE_MARKS[v.state.value])
+        for v in verdicts
+    ]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines.append("")
+    lines.append(headline(verdicts, exit_code))
+    return "\n".join(lines) + "\n"

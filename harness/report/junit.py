@@ -1,0 +1,41 @@
+"""junit.xml: one test case per cell and metric, so CI shows each gate as a test."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+from harness.compare import State, Verdict
+from harness.report.format import counts, figure
+from harness.results import RunResult
+
+_FAILURES = (State.REGRESSED,)
+_ERRORS = (State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE)
+_SKIPPED = (State.NO_BASELINE,)
+
+
+def render_junit(run: RunResult, verdicts: list[Verdict]) -> str:
+    tally = counts(verdicts)
+    suite = ET.Element("testsuite", {
+        "name": f"harness.{run.suite}",
+        "tests": str(len(verdicts)),
+        "failures": str(sum(tally.get(s.value, 0) for s in _FAILURES)),
+        "errors": str(sum(tally.get(s.value, 0) for s in _ERRORS)),
+        "skipped": str(sum(tally.get(s.value, 0) for s in _SKIPPED)),
+    })
+    properties = ET.SubElement(suite, "properties")
+    ET.SubElement(properties, "property", {"name": "run_id", "value": run.run_id})
+    logs = {c.cell_id: c.error.log_tail for c in run.cells if c.error is not None}
+    for v in verdicts:
+        case = ET.SubElement(suite, "testcase", {"classname": f"{run.suite}.{v.cell_id}", "name": v.metric})
+        message = (f"{v.state.value}: value {figure(v.metric, v.value)}, baseline {figure(v.metric, v.baseline)}; "
+                   f"{v.reason}")
+        if v.state in _FAILURES:
+            ET.SubElement(case, "failure", {"type": v.state.value, "message": message}).text = v.reason
+        elif v.state in _ERRORS:
+            ET.SubElement(case, "error", {"type": v.state.value, "message": message}).text = logs.get(v.cell_id) or v.reason
+        elif v.state in _SKIPPED:
+            ET.SubElement(case, "skipped", {"message": message})
+        else:
+            ET.SubElement(case, "system-out").text = message
+    ET.indent(suite)
+    return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(suite, encoding="unicode") + "\n"

@@ -1,0 +1,42 @@
+"""summary.md: fit for $GITHUB_STEP_SUMMARY, one row per cell and metric."""
+
+from __future__ import annotations
+
+from harness.compare import State, Verdict
+from harness.report.format import STATE_MARKS, delta, figure, headline, p_value
+from harness.results import RunResult
+
+LOG_TAIL_LINES = 30
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def render_markdown(run: RunResult, verdicts: list[Verdict]) -> str:
+    lines = [
+        f"## harness: suite `{run.suite}`, run `{run.run_id}`",
+        "",
+        f"**{headline(verdicts, run.exit_code)}**",
+        "",
+        "| Cell | Metric | Value | Baseline | Delta | p | Verdict | Fix |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for v in verdicts:
+        mark = STATE_MARKS[v.state.value]
+        if v.state in (State.REGRESSED, State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE):
+            mark = f"**{mark}**"
+        lines.append(
+            f"| `{v.cell_id}` | {v.metric} | {figure(v.metric, v.value)} | {figure(v.metric, v.baseline)} "
+            f"| {delta(v)} | {p_value(v)} | {mark} | {v.fix or '-'} |"
+        )
+    explained = [v for v in verdicts if v.state not in (State.PASS, State.NO_BASELINE)]
+    if explained:
+        lines += ["", "### Why", ""]
+        lines += [f"- `{v.cell_id}` {v.metric}: {STATE_MARKS[v.state.value]}: {_cell(v.reason)}" for v in explained]
+    failed = [c for c in run.cells if c.error is not None]
+    for result in failed:
+        tail = "\n".join(result.error.log_tail.splitlines()[-LOG_TAIL_LINES:])
+        lines += ["", f"<details><summary><code>{result.cell_id}</code>: {result.error.cause}</summary>", "",
+                  "```text", tail or "(no log captured)", "```", "", "</details>"]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,425 @@
+"""Suites: the YAML files under suites/ that say what to run, loaded strictly into types.
+
+The format is documented in README.md ("Suite format"). Loading checks every key and type;
+expanding the matrix (harness.matrix) checks the combinations.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from harness import strict
+from harness.axes import DEFAULT_EAGLE_PARAMS, QUANT_KINDS, SPEC_KINDS
+from harness.engines import ENGINES, managed_flags
+from harness.errors import ConfigError
+from harness.fixes import FIXES
+from harness.metrics import METRICS, MetricKind
+from harness.protocols import DATASETS, PROTOCOLS, EvalConfig
+from harness.strict import Where
+
+SUITE_SCHEMA_VERSION = 1
+VENDORS = ("amd", "nvidia", "cpu")
+AXES = ("quant", "spec", "tp", "ep")
+MATCH_KEYS = ("model",) + AXES
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    args: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+
+    def then(self, other: ServerSettings) -> ServerSettings:
+        """These settings followed by `other`: args appended, env overridden key by key."""
+        return ServerSettings(self.args + other.args, {**self.env, **other.env})
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: str
+    # An explicit engine --quantization value, where the engine cannot detect it.
+    quantization: str | None = None
+
+
+@dataclass(frozen=True)
+class Draft:
+    path: str
+    quantization: str | None = None  # e.g. "unquant" for --speculative-draft-model-quantization
+
+
+@dataclass(frozen=True)
+class Axes:
+    quant: tuple[str, ...] = ()
+    spec: tuple[str, ...] = ()
+    tp: tuple[int, ...] = ()
+    ep: tuple[int | None, ...] = ()
+    where: dict[str, Where] = field(default_factory=dict, compare=False)
+
+    def over(self, base: Axes) -> Axes:
+        """These axes, falling back to `base` for each axis not set here."""
+        picked = {name: getattr(self, name) or getattr(base, name) for name in AXES}
+        where = {name: (self.where if getattr(self, name) else base.where).get(name) for name in AXES}
+        return Axes(**picked, where={k: v for k, v in where.items() if v is not None})
+
+
+@dataclass(frozen=True)
+class Model:
+    id: str
+    checkpoints: dict[str, Checkpoint]
+    trust_remote_code: bool
+    draft: Draft | None
+    fix: str | None
+    axes: Axes
+    server: ServerSettings
+    evals: tuple[EvalConfig, ...] | None
+    where: Where
+
+
+@dataclass(frozen=True)
+class Rule:
+    """An include, exclude or override entry: a partial cell coordinate."""
+
+    match: dict[str, Any]
+    where: Where
+    server: ServerSettings = ServerSettings()
+    fix: str | None = None
+
+
+@dataclass(frozen=True)
+class Hardware:
+    vendor: str = "amd"
+    gpu_arch: tuple[str, ...] = ()
+    gpus: int = 8
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    launch_s: float = 600.0
+    eval_s: float = 3600.0
+    teardown_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    alpha: float = 0.01
+    # The smallest drop that counts as a regression, per accuracy metric (asv's "factor AND test").
+    min_effect: dict[str, float] = field(
+        default_factory=lambda: {"gsm8k.accuracy": 0.01, "gpqa.accuracy": 0.03}
+    )
+    memory_abs_gib: float = 0.5
+    memory_rel: float = 0.05
+    accept_length_abs: float = 0.15
+    max_request_error_rate: float = 0.02
+
+    def min_effect_for(self, metric: str) -> float:
+        return self.min_effect.get(metric, 0.01)
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    path: Path
+    description: str
+    engine: str
+    hardware: Hardware
+    timeouts: Timeouts
+    server: ServerSettings
+    speculative: dict[str, dict[str, int]]
+    evals: tuple[EvalConfig, ...]
+    gate: GateSettings
+    axes: Axes
+    models: tuple[Model, ...]
+    include: tuple[Rule, ...]
+    exclude: tuple[Rule, ...]
+    overrides: tuple[Rule, ...]
+
+
+def load_suite(path: Path) -> Suite:
+    """Read and strictly validate one suite file (matrix combinations are checked on expansion)."""
+    where = Where(str(path))
+    try:
+        document = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such suite file") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {_one_line(error)}") from None
+    return _parse_suite(document, path, where)
+
+
+def find_suite(name_or_path: str, suites_dir: Path) -> Path:
+    """`kimi` -> suites/kimi.yaml; a path is taken as is."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml") or candidate.exists():
+        return candidate
+    path = suites_dir / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in suites_dir.glob("*.yaml"))
+        raise strict.unknown_choice(Where(str(suites_dir)), "suite", name_or_path, known)
+    return path
+
+
+def _one_line(error: Exception) -> str:
+    return " ".join(str(error).split())
+
+
+def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
+    doc = strict.mapping(
+        document, where,
+        allowed=("schema_version", "name", "description", "engine", "hardware", "timeouts", "server",
+                 "speculative", "evals", "gate", "matrix", "models", "include", "exclude", "overrides"),
+        required=("schema_version", "name", "engine", "models"),
+    )
+    version = strict.integer(doc["schema_version"], where.key("schema_version"))
+    if version != SUITE_SCHEMA_VERSION:
+        raise where.key("schema_version").error(
+            f"suite schema {version} is not supported (this harness reads {SUITE_SCHEMA_VERSION})"
+        )
+    name = strict.string(doc["name"], where.key("name"))
+    if name != path.stem:
+        raise where.key("name").error(f"'{name}' must equal the file name '{path.stem}'")
+    engine = strict.choice(doc["engine"], where.key("engine"), what="engine", choices=ENGINES)
+    evals = _parse_evals(doc.get("evals", {}), where.key("evals"))
+    axes = _parse_axes(doc.get("matrix", {}), where.key("matrix"))
+    models_where = where.key("models")
+    models = tuple(
+        _parse_model(item, models_where.key(i), engine)
+        for i, item in enumerate(strict.sequence(doc["models"], models_where, non_empty=True))
+    )
+    _check_unique([m.id for m in models], models_where, "model id")
+    model_ids = [m.id for m in models]
+    return Suite(
+        name=name,
+        path=path,
+        description=str(doc.get("description", "")),
+        engine=engine,
+        hardware=_parse_hardware(doc.get("hardware", {}), where.key("hardware")),
+        timeouts=_parse_timeouts(doc.get("timeouts", {}), where.key("timeouts")),
+        server=_parse_server(doc.get("server", {}), where.key("server"), engine),
+        speculative=_parse_speculative(doc.get("speculative", {}), where.key("speculative")),
+        evals=evals,
+        gate=_parse_gate(doc.get("gate", {}), where.key("gate")),
+        axes=axes,
+        models=models,
+        include=_parse_rules(doc.get("include", []), where.key("include"), model_ids, engine, kind="include"),
+        exclude=_parse_rules(doc.get("exclude", []), where.key("exclude"), model_ids, engine, kind="exclude"),
+        overrides=_parse_rules(doc.get("overrides", []), where.key("overrides"), model_ids, engine,
+                               kind="override"),
+    )
+
+
+def _check_unique(values: list[str], where: Where, what: str) -> None:
+    seen = set()
+    for i, value in enumerate(values):
+        if value in seen:
+            raise where.key(i).error(f"duplicate {what} '{value}'")
+        seen.add(value)
+
+
+def _parse_hardware(value: Any, where: Where) -> Hardware:
+    doc = strict.mapping(value, where, allowed=("vendor", "gpu_arch", "gpus"))
+    vendor = strict.choice(doc.get("vendor", "amd"), where.key("vendor"), what="vendor", choices=VENDORS)
+    gpus = strict.integer(doc.get("gpus", 0 if vendor == "cpu" else 8), where.key("gpus"), minimum=0)
+    if vendor != "cpu" and gpus == 0:
+        raise where.key("gpus").error(f"vendor '{vendor}' needs gpus >= 1")
+    return Hardware(vendor, strict.string_list(doc.get("gpu_arch", []), where.key("gpu_arch")), gpus)
+
+
+def _parse_timeouts(value: Any, where: Where) -> Timeouts:
+    doc = strict.mapping(value, where, allowed=("launch_s", "eval_s", "teardown_s"))
+    default = Timeouts()
+    return Timeouts(**{
+        key: strict.number(doc.get(key, getattr(default, key)), where.key(key), minimum=1)
+        for key in ("launch_s", "eval_s", "teardown_s")
+    })
+
+
+def _parse_server(value: Any, where: Where, engine: str) -> ServerSettings:
+    doc = strict.mapping(value, where, allowed=("args", "env"))
+    args = strict.string_list(doc.get("args", []), where.key("args"))
+    managed = managed_flags(engine)  # the engine owns the flags the matrix sets
+    for i, arg in enumerate(args):
+        flag = arg.split("=", 1)[0]
+        if flag in managed:
+            raise where.key("args").key(i).error(
+                f"'{flag}' is set by the harness from the matrix and the model; remove it here"
+            )
+    return ServerSettings(args, strict.string_map(doc.get("env", {}), where.key("env")))
+
+
+def _parse_speculative(value: Any, where: Where) -> dict[str, dict[str, int]]:
+    doc = strict.mapping(value, where, allowed=[k for k, v in SPEC_KINDS.items() if v.algorithm])
+    out: dict[str, dict[str, int]] = {}
+    for spec, params in doc.items():
+        spec_where = where.key(spec)
+        params = strict.mapping(params, spec_where, allowed=tuple(DEFAULT_EAGLE_PARAMS))
+        out[spec] = {k: strict.integer(v, spec_where.key(k), minimum=1) for k, v in params.items()}
+    return out
+
+
+_EVAL_KEYS = ("protocol", "shots", "questions", "max_tokens", "temperature", "repeats", "seed",
+              "chat_template_kwargs", "concurrency", "request_timeout_s", "data")
+
+
+def _parse_evals(value: Any, where: Where) -> tuple[EvalConfig, ...]:
+    doc = strict.mapping(value, where, allowed=tuple(PROTOCOLS))
+    return tuple(_parse_eval(name, params, where.key(name)) for name, params in doc.items())
+
+
+def _parse_eval(name: str, value: Any, where: Where) -> EvalConfig:
+    doc = strict.mapping(value, where, allowed=_EVAL_KEYS, required=("protocol",))
+    protocol = strict.choice(doc["protocol"], where.key("protocol"), what=f"{name} protocol",
+                             choices=PROTOCOLS[name])
+    defaults = PROTOCOLS[name][protocol]
+    full_size = DATASETS[name]["full_size"]
+    questions = strict.integer(doc.get("questions", full_size), where.key("questions"), minimum=1)
+    if questions > full_size:
+        raise where.key("questions").error(f"{name} has {full_size} questions, asked for {questions}")
+    seed = doc.get("seed")
+    kwargs = doc.get("chat_template_kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise where.key("chat_template_kwargs").error("expected a mapping of template variables")
+    data = doc.get("data")
+    return EvalConfig(
+        name=name,
+        protocol=protocol,
+        shots=strict.integer(doc.get("shots", defaults.shots), where.key("shots"), minimum=0),
+        questions=questions,
+        max_tokens=strict.integer(doc.get("max_tokens", defaults.max_tokens), where.key("max_tokens"), minimum=1),
+        temperature=strict.number(doc.get("temperature", defaults.temperature), where.key("temperature"),
+                                  minimum=0.0),
+        repeats=strict.integer(doc.get("repeats", defaults.repeats), where.key("repeats"), minimum=1),
+        seed=None if seed is None else strict.integer(seed, where.key("seed")),
+        chat_template_kwargs=dict(kwargs),
+        concurrency=strict.integer(doc.get("concurrency", 128), where.key("concurrency"), minimum=1),
+        request_timeout_s=strict.number(doc.get("request_timeout_s", 600.0), where.key("request_timeout_s"),
+                                        minimum=1.0),
+        data=None if data is None else strict.string(data, where.key("data")),
+    )
+
+
+def _parse_gate(value: Any, where: Where) -> GateSettings:
+    doc = strict.mapping(value, where, allowed=("alpha", "min_effect", "memory_abs_gib", "memory_rel",
+                                                "accept_length_abs", "max_request_error_rate"))
+    default = GateSettings()
+    accuracy_metrics = [k for k, m in METRICS.items() if m.kind is MetricKind.ACCURACY]
+    effects = strict.mapping(doc.get("min_effect", {}), where.key("min_effect"), allowed=accuracy_metrics)
+    return GateSettings(
+        alpha=strict.number(doc.get("alpha", default.alpha), where.key("alpha"), minimum=1e-9, maximum=0.5),
+        min_effect={**default.min_effect, **{
+            k: strict.number(v, where.key("min_effect").key(k), minimum=0.0, maximum=1.0) for k, v in effects.items()
+        }},
+        memory_abs_gib=strict.number(doc.get("memory_abs_gib", default.memory_abs_gib),
+                                     where.key("memory_abs_gib"), minimum=0.0),
+        memory_rel=strict.number(doc.get("memory_rel", default.memory_rel), where.key("memory_rel"),
+                                 minimum=0.0, maximum=1.0),
+        accept_length_abs=strict.number(doc.get("accept_length_abs", default.accept_length_abs),
+                                        where.key("accept_length_abs"), minimum=0.0),
+        max_request_error_rate=strict.number(doc.get("max_request_error_rate", default.max_request_error_rate),
+                                             where.key("max_request_error_rate"), minimum=0.0, maximum=1.0),
+    )
+
+
+def _parse_axes(value: Any, where: Where) -> Axes:
+    doc = strict.mapping(value, where, allowed=AXES)
+    found: dict[str, tuple] = {}
+    places: dict[str, Where] = {}
+    for axis, items in doc.items():
+        axis_where = where.key(axis)
+        values = strict.sequence(items, axis_where, non_empty=True)
+        found[axis] = tuple(_axis_value(axis, item, axis_where.key(i)) for i, item in enumerate(values))
+        places[axis] = axis_where
+        if len(set(found[axis])) != len(found[axis]):
+            raise axis_where.error(f"duplicate values in {found[axis]}")
+    return Axes(**found, where=places)
+
+
+def _axis_value(axis: str, value: Any, where: Where) -> Any:
+    if axis == "quant":
+        return strict.choice(value, where, what="quant", choices=QUANT_KINDS)
+    if axis == "spec":
+        return strict.choice(value, where, what="spec", choices=SPEC_KINDS)
+    if axis == "ep" and value is None:
+        return None
+    size = strict.integer(value, where, minimum=1)
+    if size & (size - 1):
+        raise where.error(f"{axis} must be a power of two, got {size}")
+    return size
+
+
+def _parse_model(value: Any, where: Where, engine: str) -> Model:
+    doc = strict.mapping(
+        value, where,
+        allowed=("id", "checkpoints", "trust_remote_code", "draft", "fix", "matrix", "server", "evals"),
+        required=("id", "checkpoints"),
+    )
+    model_id = strict.string(doc["id"], where.key("id"))
+    if "/" in model_id or " " in model_id:
+        raise where.key("id").error(f"'{model_id}' must not contain '/' or spaces (it is part of cell ids)")
+    checkpoints_where = where.key("checkpoints")
+    checkpoints_doc = strict.mapping(doc["checkpoints"], checkpoints_where, allowed=QUANT_KINDS)
+    if not checkpoints_doc:
+        raise checkpoints_where.error("expected at least one checkpoint")
+    checkpoints = {quant: _parse_checkpoint(v, checkpoints_where.key(quant)) for quant, v in checkpoints_doc.items()}
+    fix = doc.get("fix")
+    return Model(
+        id=model_id,
+        checkpoints=checkpoints,
+        trust_remote_code=strict.boolean(doc.get("trust_remote_code", False), where.key("trust_remote_code")),
+        draft=_parse_draft(doc["draft"], where.key("draft")) if "draft" in doc else None,
+        fix=None if fix is None else strict.choice(fix, where.key("fix"), what="fix id", choices=FIXES),
+        axes=_parse_axes(doc.get("matrix", {}), where.key("matrix")),
+        server=_parse_server(doc.get("server", {}), where.key("server"), engine),
+        evals=_parse_evals(doc["evals"], where.key("evals")) if "evals" in doc else None,
+        where=where,
+    )
+
+
+def _parse_checkpoint(value: Any, where: Where) -> Checkpoint:
+    if isinstance(value, str):
+        return Checkpoint(strict.string(value, where))
+    doc = strict.mapping(value, where, allowed=("path", "quantization"), required=("path",))
+    quantization = doc.get("quantization")
+    return Checkpoint(strict.string(doc["path"], where.key("path")),
+                      None if quantization is None else strict.string(quantization, where.key("quantization")))
+
+
+def _parse_draft(value: Any, where: Where) -> Draft:
+    doc = strict.mapping(value, where, allowed=("path", "quantization"), required=("path",))
+    quantization = doc.get("quantization")
+    return Draft(strict.string(doc["path"], where.key("path")),
+                 None if quantization is None else strict.string(quantization, where.key("quantization")))
+
+
+def _parse_rules(value: Any, where: Where, model_ids: list[str], engine: str, *, kind: str) -> tuple[Rule, ...]:
+    rules = []
+    for i, item in enumerate(strict.sequence(value, where)):
+        rule_where = where.key(i)
+        if kind == "override":
+            doc = strict.mapping(item, rule_where, allowed=("match", "server", "fix"), required=("match",))
+            match = _parse_match(doc["match"], rule_where.key("match"), model_ids, complete=False)
+            fix = doc.get("fix")
+            rules.append(Rule(
+                match, rule_where,
+                server=_parse_server(doc.get("server", {}), rule_where.key("server"), engine),
+                fix=None if fix is None else strict.choice(fix, rule_where.key("fix"), what="fix id", choices=FIXES),
+            ))
+        else:
+            rules.append(Rule(_parse_match(item, rule_where, model_ids, complete=kind == "include"), rule_where))
+    return tuple(rules)
+
+
+def _parse_match(value: Any, where: Where, model_ids: list[str], *, complete: bool) -> dict[str, Any]:
+    required = ("model", "quant", "spec", "tp") if complete else ()
+    doc = strict.mapping(value, where, allowed=MATCH_KEYS, required=required)
+    if not doc:
+        raise where.error("an empty match selects every cell; name at least one of: " + ", ".join(MATCH_KEYS))
+    match: dict[str, Any] = {}
+    for key, item in doc.items():
+        if key == "model":
+            match[key] = strict.choice(item, where.key(key), what="model", choices=model_ids)
+        else:
+            match[key] = _axis_value(key, item, where.key(key))
+    return match

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+
+BASE_SUITE: dict[str, Any] = {
+    "schema_version": 1,
+    "name": "demo",
+    "engine": "sglang",
+    "hardware": {"vendor": "amd", "gpu_arch": ["gfx950"], "gpus": 8},
+    "evals": {"gsm8k": {"protocol": "sglang-fewshot", "shots": 5, "questions": 200}},
+    "matrix": {"quant": ["quark-mxfp4"], "spec": ["none", "mtp"], "tp": [4, 8]},
+    "models": [
+        {"id": "glm5", "fix": "glm5-mxfp4-mtp", "trust_remote_code": True,
+         "checkpoints": {"quark-mxfp4": "amd/GLM-5-MXFP4"}},
+    ],
+}
+
+
+@pytest.fixture
+def base_suite() -> dict[str, Any]:
+    return copy.deepcopy(BASE_SUITE)
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):
+    """Write a suite document as suites/<name>.yaml and return its path."""
+    def write(document: dict[str, Any], name: str | None = None) -> Path:
+        suites = tmp_path / "suites"
+        suites.mkdir(exist_ok=True)
+        path = suites / f"{name or document.get('name', 'demo')}.yaml"
+        path.write_text(yaml.safe_dump(document, sort_keys=False))
+        return path
+    return write

@@ -1,0 +1,137 @@
+"""The CLI end to end, in process: output, one-line errors and exit codes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from harness import schema
+from harness.baselines import Baselines
+from harness.cli import main
+from harness.compare import compare_results, exit_code
+from harness.report import write_reports
+from harness.results import RunResult
+from harness.suite import GateSettings
+from tests.builders import gsm8k_result, outcomes
+from tests.conftest import ROOT
+
+SUITES = ["--suites-dir", str(ROOT / "suites")]
+
+
+def test_list_prints_cells_with_fix_and_pr(capsys):
+    assert main(["list", "--suite", "kimi", *SUITES]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("kimi-k26/quark-mxfp4/none/tp4  [kimi-k26-quark-prefix #23408]  gsm8k:lm-eval/5-shot")
+    assert any(line.startswith("kimi-k25/quark-mxfp4/eagle3/tp8") and "gpqa:simple-evals" in line for line in out)
+
+
+def test_dry_run_prints_argv_and_env_and_launches_nothing(capsys, tmp_path):
+    code = main(["run", "--suite", "glm5", "--dry-run", "--cell", "*/mtp/*", *SUITES,
+                 "--reports-dir", str(tmp_path / "reports"), "--baselines-dir", str(ROOT / "baselines")])
+    out = capsys.readouterr().out
+    assert code == 0
+    assert "glm5/quark-mxfp4/mtp/tp8  [glm5-mxfp4-mtp #23219]" in out
+    assert "  env  HIP_VISIBLE_DEVICES=0,1,2,3,4,5,6,7" in out and "  env  SGLANG_USE_AITER=1" in out
+    assert "-m sglang.launch_server --model-path amd/GLM-5-MXFP4" in out and "--speculative-algorithm NEXTN" in out
+    assert "1 cell(s); nothing launched" in out
+    assert not (tmp_path / "reports").exists()
+
+
+def test_unknown_suite_is_a_one_line_usage_error(capsys):
+    assert main(["list", "--suite", "kmi", *SUITES]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unknown suite 'kmi'; did you mean 'kimi'?" in err
+
+
+def test_bad_suite_file_is_a_one_line_error_naming_file_and_key(capsys, tmp_path, base_suite):
+    base_suite["matrix"]["tp"] = [16]
+    (tmp_path / "demo.yaml").write_text(yaml.safe_dump(base_suite))
+    assert main(["list", "--suite", "demo", "--suites-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"harness: error: {tmp_path / 'demo.yaml'}: matrix.tp: tp 16 is larger than")
+    assert "Traceback" not in err
+
+
+def test_validate_checks_the_shipped_files(capsys):
+    assert main(["validate", *SUITES, "--baselines-dir", str(ROOT / "baselines")]) == 0
+    out = capsys.readouterr().out
+    assert "checked 4 suites (12 cells) and 4 baseline files (11 entries): no problems" in out
+
+
+def test_validate_refuses_a_baseline_for_an_unknown_cell(capsys, tmp_path):
+    shutil.copy(ROOT / "baselines" / "glm5.yaml", tmp_path / "glm5.yaml")
+    text = (tmp_path / "glm5.yaml").read_text().replace("glm5/quark-mxfp4/mtp/tp8", "glm5/quark-mxfp4/mtp/tp4")
+    (tmp_path / "glm5.yaml").write_text(text)
+    assert main(["validate", *SUITES, "--baselines-dir", str(tmp_path)]) == 2
+    assert ("cells.glm5/quark-mxfp4/mtp/tp4: no such cell in suite 'glm5'; did you mean 'glm5/quark-mxfp4/mtp/tp8'?"
+            in capsys.readouterr().err)
+
+
+def test_validate_refuses_a_baseline_whose_protocol_the_suite_does_not_run(capsys, tmp_path):
+    shutil.copy(ROOT / "baselines" / "glm5.yaml", tmp_path / "glm5.yaml")
+    text = (tmp_path / "glm5.yaml").read_text().replace("protocol: sglang-fewshot", "protocol: lm-eval")
+    (tmp_path / "glm5.yaml").write_text(text)
+    assert main(["validate", *SUITES, "--baselines-dir", str(tmp_path)]) == 2
+    assert "protocol: differs from the suite's, so the gate could never compare: protocol: 'lm-eval' -> " \
+           "'sglang-fewshot'" in capsys.readouterr().err
+
+
+def write_run_dir(path: Path, table: dict[str, bool], run_id: str) -> Path:
+    result = gsm8k_result("glm5/quark-mxfp4/mtp/tp8", table)
+    verdicts = compare_results([result.cell_id], {result.cell_id: result}, Baselines("glm5", path, {}),
+                               GateSettings())
+    run = RunResult(run_id=run_id, suite="glm5", planned=(result.cell_id,), cells=(result,),
+                    verdicts=tuple(v.to_dict() for v in verdicts), exit_code=exit_code(verdicts),
+                    started_at="2026-11-22T00:00:00Z")
+    write_reports(path, run, verdicts)
+    return path
+
+
+def test_compare_two_runs(capsys, tmp_path):
+    a = write_run_dir(tmp_path / "a", outcomes(1241, 1319), "a")
+    b = write_run_dir(tmp_path / "b", outcomes(1180, 1319), "b")
+    assert main(["compare", str(a), str(b)]) == 1
+    assert "REGRESSED" in capsys.readouterr().out
+    assert main(["compare", str(a), str(a), "--json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    assert [v["state"] for v in document["verdicts"]] == ["PASS"]
+
+
+def test_baseline_update_dry_run_writes_nothing_then_update_writes(capsys, tmp_path):
+    run = write_run_dir(tmp_path / "run", outcomes(90, 100), "run")
+    baselines = tmp_path / "baselines"
+    assert main(["baseline", "update", "--from", str(run), "--baselines-dir", str(baselines), "--dry-run"]) == 0
+    assert "would update  glm5/quark-mxfp4/mtp/tp8 gsm8k.accuracy: none -> 0.9 (n=100)" in capsys.readouterr().out
+    assert not baselines.exists()
+    assert main(["baseline", "update", "--from", str(run), "--baselines-dir", str(baselines)]) == 0
+    assert (baselines / "glm5.yaml").exists()
+    assert main(["report", str(run)]) == 0
+    assert "no baseline" in capsys.readouterr().out
+
+
+def test_upgrade_applies_registered_migrations(capsys, tmp_path, monkeypatch):
+    run = write_run_dir(tmp_path / "run", outcomes(9, 10), "run")
+    monkeypatch.setitem(schema.CURRENT_VERSIONS, "harness.run", 2)
+    monkeypatch.setitem(schema.MIGRATIONS, "harness.run", {1: lambda doc: {**doc, "note": "migrated"}})
+    assert main(["upgrade", str(run / "results.json")]) == 0
+    assert "harness.run schema 1 -> 2" in capsys.readouterr().out
+    document = json.loads((run / "results.json").read_text())
+    assert document["schema_version"] == 2 and document["note"] == "migrated"
+
+
+def test_a_result_without_a_migration_path_is_refused(capsys, tmp_path, monkeypatch):
+    run = write_run_dir(tmp_path / "run", outcomes(9, 10), "run")
+    monkeypatch.setitem(schema.CURRENT_VERSIONS, "harness.run", 2)
+    assert main(["report", str(run)]) == 2
+    assert "no migration from harness.run schema 1 to 2" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["run", "--help"]])
+def test_help_documents_exit_codes(capsys, argv):
+    with pytest.raises(SystemExit):
+        main(argv)
+    assert "130  interrupted" in capsys.readouterr().out

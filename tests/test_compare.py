@@ -1,0 +1,185 @@
+"""The gate's verdicts, one scenario per rule, and the exit codes they give."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from harness.baselines import BaselineEntry
+from harness.compare import State, compare_cell, compare_metric, exit_code
+from harness.results import MetricSample
+from harness.suite import GateSettings
+from tests.builders import (
+    GSM8K_PROTOCOL,
+    PROVENANCE,
+    accuracy_entry,
+    failed_result,
+    gsm8k_result,
+    memory_entry,
+    outcomes,
+)
+
+GATE = GateSettings()
+CELL = "glm5/quark-mxfp4/mtp/tp8"
+
+
+def sample_of(table):
+    return MetricSample(sum(table.values()) / len(table), len(table), table, dict(GSM8K_PROTOCOL))
+
+
+def test_paired_drop_that_is_significant_and_large_regresses():
+    before, now = outcomes(1241, 1319), outcomes(1200, 1319)  # 0.941 -> 0.910
+    verdict = compare_metric("gsm8k.accuracy", sample_of(now), accuracy_entry(before), GATE)
+    assert verdict.state is State.REGRESSED and verdict.test == "mcnemar-exact"
+    assert verdict.p_value < 1e-9 and verdict.delta == pytest.approx(-41 / 1319)
+    assert "b=41 c=0" in verdict.reason
+
+
+def test_paired_drop_within_noise_passes():
+    # 5 questions lost, 3 gained: a 0.15 point drop, nowhere near significant.
+    before = outcomes(1241, 1319)
+    now = dict(before)
+    right = [q for q, ok in before.items() if ok][:5]
+    wrong = [q for q, ok in before.items() if not ok][:3]
+    now.update({q: False for q in right} | {q: True for q in wrong})
+    verdict = compare_metric("gsm8k.accuracy", sample_of(now), accuracy_entry(before), GATE)
+    assert verdict.state is State.PASS and verdict.p_value > 0.3
+
+
+def test_significant_but_small_drop_is_not_a_regression():
+    # 12 lost, 0 gained: p = 2^-12 < 0.01, but 0.9 points < the 1 point minimum effect.
+    before = outcomes(1241, 1319)
+    now = dict(before)
+    now.update({q: False for q in [q for q, ok in before.items() if ok][:12]})
+    verdict = compare_metric("gsm8k.accuracy", sample_of(now), accuracy_entry(before), GATE)
+    assert verdict.p_value < 0.01 and verdict.state is State.PASS
+
+
+def test_large_but_insignificant_drop_is_not_a_regression():
+    # GPQA: 198 questions, 6 lost and 0 gained is 3 points but p = 1/64 > 0.01.
+    before = outcomes(120, 198)
+    now = dict(before)
+    now.update({q: False for q in [q for q, ok in before.items() if ok][:6]})
+    gpqa_protocol = {"eval": "gpqa", "protocol": "simple-evals"}
+    sample = MetricSample(sum(now.values()) / 198, 198, now, gpqa_protocol)
+    entry = accuracy_entry(before, protocol=gpqa_protocol, metric="gpqa.accuracy")
+    verdict = compare_metric("gpqa.accuracy", sample, entry, GATE)
+    assert verdict.state is State.PASS and verdict.p_value == pytest.approx(1 / 64)
+
+
+def test_unpaired_fallback_uses_two_proportions():
+    entry = accuracy_entry(value=0.941, n=1319)
+    verdict = compare_metric("gsm8k.accuracy", MetricSample(0.90, 1319, None, dict(GSM8K_PROTOCOL)), entry, GATE)
+    assert verdict.state is State.REGRESSED and verdict.test == "two-proportion-z"
+    verdict = compare_metric("gsm8k.accuracy", MetricSample(0.935, 1319, None, dict(GSM8K_PROTOCOL)), entry, GATE)
+    assert verdict.state is State.PASS
+
+
+def test_significant_large_gain_is_improved():
+    entry = accuracy_entry(value=0.80, n=1319)
+    verdict = compare_metric("gsm8k.accuracy", MetricSample(0.90, 1319, None, dict(GSM8K_PROTOCOL)), entry, GATE)
+    assert verdict.state is State.IMPROVED
+
+
+def test_hard_floor_wins_over_statistics():
+    entry = accuracy_entry(value=0.86, n=500, floor=0.85)
+    verdict = compare_metric("gsm8k.accuracy", MetricSample(0.849, 500, None, dict(GSM8K_PROTOCOL)), entry, GATE)
+    assert verdict.state is State.REGRESSED and verdict.test == "floor"
+
+
+def test_floor_only_entry():
+    entry = accuracy_entry(floor=0.85)
+    assert compare_metric("gsm8k.accuracy", MetricSample(0.86, 500, None, dict(GSM8K_PROTOCOL)), entry,
+                          GATE).state is State.PASS
+
+
+def test_protocol_difference_is_not_comparable():
+    entry = accuracy_entry(value=0.94, n=1319, protocol={**GSM8K_PROTOCOL, "shots": 8})
+    verdict = compare_metric("gsm8k.accuracy", MetricSample(0.5, 1319, None, dict(GSM8K_PROTOCOL)), entry, GATE)
+    assert verdict.state is State.NOT_COMPARABLE and "shots: 8 -> 5" in verdict.reason
+
+
+def test_unknown_protocol_fields_of_an_imported_baseline_are_not_compared():
+    entry = accuracy_entry(value=0.941, n=1319, protocol={"eval": "gsm8k", "protocol": "sglang-fewshot"})
+    verdict = compare_metric("gsm8k.accuracy", MetricSample(0.94, 1319, None, dict(GSM8K_PROTOCOL)), entry, GATE)
+    assert verdict.state is State.PASS
+
+
+@pytest.mark.parametrize(("value", "state"), [(10.4, State.PASS), (10.6, State.REGRESSED), (9.4, State.IMPROVED)])
+def test_memory_tolerance_is_the_larger_of_absolute_and_relative(value, state):
+    # baseline 10 GiB: max(0.5 GiB, 5% = 0.5 GiB) = 0.5 GiB.
+    verdict = compare_metric("memory.weights_gib", MetricSample(value), memory_entry(10.0), GATE)
+    assert verdict.state is state
+
+
+def test_memory_ceiling():
+    entry = memory_entry(ceiling=6.0, metric="memory.load_peak_gib")
+    assert compare_metric("memory.load_peak_gib", MetricSample(6.2), entry, GATE).state is State.REGRESSED
+    assert compare_metric("memory.load_peak_gib", MetricSample(5.9), entry, GATE).state is State.PASS
+
+
+@pytest.mark.parametrize(("value", "state"), [(2.6, State.PASS), (2.5, State.REGRESSED), (2.9, State.IMPROVED)])
+def test_accept_length_tolerance(value, state):
+    entry = BaselineEntry(metric="spec.accept_length", provenance=PROVENANCE, value=2.7)
+    assert compare_metric("spec.accept_length", MetricSample(value), entry, GATE).state is state
+
+
+def test_cell_verdicts_cover_no_baseline_and_missing_metrics():
+    result = gsm8k_result(CELL, outcomes(1200, 1319), memory={"weights_gib": 10.0})
+    verdicts = compare_cell(CELL, result, {"spec.accept_length": BaselineEntry(
+        metric="spec.accept_length", provenance=PROVENANCE, value=2.7)}, GATE)
+    states = {v.metric: v.state for v in verdicts}
+    assert states == {"gsm8k.accuracy": State.NO_BASELINE, "memory.weights_gib": State.NO_BASELINE,
+                      "spec.accept_length": State.MISSING}
+    assert all(v.cell_id == CELL and v.fix == "glm5-mxfp4-mtp" for v in verdicts)
+
+
+def test_a_cell_that_did_not_run_is_missing():
+    verdicts = compare_cell(CELL, None, {"gsm8k.accuracy": accuracy_entry(value=0.9, n=10)}, GATE)
+    assert [(v.metric, v.state) for v in verdicts] == [("gsm8k.accuracy", State.MISSING)]
+    assert [v.metric for v in compare_cell(CELL, None, {}, GATE)] == ["cell"]
+
+
+def test_server_crash_is_infra_error_not_regression():
+    verdicts = compare_cell(CELL, failed_result(CELL, "oom"), {"gsm8k.accuracy": accuracy_entry(value=0.9, n=9)},
+                            GATE)
+    assert [v.state for v in verdicts] == [State.INFRA_ERROR]
+    assert exit_code(verdicts) == 3
+
+
+def test_a_load_failure_the_fix_removed_is_a_regression():
+    result = failed_result(CELL, "fp8_block_divisibility",
+                           "Weight output_partition_size = 8 is not divisible by weight quantization block_n = 128")
+    verdicts = compare_cell(CELL, result, {}, GATE, fix="qwen3-next-fp8-skip")
+    assert [v.state for v in verdicts] == [State.REGRESSED]
+    assert "server failed to load" in verdicts[0].reason and exit_code(verdicts) == 1
+
+
+def test_exit_code_precedence():
+    def verdicts(*states):
+        return [compare_cell(CELL, None, {}, GATE)[0].__class__(CELL, "m", s) for s in states]
+    assert exit_code(verdicts(State.PASS, State.NO_BASELINE, State.IMPROVED)) == 0
+    assert exit_code(verdicts(State.PASS, State.NOT_COMPARABLE)) == 2
+    assert exit_code(verdicts(State.NOT_COMPARABLE, State.MISSING)) == 3
+    assert exit_code(verdicts(State.INFRA_ERROR, State.REGRESSED)) == 1
+
+
+@given(st.lists(st.booleans(), min_size=20, max_size=400))
+def test_identical_inputs_never_flip_the_verdict(table):
+    table = {f"q{i}": v for i, v in enumerate(table)}
+    entry = accuracy_entry(table)
+    paired = compare_metric("gsm8k.accuracy", sample_of(table), entry, GATE)
+    unpaired = compare_metric("gsm8k.accuracy", MetricSample(entry.value, entry.n, None, dict(GSM8K_PROTOCOL)),
+                              accuracy_entry(value=entry.value, n=entry.n), GATE)
+    assert paired.state is State.PASS and unpaired.state is State.PASS
+
+
+@given(drop=st.integers(0, 60))
+def test_verdict_is_monotone_in_the_drop(drop):
+    before = outcomes(1241, 1319)
+    now = dict(before)
+    now.update({q: False for q in [q for q, ok in before.items() if ok][:drop]})
+    state = compare_metric("gsm8k.accuracy", sample_of(now), accuracy_entry(before), GATE).state
+    # A 1-point drop (>= 13.19 questions) with p < 0.01 (b >= 7) is the boundary.
+    assert state is (State.REGRESSED if drop >= 14 else State.PASS)
