@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--cell", action="append", help="glob on cell ids (repeatable)")
     run.add_argument("--dry-run", action="store_true", help="print each cell's server argv and env; launch nothing")
     run.add_argument("--run-id", help="name of reports/<run-id> (default: UTC time and suite)")
+    run.add_argument("--python", help="the Python that runs the engine (default: this one)")
     _add_dirs(run, "suites", "baselines", "reports")
 
     validate = commands.add_parser("validate", help="check every suite and baseline file")
@@ -72,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="print the verdict table of a finished run")
     report.add_argument("run", type=Path)
 
+    memory = commands.add_parser("memory", help="print the memory report of an existing server log")
+    memory.add_argument("logfile", type=Path)
+    memory.add_argument("--engine", choices=("sglang", "vllm"), default="sglang")
+    memory.add_argument("--json", action="store_true", help="print the report as JSON")
+
     upgrade = commands.add_parser("upgrade", help="rewrite a result or baseline file at the current schema")
     upgrade.add_argument("path", type=Path)
     return parser
@@ -85,7 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {
         "list": commands.cmd_list, "run": commands.cmd_run, "validate": commands.cmd_validate,
         "compare": commands.cmd_compare, "baseline": commands.cmd_baseline_update, "report": commands.cmd_report,
-        "upgrade": commands.cmd_upgrade,
+        "upgrade": commands.cmd_upgrade, "memory": commands.cmd_memory,
     }[args.command]
     try:
         return handler(args)

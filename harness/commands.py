@@ -18,13 +18,13 @@ from harness.baselines import (
 )
 from harness.compare import Verdict, compare_results, exit_code
 from harness.engines import get_engine
-from harness.errors import EXIT_OK, ConfigError, HarnessError
+from harness.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from harness.fixes import FIXES
 from harness.matrix import Cell, expand, select
-from harness.pipeline import plan
+from harness.pipeline import conclude, make_run_dir, new_run_id, plan, run_cells
 from harness.protocols import protocol_differences, protocol_of
 from harness.report import render_console
-from harness.results import load_run
+from harness.results import load_run, now_iso
 from harness.strict import Where, did_you_mean
 from harness.suite import GateSettings, load_suite
 
@@ -52,7 +52,33 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_dry_run(the_plan.cells)
         return EXIT_OK
-    raise HarnessError("launching servers is not implemented yet; use --dry-run")
+    from harness.cellrun import RunOptions, run_cell
+    from harness.engines.devices import discover
+    from harness.machine import machine_info
+
+    run_id = args.run_id or new_run_id(the_plan.suite.name)
+    run_dir = make_run_dir(args.reports_dir, run_id)
+    gpus, runtime = discover()
+    options = RunOptions(python=args.python or sys.executable, machine=machine_info(gpus, runtime),
+                         evaluator=_evaluator())
+    started_at = now_iso()
+    print(f"harness: run {run_id}: {len(the_plan.cells)} cell(s) of suite {the_plan.suite.name}", file=sys.stderr)
+    results, interrupted = run_cells(the_plan.cells, run_dir, lambda cell, d: run_cell(cell, d, options),
+                                     progress=lambda line: print(f"harness: {line}", file=sys.stderr, flush=True))
+    run, verdicts = conclude(the_plan, run_id, run_dir, results, started_at=started_at, machine=options.machine)
+    print(render_console(verdicts, run.exit_code), end="")
+    print(f"reports: {run_dir}/ (results.json, summary.md, junit.xml)")
+    if interrupted:
+        print("harness: interrupted; the cells measured so far are saved", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return run.exit_code
+
+
+def _evaluator():
+    """The evals that run against each ready server (none until the eval layer is wired in)."""
+    from harness.cellrun import no_evals
+
+    return no_evals
 
 
 def _print_dry_run(cells: list[Cell]) -> None:
@@ -183,4 +209,22 @@ def cmd_upgrade(args: argparse.Namespace) -> int:
     writer = schema.write_json if args.path.suffix == ".json" else schema.write_yaml
     writer(args.path, upgraded)
     print(f"{args.path}: {kind} schema {before} -> {upgraded['schema_version']}")
+    return EXIT_OK
+
+
+def cmd_memory(args: argparse.Namespace) -> int:
+    from harness.engines import get_engine
+    from harness.report.memory import render_memory
+
+    try:
+        lines = args.logfile.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as error:
+        raise ConfigError(f"{args.logfile}: cannot read: {error.strerror}") from None
+    report = get_engine(args.engine).parse_log(lines)
+    if args.json:
+        from harness.cli import print_json
+
+        print_json(report.to_dict())
+    else:
+        print(render_memory(report), end="")
     return EXIT_OK

@@ -134,6 +134,8 @@ def _make_cell(suite: Suite, model: Model, coordinate: dict[str, Any]) -> Cell:
         raise _axis_where(suite, model, "tp").error(
             f"tp {tp} is larger than hardware.gpus ({suite.hardware.gpus}) for model '{model.id}'"
         )
+    if suite.engine == "transformers" and tp != 1:
+        raise _axis_where(suite, model, "tp").error("the transformers engine serves on one device: tp must be 1")
     if ep is not None and (ep > tp or tp % ep):
         raise _axis_where(suite, model, "ep").error(f"ep {ep} must divide tp {tp}")
     if QUANT_KINDS[quant].online and suite.engine != "sglang":

@@ -16,7 +16,7 @@ from harness.compare import Verdict, compare_results, exit_code
 from harness.errors import ConfigError
 from harness.matrix import Cell, expand, select
 from harness.report import write_reports
-from harness.results import CellResult, RunResult, write_cell_result
+from harness.results import CellResult, RunResult, now_iso, write_cell_result
 from harness.suite import Suite, find_suite, load_suite
 
 CellRunner = Callable[[Cell, Path], CellResult]
@@ -35,10 +35,6 @@ def plan(suite_name: str, *, suites_dir: Path, baselines_dir: Path, cell_pattern
     return Plan(suite, cells, load_baselines(baseline_path(baselines_dir, suite.name)))
 
 
-def now_iso() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def new_run_id(suite: str) -> str:
     return f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{suite}"
 
@@ -52,14 +48,31 @@ def make_run_dir(reports_dir: Path, run_id: str) -> Path:
     return run_dir
 
 
-def run_cells(cells: list[Cell], run_dir: Path, runner: CellRunner) -> list[CellResult]:
-    """Run each cell, writing its result as soon as it exists so that nothing measured is lost."""
-    results = []
-    for cell in cells:
-        result = runner(cell, run_dir)
+def run_cells(cells: list[Cell], run_dir: Path, runner: CellRunner,
+              progress: Callable[[str], None] = lambda line: None) -> tuple[list[CellResult], bool]:
+    """Run each cell, writing its result as soon as it exists so that nothing measured is lost.
+
+    Returns the results and whether the run was interrupted (Ctrl-C); the cell in flight when
+    that happened is kept, with what it had measured.
+    """
+    from harness.cellrun import CellInterrupted  # the engine layer loads only when cells really run
+
+    results: list[CellResult] = []
+    for index, cell in enumerate(cells, 1):
+        progress(f"[{index}/{len(cells)}] {cell.id}: launching")
+        try:
+            result = runner(cell, run_dir)
+        except CellInterrupted as interrupted:
+            write_cell_result(run_dir, interrupted.result)
+            results.append(interrupted.result)
+            return results, True
+        except KeyboardInterrupt:
+            return results, True
         write_cell_result(run_dir, result)
         results.append(result)
-    return results
+        status = result.status if result.error is None else f"{result.status} ({result.error.cause})"
+        progress(f"[{index}/{len(cells)}] {cell.id}: {status} in {result.timings.get('total_s', 0):.1f} s")
+    return results, False
 
 
 def conclude(the_plan: Plan, run_id: str, run_dir: Path, results: list[CellResult], *, started_at: str,

@@ -8,12 +8,18 @@ protocol, machine, engine and harness versions). It never holds question text.
 from __future__ import annotations
 
 import dataclasses
+import datetime as _dt
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness import __version__, schema
 from harness.errors import ConfigError
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
 
 STATUS_OK = "ok"
 STATUS_INFRA_ERROR = "infra_error"

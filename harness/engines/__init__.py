@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from harness.engines.base import Engine, ServerCommand
 from harness.engines.sglang import SGLANG
+from harness.engines.transformers import TRANSFORMERS
 from harness.engines.vllm import VLLM
 
-ENGINES: dict[str, Engine] = {engine.name: engine for engine in (SGLANG, VLLM)}
+ENGINES: dict[str, Engine] = {engine.name: engine for engine in (SGLANG, VLLM, TRANSFORMERS)}
 
 
 def get_engine(name: str) -> Engine:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import shlex
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from harness.engines.logs import PARSERS
+from harness.memory import MemoryReport
 
 if TYPE_CHECKING:
     from harness.matrix import Cell
@@ -41,11 +45,36 @@ def device_env(vendor: str, devices: list[int]) -> dict[str, str]:
 
 
 class Engine:
-    """An engine adapter. Subclasses set `name` and `managed_flags` and build commands."""
+    """An engine adapter: builds the command, names its readiness check, reads its log and metrics."""
 
     name: str = ""
+    distribution: str = ""  # the Python package whose version is the engine's version
     managed_flags: frozenset[str] = frozenset()
+    health_paths: tuple[str, ...] = ("/health",)
+    ready_line: str | None = None  # a log line that must have appeared before the server counts as ready
 
     def command(self, cell: Cell, *, python: str, port: int, devices: list[int],
                 host: str = LOCALHOST) -> ServerCommand:
         raise NotImplementedError
+
+    def parse_log(self, lines: Iterable[str]) -> MemoryReport:
+        return PARSERS[self.name](lines)
+
+    def spec_state(self, base_url: str) -> dict[str, float] | None:
+        """The speculative-decoding counters now (cumulative since boot), or None if unreadable."""
+        return None
+
+    def accept_length(self, before: dict[str, float] | None, after: dict[str, float] | None) -> float | None:
+        return None
+
+    def server_version(self, base_url: str) -> str | None:
+        return None
+
+
+def engine_version(engine: Engine, python: str, base_url: str | None = None) -> dict[str, str | None]:
+    """The engine's version (from the running server, else its package) and git commit where readable."""
+    from harness.engines.probe import package_version  # runs a process: kept out of import time
+
+    version = engine.server_version(base_url) if base_url else None
+    package, commit = package_version(python, engine.distribution)
+    return {"name": engine.name, "version": version or package, "commit": commit}

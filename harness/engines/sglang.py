@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from harness.axes import QUANT_KINDS, SPEC_KINDS
 from harness.engines.base import LOCALHOST, Engine, ServerCommand, device_env
+from harness.transport import get_json
 
 if TYPE_CHECKING:
     from harness.matrix import Cell
@@ -19,6 +20,10 @@ _SPEC_PARAM_FLAGS = {
 
 class SGLangEngine(Engine):
     name = "sglang"
+    distribution = "sglang"
+    # /v1/models answers as soon as the HTTP server is up; the ready line comes after the warm-up.
+    health_paths = ("/v1/models",)
+    ready_line = "The server is fired up and ready to roll!"
     managed_flags = frozenset({
         "--model-path", "--model", "--host", "--port", "--tp", "--tp-size", "--tensor-parallel-size",
         "--ep", "--ep-size", "--expert-parallel-size", "--trust-remote-code", "--quantization",
@@ -53,6 +58,27 @@ class SGLangEngine(Engine):
         argv += list(cell.server.args)
         env = {**cell.server.env, **device_env(cell.hardware.vendor, devices)}
         return ServerCommand(tuple(argv), env, host, port)
+
+    def _server_info(self, base_url: str) -> dict | None:
+        # /get_server_info is the deprecated alias older releases still answer.
+        return get_json(base_url + "/server_info") or get_json(base_url + "/get_server_info")
+
+    def spec_state(self, base_url: str) -> dict[str, float] | None:
+        info = self._server_info(base_url)
+        try:
+            value = info["internal_states"][0]["avg_spec_accept_length"]
+        except (TypeError, KeyError, IndexError):
+            return None
+        return None if value is None else {"avg_spec_accept_length": float(value)}
+
+    def accept_length(self, before: dict[str, float] | None, after: dict[str, float] | None) -> float | None:
+        # The server's figure is an average since boot and the cell's server serves only this eval,
+        # so the reading after the eval is the eval's (the warm-up adds one short request).
+        return None if after is None else round(after["avg_spec_accept_length"], 4)
+
+    def server_version(self, base_url: str) -> str | None:
+        info = self._server_info(base_url)
+        return str(info["version"]) if isinstance(info, dict) and info.get("version") else None
 
 
 SGLANG = SGLangEngine()

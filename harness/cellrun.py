@@ -1,0 +1,176 @@
+"""One cell, start to finish: launch its server, wait, measure, always tear down, classify.
+
+The pipeline calls `run_cell` once per cell. Every process is started and stopped through the
+engine layer; evals reach the server through the evaluator (harness.evals), never directly.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.engines import get_engine
+from harness.engines.base import Engine, engine_version
+from harness.engines.devices import PeakSampler, assign, used_by_device, wait_until_released
+from harness.engines.failures import classify
+from harness.engines.launcher import ServerProcess, launch, log_tail, teardown, wait_ready
+from harness.matrix import Cell
+from harness.results import (
+    STATUS_INFRA_ERROR,
+    STATUS_OK,
+    CellError,
+    CellResult,
+    EvalResult,
+    cell_dir_name,
+    now_iso,
+)
+
+Evaluator = Callable[[Cell, str, Path], dict[str, EvalResult]]
+
+
+class EvalInfraError(Exception):
+    """An eval could not be measured (too many failed requests, the server went away)."""
+
+    def __init__(self, cause: str, message: str, partial: dict[str, EvalResult] | None = None):
+        super().__init__(message)
+        self.cause = cause
+        self.partial = partial or {}
+
+
+class CellInterrupted(Exception):
+    """Ctrl-C during a cell: the server is already torn down and what was measured is in `result`."""
+
+    def __init__(self, result: CellResult):
+        super().__init__("interrupted")
+        self.result = result
+
+
+def no_evals(cell: Cell, base_url: str, cell_dir: Path) -> dict[str, EvalResult]:
+    return {}
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    python: str = sys.executable
+    evaluator: Evaluator = no_evals
+    sample_interval_s: float = 0.5
+    machine: dict[str, Any] = field(default_factory=dict)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@dataclass
+class _Measured:
+    evals: dict[str, EvalResult] = field(default_factory=dict)
+    accept_length: float | None = None
+    spec_states: dict[str, Any] = field(default_factory=dict)
+    engine: dict[str, Any] = field(default_factory=dict)
+    error: CellError | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def run_cell(cell: Cell, run_dir: Path, options: RunOptions) -> CellResult:
+    engine = get_engine(cell.engine)
+    cell_dir = run_dir / "cells" / cell_dir_name(cell.id)
+    devices = assign(cell.gpus, cell.hardware.vendor)
+    command = engine.command(cell, python=options.python, port=free_port(), devices=devices)
+    used_before = used_by_device(devices)
+    started_at, start = now_iso(), time.monotonic()
+    server = launch(command, cell_dir / "server.log", ready_line=engine.ready_line)
+    sampler = PeakSampler(devices, interval_s=options.sample_interval_s, pid=lambda: server.pid).start()
+    measured = _Measured()
+    interrupted = False
+    try:
+        _measure(cell, engine, server, cell_dir, options, measured)
+    except KeyboardInterrupt:
+        interrupted = True
+        measured.error = CellError("interrupted", "interrupted by the user (Ctrl-C)", log_tail(server))
+    finally:
+        stopped = teardown(server, grace_s=min(5.0, cell.timeouts.teardown_s / 3))
+        peaks = sampler.stop()
+        release = wait_until_released(devices, used_before, timeout_s=cell.timeouts.teardown_s)
+    measured.timings.update(teardown_s=stopped.elapsed_s, release_wait_s=release["waited_s"],
+                            total_s=round(time.monotonic() - start, 3))
+    result = _assemble(cell, engine, server, measured, stopped, peaks, sampler.source, release, started_at, options)
+    if interrupted:
+        raise CellInterrupted(result)
+    return result
+
+
+def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, options: RunOptions,
+             measured: _Measured) -> None:
+    outcome = wait_ready(server, health_paths=engine.health_paths, needs_ready_line=engine.ready_line is not None,
+                         timeout_s=cell.timeouts.launch_s)
+    measured.timings["launch_to_ready_s"] = round(outcome.elapsed_s, 3)
+    if not outcome.ready:
+        measured.error = _failure(server, exited=outcome.reason == "exited", timed_out=outcome.reason == "timeout")
+        return
+    base_url = server.command.base_url
+    measured.engine = engine_version(engine, options.python, base_url)
+    spec_before = engine.spec_state(base_url) if cell.spec != "none" else None
+    eval_start = time.monotonic()
+    try:
+        measured.evals = options.evaluator(cell, base_url, cell_dir)
+    except EvalInfraError as problem:
+        measured.evals = problem.partial
+        died = _exits_soon(server)
+        measured.error = (_failure(server, exited=True) if died
+                          else CellError(problem.cause, str(problem), log_tail(server)))
+    measured.timings["eval_s"] = round(time.monotonic() - eval_start, 3)
+    if cell.spec != "none" and server.alive():
+        spec_after = engine.spec_state(base_url)
+        measured.spec_states = {"before": spec_before, "after": spec_after}
+        measured.accept_length = engine.accept_length(spec_before, spec_after)
+    if measured.error is None and not server.alive():
+        measured.error = _failure(server, exited=True)
+
+
+def _exits_soon(server: ServerProcess, within_s: float = 3.0) -> bool:
+    """Whether the server is dying: a failed request often arrives just before its exit."""
+    try:
+        server.process.wait(timeout=within_s)
+    except subprocess.TimeoutExpired:
+        return False
+    return True
+
+
+def _failure(server: ServerProcess, *, exited: bool, timed_out: bool = False) -> CellError:
+    if exited:
+        server.watcher.join(timeout=1.0)  # let the last lines of a dying server reach the file
+    lines = server.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    failure = classify(lines, exited=exited, timed_out=timed_out)
+    if failure is None:  # alive and nothing in the log: the launcher stopped waiting for another reason
+        return CellError("crash", "the server stopped answering", log_tail(server))
+    return CellError(failure.cause, failure.message, log_tail(server))
+
+
+def _assemble(cell: Cell, engine: Engine, server: ServerProcess, measured: _Measured, stopped: Any,
+              peaks: dict[str, float], source: str, release: dict[str, Any], started_at: str,
+              options: RunOptions) -> CellResult:
+    log_lines = server.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    report = engine.parse_log(log_lines)
+    report.device_peak_gib = peaks
+    error = measured.error
+    if error is None and stopped.survivors:
+        error = CellError("teardown_survivors", f"processes survived teardown: {list(stopped.survivors)}",
+                          log_tail(server))
+    memory_report = report.to_dict()
+    memory_report["device_sampler"] = source
+    memory_report["release"] = release
+    return CellResult(
+        cell_id=cell.id, suite=cell.suite, status=STATUS_OK if error is None else STATUS_INFRA_ERROR,
+        cell=cell.resolved(), evals=measured.evals, memory=report.gated(), memory_report=memory_report,
+        accept_length=measured.accept_length, timings=measured.timings, machine=options.machine,
+        engine=measured.engine or {"name": engine.name, "version": None, "commit": None},
+        error=error, started_at=started_at, finished_at=now_iso(),
+    )

@@ -1,0 +1,285 @@
+"""GPUs: discovery, per-device used memory, and a sampler that keeps the peak during a cell.
+
+Backends, tried in order: NVML (pynvml), nvidia-smi, amd-smi, rocm-smi; on a machine with none,
+the sampler records the RSS of the server's process tree instead (the CPU engine's memory).
+The smi tools' JSON differs between releases; the parsers below are pure and tested on fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psutil
+
+GIB = 1 << 30
+MIB = 1 << 20
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    index: int
+    name: str
+    memory_total_gib: float
+    driver: str | None = None
+
+
+def _run(argv: list[str], timeout: float = 10.0) -> str | None:
+    if shutil.which(argv[0]) is None:
+        return None
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+# --- pure parsers of the tools' outputs --------------------------------------------------------------
+
+def parse_nvidia_smi(text: str) -> dict[int, tuple[str, float, float]]:
+    """`index, name, memory.total, memory.used` CSV (MiB, noheader, nounits) -> index: (name, total, used) GiB."""
+    out = {}
+    for line in text.strip().splitlines():
+        index, name, total, used = (part.strip() for part in line.split(","))
+        out[int(index)] = (name, float(total) * MIB / GIB, float(used) * MIB / GIB)
+    return out
+
+
+def parse_rocm_smi_meminfo(text: str) -> dict[int, tuple[float, float]]:
+    """`rocm-smi --showmeminfo vram --json` -> index: (total, used) GiB."""
+    out = {}
+    for card, fields in json.loads(text).items():
+        if not card.startswith("card"):
+            continue
+        total = float(fields["VRAM Total Memory (B)"]) / GIB
+        used = float(fields["VRAM Total Used Memory (B)"]) / GIB
+        out[int(card.removeprefix("card"))] = (total, used)
+    return out
+
+
+def _amd_smi_gib(value: Any) -> float:
+    if isinstance(value, dict):
+        unit = str(value.get("unit", "MB")).upper()
+        scale = {"B": 1, "KB": 1 << 10, "MB": MIB, "MIB": MIB, "GB": GIB, "GIB": GIB}.get(unit, MIB)
+        return float(value["value"]) * scale / GIB
+    return float(value) * MIB / GIB
+
+
+def parse_amd_smi_metric(text: str) -> dict[int, tuple[float, float]]:
+    """`amd-smi metric --mem-usage --json` -> index: (total, used) GiB."""
+    document = json.loads(text)
+    entries = document.get("gpu_data", document) if isinstance(document, dict) else document
+    out = {}
+    for entry in entries:
+        usage = entry["mem_usage"]
+        out[int(entry["gpu"])] = (_amd_smi_gib(usage["total_vram"]), _amd_smi_gib(usage["used_vram"]))
+    return out
+
+
+# --- backends ------------------------------------------------------------------------------------------
+
+@dataclass
+class Backend:
+    name: str
+    read_used: Callable[[], dict[int, float]]  # index -> used GiB
+    gpus: list[GpuInfo] = field(default_factory=list)
+    runtime: dict[str, Any] = field(default_factory=dict)
+
+
+def _nvml_backend() -> Backend | None:
+    try:
+        import pynvml  # optional: present on CUDA machines
+        pynvml.nvmlInit()
+    except Exception:  # noqa: BLE001 - any failure means "no NVML here"
+        return None
+    count = pynvml.nvmlDeviceGetCount()
+    handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+
+    def name_of(handle: Any) -> str:
+        name = pynvml.nvmlDeviceGetName(handle)
+        return name.decode() if isinstance(name, bytes) else str(name)
+
+    driver = pynvml.nvmlSystemGetDriverVersion()
+    driver = driver.decode() if isinstance(driver, bytes) else str(driver)
+    gpus = [GpuInfo(i, name_of(h), pynvml.nvmlDeviceGetMemoryInfo(h).total / GIB, driver) for i, h in enumerate(handles)]
+    cuda = pynvml.nvmlSystemGetCudaDriverVersion()
+    runtime = {"driver": driver, "cuda_driver": f"{cuda // 1000}.{cuda % 1000 // 10}"}
+    return Backend("nvml", lambda: {i: pynvml.nvmlDeviceGetMemoryInfo(h).used / GIB for i, h in enumerate(handles)},
+                   gpus, runtime)
+
+
+def _nvidia_smi_backend() -> Backend | None:
+    query = ["nvidia-smi", "--query-gpu=index,name,memory.total,memory.used", "--format=csv,noheader,nounits"]
+    text = _run(query)
+    if not text:
+        return None
+    parsed = parse_nvidia_smi(text)
+    driver = (_run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"]) or "").split("\n")[0]
+    gpus = [GpuInfo(i, name, total, driver or None) for i, (name, total, _) in parsed.items()]
+    return Backend("nvidia-smi", lambda: {i: used for i, (_, _, used) in parse_nvidia_smi(_run(query) or "").items()},
+                   gpus, {"driver": driver or None})
+
+
+def _amd_backend() -> Backend | None:
+    for tool, argv, parse in (
+        ("amd-smi", ["amd-smi", "metric", "--mem-usage", "--json"], parse_amd_smi_metric),
+        ("rocm-smi", ["rocm-smi", "--showmeminfo", "vram", "--json"], parse_rocm_smi_meminfo),
+    ):
+        text = _run(argv)
+        if not text:
+            continue
+        try:
+            parsed = parse(text)
+        except (KeyError, ValueError, TypeError):
+            continue
+        names = _rocm_names()
+        gpus = [GpuInfo(i, names.get(i, "AMD GPU"), total) for i, (total, _) in parsed.items()]
+
+        def read(argv: list[str] = argv, parse: Callable = parse) -> dict[int, float]:
+            return {i: used for i, (_, used) in parse(_run(argv) or "{}").items()}
+
+        return Backend(tool, read, gpus, {"rocm": _rocm_version()})
+    return None
+
+
+def _rocm_names() -> dict[int, str]:
+    text = _run(["rocm-smi", "--showproductname", "--json"])
+    if not text:
+        return {}
+    try:
+        return {int(card.removeprefix("card")): fields.get("Card Series") or fields.get("Card series", "AMD GPU")
+                for card, fields in json.loads(text).items() if card.startswith("card")}
+    except (ValueError, AttributeError):
+        return {}
+
+
+def _rocm_version() -> str | None:
+    try:
+        with open("/opt/rocm/.info/version") as handle:
+            return handle.read().strip()
+    except OSError:
+        return None
+
+
+_BACKEND: Backend | None = None
+_PROBED = False
+
+
+def gpu_backend() -> Backend | None:
+    """The first GPU backend that answers on this machine (probed once)."""
+    global _BACKEND, _PROBED
+    if not _PROBED:
+        _BACKEND = _nvml_backend() or _nvidia_smi_backend() or _amd_backend()
+        _PROBED = True
+    return _BACKEND
+
+
+def discover() -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """GPUs and runtime facts for machine info: ([{index, name, memory_total_gib, driver}], {driver, ...})."""
+    backend = gpu_backend()
+    if backend is None:
+        return [], {}
+    gpus = [{"index": g.index, "name": g.name, "memory_total_gib": round(g.memory_total_gib, 2), "driver": g.driver}
+            for g in backend.gpus]
+    return gpus, {"backend": backend.name, **backend.runtime}
+
+
+def tree_rss_gib(pid: int) -> float:
+    """RSS of a process and all its descendants, in GiB (0 when it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.Error:
+            continue
+    return total / GIB
+
+
+class PeakSampler:
+    """Samples used memory in a thread and keeps the peak per device (or of the process tree)."""
+
+    def __init__(self, devices: list[int], *, interval_s: float = 0.5, pid: Callable[[], int | None] = lambda: None):
+        self._backend = gpu_backend() if devices else None
+        self._devices = devices
+        self._pid = pid
+        self._interval = interval_s if self._backend is None or self._backend.name == "nvml" else max(interval_s, 1.0)
+        self.source = self._backend.name if self._backend else "process-tree-rss"
+        self.peaks: dict[str, float] = {}
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="harness-peak-sampler", daemon=True)
+
+    def start(self) -> PeakSampler:
+        self._thread.start()
+        return self
+
+    def used_now(self) -> dict[str, float]:
+        if self._backend is not None:
+            used = self._backend.read_used()
+            return {f"gpu{i}": used[i] for i in self._devices if i in used}
+        pid = self._pid()
+        return {"process-tree": tree_rss_gib(pid)} if pid else {}
+
+    def sample(self) -> None:
+        try:
+            for key, value in self.used_now().items():
+                self.peaks[key] = max(self.peaks.get(key, 0.0), value)
+        except Exception:  # noqa: BLE001 - a failed sample must not end the cell; it is counted
+            self.errors += 1
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self._interval)
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+        return {k: round(v, 4) for k, v in self.peaks.items()}
+
+
+def wait_until_released(devices: list[int], before: dict[int, float], *, timeout_s: float,
+                        slack_gib: float = 1.0) -> dict[str, Any]:
+    """Wait (bounded) until the devices' used memory is back near its level before the launch."""
+    backend = gpu_backend()
+    if backend is None or not devices:
+        return {"waited_s": 0.0, "released": True}
+    start = time.monotonic()
+    while True:
+        used = backend.read_used()
+        held = {i: used.get(i, 0.0) - before.get(i, 0.0) for i in devices}
+        if all(extra <= slack_gib for extra in held.values()):
+            return {"waited_s": round(time.monotonic() - start, 3), "released": True}
+        if time.monotonic() - start > timeout_s:
+            return {"waited_s": round(time.monotonic() - start, 3), "released": False,
+                    "held_gib": {f"gpu{i}": round(v, 2) for i, v in held.items()}}
+        time.sleep(0.5)
+
+
+def used_by_device(devices: list[int]) -> dict[int, float]:
+    backend = gpu_backend()
+    if backend is None or not devices:
+        return {}
+    used = backend.read_used()
+    return {i: used.get(i, 0.0) for i in devices}
+
+
+def assign(count: int, vendor: str) -> list[int]:
+    """The first `count` devices (cells run one at a time here; packing is the scheduler's)."""
+    if vendor == "cpu" or count == 0:
+        return []
+    backend = gpu_backend()
+    available = [g.index for g in backend.gpus] if backend else list(range(count))
+    return available[:count]

@@ -1,0 +1,82 @@
+"""Failure classification from a server log: the signatures as data, one pure classifier.
+
+Causes (../shared/reference/sglang.md, "Failure signatures"): out of memory by phase, weight
+shape mismatch, FP8 block divisibility, scheduler exception, watchdog; `timeout` and `crash` are
+given by the launcher when the log names nothing more specific.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Signature:
+    cause: str
+    regex: re.Pattern[str]
+    fatal: bool  # seen while waiting for readiness, it ends the wait at once
+
+
+SIGNATURES = (
+    Signature("fp8_block_divisibility", re.compile(
+        r"(?:output_partition_size|input_size_per_partition) = \d+ is not divisible by "
+        r"(?:weight quantization )?block_[nk] = \d+"), fatal=True),
+    Signature("weight_shape_mismatch", re.compile(
+        r"size mismatch for|param_data\.shape == loaded_weight\.shape|shape mismatch|"
+        r"Attempted to load weight \(torch\.Size\(\[[\d, ]+\]\)\) into parameter \(torch\.Size"), fatal=True),
+    Signature("oom", re.compile(
+        r"CUDA out of memory|HIP out of memory|OutOfMemoryError|"
+        r"Not enough memory\. Please try to increase --mem-fraction-static"), fatal=True),
+    Signature("watchdog", re.compile(r"watchdog timeout", re.IGNORECASE), fatal=True),
+    Signature("scheduler_exception", re.compile(r"Scheduler hit an exception"), fatal=True),
+)
+
+# The last phase line before an OOM tells which allocation failed.
+_PHASES = (
+    ("graph_capture", re.compile(r"Capture .*graph begin|Capture .*graph end|Capturing batches", re.IGNORECASE)),
+    ("kv_cache", re.compile(r"KV Cache is allocated|Memory pool end|max_total_num_tokens=|Not enough memory")),
+    ("load", re.compile(r"Load weight begin|Load weight end")),
+)
+
+CRASH_MARKER = "Traceback (most recent call last)"
+
+
+@dataclass(frozen=True)
+class Failure:
+    cause: str
+    message: str  # the line that named it
+
+
+def first_fatal_line(line: str) -> Signature | None:
+    """The signature a single log line carries, if it is one that ends a readiness wait."""
+    return next((s for s in SIGNATURES if s.fatal and s.regex.search(line)), None)
+
+
+def classify(lines: Sequence[str], *, exited: bool, timed_out: bool = False) -> Failure | None:
+    """The most specific failure the log shows, or None if it shows none and the server did not die."""
+    for signature in SIGNATURES:
+        for index, line in enumerate(lines):
+            if signature.regex.search(line):
+                cause = signature.cause
+                if cause == "oom":
+                    cause = f"oom_{_phase_before(lines, index)}"
+                return Failure(cause, line.strip())
+    if timed_out:
+        return Failure("timeout", "the server was not ready before the launch deadline")
+    if exited:
+        traceback_lines = [i for i, line in enumerate(lines) if CRASH_MARKER in line]
+        if traceback_lines:
+            last = next((line.strip() for line in reversed(lines) if line.strip()), "")
+            return Failure("crash", last)
+        return Failure("crash", "the server exited without an error in its log")
+    return None
+
+
+def _phase_before(lines: Sequence[str], index: int) -> str:
+    for line in reversed(lines[: index + 1]):
+        for phase, regex in _PHASES:
+            if regex.search(line):
+                return phase
+    return "runtime"

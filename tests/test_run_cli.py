@@ -1,0 +1,106 @@
+"""`harness run` and `harness memory` as a user runs them: real processes, reports on disk, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from harness.cli import main
+from tests.fake_cells import FAKE_ENGINES, recorded_pids
+from tests.test_launcher import assert_nothing_survives
+
+FIXTURES = Path(__file__).parent / "fixtures" / "logs"
+
+
+def fake_suite(tmp_path: Path, scenario_by_spec: dict[str, str], launch_s: float = 30) -> Path:
+    suites = tmp_path / "suites"
+    suites.mkdir()
+    suite = {
+        "schema_version": 1, "name": "fake", "engine": "sglang",
+        "hardware": {"vendor": "amd", "gpus": 8},
+        "timeouts": {"launch_s": launch_s, "eval_s": 60, "teardown_s": 6},
+        "server": {"env": {"PYTHONPATH": str(FAKE_ENGINES), "FAKE_SGLANG_PIDFILE": str(tmp_path / "pids")}},
+        "matrix": {"quant": ["quark-mxfp4"], "spec": list(scenario_by_spec), "tp": [1]},
+        "models": [{"id": "fake", "fix": "glm5-mxfp4-mtp", "checkpoints": {"quark-mxfp4": "fake/model"}}],
+        "overrides": [{"match": {"spec": spec}, "server": {"env": {"FAKE_SGLANG_SCENARIO": scenario}}}
+                      for spec, scenario in scenario_by_spec.items()],
+    }
+    (suites / "fake.yaml").write_text(yaml.safe_dump(suite))
+    baselines = tmp_path / "baselines"
+    baselines.mkdir()
+    (baselines / "fake.yaml").write_text(yaml.safe_dump({
+        "kind": "harness.baselines", "schema_version": 1, "suite": "fake",
+        "cells": {"fake/quark-mxfp4/none/tp1": {"memory.weights_gib": {
+            "value": 40.0, "provenance": {"source": "harness", "date": "2026-11-22"}}}},
+    }))
+    return tmp_path
+
+
+def dirs(root: Path) -> list[str]:
+    return ["--suites-dir", str(root / "suites"), "--baselines-dir", str(root / "baselines"),
+            "--reports-dir", str(root / "reports")]
+
+
+def test_run_writes_reports_and_gates_memory(tmp_path, capsys):
+    root = fake_suite(tmp_path, {"none": "ok", "mtp": "oom"})
+    code = main(["run", "--suite", "fake", "--run-id", "r1", *dirs(root)])
+    out = capsys.readouterr().out
+    assert code == 3, out  # the mtp cell hit an OOM: infrastructure, not a regression
+    run_dir = root / "reports" / "r1"
+    results = json.loads((run_dir / "results.json").read_text())
+    states = {(v["cell_id"], v["metric"]): v["state"] for v in results["verdicts"]}
+    assert states[("fake/quark-mxfp4/none/tp1", "memory.weights_gib")] == "PASS"
+    assert states[("fake/quark-mxfp4/mtp/tp1", "cell")] == "INFRA_ERROR"
+    assert (run_dir / "cells" / "fake__quark-mxfp4__mtp__tp1" / "server.log").exists()
+    assert (run_dir / "cells" / "fake__quark-mxfp4__none__tp1" / "result.json").exists()
+    summary = (run_dir / "summary.md").read_text()
+    assert "oom_load" in summary and "HIP out of memory" in summary
+    assert results["machine"]["cpu_count"] and results["cells"][0]["engine"]["version"] == "0.0.0-fake"
+    assert_nothing_survives(tmp_path)
+    # Results already measured are never overwritten.
+    assert main(["run", "--suite", "fake", "--run-id", "r1", *dirs(root)]) == 2
+    assert "a run with this id exists already" in capsys.readouterr().err
+
+
+def test_sigint_saves_what_was_measured_and_exits_130(tmp_path):
+    root = fake_suite(tmp_path, {"none": "ok", "mtp": "hang_before_ready"}, launch_s=120)
+    process = subprocess.Popen([sys.executable, "-m", "harness", "run", "--suite", "fake", "--run-id", "r2",
+                                *dirs(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 60
+    log = root / "reports" / "r2" / "cells" / "fake__quark-mxfp4__mtp__tp1" / "server.log"
+    while time.monotonic() < deadline and not (log.exists() and "Capture target decode" in log.read_text()):
+        time.sleep(0.1)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130, err
+    results = json.loads((root / "reports" / "r2" / "results.json").read_text())
+    causes = {c["cell_id"]: c["error"]["cause"] if c["error"] else None for c in results["cells"]}
+    assert causes == {"fake/quark-mxfp4/none/tp1": None, "fake/quark-mxfp4/mtp/tp1": "interrupted"}
+    assert len(recorded_pids(tmp_path)) == 6  # two cells: server, scheduler, detokenizer each
+    assert_nothing_survives(tmp_path)
+
+
+def test_memory_command_on_a_tp8_log(capsys):
+    assert main(["memory", str(FIXTURES / "sglang_tp8_ep8_mla_mtp.log")]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:3] == ["rank", "weights", "draft"]
+    assert lines[1].startswith("TP0 EP0") and lines[8].startswith("TP7 EP7")
+    assert "GiB, max over ranks: weights_gib 46.370, kv_cache_gib 69.180, graph_gib 0.780" in out
+    assert main(["memory", str(FIXTURES / "vllm_tp2.log"), "--engine", "vllm", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["max"]["weights_gib"] == 15.012
+
+
+def test_memory_command_reports_missing_and_unreadable(capsys, tmp_path):
+    assert main(["memory", str(FIXTURES / "sglang_oom_load.log")]) == 0
+    assert "missing: TP0: no 'Load weight end' line" in capsys.readouterr().out
+    assert main(["memory", str(tmp_path / "nope.log")]) == 2
+    assert "nope.log: cannot read" in capsys.readouterr().err
