@@ -20,6 +20,7 @@ from harness.engines.base import Engine, engine_version
 from harness.engines.devices import PeakSampler, assign, used_by_device, wait_until_released
 from harness.engines.failures import classify
 from harness.engines.launcher import ServerProcess, launch, log_tail, teardown, wait_ready
+from harness.evals.runner import EvalInfraError
 from harness.matrix import Cell
 from harness.results import (
     STATUS_INFRA_ERROR,
@@ -34,15 +35,6 @@ from harness.results import (
 Evaluator = Callable[[Cell, str, Path], dict[str, EvalResult]]
 
 
-class EvalInfraError(Exception):
-    """An eval could not be measured (too many failed requests, the server went away)."""
-
-    def __init__(self, cause: str, message: str, partial: dict[str, EvalResult] | None = None):
-        super().__init__(message)
-        self.cause = cause
-        self.partial = partial or {}
-
-
 class CellInterrupted(Exception):
     """Ctrl-C during a cell: the server is already torn down and what was measured is in `result`."""
 
@@ -53,6 +45,20 @@ class CellInterrupted(Exception):
 
 def no_evals(cell: Cell, base_url: str, cell_dir: Path) -> dict[str, EvalResult]:
     return {}
+
+
+def run_cell_evals(cell: Cell, base_url: str, cell_dir: Path) -> dict[str, EvalResult]:
+    """Every eval of the cell, in order; a failing one keeps the results of those before it."""
+    from harness.evals.runner import run_eval, served_model
+
+    model = served_model(base_url, cell.checkpoint.path)
+    results: dict[str, EvalResult] = {}
+    for config in cell.evals:
+        try:
+            results[config.name] = run_eval(config, base_url, model=model)
+        except EvalInfraError as problem:
+            raise EvalInfraError(problem.cause, str(problem), {**results, **problem.partial}) from None
+    return results
 
 
 @dataclass(frozen=True)

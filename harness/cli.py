@@ -78,6 +78,31 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--engine", choices=("sglang", "vllm"), default="sglang")
     memory.add_argument("--json", action="store_true", help="print the report as JSON")
 
+    evaluate = commands.add_parser("eval", help="run one eval against a server that is already up")
+    evaluate.add_argument("eval", choices=("gsm8k", "gpqa"))
+    evaluate.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:30000")
+    evaluate.add_argument("--protocol", help="gsm8k: sglang-fewshot (default) | lm-eval | chat; gpqa: simple-evals")
+    evaluate.add_argument("--questions", type=int, help="number of questions (default: all)")
+    evaluate.add_argument("--shots", type=int)
+    evaluate.add_argument("--max-tokens", type=int)
+    evaluate.add_argument("--temperature", type=float)
+    evaluate.add_argument("--repeats", type=int, help="gpqa: repeats with reshuffled choices")
+    evaluate.add_argument("--seed", type=int)
+    evaluate.add_argument("--concurrency", type=int, default=128)
+    evaluate.add_argument("--chat-template-kwargs", help='JSON, e.g. \'{"thinking": true}\'')
+    evaluate.add_argument("--data", help="gpqa: a local CSV or zip")
+    evaluate.add_argument("--model", help="the model name to send (default: the server's first /v1/models id)")
+    evaluate.add_argument("--backend", choices=("harness", "lm-eval"), default="harness",
+                          help="lm-eval runs the same eval through lm_eval.simple_evaluate (optional extra)")
+    evaluate.add_argument("--json", action="store_true", help="print the result in the result schema")
+
+    data = commands.add_parser("data", help="datasets: fetch into the cache and verify")
+    data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    fetch = data_commands.add_parser("fetch", help="download a dataset into $HARNESS_DATA_DIR and verify it")
+    fetch.add_argument("dataset", choices=("gsm8k", "gpqa"))
+    fetch.add_argument("--hf-token", help="gpqa: fetch the gated hub copy (Idavidrein/gpqa) with this token")
+    fetch.add_argument("--sha256", help="gpqa: the SHA-256 the file must have")
+
     upgrade = commands.add_parser("upgrade", help="rewrite a result or baseline file at the current schema")
     upgrade.add_argument("path", type=Path)
     return parser
@@ -91,7 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = {
         "list": commands.cmd_list, "run": commands.cmd_run, "validate": commands.cmd_validate,
         "compare": commands.cmd_compare, "baseline": commands.cmd_baseline_update, "report": commands.cmd_report,
-        "upgrade": commands.cmd_upgrade, "memory": commands.cmd_memory,
+        "upgrade": commands.cmd_upgrade, "memory": commands.cmd_memory, "eval": commands.cmd_eval,
+        "data": commands.cmd_data_fetch,
     }[args.command]
     try:
         return handler(args)

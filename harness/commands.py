@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import json
 import sys
 from dataclasses import asdict
 
@@ -18,11 +19,11 @@ from harness.baselines import (
 )
 from harness.compare import Verdict, compare_results, exit_code
 from harness.engines import get_engine
-from harness.errors import EXIT_INTERRUPTED, EXIT_OK, ConfigError
+from harness.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from harness.fixes import FIXES
 from harness.matrix import Cell, expand, select
 from harness.pipeline import conclude, make_run_dir, new_run_id, plan, run_cells
-from harness.protocols import protocol_differences, protocol_of
+from harness.protocols import EvalConfig, protocol_differences, protocol_of
 from harness.report import render_console
 from harness.results import load_run, now_iso
 from harness.strict import Where, did_you_mean
@@ -75,10 +76,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _evaluator():
-    """The evals that run against each ready server (none until the eval layer is wired in)."""
-    from harness.cellrun import no_evals
+    """The evals that run against each ready server."""
+    from harness.cellrun import run_cell_evals
 
-    return no_evals
+    return run_cell_evals
 
 
 def _print_dry_run(cells: list[Cell]) -> None:
@@ -227,4 +228,64 @@ def cmd_memory(args: argparse.Namespace) -> int:
         print_json(report.to_dict())
     else:
         print(render_memory(report), end="")
+    return EXIT_OK
+
+
+def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
+    """An EvalConfig from `harness eval` flags, through the suite's own strict parser."""
+    from harness.suite import parse_eval
+
+    given = {"protocol": args.protocol or ("sglang-fewshot" if args.eval == "gsm8k" else "simple-evals"),
+             "questions": args.questions, "shots": args.shots, "max_tokens": args.max_tokens,
+             "temperature": args.temperature, "repeats": args.repeats, "seed": args.seed,
+             "concurrency": args.concurrency, "data": args.data}
+    if args.chat_template_kwargs:
+        try:
+            given["chat_template_kwargs"] = json.loads(args.chat_template_kwargs)
+        except json.JSONDecodeError as error:
+            raise ConfigError(f"--chat-template-kwargs: not JSON: {error}") from None
+    return parse_eval(args.eval, {k: v for k, v in given.items() if v is not None}, Where("command line"))
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from harness.evals.runner import EvalInfraError, run_eval, served_model
+    from harness.results import cell_result_to_dict
+
+    config = eval_config_from_args(args)
+    base_url = args.base_url.rstrip("/")
+    model = args.model or served_model(base_url, "default")
+    try:
+        if args.backend == "lm-eval":
+            from harness.evals.lmeval_backend import run_lm_eval
+
+            result = run_lm_eval(config, base_url, model=model)
+        else:
+            result = run_eval(config, base_url, model=model)
+    except EvalInfraError as problem:
+        print(f"harness: error: {problem}", file=sys.stderr)
+        return EXIT_INFRA
+    if args.json:
+        from harness.cli import print_json
+        from harness.results import CellResult
+
+        body = cell_result_to_dict(CellResult(cell_id="adhoc", suite="adhoc", status="ok", cell={},
+                                              evals={config.name: result}))
+        print_json(body["evals"][config.name])
+    else:
+        accuracy = result.metrics["accuracy"]
+        print(f"{config.name} ({config.protocol}): accuracy {accuracy.value:.4f} +/- {accuracy.stderr or 0:.4f} "
+              f"over {accuracy.n} questions; invalid {result.metrics['invalid_rate'].value:.4f}; "
+              f"{result.request_errors} failed requests; {result.timings.get('questions_per_s', 0)} q/s")
+    return EXIT_OK
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from harness.evals import data
+
+    if args.dataset == "gsm8k":
+        paths = data.fetch_gsm8k()
+    else:
+        paths = [data.fetch_gpqa(hf_token=args.hf_token, sha256=args.sha256)]
+    for path in paths:
+        print(f"{path}  sha256 {data.sha256_of(path)}")
     return EXIT_OK

@@ -65,6 +65,7 @@ class EvalConfig:
     chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)
     concurrency: int = 128
     request_timeout_s: float = 600.0
+    max_error_rate: float = 0.02  # more failed requests than this and the eval is INFRA_ERROR
     data: str | None = None  # a local file for datasets that cannot be downloaded (GPQA)
 
 

@@ -112,7 +112,6 @@ class GateSettings:
     memory_abs_gib: float = 0.5
     memory_rel: float = 0.05
     accept_length_abs: float = 0.15
-    max_request_error_rate: float = 0.02
 
     def min_effect_for(self, metric: str) -> float:
         return self.min_effect.get(metric, 0.01)
@@ -260,15 +259,15 @@ def _parse_speculative(value: Any, where: Where) -> dict[str, dict[str, int]]:
 
 
 _EVAL_KEYS = ("protocol", "shots", "questions", "max_tokens", "temperature", "repeats", "seed",
-              "chat_template_kwargs", "concurrency", "request_timeout_s", "data")
+              "chat_template_kwargs", "concurrency", "request_timeout_s", "max_error_rate", "data")
 
 
 def _parse_evals(value: Any, where: Where) -> tuple[EvalConfig, ...]:
     doc = strict.mapping(value, where, allowed=tuple(PROTOCOLS))
-    return tuple(_parse_eval(name, params, where.key(name)) for name, params in doc.items())
+    return tuple(parse_eval(name, params, where.key(name)) for name, params in doc.items())
 
 
-def _parse_eval(name: str, value: Any, where: Where) -> EvalConfig:
+def parse_eval(name: str, value: Any, where: Where) -> EvalConfig:
     doc = strict.mapping(value, where, allowed=_EVAL_KEYS, required=("protocol",))
     protocol = strict.choice(doc["protocol"], where.key("protocol"), what=f"{name} protocol",
                              choices=PROTOCOLS[name])
@@ -296,13 +295,15 @@ def _parse_eval(name: str, value: Any, where: Where) -> EvalConfig:
         concurrency=strict.integer(doc.get("concurrency", 128), where.key("concurrency"), minimum=1),
         request_timeout_s=strict.number(doc.get("request_timeout_s", 600.0), where.key("request_timeout_s"),
                                         minimum=1.0),
+        max_error_rate=strict.number(doc.get("max_error_rate", 0.02), where.key("max_error_rate"), minimum=0.0,
+                                     maximum=1.0),
         data=None if data is None else strict.string(data, where.key("data")),
     )
 
 
 def _parse_gate(value: Any, where: Where) -> GateSettings:
     doc = strict.mapping(value, where, allowed=("alpha", "min_effect", "memory_abs_gib", "memory_rel",
-                                                "accept_length_abs", "max_request_error_rate"))
+                                                "accept_length_abs"))
     default = GateSettings()
     accuracy_metrics = [k for k, m in METRICS.items() if m.kind is MetricKind.ACCURACY]
     effects = strict.mapping(doc.get("min_effect", {}), where.key("min_effect"), allowed=accuracy_metrics)
@@ -317,8 +318,6 @@ def _parse_gate(value: Any, where: Where) -> GateSettings:
                                  minimum=0.0, maximum=1.0),
         accept_length_abs=strict.number(doc.get("accept_length_abs", default.accept_length_abs),
                                         where.key("accept_length_abs"), minimum=0.0),
-        max_request_error_rate=strict.number(doc.get("max_request_error_rate", default.max_request_error_rate),
-                                             where.key("max_request_error_rate"), minimum=0.0, maximum=1.0),
     )
 
 

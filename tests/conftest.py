@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import copy
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +12,8 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+# Tests and CI read GSM8K from ../shared/data (never a copy in the repo).
+os.environ.setdefault("HARNESS_DATA_DIR", str(SHARED / "data"))
 
 BASE_SUITE: dict[str, Any] = {
     "schema_version": 1,
@@ -39,3 +44,23 @@ def write_suite(tmp_path: Path):
         path.write_text(yaml.safe_dump(document, sort_keys=False))
         return path
     return write
+
+
+@pytest.fixture
+def stub_server():
+    """Start tests/stub_openai.py with the given flags; yields a function returning its base URL."""
+    processes = []
+
+    def start(*flags: str) -> str:
+        process = subprocess.Popen([sys.executable, str(Path(__file__).parent / "stub_openai.py"), *flags],
+                                   stdout=subprocess.PIPE, text=True)
+        processes.append(process)
+        line = process.stdout.readline()
+        assert line.startswith("listening on "), line
+        return f"http://127.0.0.1:{int(line.split()[-1])}"
+
+    yield start
+    for process in processes:
+        process.kill()
+        process.wait()
+        process.stdout.close()

@@ -9,8 +9,9 @@ import urllib.request
 import psutil
 import pytest
 
-from harness.cellrun import CellInterrupted, EvalInfraError, RunOptions, run_cell
+from harness.cellrun import CellInterrupted, RunOptions, run_cell
 from harness.compare import State, compare_cell
+from harness.evals.runner import EvalInfraError
 from harness.suite import GateSettings
 from tests.fake_cells import fake_cell, recorded_pids
 

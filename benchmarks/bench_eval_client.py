@@ -1,0 +1,122 @@
+"""Eval client throughput against a stub with a fixed per-request latency (issue 4).
+
+1319 GSM8K questions at concurrency 64 and 128 against tests/stub_openai.py (--latency-s 0.05).
+Ideal wall time = ceil(n / c) x latency. Side by side in one run: harness's async client,
+lm-eval `local-completions` (num_concurrent equal; optional, skipped without lm-eval), and a
+thread-pool client like SGLang's run_eval (requests + ThreadPoolExecutor). Each is timed by the
+server-observed span (first request in to last response out) and by its own wall time (lm-eval's
+includes its start-up). Target: harness within 10% of the ideal.
+
+    HARNESS_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_eval_client.py [--repeats 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HARNESS_DATA_DIR", str(ROOT.parent / "shared" / "data"))
+
+from harness.evals.runner import prepare_gsm8k, run_eval  # noqa: E402
+from harness.protocols import EvalConfig  # noqa: E402
+from harness.transport import get_json  # noqa: E402
+
+N = 1319
+
+
+def config(protocol: str, concurrency: int) -> EvalConfig:
+    return EvalConfig(name="gsm8k", protocol=protocol, shots=5, questions=N, max_tokens=256, temperature=0.0,
+                      repeats=1, concurrency=concurrency)
+
+
+def reset(url: str) -> None:
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(url + "/stats/reset", method="POST"), timeout=5).read()
+
+
+def span(url: str) -> float:
+    stats = get_json(url + "/stats")
+    assert stats["count"] >= N, stats
+    return stats["span_s"]
+
+
+def harness_client(url: str, concurrency: int) -> None:
+    with open(os.devnull, "w") as quiet:
+        result = run_eval(config("sglang-fewshot", concurrency), url, model="stub", stream=quiet)
+    assert result.request_errors == 0 and result.metrics["accuracy"].value == 1.0
+
+
+def thread_pool_client(url: str, concurrency: int) -> None:
+    import requests
+
+    prepared = prepare_gsm8k(config("sglang-fewshot", concurrency), "stub")
+    session_per_thread: dict[int, requests.Session] = {}
+
+    def send(request) -> str:
+        import threading
+
+        session = session_per_thread.setdefault(threading.get_ident(), requests.Session())
+        reply = session.post(url + request.path, json=request.body, timeout=600)
+        return reply.json()["choices"][0]["text"]
+
+    with ThreadPoolExecutor(concurrency) as pool:
+        texts = list(pool.map(send, list(prepared.requests)))
+    assert len(texts) == N
+
+
+def lm_eval_client(url: str, concurrency: int) -> None:
+    from harness.evals.lmeval_backend import run_lm_eval
+
+    result = run_lm_eval(config("lm-eval", concurrency), url, model="stub")
+    assert result.metrics["accuracy"].n == N
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--latency-s", type=float, default=0.05)
+    args = parser.parse_args()
+    clients = {"harness": harness_client, "thread-pool": thread_pool_client}
+    if importlib.util.find_spec("lm_eval"):
+        clients["lm-eval"] = lm_eval_client
+    stub = subprocess.Popen([sys.executable, str(ROOT / "tests" / "stub_openai.py"), "--latency-s",
+                             str(args.latency_s)], stdout=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{int(stub.stdout.readline().split()[-1])}"
+    report = {}
+    try:
+        for concurrency in (64, 128):
+            ideal = math.ceil(N / concurrency) * args.latency_s
+            row = {"ideal_s": round(ideal, 3)}
+            for name, client in clients.items():
+                spans, walls = [], []
+                for _ in range(args.repeats):
+                    reset(url)
+                    start = time.perf_counter()
+                    client(url, concurrency)
+                    walls.append(time.perf_counter() - start)
+                    spans.append(span(url))
+                row[name] = {"server_span_median_s": round(statistics.median(spans), 3),
+                             "wall_over_ideal": round(statistics.median(walls) / ideal, 3),
+                             "wall_median_s": round(statistics.median(walls), 3),
+                             "span_over_ideal": round(statistics.median(spans) / ideal, 3)}
+            report[f"c={concurrency}"] = row
+    finally:
+        stub.kill()
+        stub.wait()
+    print(json.dumps({"questions": N, "latency_s": args.latency_s, "repeats": args.repeats, **report}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

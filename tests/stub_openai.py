@@ -1,0 +1,138 @@
+"""An OpenAI-compatible stub server for eval tests and the client benchmark (plain asyncio).
+
+    python tests/stub_openai.py --port 0 [--latency-s 0.05] [--wrong-every 10] [--fail-first]
+                                [--error-every 0] [--reasoning]
+
+GSM8K prompts are answered with the reference answer of the question they end with (read from
+$HARNESS_DATA_DIR/gsm8k/test.jsonl), except every k-th question (--wrong-every), which gets a wrong
+final number. Multiple-choice prompts get the letter of the choice that contains "CORRECT"
+(synthetic GPQA). Prints "listening on PORT" once ready.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+QUESTION = re.compile(r"(?s).*Question: (.*?)\nAnswer:")
+CHOICE = re.compile(r"^([A-D])\) (.*)$", re.MULTILINE)
+
+
+def load_answers() -> dict[str, tuple[int, str]]:
+    root = Path(os.environ["HARNESS_DATA_DIR"]) / "gsm8k" / "test.jsonl"
+    rows = [json.loads(line) for line in root.read_text().splitlines() if line.strip()]
+    return {row["question"]: (index, row["answer"]) for index, row in enumerate(rows)}
+
+
+class Stub:
+    def __init__(self, args: argparse.Namespace):
+        self.args = args
+        self.answers = load_answers()
+        self.attempts: dict[str, int] = {}
+        self.stats = {"first_arrival": None, "last_departure": None, "count": 0}
+
+    def reply_text(self, prompt: str) -> tuple[str, int | None]:
+        choices = CHOICE.findall(prompt)
+        if choices:
+            letter = next((letter for letter, text in choices if "CORRECT" in text), "A")
+            return f"Let me think.\nAnswer: {letter}", None
+        found = QUESTION.match(prompt)
+        if not found or found.group(1) not in self.answers:
+            return "I do not know.", None
+        index, answer = self.answers[found.group(1)]
+        if self.args.wrong_every and index % self.args.wrong_every == 0:
+            answer = answer.rsplit("#### ", 1)[0] + "#### " + answer.rsplit("#### ", 1)[1] + "1"
+        return " " + answer, index
+
+    async def completion(self, path: str, body: dict) -> tuple[int, dict]:
+        args = self.args
+        if self.stats["first_arrival"] is None:
+            self.stats["first_arrival"] = time.monotonic()
+        chat = path.endswith("/chat/completions")
+        prompt = body["messages"][-1]["content"] if chat else body["prompt"]
+        text, index = self.reply_text(prompt)
+        if args.log_prompts and index is not None:
+            with open(args.log_prompts, "a") as log:
+                body_rest = {k: v for k, v in body.items() if k not in ("prompt", "messages")}
+                log.write(json.dumps({"index": index, "prompt": prompt, "body": body_rest}) + "\n")
+        key = prompt[-200:]
+        self.attempts[key] = self.attempts.get(key, 0) + 1
+        if args.latency_s:
+            await asyncio.sleep(args.latency_s)
+        if args.fail_first and self.attempts[key] == 1:
+            return (503 if (index or 0) % 2 else 429), {"error": "busy"}
+        if args.error_every and index is not None and index % args.error_every == 0:
+            return 500, {"error": "internal"}
+        if args.reasoning:
+            text = "<think>Maybe the answer is 12345.</think>" + text
+        usage = {"prompt_tokens": 100, "completion_tokens": len(text.split()), "total_tokens": 100}
+        if chat:
+            choice = {"index": 0, "message": {"role": "assistant", "content": text.strip()}, "finish_reason": "stop"}
+        else:
+            choice = {"index": 0, "text": text, "finish_reason": "stop"}
+        self.stats["last_departure"] = time.monotonic()
+        self.stats["count"] += 1
+        return 200, {"id": "x", "object": "completion", "model": body.get("model"), "choices": [choice],
+                     "usage": usage}
+
+    async def route(self, method: str, path: str, body: bytes) -> tuple[int, dict]:
+        if method == "POST" and path in ("/v1/completions", "/v1/chat/completions"):
+            return await self.completion(path, json.loads(body))
+        if path == "/v1/models":
+            return 200, {"object": "list", "data": [{"id": "stub-model", "object": "model"}]}
+        if path == "/health":
+            return 200, {}
+        if path == "/stats":
+            stats = self.stats
+            return 200, {"count": stats["count"], "span_s": (stats["last_departure"] or 0) - (stats["first_arrival"] or 0)}
+        if path == "/stats/reset":
+            self.stats.update(first_arrival=None, last_departure=None, count=0)
+            return 200, {}
+        return 404, {"error": "not found"}
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # Plain asyncio streams, keep-alive: a framework server would be the bottleneck of the client benchmark.
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                method, path = lines[0].split(" ")[:2]
+                length = next((int(line.split(":", 1)[1]) for line in lines[1:]
+                               if line.lower().startswith("content-length:")), 0)
+                body = await reader.readexactly(length) if length else b""
+                status, reply = await self.route(method, path, body)
+                data = json.dumps(reply).encode()
+                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                             f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+
+async def serve(args: argparse.Namespace) -> None:
+    stub = Stub(args)
+    server = await asyncio.start_server(stub.handle, "127.0.0.1", args.port, backlog=1024)
+    print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
+    await server.serve_forever()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency-s", type=float, default=0.0)
+    parser.add_argument("--wrong-every", type=int, default=0)
+    parser.add_argument("--error-every", type=int, default=0)
+    parser.add_argument("--fail-first", action="store_true")
+    parser.add_argument("--reasoning", action="store_true")
+    parser.add_argument("--log-prompts", help="append each answered prompt as a JSON line to this file")
+    asyncio.run(serve(parser.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
