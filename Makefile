@@ -1,5 +1,5 @@
 # harness: the accuracy and memory regression gate for SGLang quantized MoE serving.
-# `make test` and `make local` set everything up on a fresh machine (Python 3.10+ and pip).
+# `make local` (the main job) and `make test` set everything up on a fresh machine (Python 3.10+ and pip).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 EXTRAS ?= test,lint
 SUITES := kimi glm5 qwen3-next online-mxfp4
 
-.PHONY: install test lint validate nightly demo clean
+.PHONY: install local test lint validate nightly demo clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,11 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed-$(EXTRAS)
+
+# The main job: the tiny model in BF16, MXFP4 and FP8 on a real `transformers serve`, gated against
+# baselines/local.yaml. The Quark exports are made on first use and cached (~/.cache/harness/models).
+local: install
+	$(BIN)/harness run --suite local
 
 test: install
 	$(BIN)/python -m pytest -q

@@ -6,6 +6,8 @@ engine layer; evals reach the server through the evaluator (harness.evals), neve
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import socket
 import subprocess
 import sys
@@ -17,7 +19,7 @@ from typing import Any
 
 from harness.engines import get_engine
 from harness.engines.base import Engine, engine_version
-from harness.engines.devices import PeakSampler, assign, used_by_device, wait_until_released
+from harness.engines.devices import PeakSampler, assign, detect_vendor, used_by_device, wait_until_released
 from harness.engines.failures import classify
 from harness.engines.launcher import ServerProcess, launch, log_tail, teardown, wait_ready
 from harness.evals.runner import EvalInfraError
@@ -51,7 +53,7 @@ def run_cell_evals(cell: Cell, base_url: str, cell_dir: Path) -> dict[str, EvalR
     """Every eval of the cell, in order; a failing one keeps the results of those before it."""
     from harness.evals.runner import run_eval, served_model
 
-    model = served_model(base_url, cell.checkpoint.path)
+    model = get_engine(cell.engine).request_model(cell.checkpoint.path) or served_model(base_url, cell.checkpoint.path)
     results: dict[str, EvalResult] = {}
     for config in cell.evals:
         try:
@@ -85,11 +87,25 @@ class _Measured:
     timings: dict[str, float] = field(default_factory=dict)
 
 
+def materialize(cell: Cell, *, python: str = sys.executable) -> Cell:
+    """The cell as it runs on this machine: `vendor: auto` resolved, `local:` checkpoints made real."""
+    from harness.local import models
+
+    if cell.hardware.vendor == "auto":
+        cell = dataclasses.replace(cell, hardware=dataclasses.replace(cell.hardware, vendor=detect_vendor()))
+    if models.is_local(cell.checkpoint.path):
+        path = models.ensure(cell.checkpoint.path, python=python)
+        cell = dataclasses.replace(cell, checkpoint=dataclasses.replace(cell.checkpoint, path=str(path)))
+    return cell
+
+
 def run_cell(cell: Cell, run_dir: Path, options: RunOptions) -> CellResult:
+    cell = materialize(cell, python=options.python)
     engine = get_engine(cell.engine)
     cell_dir = run_dir / "cells" / cell_dir_name(cell.id)
     devices = assign(cell.gpus, cell.hardware.vendor)
     command = engine.command(cell, python=options.python, port=free_port(), devices=devices)
+    command = dataclasses.replace(command, env={**command.env, **engine.launch_env(cell, cell_dir)})
     used_before = used_by_device(devices)
     started_at, start = now_iso(), time.monotonic()
     server = launch(command, cell_dir / "server.log", ready_line=engine.ready_line)
@@ -173,6 +189,9 @@ def _assemble(cell: Cell, engine: Engine, server: ServerProcess, measured: _Meas
     memory_report = report.to_dict()
     memory_report["device_sampler"] = source
     memory_report["release"] = release
+    probe = server.log_path.parent / "torch_memory.json"
+    if probe.exists():  # written by harness/engines/probes/sitecustomize.py inside the server
+        memory_report["torch_max_memory_allocated_gib"] = json.loads(probe.read_text())["max_memory_allocated_gib"]
     return CellResult(
         cell_id=cell.id, suite=cell.suite, status=STATUS_OK if error is None else STATUS_INFRA_ERROR,
         cell=cell.resolved(), evals=measured.evals, memory=report.gated(), memory_report=memory_report,

@@ -103,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     fetch.add_argument("--hf-token", help="gpqa: fetch the gated hub copy (Idavidrein/gpqa) with this token")
     fetch.add_argument("--sha256", help="gpqa: the SHA-256 the file must have")
 
+    local = commands.add_parser("local", help="the project's tiny model: make its Quark exports")
+    local_commands = local.add_subparsers(dest="local_command", required=True, metavar="ACTION")
+    prepare = local_commands.add_parser("prepare", help="export (amd-quark) and cache every local variant")
+    prepare.add_argument("--variant", action="append", help="e.g. mxfp4, fp8, mxfp4-scale-defect (default: all)")
+
     upgrade = commands.add_parser("upgrade", help="rewrite a result or baseline file at the current schema")
     upgrade.add_argument("path", type=Path)
     return parser
@@ -117,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "list": commands.cmd_list, "run": commands.cmd_run, "validate": commands.cmd_validate,
         "compare": commands.cmd_compare, "baseline": commands.cmd_baseline_update, "report": commands.cmd_report,
         "upgrade": commands.cmd_upgrade, "memory": commands.cmd_memory, "eval": commands.cmd_eval,
-        "data": commands.cmd_data_fetch,
+        "data": commands.cmd_data_fetch, "local": commands.cmd_local_prepare,
     }[args.command]
     try:
         return handler(args)

@@ -64,6 +64,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                          evaluator=_evaluator())
     started_at = now_iso()
     print(f"harness: run {run_id}: {len(the_plan.cells)} cell(s) of suite {the_plan.suite.name}", file=sys.stderr)
+    _prepare_local_checkpoints(the_plan.cells, options.python)
     results, interrupted = run_cells(the_plan.cells, run_dir, lambda cell, d: run_cell(cell, d, options),
                                      progress=lambda line: print(f"harness: {line}", file=sys.stderr, flush=True))
     run, verdicts = conclude(the_plan, run_id, run_dir, results, started_at=started_at, machine=options.machine)
@@ -75,6 +76,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     return run.exit_code
 
 
+def _prepare_local_checkpoints(cells: list[Cell], python: str) -> None:
+    """Export the `local:` checkpoints the cells need before any server starts (once; then cached)."""
+    from harness.local import models
+
+    for reference in dict.fromkeys(c.checkpoint.path for c in cells if models.is_local(c.checkpoint.path)):
+        models.ensure(reference, python=python, log=lambda line: print(line, file=sys.stderr, flush=True))
+
+
 def _evaluator():
     """The evals that run against each ready server."""
     from harness.cellrun import run_cell_evals
@@ -82,8 +91,24 @@ def _evaluator():
     return run_cell_evals
 
 
+def _as_run_here(cell: Cell) -> Cell:
+    """The cell with `vendor: auto` resolved and `local:` paths shown where they live (nothing made)."""
+    import dataclasses
+
+    from harness.engines.devices import detect_vendor
+    from harness.local import models
+
+    if cell.hardware.vendor == "auto":
+        cell = dataclasses.replace(cell, hardware=dataclasses.replace(cell.hardware, vendor=detect_vendor()))
+    if models.is_local(cell.checkpoint.path):
+        path = models.resolve(cell.checkpoint.path)
+        cell = dataclasses.replace(cell, checkpoint=dataclasses.replace(cell.checkpoint, path=str(path)))
+    return cell
+
+
 def _print_dry_run(cells: list[Cell]) -> None:
     for index, cell in enumerate(cells):
+        cell = _as_run_here(cell)
         engine = get_engine(cell.engine)
         command = engine.command(cell, python=sys.executable, port=DRY_RUN_PORT, devices=list(range(cell.gpus)))
         if index:
@@ -137,7 +162,7 @@ def _check_baselines_against_suite(baselines: Baselines, suites: dict[str, dict[
             metric_where = where.key("cells").key(cell_id).key(metric)
             if eval_name not in declared:
                 raise metric_where.error(f"the suite runs no '{eval_name}' eval for this cell")
-            differences = protocol_differences(declared[eval_name], entry.protocol)
+            differences = protocol_differences(declared[eval_name], entry.protocol, result_may_be_unknown=True)
             if differences:
                 raise metric_where.key("protocol").error(
                     "differs from the suite's, so the gate could never compare: " + "; ".join(differences)
@@ -288,4 +313,16 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
         paths = [data.fetch_gpqa(hf_token=args.hf_token, sha256=args.sha256)]
     for path in paths:
         print(f"{path}  sha256 {data.sha256_of(path)}")
+    return EXIT_OK
+
+
+def cmd_local_prepare(args: argparse.Namespace) -> int:
+    from harness.local import models
+
+    variants = args.variant or [v for v in models.VARIANTS if v != "bf16"]
+    for variant in variants:
+        for model in models.MODELS:
+            path = models.ensure(f"{models.PREFIX}{model}/{variant}",
+                                 log=lambda line: print(line, file=sys.stderr, flush=True))
+            print(f"{models.PREFIX}{model}/{variant}  {path}")
     return EXIT_OK

@@ -32,7 +32,7 @@ class Plan:
 def plan(suite_name: str, *, suites_dir: Path, baselines_dir: Path, cell_patterns: list[str] | None) -> Plan:
     suite = load_suite(find_suite(suite_name, suites_dir))
     cells = select(expand(suite), cell_patterns)
-    return Plan(suite, cells, load_baselines(baseline_path(baselines_dir, suite.name)))
+    return Plan(suite, cells, load_baselines(baseline_path(baselines_dir, suite.baselines)))
 
 
 def new_run_id(suite: str) -> str:

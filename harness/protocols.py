@@ -49,6 +49,12 @@ DATASETS = {
     "gpqa": {"dataset": "gpqa-diamond", "dataset_sha256": None, "full_size": 198},
 }
 
+# Other datasets an eval may read instead of its default: GSM8K-format rows made at run time
+# (harness.local.problems). Their hash is that of the rows generated.
+ALTERNATE_DATASETS = {
+    "gsm8k": {"synthetic-arith-v1": {"full_size": 100_000}},
+}
+
 
 @dataclass(frozen=True)
 class EvalConfig:
@@ -67,17 +73,19 @@ class EvalConfig:
     request_timeout_s: float = 600.0
     max_error_rate: float = 0.02  # more failed requests than this and the eval is INFRA_ERROR
     data: str | None = None  # a local file for datasets that cannot be downloaded (GPQA)
+    dataset: str | None = None  # an alternate dataset (ALTERNATE_DATASETS); None is the eval's own
 
 
 def protocol_of(config: EvalConfig, *, dataset_sha256: str | None = None) -> dict[str, Any]:
     """The canonical protocol dict of an eval: what must match for two figures to compare."""
     defaults = PROTOCOLS[config.name][config.protocol]
     dataset = DATASETS[config.name]
+    default_hash = dataset["dataset_sha256"] if config.dataset is None else None
     return {
         "eval": config.name,
         "protocol": config.protocol,
-        "dataset": dataset["dataset"],
-        "dataset_sha256": dataset_sha256 or dataset["dataset_sha256"],
+        "dataset": config.dataset or dataset["dataset"],
+        "dataset_sha256": dataset_sha256 or default_hash,
         "questions": config.questions,
         "shots": config.shots,
         "shots_source": defaults.shots_source,
@@ -96,11 +104,13 @@ PROTOCOL_KEYS = (
 )
 
 
-def protocol_differences(result: Mapping[str, Any], baseline: Mapping[str, Any]) -> list[str]:
+def protocol_differences(result: Mapping[str, Any], baseline: Mapping[str, Any], *,
+                         result_may_be_unknown: bool = False) -> list[str]:
     """The protocol keys on which a result and a baseline disagree, as 'key: baseline -> result'.
 
     A key the baseline leaves null (unknown provenance) is not compared; a key the baseline
-    states but the result lacks is a difference.
+    states but the result lacks is a difference, unless `result_may_be_unknown` (a suite's declared
+    protocol, whose generated dataset's hash is known only at run time).
     """
     differences = []
     for key in PROTOCOL_KEYS:
@@ -108,6 +118,8 @@ def protocol_differences(result: Mapping[str, Any], baseline: Mapping[str, Any])
         if expected is None:
             continue
         actual = result.get(key)
+        if actual is None and result_may_be_unknown:
+            continue
         if _normalise(actual) != _normalise(expected):
             differences.append(f"{key}: {expected!r} -> {actual!r}")
     return differences

@@ -85,6 +85,9 @@ def write_atomic(path: Path, text: str) -> None:
     """Write a file so that a reader never sees it half-written, even after a crash."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 is wrong for files people share and commit
     try:
         with os.fdopen(fd, "w") as handle:
             handle.write(text)

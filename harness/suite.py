@@ -18,11 +18,11 @@ from harness.engines import ENGINES, managed_flags
 from harness.errors import ConfigError
 from harness.fixes import FIXES
 from harness.metrics import METRICS, MetricKind
-from harness.protocols import DATASETS, PROTOCOLS, EvalConfig
+from harness.protocols import ALTERNATE_DATASETS, DATASETS, PROTOCOLS, EvalConfig
 from harness.strict import Where
 
 SUITE_SCHEMA_VERSION = 1
-VENDORS = ("amd", "nvidia", "cpu")
+VENDORS = ("amd", "nvidia", "cpu", "auto")  # auto: the GPU vendor found at run time, else cpu
 AXES = ("quant", "spec", "tp", "ep")
 MATCH_KEYS = ("model",) + AXES
 
@@ -134,6 +134,7 @@ class Suite:
     include: tuple[Rule, ...]
     exclude: tuple[Rule, ...]
     overrides: tuple[Rule, ...]
+    baselines: str = ""  # the baseline file's suite name: this suite's own unless set
 
 
 def load_suite(path: Path) -> Suite:
@@ -168,7 +169,8 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
     doc = strict.mapping(
         document, where,
         allowed=("schema_version", "name", "description", "engine", "hardware", "timeouts", "server",
-                 "speculative", "evals", "gate", "matrix", "models", "include", "exclude", "overrides"),
+                 "speculative", "evals", "gate", "matrix", "models", "include", "exclude", "overrides",
+                 "baselines"),
         required=("schema_version", "name", "engine", "models"),
     )
     version = strict.integer(doc["schema_version"], where.key("schema_version"))
@@ -206,6 +208,7 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
         exclude=_parse_rules(doc.get("exclude", []), where.key("exclude"), model_ids, engine, kind="exclude"),
         overrides=_parse_rules(doc.get("overrides", []), where.key("overrides"), model_ids, engine,
                                kind="override"),
+        baselines=strict.string(doc.get("baselines", name), where.key("baselines")),
     )
 
 
@@ -220,7 +223,8 @@ def _check_unique(values: list[str], where: Where, what: str) -> None:
 def _parse_hardware(value: Any, where: Where) -> Hardware:
     doc = strict.mapping(value, where, allowed=("vendor", "gpu_arch", "gpus"))
     vendor = strict.choice(doc.get("vendor", "amd"), where.key("vendor"), what="vendor", choices=VENDORS)
-    gpus = strict.integer(doc.get("gpus", 0 if vendor == "cpu" else 8), where.key("gpus"), minimum=0)
+    default_gpus = {"cpu": 0, "auto": 1}.get(vendor, 8)
+    gpus = strict.integer(doc.get("gpus", default_gpus), where.key("gpus"), minimum=0)
     if vendor != "cpu" and gpus == 0:
         raise where.key("gpus").error(f"vendor '{vendor}' needs gpus >= 1")
     return Hardware(vendor, strict.string_list(doc.get("gpu_arch", []), where.key("gpu_arch")), gpus)
@@ -259,7 +263,7 @@ def _parse_speculative(value: Any, where: Where) -> dict[str, dict[str, int]]:
 
 
 _EVAL_KEYS = ("protocol", "shots", "questions", "max_tokens", "temperature", "repeats", "seed",
-              "chat_template_kwargs", "concurrency", "request_timeout_s", "max_error_rate", "data")
+              "chat_template_kwargs", "concurrency", "request_timeout_s", "max_error_rate", "data", "dataset")
 
 
 def _parse_evals(value: Any, where: Where) -> tuple[EvalConfig, ...]:
@@ -272,7 +276,11 @@ def parse_eval(name: str, value: Any, where: Where) -> EvalConfig:
     protocol = strict.choice(doc["protocol"], where.key("protocol"), what=f"{name} protocol",
                              choices=PROTOCOLS[name])
     defaults = PROTOCOLS[name][protocol]
-    full_size = DATASETS[name]["full_size"]
+    dataset = doc.get("dataset")
+    if dataset is not None:
+        dataset = strict.choice(dataset, where.key("dataset"), what=f"{name} dataset",
+                                choices=ALTERNATE_DATASETS.get(name, {}))
+    full_size = (ALTERNATE_DATASETS[name][dataset] if dataset else DATASETS[name])["full_size"]
     questions = strict.integer(doc.get("questions", full_size), where.key("questions"), minimum=1)
     if questions > full_size:
         raise where.key("questions").error(f"{name} has {full_size} questions, asked for {questions}")
@@ -298,6 +306,7 @@ def parse_eval(name: str, value: Any, where: Where) -> EvalConfig:
         max_error_rate=strict.number(doc.get("max_error_rate", 0.02), where.key("max_error_rate"), minimum=0.0,
                                      maximum=1.0),
         data=None if data is None else strict.string(data, where.key("data")),
+        dataset=dataset,
     )
 
 

@@ -99,6 +99,9 @@ def test_shipped_suites_cover_every_fix():
     guarded = set()
     for path in sorted((ROOT / "suites").glob("*.yaml")):
         for cell in cells_of(path):
+            if path.stem.startswith("local"):
+                assert cell.fix is None, cell.id  # the embedded default guards the harness itself
+                continue
             assert cell.fix in FIXES, cell.id
             guarded.add(cell.fix)
     assert guarded == set(FIXES)

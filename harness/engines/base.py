@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness.engines.logs import PARSERS
@@ -69,6 +70,14 @@ class Engine:
 
     def server_version(self, base_url: str) -> str | None:
         return None
+
+    def request_model(self, checkpoint_path: str) -> str | None:
+        """The `model` field requests must carry, where the engine fixes it; None: ask /v1/models."""
+        return None
+
+    def launch_env(self, cell: Cell, cell_dir: Path) -> dict[str, str]:
+        """Extra environment for one launch (probes, caches); may prepare directories."""
+        return {}
 
 
 def engine_version(engine: Engine, python: str, base_url: str | None = None) -> dict[str, str | None]:

@@ -276,6 +276,14 @@ def used_by_device(devices: list[int]) -> dict[int, float]:
     return {i: used.get(i, 0.0) for i in devices}
 
 
+def detect_vendor() -> str:
+    """The vendor of this machine's GPUs ("nvidia", "amd"), or "cpu" when none answers."""
+    backend = gpu_backend()
+    if backend is None:
+        return "cpu"
+    return "nvidia" if backend.name in ("nvml", "nvidia-smi") else "amd"
+
+
 def assign(count: int, vendor: str) -> list[int]:
     """The first `count` devices (cells run one at a time here; packing is the scheduler's)."""
     if vendor == "cpu" or count == 0:

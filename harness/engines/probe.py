@@ -33,9 +33,28 @@ def package_version(python: str, distribution: str) -> tuple[str | None, str | N
 
 
 def _git_commit(directory: Path) -> str | None:
+    """The commit of a source checkout of the package; None for an installed copy.
+
+    An installed package can sit inside some other git tree (a virtualenv in a project checkout), whose
+    HEAD says nothing about the package, so site-packages paths never yield a commit.
+    """
+    if {"site-packages", "dist-packages"} & set(directory.parts):
+        return None
     try:
         done = subprocess.run(["git", "-C", str(directory), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10, check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout.strip() or None if done.returncode == 0 else None
+
+
+def run_python_module(python: str, module: str, args: list[str], *, timeout_s: float) -> None:
+    """Run `python -m module args` to completion; its output goes to this terminal."""
+    from harness.errors import InfraError
+
+    try:
+        done = subprocess.run([python, "-m", module, *args], timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise InfraError(f"{module} did not finish within {timeout_s:.0f} s") from None
+    if done.returncode != 0:
+        raise InfraError(f"{module} {' '.join(args)} failed with exit code {done.returncode}")

@@ -46,9 +46,21 @@ def _sampling(config: EvalConfig, model: str) -> dict[str, Any]:
     return body
 
 
-def prepare_gsm8k(config: EvalConfig, model: str, data_root: Path | None = None) -> Prepared:
+def gsm8k_rows(config: EvalConfig, data_root: Path | None) -> tuple[list, list | None, str]:
+    """Test rows, train rows (lm-eval's shots only) and the test set's hash, from the configured dataset."""
+    if config.dataset == "synthetic-arith-v1":
+        from harness.local import problems
+
+        test_rows = problems.held_out_rows(config.questions)
+        train_rows = problems.train_rows() if config.protocol == "lm-eval" else None
+        return test_rows, train_rows, problems.digest(test_rows)
     test_rows = data.read_gsm8k("test", data_root)
     train_rows = data.read_gsm8k("train", data_root) if config.protocol == "lm-eval" else None
+    return test_rows, train_rows, data.GSM8K_FILES["test.jsonl"]
+
+
+def prepare_gsm8k(config: EvalConfig, model: str, data_root: Path | None = None) -> Prepared:
+    test_rows, train_rows, digest = gsm8k_rows(config, data_root)
     questions = gsm8k.build_questions(config.protocol, test_rows, train_rows, config.shots, config.questions,
                                       config.seed)
     by_id: dict[str, gsm8k.Question] = {}
@@ -72,7 +84,7 @@ def prepare_gsm8k(config: EvalConfig, model: str, data_root: Path | None = None)
         result = gsm8k.score(config.protocol, by_id[qid], text)
         return result.extracted, result.correct, result.extras
 
-    return Prepared(requests(), config.questions, scorer, data.GSM8K_FILES["test.jsonl"])
+    return Prepared(requests(), config.questions, scorer, digest)
 
 
 def prepare_gpqa(config: EvalConfig, model: str, *, zip_password: str | None = None) -> Prepared:

@@ -1,0 +1,118 @@
+"""`local:` checkpoints: the project's tiny model and its Quark exports, resolved to directories.
+
+    local:tiny-qwen3/bf16                 the committed weights (models/tiny-qwen3)
+    local:tiny-qwen3/mxfp4, .../fp8       amd-quark exports, made once and cached
+    local:tiny-qwen3/mxfp4-scale-defect   the MXFP4 export with one layer's E8M0 scales one exponent too high
+
+The cache ($HARNESS_CACHE_DIR, default ~/.cache/harness/models) is keyed by a hash of the BF16
+weights, so retraining never serves a stale export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+from harness.errors import ConfigError
+
+PREFIX = "local:"
+MODELS = ("tiny-qwen3",)
+EXPORTS = {"mxfp4": "mxfp4", "fp8": "fp8"}
+DEFECTS = {"mxfp4-scale-defect": "mxfp4"}
+VARIANTS = ("bf16", *EXPORTS, *DEFECTS)
+# The tensor whose scales the defect corrupts: an MLP projection of the first layer.
+DEFECT_TENSOR = "model.layers.0.mlp.down_proj.weight_scale"
+
+
+def is_local(path: str) -> bool:
+    return path.startswith(PREFIX)
+
+
+def repo_models_dir() -> Path:
+    return Path(__file__).resolve().parent.parent.parent / "models"
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness" / "models")
+
+
+def parse(reference: str) -> tuple[str, str]:
+    body = reference.removeprefix(PREFIX)
+    model, _, variant = body.partition("/")
+    if model not in MODELS or variant not in VARIANTS:
+        raise ConfigError(f"{reference}: unknown local checkpoint (models: {', '.join(MODELS)}; "
+                          f"variants: {', '.join(VARIANTS)})")
+    return model, variant
+
+
+def source_dir(model: str) -> Path:
+    path = repo_models_dir() / model
+    if not (path / "model.safetensors").exists():
+        raise ConfigError(f"{path}: the tiny model's weights are missing; train them with "
+                          f"`python -m harness.local.train --out {path}`")
+    return path
+
+
+def source_digest(model: str) -> str:
+    digest = hashlib.sha256()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        digest.update((source_dir(model) / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def resolve(reference: str) -> Path:
+    """Where a local checkpoint lives (it may not exist yet: see `ensure`)."""
+    model, variant = parse(reference)
+    if variant == "bf16":
+        return source_dir(model)
+    return cache_dir() / f"{model}-{source_digest(model)}-{variant}"
+
+
+def ensure(reference: str, *, python: str = sys.executable, log=print) -> Path:
+    """The checkpoint's directory, exporting (amd-quark, in a subprocess) or deriving it first if needed."""
+    model, variant = parse(reference)
+    target = resolve(reference)
+    if variant == "bf16" or (target / "config.json").exists():
+        return target
+    if variant in EXPORTS:
+        from harness.engines.probe import run_python_module
+
+        log(f"harness: exporting {reference} with amd-quark (once; cached in {target.parent})")
+        run_python_module(python, "harness.local.export", ["--scheme", EXPORTS[variant], str(source_dir(model)),
+                                                           str(target)], timeout_s=1800)
+        return target
+    base = ensure(f"{PREFIX}{model}/{DEFECTS[variant]}", python=python, log=log)
+    make_scale_defect(base, target)
+    return target
+
+
+def make_scale_defect(source: Path, target: Path, tensor: str = DEFECT_TENSOR) -> None:
+    """Copy an MXFP4 export with one tensor's E8M0 scales raised by one exponent (its weights doubled).
+
+    Only that tensor's bytes change: the file is edited in place through its safetensors header, so every
+    other tensor stays byte-identical.
+    """
+    from harness.loading.safetensors import tensor_span
+
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    weights = tmp / "model.safetensors"
+    try:
+        dtype, _, start, end = tensor_span(weights, tensor)
+    except KeyError:
+        dtype = None
+    if dtype != "U8":
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ConfigError(f"{source}: no uint8 E8M0 scale tensor {tensor} to corrupt")
+    with open(weights, "r+b") as handle:
+        handle.seek(start)
+        scales = bytearray(handle.read(end - start))
+        # 0xFF is NaN in E8M0: stay below it.
+        handle.seek(start)
+        handle.write(bytes(min(value + 1, 254) for value in scales))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)

@@ -1,0 +1,81 @@
+"""The embedded default's parts: synthetic problems, `local:` checkpoints, the scale defect, the suites."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from harness.cli import main
+from harness.errors import ConfigError
+from harness.evals import gsm8k
+from harness.local import models, problems
+from tests.conftest import ROOT
+
+
+def test_problems_are_deterministic_and_gsm8k_shaped():
+    rows = problems.held_out_rows(50)
+    assert rows == problems.held_out_rows(50) and problems.digest(rows) == problems.digest(problems.held_out_rows(50))
+    assert problems.digest(rows) != problems.digest(problems.held_out_rows(51))
+    for row in rows:
+        assert row["answer"].endswith("#### " + row["answer"].rsplit("#### ", 1)[1])
+        value = gsm8k.sglang_answer_value(row["answer"])
+        question = gsm8k.Question("q", 0, "", str(value))
+        assert gsm8k.score("sglang-fewshot", question, " " + row["answer"]).correct
+
+
+def test_held_out_problems_are_not_training_problems():
+    train = {row["question"] for row in problems.train_rows()}
+    assert not any(row["question"] in train for row in problems.held_out_rows(300))
+
+
+def test_local_references():
+    assert models.parse("local:tiny-qwen3/mxfp4") == ("tiny-qwen3", "mxfp4")
+    with pytest.raises(ConfigError, match="unknown local checkpoint"):
+        models.parse("local:tiny-qwen3/int3")
+    with pytest.raises(ConfigError, match="unknown local checkpoint"):
+        models.parse("local:huge/bf16")
+
+
+def test_exports_are_cached_by_the_weights_hash(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    path = models.resolve("local:tiny-qwen3/fp8")
+    assert path.parent == tmp_path and path.name == f"tiny-qwen3-{models.source_digest('tiny-qwen3')}-fp8"
+    assert models.resolve("local:tiny-qwen3/bf16") == ROOT / "models" / "tiny-qwen3"
+
+
+def test_scale_defect_raises_one_tensor_by_one_exponent(tmp_path):
+    source = tmp_path / "mxfp4"
+    source.mkdir()
+    scales = np.array([[120, 127], [254, 3]], dtype=np.uint8)
+    other = np.array([[1, 2]], dtype=np.uint8)
+    save_file({models.DEFECT_TENSOR: scales, "model.layers.1.mlp.down_proj.weight_scale": other},
+              str(source / "model.safetensors"))
+    (source / "config.json").write_text("{}")
+    models.make_scale_defect(source, tmp_path / "defect")
+    corrupted = load_file(str(tmp_path / "defect" / "model.safetensors"))
+    assert corrupted[models.DEFECT_TENSOR].tolist() == [[121, 128], [254, 4]]  # 0xFF would be NaN
+    assert corrupted["model.layers.1.mlp.down_proj.weight_scale"].tolist() == [[1, 2]]
+    assert (tmp_path / "defect" / "config.json").exists()
+    with pytest.raises(ConfigError, match="no uint8 E8M0 scale tensor"):
+        models.make_scale_defect(source, tmp_path / "again", tensor="model.missing")
+
+
+def test_local_dry_run_resolves_auto_to_this_machine(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    assert main(["run", "--suite", "local", "--dry-run", "--suites-dir", str(ROOT / "suites"),
+                 "--baselines-dir", str(ROOT / "baselines")]) == 0
+    out = capsys.readouterr().out
+    assert "-m transformers.cli.transformers serve " + str(ROOT / "models" / "tiny-qwen3") in out
+    assert "--device cpu" in out and "3 cell(s); nothing launched" in out
+    assert str(tmp_path / "tiny-qwen3-") in out  # the cached export the quantized cells would read
+    assert not list(tmp_path.iterdir())  # a dry run exports nothing
+
+
+def test_the_defect_suite_is_gated_against_the_local_baselines(capsys):
+    assert main(["list", "--suite", "local-defects", "--suites-dir", str(ROOT / "suites")]) == 0
+    assert capsys.readouterr().out.startswith("tiny-qwen3/quark-mxfp4/none/tp1")
+    from harness.pipeline import plan
+
+    the_plan = plan("local-defects", suites_dir=ROOT / "suites", baselines_dir=ROOT / "baselines", cell_patterns=None)
+    assert the_plan.baselines.path == ROOT / "baselines" / "local.yaml"
