@@ -182,12 +182,12 @@ def _assemble(cell: Cell, engine: Engine, server: ServerProcess, measured: _Meas
     log_lines = server.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     report = engine.parse_log(log_lines)
     report.device_peak_gib = peaks
+    report.sampler = source
     error = measured.error
     if error is None and stopped.survivors:
         error = CellError("teardown_survivors", f"processes survived teardown: {list(stopped.survivors)}",
                           log_tail(server))
     memory_report = report.to_dict()
-    memory_report["device_sampler"] = source
     memory_report["release"] = release
     probe = server.log_path.parent / "torch_memory.json"
     if probe.exists():  # written by harness/engines/probes/sitecustomize.py inside the server

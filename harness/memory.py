@@ -52,6 +52,7 @@ class MemoryReport:
     missing: list[str] = field(default_factory=list)
     unparsed: list[str] = field(default_factory=list)
     device_peak_gib: dict[str, float] = field(default_factory=dict)  # from the sampler, per device
+    sampler: str = ""  # the sampler's source: "nvml", "rocm-smi", ..., or "process-tree-rss"
 
     def rank(self, label: str) -> RankMemory:
         if label not in self.ranks:
@@ -69,8 +70,9 @@ class MemoryReport:
             "load_peak_gib": self._max("load_peak_gib"),
             "kv_cache_gib": self._max("kv_cache_gib"),
             "graph_gib": self._max("graph_gib"),
-            "device_peak_gib": max(self.device_peak_gib.values()) if self.device_peak_gib else None,
         }
+        peak = max(self.device_peak_gib.values()) if self.device_peak_gib else None
+        figures["host_rss_peak_gib" if self.sampler == "process-tree-rss" else "device_peak_gib"] = peak
         return {k: round(v, 4) for k, v in figures.items() if v is not None}
 
     def to_dict(self) -> dict[str, Any]:

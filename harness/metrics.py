@@ -35,7 +35,11 @@ METRICS: dict[str, MetricDef] = {
         MetricDef("memory.kv_cache_gib", MetricKind.MEMORY_GIB, "KV cache size, max over ranks"),
         MetricDef("memory.graph_gib", MetricKind.MEMORY_GIB, "CUDA/HIP graph capture memory, max over ranks"),
         MetricDef("memory.device_peak_gib", MetricKind.MEMORY_GIB,
-                  "peak used memory per GPU from the device sampler (RSS of the process tree on CPU), max"),
+                  "peak used memory per GPU from the device sampler (NVML, nvidia-smi, amd-smi, rocm-smi), max"),
+        # A different quantity from a GPU's used memory, so a different metric: a CPU baseline must
+        # never gate a GPU run's figure (or the reverse).
+        MetricDef("memory.host_rss_peak_gib", MetricKind.MEMORY_GIB,
+                  "peak RSS of the server's process tree, on machines without a GPU sampler"),
         MetricDef("spec.accept_length", MetricKind.ACCEPT_LENGTH, "speculative decoding average accept length"),
     )
 }

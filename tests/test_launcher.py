@@ -38,8 +38,8 @@ def test_healthy_server_is_measured_and_torn_down(tmp_path):
     result = run(tmp_path, fake_cell(tmp_path, tp=2))
     assert result.status == "ok" and result.error is None
     assert result.memory["weights_gib"] == 40.1 and result.memory["kv_cache_gib"] == 20.0
-    assert result.memory["device_peak_gib"] > 0  # no GPU here: the process tree's RSS
-    assert result.memory_report["device_sampler"] == "process-tree-rss"
+    assert result.memory["host_rss_peak_gib"] > 0 and "device_peak_gib" not in result.memory  # no GPU here
+    assert result.memory_report["sampler"] == "process-tree-rss"
     assert sorted(result.memory_report["ranks"]) == ["TP0", "TP1"]
     assert result.engine["version"] == "0.0.0-fake"
     assert result.timings["launch_to_ready_s"] < 10 and result.timings["teardown_s"] < 5

@@ -32,6 +32,7 @@ def test_bf16_cell_on_a_real_server(tmp_path, capsys):
     assert gsm8k["metrics"]["accuracy"]["n"] == 100 and gsm8k["request_errors"] == 0
     assert gsm8k["metrics"]["accuracy"]["value"] >= 0.90  # the bar for the BF16 model
     assert cell["engine"]["name"] == "transformers" and cell["engine"]["version"]
-    assert cell["memory"]["device_peak_gib"] > 0 and cell["memory_report"]["device_sampler"] == "process-tree-rss"
+    assert cell["memory"]["host_rss_peak_gib"] > 0 and cell["memory_report"]["sampler"] == "process-tree-rss"
+    assert "device_peak_gib" not in cell["memory"]  # RSS is not a GPU figure and must not be gated as one
     log = (tmp_path / "reports" / "e2e" / "cells" / "tiny-qwen3__bf16__none__tp1" / "server.log").read_text()
     assert "transformers.cli.transformers serve" in log and "Application startup complete." in log
