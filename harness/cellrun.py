@@ -108,11 +108,12 @@ def run_cell(cell: Cell, run_dir: Path, options: RunOptions) -> CellResult:
     command = dataclasses.replace(command, env={**command.env, **engine.launch_env(cell, cell_dir)})
     used_before = used_by_device(devices)
     started_at, start = now_iso(), time.monotonic()
-    server = launch(command, cell_dir / "server.log", ready_line=engine.ready_line)
-    sampler = PeakSampler(devices, interval_s=options.sample_interval_s, pid=lambda: server.pid).start()
     measured = _Measured()
     interrupted = False
-    try:
+    server = launch(command, cell_dir / "server.log", ready_line=engine.ready_line)
+    sampler = PeakSampler(devices, interval_s=options.sample_interval_s, pid=lambda: server.pid)
+    try:  # from here on, whatever happens (Ctrl-C included), the finally below tears the server down
+        sampler.start()
         _measure(cell, engine, server, cell_dir, options, measured)
     except KeyboardInterrupt:
         interrupted = True

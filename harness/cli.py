@@ -108,6 +108,11 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = local_commands.add_parser("prepare", help="export (amd-quark) and cache every local variant")
     prepare.add_argument("--variant", action="append", help="e.g. mxfp4, fp8, mxfp4-scale-defect (default: all)")
 
+    preflight = commands.add_parser("preflight", help="check a checkpoint's headers and config before launching")
+    preflight.add_argument("--checkpoint", type=Path, required=True, help="a local checkpoint directory")
+    preflight.add_argument("--tp", type=int, default=1)
+    preflight.add_argument("--json", action="store_true")
+
     upgrade = commands.add_parser("upgrade", help="rewrite a result or baseline file at the current schema")
     upgrade.add_argument("path", type=Path)
     return parser
@@ -122,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "list": commands.cmd_list, "run": commands.cmd_run, "validate": commands.cmd_validate,
         "compare": commands.cmd_compare, "baseline": commands.cmd_baseline_update, "report": commands.cmd_report,
         "upgrade": commands.cmd_upgrade, "memory": commands.cmd_memory, "eval": commands.cmd_eval,
-        "data": commands.cmd_data_fetch, "local": commands.cmd_local_prepare,
+        "data": commands.cmd_data_fetch, "local": commands.cmd_local_prepare, "preflight": commands.cmd_preflight,
     }[args.command]
     try:
         return handler(args)

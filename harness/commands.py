@@ -326,3 +326,20 @@ def cmd_local_prepare(args: argparse.Namespace) -> int:
                                  log=lambda line: print(line, file=sys.stderr, flush=True))
             print(f"{models.PREFIX}{model}/{variant}  {path}")
     return EXIT_OK
+
+
+def cmd_preflight(args: argparse.Namespace) -> int:
+    """The preflight rules on one checkpoint, from its headers and config (no tensor data read)."""
+    from harness.loading.manifest import load_manifest
+    from harness.loading.rules import RULES, Outcome
+
+    manifest = load_manifest(args.checkpoint)
+    results = [rule(manifest, args.tp) for rule in RULES]
+    if args.json:
+        from harness.cli import print_json
+
+        print_json([{"fix": r.fix, "pr": r.pr, "outcome": r.outcome.value, "reason": r.reason} for r in results])
+    else:
+        for r in results:
+            print(f"{r.outcome.value:<15} {r.fix} ({r.pr}): {r.reason}")
+    return 1 if any(r.outcome is Outcome.FAIL for r in results) else EXIT_OK

@@ -10,6 +10,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from harness.cli import main
@@ -71,15 +72,21 @@ def test_run_writes_reports_and_gates_memory(tmp_path, capsys):
 
 def test_sigint_saves_what_was_measured_and_exits_130(tmp_path):
     root = fake_suite(tmp_path, {"none": "ok", "mtp": "hang_before_ready"}, launch_s=120)
+    # PYTHONFAULTHANDLER: if the harness ever hangs here, SIGABRT below makes it print every thread's stack.
     process = subprocess.Popen([sys.executable, "-m", "harness", "run", "--suite", "fake", "--run-id", "r2",
                                 *dirs(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"})
     deadline = time.monotonic() + 60
     log = root / "reports" / "r2" / "cells" / "fake__quark-mxfp4__mtp__tp1" / "server.log"
     while time.monotonic() < deadline and not (log.exists() and "Capture target decode" in log.read_text()):
         time.sleep(0.1)
     process.send_signal(signal.SIGINT)
-    out, err = process.communicate(timeout=60)
+    try:
+        out, err = process.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.send_signal(signal.SIGABRT)
+        out, err = process.communicate(timeout=30)
+        pytest.fail(f"harness did not exit within 60 s of SIGINT; its threads:\n{err}")
     assert process.returncode == 130, err
     results = json.loads((root / "reports" / "r2" / "results.json").read_text())
     causes = {c["cell_id"]: c["error"]["cause"] if c["error"] else None for c in results["cells"]}

@@ -1,0 +1,72 @@
+"""Tiny synthetic checkpoints: real config.json and real safetensors files whose tensors are zeros.
+
+Only headers matter to preflight, so data is written as holes (sparse files): a header set of any
+size costs almost no disk.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+
+DTYPE_BYTES = {"F32": 4, "BF16": 2, "F16": 2, "F8_E4M3": 1, "U8": 1, "I32": 4}
+
+
+def write_safetensors(path: Path, tensors: dict[str, tuple[str, tuple[int, ...]]]) -> None:
+    header, offset = {}, 0
+    for name, (dtype, shape) in tensors.items():
+        size = DTYPE_BYTES[dtype]
+        for dim in shape:
+            size *= dim
+        header[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [offset, offset + size]}
+        offset += size
+    blob = json.dumps(header).encode()
+    blob += b" " * (-len(blob) % 8)
+    with open(path, "wb") as handle:
+        handle.write(struct.pack("<Q", len(blob)) + blob)
+        handle.truncate(8 + len(blob) + offset)  # the data as a hole
+
+
+def write_checkpoint(root: Path, config: dict, tensors: dict[str, tuple[str, tuple[int, ...]]],
+                     shards: int = 1) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "config.json").write_text(json.dumps(config))
+    names = list(tensors)
+    if shards == 1:
+        write_safetensors(root / "model.safetensors", tensors)
+        return root
+    weight_map = {}
+    for index in range(shards):
+        shard = f"model-{index + 1:05d}-of-{shards:05d}.safetensors"
+        part = {n: tensors[n] for n in names[index::shards]}
+        write_safetensors(root / shard, part)
+        weight_map.update(dict.fromkeys(part, shard))
+    (root / "model.safetensors.index.json").write_text(json.dumps({"metadata": {}, "weight_map": weight_map}))
+    return root
+
+
+def qwen3_next_fp8(root: Path, *, v_heads: int = 16) -> Path:
+    """Qwen3-Next-style FP8 (block 128): in_proj_ba / in_proj_qkvz kept in BF16 and listed as not converted."""
+    hidden, tensors = 512, {}
+    for layer in range(2):
+        p = f"model.layers.{layer}"
+        tensors[f"{p}.linear_attn.in_proj_ba.weight"] = ("BF16", (2 * v_heads, hidden))
+        tensors[f"{p}.linear_attn.in_proj_qkvz.weight"] = ("BF16", (1024, hidden))
+        tensors[f"{p}.linear_attn.out_proj.weight"] = ("F8_E4M3", (hidden, 512))
+        tensors[f"{p}.linear_attn.out_proj.weight_scale_inv"] = ("F32", (4, 4))
+        for name in ("gate_proj", "up_proj"):
+            tensors[f"{p}.mlp.{name}.weight"] = ("F8_E4M3", (1024, hidden))
+            tensors[f"{p}.mlp.{name}.weight_scale_inv"] = ("F32", (8, 4))
+        tensors[f"{p}.mlp.down_proj.weight"] = ("F8_E4M3", (hidden, 1024))
+        tensors[f"{p}.mlp.down_proj.weight_scale_inv"] = ("F32", (4, 8))
+        tensors[f"{p}.input_layernorm.weight"] = ("BF16", (hidden,))
+    tensors["model.embed_tokens.weight"] = ("BF16", (1000, hidden))
+    tensors["lm_head.weight"] = ("BF16", (1000, hidden))
+    not_converted = [f"{root_}layers.{i}.linear_attn.{name}" for root_ in ("", "model.") for i in range(2)
+                     for name in ("in_proj_ba", "in_proj_qkvz")]
+    config = {"architectures": ["Qwen3NextForCausalLM"], "model_type": "qwen3_next", "hidden_size": hidden,
+              "num_hidden_layers": 2, "linear_num_value_heads": v_heads,
+              "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
+                                      "weight_block_size": [128, 128], "modules_to_not_convert": not_converted}}
+    return write_checkpoint(root, config, tensors)

@@ -1,0 +1,59 @@
+"""Preflight rules on tiny synthetic checkpoints: each must flag the bug and pass the fix."""
+
+from __future__ import annotations
+
+from harness.loading.manifest import load_manifest
+from harness.loading.rules import Outcome, fp8_block_partitions
+from harness.loading.skip import FALLBACK_FUSED_SHARDS_23467
+from tests.checkpoints import qwen3_next_fp8, write_checkpoint
+
+
+def test_manifest_reads_headers_only(tmp_path):
+    manifest = load_manifest(qwen3_next_fp8(tmp_path / "q"))
+    assert manifest.architecture == "Qwen3NextForCausalLM" and manifest.quant.block == (128, 128)
+    assert manifest.tensors["model.layers.0.linear_attn.in_proj_ba.weight"].shape == (32, 512)
+    assert len(manifest.quant.ignored) == 8
+
+
+def test_sharded_checkpoints_are_read_through_the_index(tmp_path):
+    tensors = {f"model.layers.{i}.mlp.down_proj.weight": ("BF16", (64, 64)) for i in range(6)}
+    manifest = load_manifest(write_checkpoint(tmp_path / "s", {"architectures": ["X"]}, tensors, shards=3))
+    assert sorted(manifest.tensors) == sorted(tensors) and manifest.quant is None
+
+
+def test_qwen3_next_at_tp4_passes_with_the_fixed_loader(tmp_path):
+    result = fp8_block_partitions(load_manifest(qwen3_next_fp8(tmp_path / "q")), tp=4)
+    assert result.outcome is Outcome.PASS and result.fix == "qwen3-next-fp8-skip"
+
+
+def test_qwen3_next_at_tp4_fails_as_sglang_did_with_the_23467_fallback(tmp_path):
+    result = fp8_block_partitions(load_manifest(qwen3_next_fp8(tmp_path / "q")), tp=4,
+                                  fused_mapping=FALLBACK_FUSED_SHARDS_23467)
+    assert result.outcome is Outcome.FAIL
+    assert result.reason.startswith("model.layers.0.linear_attn.in_proj_ba: Weight output_partition_size = 8 is not "
+                                    "divisible by weight quantization block_n = 128 at tp 4")
+
+
+def test_a_quantized_layer_too_small_for_the_tp_fails_whatever_the_loader(tmp_path):
+    manifest = load_manifest(qwen3_next_fp8(tmp_path / "q"))
+    result = fp8_block_partitions(manifest, tp=16)  # out_proj input 512 / 16 = 32 < 128
+    assert result.outcome is Outcome.FAIL and result.reason.startswith(
+        "model.layers.0.linear_attn.out_proj: Weight input_size_per_partition = 32 is not divisible by weight "
+        "quantization block_k = 128 at tp 16")
+
+
+def test_not_applicable_without_fp8_blocks(tmp_path):
+    manifest = load_manifest(write_checkpoint(tmp_path / "b", {"architectures": ["X"]}, {"w.weight": ("BF16", (4, 4))}))
+    assert fp8_block_partitions(manifest, tp=4).outcome is Outcome.NOT_APPLICABLE
+
+
+def test_preflight_command(tmp_path, capsys):
+    from harness.cli import main
+
+    path = qwen3_next_fp8(tmp_path / "q")
+    assert main(["preflight", "--checkpoint", str(path), "--tp", "4"]) == 0
+    assert capsys.readouterr().out.startswith("PASS            qwen3-next-fp8-skip (#23973): ")
+    assert main(["preflight", "--checkpoint", str(path), "--tp", "16", "--json"]) == 1
+    assert '"outcome": "FAIL"' in capsys.readouterr().out
+    assert main(["preflight", "--checkpoint", str(tmp_path / "nothing")]) == 2
+    assert "no config.json" in capsys.readouterr().err
