@@ -87,14 +87,16 @@ class _Measured:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-def materialize(cell: Cell, *, python: str = sys.executable) -> Cell:
-    """The cell as it runs on this machine: `vendor: auto` resolved, `local:` checkpoints made real."""
+def materialize(cell: Cell, *, python: str = sys.executable, create: bool = True) -> Cell:
+    """The cell as it runs on this machine: `vendor: auto` resolved, `local:` checkpoints resolved to their
+    directories (exported first when `create`; a dry run only shows where they would be)."""
     from harness.local import models
 
     if cell.hardware.vendor == "auto":
         cell = dataclasses.replace(cell, hardware=dataclasses.replace(cell.hardware, vendor=detect_vendor()))
     if models.is_local(cell.checkpoint.path):
-        path = models.ensure(cell.checkpoint.path, python=python)
+        reference = cell.checkpoint.path
+        path = models.ensure(reference, python=python) if create else models.resolve(reference)
         cell = dataclasses.replace(cell, checkpoint=dataclasses.replace(cell.checkpoint, path=str(path)))
     return cell
 

@@ -91,24 +91,11 @@ def _evaluator():
     return run_cell_evals
 
 
-def _as_run_here(cell: Cell) -> Cell:
-    """The cell with `vendor: auto` resolved and `local:` paths shown where they live (nothing made)."""
-    import dataclasses
-
-    from harness.engines.devices import detect_vendor
-    from harness.local import models
-
-    if cell.hardware.vendor == "auto":
-        cell = dataclasses.replace(cell, hardware=dataclasses.replace(cell.hardware, vendor=detect_vendor()))
-    if models.is_local(cell.checkpoint.path):
-        path = models.resolve(cell.checkpoint.path)
-        cell = dataclasses.replace(cell, checkpoint=dataclasses.replace(cell.checkpoint, path=str(path)))
-    return cell
-
-
 def _print_dry_run(cells: list[Cell]) -> None:
+    from harness.cellrun import materialize
+
     for index, cell in enumerate(cells):
-        cell = _as_run_here(cell)
+        cell = materialize(cell, create=False)
         engine = get_engine(cell.engine)
         command = engine.command(cell, python=sys.executable, port=DRY_RUN_PORT, devices=list(range(cell.gpus)))
         if index:
