@@ -73,9 +73,12 @@ def test_run_writes_reports_and_gates_memory(tmp_path, capsys):
 def test_sigint_saves_what_was_measured_and_exits_130(tmp_path):
     root = fake_suite(tmp_path, {"none": "ok", "mtp": "hang_before_ready"}, launch_s=120)
     # PYTHONFAULTHANDLER: if the harness ever hangs here, SIGABRT below makes it print every thread's stack.
+    # The child gets SIGINT's default disposition: a CI job started in the background by a non-interactive
+    # shell ignores SIGINT, Python keeps an inherited SIG_IGN, and Ctrl-C would then never reach harness.
     process = subprocess.Popen([sys.executable, "-m", "harness", "run", "--suite", "fake", "--run-id", "r2",
                                 *dirs(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"})
+                               env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
     log = root / "reports" / "r2" / "cells" / "fake__quark-mxfp4__mtp__tp1" / "server.log"
     while time.monotonic() < deadline and not (log.exists() and "Capture target decode" in log.read_text()):
