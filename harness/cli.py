@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     preflight = commands.add_parser("preflight", help="check a checkpoint's headers and config before launching")
     preflight.add_argument("--checkpoint", type=Path, required=True, help="a local checkpoint directory")
     preflight.add_argument("--tp", type=int, default=1)
+    preflight.add_argument("--spec", choices=("eagle3",), help="also check the speculative draft")
+    preflight.add_argument("--draft", type=Path, help="the draft checkpoint directory (with --spec)")
     preflight.add_argument("--json", action="store_true")
 
     upgrade = commands.add_parser("upgrade", help="rewrite a result or baseline file at the current schema")

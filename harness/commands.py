@@ -318,10 +318,14 @@ def cmd_local_prepare(args: argparse.Namespace) -> int:
 def cmd_preflight(args: argparse.Namespace) -> int:
     """The preflight rules on one checkpoint, from its headers and config (no tensor data read)."""
     from harness.loading.manifest import load_manifest
-    from harness.loading.rules import RULES, Outcome
+    from harness.loading.rules import DRAFT_RULES, RULES, Outcome
 
     manifest = load_manifest(args.checkpoint)
     results = [rule(manifest, args.tp) for rule in RULES]
+    if args.spec:
+        if args.draft is None:
+            raise ConfigError(f"--spec {args.spec} needs --draft PATH")
+        results.append(DRAFT_RULES[args.spec](load_manifest(args.draft)))
     if args.json:
         from harness.cli import print_json
 

@@ -70,3 +70,37 @@ def qwen3_next_fp8(root: Path, *, v_heads: int = 16) -> Path:
               "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                                       "weight_block_size": [128, 128], "modules_to_not_convert": not_converted}}
     return write_checkpoint(root, config, tensors)
+
+
+def glm5_mxfp4(root: Path, *, mtp_excluded: bool, eh_proj_packed: bool, hidden: int = 64) -> Path:
+    """GLM-5-style (DeepSeek-V3 keys) Quark MXFP4 checkpoint with one MTP (NextN) layer, model.layers.2."""
+    tensors = {}
+    for layer in range(3):
+        p = f"model.layers.{layer}"
+        tensors[f"{p}.mlp.down_proj.weight"] = ("U8", (hidden, hidden))
+        tensors[f"{p}.mlp.down_proj.weight_scale"] = ("U8", (hidden, 2 * hidden // 32))
+    if eh_proj_packed:
+        tensors["model.layers.2.eh_proj.weight"] = ("U8", (hidden, hidden))
+        tensors["model.layers.2.eh_proj.weight_scale"] = ("U8", (hidden, 2 * hidden // 32))
+    else:
+        tensors["model.layers.2.eh_proj.weight"] = ("BF16", (hidden, 2 * hidden))
+    exclude = ["lm_head"] + (["re:model\\.layers\\.2\\..*"] if mtp_excluded else [])
+    config = {"architectures": ["GlmMoeDsaForCausalLM"], "model_type": "glm_moe_dsa", "hidden_size": hidden,
+              "num_hidden_layers": 2, "num_nextn_predict_layers": 1,
+              "quantization_config": {"quant_method": "quark", "exclude": exclude,
+                                      "global_quant_config": {"weight": {"dtype": "fp4", "group_size": 32}}}}
+    return write_checkpoint(root, config, tensors)
+
+
+def eagle3_mla_draft(root: Path, *, architecture: str = "Eagle3DeepseekV2ForCausalLM", q_lora_rank: int | None = 64,
+                     input_width: int | None = None, model_type: str = "kimi_k2", hidden: int = 128) -> Path:
+    kv_lora_rank, rope = 32, 16
+    width = 2 * hidden if input_width is None else input_width
+    config = {"architectures": [architecture], "model_type": model_type, "hidden_size": hidden,
+              "kv_lora_rank": kv_lora_rank, "qk_rope_head_dim": rope, "num_hidden_layers": 1}
+    if q_lora_rank is not None:
+        config["q_lora_rank"] = q_lora_rank
+    out = (q_lora_rank or 0) + kv_lora_rank + rope
+    tensors = {"midlayer.self_attn.fused_qkv_a_proj_with_mqa.weight": ("BF16", (out, width)),
+               "midlayer.hidden_norm.weight": ("BF16", (hidden,))}
+    return write_checkpoint(root, config, tensors)

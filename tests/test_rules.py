@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import pytest
+
 from harness.loading.manifest import load_manifest
-from harness.loading.rules import Outcome, fp8_block_partitions
+from harness.loading.rules import Outcome, eagle3_mla_draft, fp8_block_partitions, glm5_mtp_eh_proj
 from harness.loading.skip import FALLBACK_FUSED_SHARDS_23467
+from tests import checkpoints
 from tests.checkpoints import qwen3_next_fp8, write_checkpoint
 
 
@@ -57,3 +60,44 @@ def test_preflight_command(tmp_path, capsys):
     assert '"outcome": "FAIL"' in capsys.readouterr().out
     assert main(["preflight", "--checkpoint", str(tmp_path / "nothing")]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("excluded", "packed", "outcome", "text"), [
+    (False, True, Outcome.PASS, "is quantized, so eh_proj is a quantized ReplicatedLinear"),
+    (True, False, Outcome.PASS, "excluded from quantization"),
+    (True, True, Outcome.FAIL, "checkpoint [64, 64] (U8) vs model [64, 128]"),
+    (False, False, Outcome.FAIL, "checkpoint [64, 128] (BF16) vs model [64, 64]"),
+])
+def test_glm5_mtp_eh_proj(tmp_path, excluded, packed, outcome, text):
+    manifest = load_manifest(checkpoints.glm5_mxfp4(tmp_path / "g", mtp_excluded=excluded, eh_proj_packed=packed))
+    result = glm5_mtp_eh_proj(manifest, tp=8)
+    assert result.outcome is outcome and text in result.reason and result.pr == "#23219"
+
+
+def test_glm5_rule_is_not_applicable_elsewhere(tmp_path):
+    assert glm5_mtp_eh_proj(load_manifest(qwen3_next_fp8(tmp_path / "q")), tp=4).outcome is Outcome.NOT_APPLICABLE
+
+
+@pytest.mark.parametrize(("kwargs", "outcome", "text"), [
+    ({}, Outcome.PASS, "reads 2 x 128"),
+    ({"model_type": "deepseek_v3"}, Outcome.PASS, "reads 2 x 128"),
+    ({"architecture": "LlamaForCausalLMEagle3"}, Outcome.FAIL, "not Eagle3DeepseekV2ForCausalLM"),
+    ({"q_lora_rank": None}, Outcome.FAIL, "q_lora_rank is missing"),
+    ({"input_width": 128}, Outcome.FAIL, "expects [112, 256]"),
+    ({"model_type": "llama"}, Outcome.FAIL, "no DeepseekV3Config alias"),
+])
+def test_eagle3_mla_draft(tmp_path, kwargs, outcome, text):
+    result = eagle3_mla_draft(load_manifest(checkpoints.eagle3_mla_draft(tmp_path / "d", **kwargs)))
+    assert result.outcome is outcome and text in result.reason
+
+
+def test_preflight_with_a_draft(tmp_path, capsys):
+    from harness.cli import main
+
+    target = checkpoints.glm5_mxfp4(tmp_path / "g", mtp_excluded=False, eh_proj_packed=True)
+    draft = checkpoints.eagle3_mla_draft(tmp_path / "d", q_lora_rank=None)
+    assert main(["preflight", "--checkpoint", str(target), "--tp", "8", "--spec", "eagle3", "--draft", str(draft)]) == 1
+    out = capsys.readouterr().out
+    assert "PASS            glm5-mxfp4-mtp (#23219)" in out and "FAIL            kimi-k25-eagle3-mla" in out
+    assert main(["preflight", "--checkpoint", str(target), "--spec", "eagle3"]) == 2
+    assert "--spec eagle3 needs --draft PATH" in capsys.readouterr().err

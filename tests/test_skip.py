@@ -45,3 +45,25 @@ def test_fused_shards_that_disagree_are_an_error():
     with pytest.raises(ShardDisagreement, match="q_proj=skipped, k_proj=quantized, v_proj=quantized"):
         is_layer_skipped("model.layers.1.self_attn.qkv_proj", ["model.layers.1.self_attn.q_proj"], MAPPING)
     assert is_layer_skipped("model.layers.1.self_attn.qkv_proj", ["model.layers.1.self_attn."], MAPPING)
+
+
+def test_quark_exclude_names_and_regexes():
+    from harness.loading.skip import quark_excluded
+
+    exclude = ["lm_head", "re:model\\.layers\\.61\\..*", "re:.*mlp\\.gate$"]
+    assert quark_excluded("lm_head", exclude)
+    assert quark_excluded("model.layers.61.eh_proj", exclude)
+    assert not quark_excluded("model.layers.6.eh_proj", exclude)  # re.match anchors at the start only
+    assert quark_excluded("model.layers.3.mlp.gate", exclude) and not quark_excluded("model.layers.3.mlp.gate_up", exclude)
+    assert not quark_excluded("language_model.lm_head.x", exclude)  # exact names are exact
+
+
+def test_quark_fused_shards_must_agree():
+    from harness.loading.skip import quark_excluded
+
+    mapping = {"fused_qkv_a_proj_with_mqa": ("q_a_proj", "kv_a_proj_with_mqa")}
+    prefix = "language_model.model.layers.0.self_attn."
+    assert quark_excluded(prefix + "fused_qkv_a_proj_with_mqa", [prefix + "q_a_proj", prefix + "kv_a_proj_with_mqa"],
+                          mapping)
+    with pytest.raises(ShardDisagreement, match="q_a_proj=excluded, kv_a_proj_with_mqa=quantized"):
+        quark_excluded(prefix + "fused_qkv_a_proj_with_mqa", [prefix + "q_a_proj"], mapping)

@@ -64,5 +64,69 @@ def fp8_block_partitions(manifest: Manifest, tp: int,
                                              f"at tp {tp}")
 
 
-# The rules `harness preflight` runs, each taking (manifest, tp). More join as the other fixes' rules land.
-RULES = (fp8_block_partitions,)
+def _shape(manifest: Manifest, name: str) -> str:
+    tensor = manifest.tensors[name]
+    return f"{list(tensor.shape)} ({tensor.dtype})"
+
+
+def glm5_mtp_eh_proj(manifest: Manifest, tp: int) -> RuleResult:
+    """glm5-mxfp4-mtp (#23219): the MTP layer (model.layers.{num_hidden_layers}) is either excluded, with
+    eh_proj in high precision [h, 2h], or quantized, with eh_proj FP4-packed uint8 [h, h] and E8M0 scales
+    [h, 2h/32]. Anything else is the load failure SGLang showed, named with both shapes."""
+    fix, pr = "glm5-mxfp4-mtp", "#23219"
+    config, quant = manifest.text_config(), manifest.quant
+    layers, hidden = config.get("num_hidden_layers"), config.get("hidden_size")
+    name = f"model.layers.{layers}.eh_proj.weight"
+    if quant is None or quant.method != "quark" or not config.get("num_nextn_predict_layers") or not hidden:
+        return RuleResult(fix, pr, Outcome.NOT_APPLICABLE, "not a Quark checkpoint with an MTP (NextN) layer")
+    if name not in manifest.tensors:
+        return RuleResult(fix, pr, Outcome.FAIL, f"{name} is missing: num_nextn_predict_layers is set but the "
+                                                 f"checkpoint holds no MTP layer {layers}")
+    from harness.loading.skip import quark_excluded
+
+    excluded = quark_excluded(name.removesuffix(".weight"), quant.ignored)
+    tensor = manifest.tensors[name]
+    if excluded:
+        expected, ok = [hidden, 2 * hidden], tensor.dtype != "U8" and list(tensor.shape) == [hidden, 2 * hidden]
+        how = "excluded from quantization, so the NextN model loads unquantized"
+    else:
+        scale = manifest.tensors.get(name + "_scale")
+        expected = [hidden, hidden]
+        ok = (tensor.dtype == "U8" and list(tensor.shape) == expected and scale is not None
+              and list(scale.shape) == [hidden, 2 * hidden // 32])
+        how = "quantized, so eh_proj is a quantized ReplicatedLinear(2*hidden, hidden)"
+    if ok:
+        return RuleResult(fix, pr, Outcome.PASS, f"MTP layer {layers} is {how}; {name} is {_shape(manifest, name)}")
+    return RuleResult(fix, pr, Outcome.FAIL, f"shape mismatch for {name}: checkpoint {_shape(manifest, name)} vs model "
+                                             f"{expected} (the MTP layer is {how})")
+
+
+def eagle3_mla_draft(draft: Manifest) -> RuleResult:
+    """kimi-k25-eagle3-mla (seed 004): the EAGLE3 draft declares Eagle3DeepseekV2ForCausalLM, has q_lora_rank,
+    and its fused_qkv_a_proj_with_mqa reads [embed_norm, hidden_norm], 2 x hidden_size wide."""
+    fix, pr = "kimi-k25-eagle3-mla", "seed 004"
+    config = draft.text_config()
+    if draft.architecture != "Eagle3DeepseekV2ForCausalLM":
+        return RuleResult(fix, pr, Outcome.FAIL, f"the draft declares {draft.architecture}, not "
+                                                 f"Eagle3DeepseekV2ForCausalLM (no MLA EAGLE3 draft class)")
+    if config.get("model_type") not in ("deepseek_v3", "deepseek_v2", "kimi_k2"):
+        return RuleResult(fix, pr, Outcome.FAIL, f"model_type {config.get('model_type')!r} is no DeepseekV3Config alias")
+    if not config.get("q_lora_rank"):
+        return RuleResult(fix, pr, Outcome.FAIL, "q_lora_rank is missing: the MLA draft layer needs it")
+    names = [n for n in draft.tensors if n.endswith("fused_qkv_a_proj_with_mqa.weight")]
+    if not names:
+        return RuleResult(fix, pr, Outcome.FAIL, "no fused_qkv_a_proj_with_mqa weight in the draft")
+    hidden = config["hidden_size"]
+    wanted_out = config["q_lora_rank"] + config.get("kv_lora_rank", 0) + config.get("qk_rope_head_dim", 0)
+    for name in names:
+        out_features, in_features = draft.tensors[name].shape[:2]
+        if in_features != 2 * hidden or out_features != wanted_out:
+            return RuleResult(fix, pr, Outcome.FAIL,
+                              f"{name} is {_shape(draft, name)}; the draft layer expects [{wanted_out}, {2 * hidden}] "
+                              f"(q_lora_rank + kv_lora_rank + qk_rope_head_dim, 2 x hidden_size)")
+    return RuleResult(fix, pr, Outcome.PASS, f"MLA EAGLE3 draft: {names[0]} reads 2 x {hidden}")
+
+
+# The rules `harness preflight` runs on a target checkpoint, each taking (manifest, tp); draft rules apart.
+RULES = (fp8_block_partitions, glm5_mtp_eh_proj)
+DRAFT_RULES = {"eagle3": eagle3_mla_draft}

@@ -50,3 +50,31 @@ def is_layer_skipped(prefix: str, ignored: Iterable[str],
         raise ShardDisagreement(f"{prefix}: shards disagree on being skipped: "
                                 + ", ".join(f"{k}={'skipped' if v else 'quantized'}" for k, v in decisions.items()))
     return next(iter(decisions.values()))
+
+
+def quark_excluded(name: str, exclude: Iterable[str],
+                   fused_mapping: Mapping[str, Iterable[str]] = FALLBACK_FUSED_SHARDS) -> bool:
+    """SGLang's quark `should_ignore_layer`: exact names or `re:` patterns (re.match); a fused module is
+    checked shard by shard, and shards that disagree are an error."""
+    import re
+
+    exclude = list(exclude)
+
+    def one(candidate: str) -> bool:
+        for entry in exclude:
+            if entry.startswith("re:"):
+                if re.match(entry[3:], candidate):
+                    return True
+            elif entry == candidate:
+                return True
+        return False
+
+    module = name.rsplit(".", 1)[-1]
+    if module not in fused_mapping:
+        return one(name)
+    parent = name[: -len(module)]
+    decisions = {shard: one(parent + shard) for shard in fused_mapping[module]}
+    if len(set(decisions.values())) > 1:
+        raise ShardDisagreement(f"{name}: shards disagree on being excluded: "
+                                + ", ".join(f"{k}={'excluded' if v else 'quantized'}" for k, v in decisions.items()))
+    return next(iter(decisions.values()))
