@@ -104,3 +104,22 @@ def eagle3_mla_draft(root: Path, *, architecture: str = "Eagle3DeepseekV2ForCaus
     tensors = {"midlayer.self_attn.fused_qkv_a_proj_with_mqa.weight": ("BF16", (out, width)),
                "midlayer.hidden_norm.weight": ("BF16", (hidden,))}
     return write_checkpoint(root, config, tensors)
+
+
+def kimi_k26_mxfp4(root: Path, *, exclude: list[str], kv_a_packed: bool = False, hidden: int = 128) -> Path:
+    """KimiK25-style wrapper (language_model.*) with MLA attention, Quark MXFP4, two layers."""
+    tensors = {"language_model.lm_head.weight": ("BF16", (1000, hidden))}
+    for layer in range(2):
+        p = f"language_model.model.layers.{layer}.self_attn"
+        tensors[f"{p}.q_a_proj.weight"] = ("BF16", (64, hidden))
+        if kv_a_packed:
+            tensors[f"{p}.kv_a_proj_with_mqa.weight"] = ("U8", (48, hidden // 2))
+            tensors[f"{p}.kv_a_proj_with_mqa.weight_scale"] = ("U8", (48, hidden // 32))
+        else:
+            tensors[f"{p}.kv_a_proj_with_mqa.weight"] = ("BF16", (48, hidden))
+        tensors[f"{p}.o_proj.weight"] = ("U8", (hidden, 64))
+        tensors[f"{p}.o_proj.weight_scale"] = ("U8", (hidden, 4))
+    config = {"architectures": ["KimiK25ForConditionalGeneration"], "model_type": "kimi_k25",
+              "text_config": {"model_type": "kimi_k2", "hidden_size": hidden, "num_hidden_layers": 2},
+              "quantization_config": {"quant_method": "quark", "exclude": exclude}}
+    return write_checkpoint(root, config, tensors)

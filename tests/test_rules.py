@@ -5,7 +5,13 @@ from __future__ import annotations
 import pytest
 
 from harness.loading.manifest import load_manifest
-from harness.loading.rules import Outcome, eagle3_mla_draft, fp8_block_partitions, glm5_mtp_eh_proj
+from harness.loading.rules import (
+    Outcome,
+    eagle3_mla_draft,
+    fp8_block_partitions,
+    glm5_mtp_eh_proj,
+    kimi_quark_prefix,
+)
 from harness.loading.skip import FALLBACK_FUSED_SHARDS_23467
 from tests import checkpoints
 from tests.checkpoints import qwen3_next_fp8, write_checkpoint
@@ -101,3 +107,36 @@ def test_preflight_with_a_draft(tmp_path, capsys):
     assert "PASS            glm5-mxfp4-mtp (#23219)" in out and "FAIL            kimi-k25-eagle3-mla" in out
     assert main(["preflight", "--checkpoint", str(target), "--spec", "eagle3"]) == 2
     assert "--spec eagle3 needs --draft PATH" in capsys.readouterr().err
+
+
+KIMI_EXCLUDE = ["re:.*lm_head", "re:language_model\\.model\\.layers\\.\\d+\\.self_attn\\.(q_a_proj|kv_a_proj_with_mqa)"]
+
+
+def test_kimi_prefix_fixed_checkpoint_passes(tmp_path):
+    result = kimi_quark_prefix(load_manifest(checkpoints.kimi_k26_mxfp4(tmp_path / "k", exclude=KIMI_EXCLUDE)), tp=4)
+    assert result.outcome is Outcome.PASS and "2 fused modules consistent" in result.reason
+
+
+def test_kimi_exclude_without_the_language_model_prefix_names_nothing(tmp_path):
+    exclude = ["re:.*lm_head", "model.layers.0.self_attn.q_a_proj"]  # as a loader without the prefix names it
+    result = kimi_quark_prefix(load_manifest(checkpoints.kimi_k26_mxfp4(tmp_path / "k", exclude=exclude)), tp=4)
+    assert result.outcome is Outcome.FAIL and "'model.layers.0.self_attn.q_a_proj' names no module" in result.reason
+
+
+def test_kimi_fused_shards_excluded_apart_fail(tmp_path):
+    exclude = ["re:.*lm_head", "re:language_model\\.model\\.layers\\.\\d+\\.self_attn\\.q_a_proj"]
+    result = kimi_quark_prefix(load_manifest(checkpoints.kimi_k26_mxfp4(tmp_path / "k", exclude=exclude)), tp=4)
+    assert result.outcome is Outcome.FAIL
+    assert "fused_qkv_a_proj_with_mqa: shards disagree on being excluded: q_a_proj=excluded, " \
+           "kv_a_proj_with_mqa=quantized" in result.reason
+
+
+def test_kimi_shards_stored_unlike_their_exclusion_fail(tmp_path):
+    manifest = load_manifest(checkpoints.kimi_k26_mxfp4(tmp_path / "k", exclude=KIMI_EXCLUDE, kv_a_packed=True))
+    result = kimi_quark_prefix(manifest, tp=4)
+    assert result.outcome is Outcome.FAIL and "excluded by the config but its shards are stored as" in result.reason
+
+
+def test_kimi_rule_not_applicable_without_a_wrapper(tmp_path):
+    manifest = load_manifest(checkpoints.glm5_mxfp4(tmp_path / "g", mtp_excluded=False, eh_proj_packed=True))
+    assert kimi_quark_prefix(manifest, tp=8).outcome is Outcome.NOT_APPLICABLE

@@ -84,7 +84,7 @@ def glm5_mtp_eh_proj(manifest: Manifest, tp: int) -> RuleResult:
                                                  f"checkpoint holds no MTP layer {layers}")
     from harness.loading.skip import quark_excluded
 
-    excluded = quark_excluded(name.removesuffix(".weight"), quant.ignored)
+    excluded = quark_excluded(name.removesuffix(".weight"), quant.ignored)  # one question: no need to precompile
     tensor = manifest.tensors[name]
     if excluded:
         expected, ok = [hidden, 2 * hidden], tensor.dtype != "U8" and list(tensor.shape) == [hidden, 2 * hidden]
@@ -127,6 +127,55 @@ def eagle3_mla_draft(draft: Manifest) -> RuleResult:
     return RuleResult(fix, pr, Outcome.PASS, f"MLA EAGLE3 draft: {names[0]} reads 2 x {hidden}")
 
 
+# SGLang's packed mapping for Quark after #23408 (model_loader/loader.py::_get_quantization_config).
+QUARK_PACKED_MODULES = {
+    "fused_qkv_a_proj_with_mqa": ("q_a_proj", "kv_a_proj_with_mqa"),
+    "qkv_proj": ("q_proj", "k_proj", "v_proj"),
+    "gate_up_proj": ("gate_proj", "up_proj"),
+}
+LANGUAGE_MODEL_PREFIX = "language_model."
+
+
+def kimi_quark_prefix(manifest: Manifest, tp: int) -> RuleResult:
+    """kimi-k26-quark-prefix (#23408): with the `language_model.` prefix the loader gives the text model of
+    a KimiK25-style wrapper, every Quark exclude entry names some module, and the shards of every fused module
+    are excluded (high precision) or quantized (uint8) together."""
+    fix, pr = "kimi-k26-quark-prefix", "#23408"
+    quant = manifest.quant
+    modules = {name.rsplit(".", 1)[0] for name in manifest.tensors if name.endswith(".weight")}
+    if quant is None or quant.method != "quark" or not any(m.startswith(LANGUAGE_MODEL_PREFIX) for m in modules):
+        return RuleResult(fix, pr, Outcome.NOT_APPLICABLE, "not a Quark checkpoint with a language_model sub-model")
+    from harness.loading.skip import exclude_matcher, quark_excluded
+
+    for entry in quant.ignored:
+        names_it = exclude_matcher([entry])
+        if not any(names_it(module) for module in modules):
+            return RuleResult(fix, pr, Outcome.FAIL,
+                              f"exclude entry {entry!r} names no module under the loader's names "
+                              f"(e.g. {sorted(modules)[0]}): the layers it meant to keep in high precision "
+                              f"would be built quantized")
+    excluded_by_config = exclude_matcher(quant.ignored)
+    checked = 0
+    for module in sorted(modules):
+        for fused, shards in QUARK_PACKED_MODULES.items():
+            if not module.endswith("." + shards[0]):
+                continue
+            parent = module[: -len(shards[0])]
+            if not all(parent + shard in modules for shard in shards):
+                continue
+            try:
+                excluded = quark_excluded(parent + fused, excluded_by_config, QUARK_PACKED_MODULES)
+            except ShardDisagreement as problem:
+                return RuleResult(fix, pr, Outcome.FAIL, str(problem))
+            stored = {shard: manifest.tensors[parent + shard + ".weight"].dtype for shard in shards}
+            if excluded == any(dtype == "U8" for dtype in stored.values()) or len(set(stored.values())) > 1:
+                state = "excluded" if excluded else "quantized"
+                return RuleResult(fix, pr, Outcome.FAIL, f"{parent}{fused}: {state} by the config but its shards are "
+                                                         f"stored as {stored}")
+            checked += 1
+    return RuleResult(fix, pr, Outcome.PASS, f"every exclude entry names a module; {checked} fused modules consistent")
+
+
 # The rules `harness preflight` runs on a target checkpoint, each taking (manifest, tp); draft rules apart.
-RULES = (fp8_block_partitions, glm5_mtp_eh_proj)
+RULES = (fp8_block_partitions, glm5_mtp_eh_proj, kimi_quark_prefix)
 DRAFT_RULES = {"eagle3": eagle3_mla_draft}

@@ -10,7 +10,7 @@ non-existent shards is what made FP8 Qwen3-Next fail at TP4.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 FALLBACK_FUSED_SHARDS: Mapping[str, tuple[str, ...]] = {
     "qkv_proj": ("q_proj", "k_proj", "v_proj"),
@@ -52,23 +52,23 @@ def is_layer_skipped(prefix: str, ignored: Iterable[str],
     return next(iter(decisions.values()))
 
 
-def quark_excluded(name: str, exclude: Iterable[str],
+def exclude_matcher(exclude: Iterable[str]) -> Callable[[str], bool]:
+    """A predicate for Quark exclude entries: exact names, or `re:` patterns applied with re.match.
+
+    Compiled once per list: a trillion-parameter checkpoint asks it about every module.
+    """
+    import re
+
+    exact = {entry for entry in exclude if not entry.startswith("re:")}
+    patterns = [re.compile(entry[3:]) for entry in exclude if entry.startswith("re:")]
+    return lambda name: name in exact or any(pattern.match(name) for pattern in patterns)
+
+
+def quark_excluded(name: str, exclude: Iterable[str] | Callable[[str], bool],
                    fused_mapping: Mapping[str, Iterable[str]] = FALLBACK_FUSED_SHARDS) -> bool:
     """SGLang's quark `should_ignore_layer`: exact names or `re:` patterns (re.match); a fused module is
     checked shard by shard, and shards that disagree are an error."""
-    import re
-
-    exclude = list(exclude)
-
-    def one(candidate: str) -> bool:
-        for entry in exclude:
-            if entry.startswith("re:"):
-                if re.match(entry[3:], candidate):
-                    return True
-            elif entry == candidate:
-                return True
-        return False
-
+    one = exclude if callable(exclude) else exclude_matcher(exclude)
     module = name.rsplit(".", 1)[-1]
     if module not in fused_mapping:
         return one(name)
