@@ -38,18 +38,24 @@ def _skipped(prefix: str, ignored: Iterable[str]) -> bool:
     return any(matches(prefix, entry) for entry in ignored)
 
 
+def _decide_per_shard(name: str, fused_mapping: Mapping[str, Iterable[str]], decide: Callable[[str], bool],
+                      verb: str) -> bool:
+    """`decide(name)`, or for a fused module the shards' common decision; shards that disagree are an error."""
+    module = name.rsplit(".", 1)[-1]
+    if module not in fused_mapping:
+        return decide(name)
+    parent = name[: -len(module)]
+    decisions = {shard: decide(parent + shard) for shard in fused_mapping[module]}
+    if len(set(decisions.values())) > 1:
+        raise ShardDisagreement(f"{name}: shards disagree on being {verb}: "
+                                + ", ".join(f"{k}={verb if v else 'quantized'}" for k, v in decisions.items()))
+    return next(iter(decisions.values()))
+
+
 def is_layer_skipped(prefix: str, ignored: Iterable[str],
                      fused_mapping: Mapping[str, Iterable[str]] = FALLBACK_FUSED_SHARDS) -> bool:
     ignored = list(ignored)
-    module = prefix.rsplit(".", 1)[-1]
-    if module not in fused_mapping:
-        return _skipped(prefix, ignored)
-    parent = prefix[: -len(module)]
-    decisions = {shard: _skipped(parent + shard, ignored) for shard in fused_mapping[module]}
-    if len(set(decisions.values())) > 1:
-        raise ShardDisagreement(f"{prefix}: shards disagree on being skipped: "
-                                + ", ".join(f"{k}={'skipped' if v else 'quantized'}" for k, v in decisions.items()))
-    return next(iter(decisions.values()))
+    return _decide_per_shard(prefix, fused_mapping, lambda name: _skipped(name, ignored), "skipped")
 
 
 def exclude_matcher(exclude: Iterable[str]) -> Callable[[str], bool]:
@@ -69,12 +75,4 @@ def quark_excluded(name: str, exclude: Iterable[str] | Callable[[str], bool],
     """SGLang's quark `should_ignore_layer`: exact names or `re:` patterns (re.match); a fused module is
     checked shard by shard, and shards that disagree are an error."""
     one = exclude if callable(exclude) else exclude_matcher(exclude)
-    module = name.rsplit(".", 1)[-1]
-    if module not in fused_mapping:
-        return one(name)
-    parent = name[: -len(module)]
-    decisions = {shard: one(parent + shard) for shard in fused_mapping[module]}
-    if len(set(decisions.values())) > 1:
-        raise ShardDisagreement(f"{name}: shards disagree on being excluded: "
-                                + ", ".join(f"{k}={'excluded' if v else 'quantized'}" for k, v in decisions.items()))
-    return next(iter(decisions.values()))
+    return _decide_per_shard(name, fused_mapping, one, "excluded")
