@@ -239,7 +239,7 @@ def plan_update(baselines: Baselines, run: RunResult, *, cell_patterns: list[str
             if not force:
                 refused.append(f"{result.cell_id}: {reason} (use --force to promote it anyway)")
                 continue
-        for metric, entry in _entries_from_result(baselines.suite, result, run, today).items():
+        for metric, entry in entries_from_result(baselines.suite, result, run, today).items():
             old = cells.get(result.cell_id, {}).get(metric)
             if old is not None:
                 entry = replace(entry, floor=old.floor, ceiling=old.ceiling)
@@ -248,7 +248,8 @@ def plan_update(baselines: Baselines, run: RunResult, *, cell_patterns: list[str
     return Baselines(baselines.suite, baselines.path, cells), changes, refused
 
 
-def _entries_from_result(suite: str, result: CellResult, run: RunResult, today: str) -> dict[str, BaselineEntry]:
+def entries_from_result(suite: str, result: CellResult, run: RunResult, today: str) -> dict[str, BaselineEntry]:
+    """A cell result's measured figures as baseline entries (for promotion, and for `harness compare A B`)."""
     provenance = Provenance(
         source="harness", date=today, run_id=run.run_id, harness_version=run.harness_version,
         hardware=_hardware_summary(result.machine or run.machine),

@@ -11,8 +11,8 @@ from dataclasses import asdict
 from harness import schema
 from harness.baselines import (
     Baselines,
-    _entries_from_result,
     baseline_path,
+    entries_from_result,
     load_baselines,
     plan_update,
     save_baselines,
@@ -162,7 +162,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     cells = {}
     for result in run_a.cells:
         if result.status == "ok":
-            cells[result.cell_id] = _entries_from_result(run_a.suite, result, run_a, run_a.started_at or "")
+            cells[result.cell_id] = entries_from_result(run_a.suite, result, run_a, run_a.started_at or "")
     reference = Baselines(run_a.suite, args.run_a, cells)
     gate = GateSettings(**run_b.gate) if run_b.gate else GateSettings()
     if args.alpha is not None:
