@@ -7,7 +7,12 @@ thread-pool client like SGLang's run_eval (requests + ThreadPoolExecutor). Each 
 server-observed span (first request in to last response out) and by its own wall time (lm-eval's
 includes its start-up). Target: harness within 10% of the ideal.
 
-    HARNESS_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_eval_client.py [--repeats 3]
+--pin puts the stub on CPU 0 and the clients on the other CPUs: the stub stands for a server on its own
+hardware, and on a 2-core box its event loop otherwise takes CPU from the client it is meant to time.
+"head" is the time from the client's start to the first request the stub sees (connection set-up of the
+first wave: the stub accepts c connections).
+
+    HARNESS_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_eval_client.py [--repeats 3] [--pin]
 """
 
 from __future__ import annotations
@@ -46,10 +51,10 @@ def reset(url: str) -> None:
     urllib.request.urlopen(urllib.request.Request(url + "/stats/reset", method="POST"), timeout=5).read()
 
 
-def span(url: str) -> float:
+def stub_stats(url: str) -> dict:
     stats = get_json(url + "/stats")
     assert stats["count"] >= N, stats
-    return stats["span_s"]
+    return stats
 
 
 def harness_client(url: str, concurrency: int) -> None:
@@ -87,11 +92,19 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--latency-s", type=float, default=0.05)
+    parser.add_argument("--pin", action="store_true", help="stub on CPU 0, clients on the other CPUs")
+    parser.add_argument("--only", choices=["harness", "thread-pool", "lm-eval"], action="append")
     args = parser.parse_args()
+    cpus = sorted(os.sched_getaffinity(0))
+    pin_stub: list[str] = []
+    if args.pin and len(cpus) >= 2:
+        pin_stub = ["taskset", "-c", str(cpus[0])]
+        os.sched_setaffinity(0, set(cpus[1:]))
     clients = {"harness": harness_client, "thread-pool": thread_pool_client}
     if importlib.util.find_spec("lm_eval"):
         clients["lm-eval"] = lm_eval_client
-    stub = subprocess.Popen([sys.executable, str(ROOT / "tests" / "stub_openai.py"), "--latency-s",
+    clients = {name: client for name, client in clients.items() if not args.only or name in args.only}
+    stub = subprocess.Popen([*pin_stub, sys.executable, str(ROOT / "tests" / "stub_openai.py"), "--latency-s",
                              str(args.latency_s)], stdout=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{int(stub.stdout.readline().split()[-1])}"
     report = {}
@@ -100,22 +113,26 @@ def main() -> None:
             ideal = math.ceil(N / concurrency) * args.latency_s
             row = {"ideal_s": round(ideal, 3)}
             for name, client in clients.items():
-                spans, walls = [], []
+                spans, walls, heads = [], [], []
                 for _ in range(args.repeats):
                     reset(url)
-                    start = time.perf_counter()
+                    start, start_monotonic = time.perf_counter(), time.monotonic()  # the stub's clock
                     client(url, concurrency)
                     walls.append(time.perf_counter() - start)
-                    spans.append(span(url))
-                row[name] = {"server_span_median_s": round(statistics.median(spans), 3),
+                    stats = stub_stats(url)
+                    spans.append(stats["span_s"])
+                    heads.append(stats["first_arrival"] - start_monotonic)
+                row[name] = {"wall_median_s": round(statistics.median(walls), 3),
                              "wall_over_ideal": round(statistics.median(walls) / ideal, 3),
-                             "wall_median_s": round(statistics.median(walls), 3),
-                             "span_over_ideal": round(statistics.median(spans) / ideal, 3)}
+                             "server_span_median_s": round(statistics.median(spans), 3),
+                             "span_over_ideal": round(statistics.median(spans) / ideal, 3),
+                             "head_median_s": round(statistics.median(heads), 3)}
             report[f"c={concurrency}"] = row
     finally:
         stub.kill()
         stub.wait()
-    print(json.dumps({"questions": N, "latency_s": args.latency_s, "repeats": args.repeats, **report}, indent=2))
+    print(json.dumps({"questions": N, "latency_s": args.latency_s, "repeats": args.repeats, "cpus": len(cpus),
+                      "pinned": bool(pin_stub), **report}, indent=2))
 
 
 if __name__ == "__main__":

@@ -60,11 +60,14 @@ class Stub:
             with open(args.log_prompts, "a") as log:
                 body_rest = {k: v for k, v in body.items() if k not in ("prompt", "messages")}
                 log.write(json.dumps({"index": index, "prompt": prompt, "body": body_rest}) + "\n")
-        key = prompt[-200:]
-        self.attempts[key] = self.attempts.get(key, 0) + 1
+        first_attempt = False
+        if args.fail_first:
+            key = prompt[-200:]
+            self.attempts[key] = self.attempts.get(key, 0) + 1
+            first_attempt = self.attempts[key] == 1
         if args.latency_s:
             await asyncio.sleep(args.latency_s)
-        if args.fail_first and self.attempts[key] == 1:
+        if first_attempt:
             return (503 if (index or 0) % 2 else 429), {"error": "busy"}
         if args.error_every and index is not None and index % args.error_every == 0:
             return 500, {"error": "internal"}
@@ -89,7 +92,8 @@ class Stub:
             return 200, {}
         if path == "/stats":
             stats = self.stats
-            return 200, {"count": stats["count"], "span_s": (stats["last_departure"] or 0) - (stats["first_arrival"] or 0)}
+            return 200, {"count": stats["count"], "span_s": (stats["last_departure"] or 0) - (stats["first_arrival"] or 0),
+                         "first_arrival": stats["first_arrival"], "last_departure": stats["last_departure"]}
         if path == "/stats/reset":
             self.stats.update(first_arrival=None, last_departure=None, count=0)
             return 200, {}

@@ -92,6 +92,22 @@ def test_extraction_examples():
     assert gsm8k.chat_extract("unfinished thought </think> #### 5") == "5"
 
 
+@pytest.mark.parametrize("text", ["007", "0", "00", "x 000", "1,000,000", "3 then 0012", "\u0663", "7 \u0663",
+                                  "12\u0663", "9" * 50, "1.5", "-3", ""])
+def test_fast_answer_value_equals_sglang_literal_eval(text):
+    def sglang_get_answer_value(answer_str):  # SGLang's few_shot_gsm8k, verbatim
+        answer_str = answer_str.replace(",", "")
+        numbers = re.findall(r"\d+", answer_str)
+        if len(numbers) < 1:
+            return gsm8k.INVALID
+        try:
+            return ast.literal_eval(numbers[-1])
+        except SyntaxError:
+            return gsm8k.INVALID
+
+    assert gsm8k.sglang_answer_value(text) == sglang_get_answer_value(text)
+
+
 def test_sglang_scoring_agrees_with_sglang_on_every_real_question(test_rows):
     responses = recorded_responses(test_rows)
     questions = list(gsm8k.sglang_questions(test_rows, shots=0, count=len(test_rows)))
