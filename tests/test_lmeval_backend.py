@@ -33,3 +33,53 @@ def test_same_prompts_same_requests_same_outcomes(tmp_path, stub_server):
     assert ours.metrics["accuracy"] == theirs.metrics["accuracy"]
     assert ours.metrics["accuracy_flexible"] == theirs.metrics["accuracy_flexible"]
     assert theirs.protocol["runner"] == "lm-eval"
+
+
+def _logged(path):
+    return {json.loads(line)["index"]: json.loads(line) for line in path.read_text().splitlines()}
+
+
+@pytest.mark.parametrize("protocol", ["chat", "sglang-fewshot"])
+def test_harness_protocols_through_lm_eval_send_the_same_prompts(tmp_path, stub_server, protocol):
+    from harness.evals.lmeval_backend import run_lm_eval
+
+    config = EvalConfig(name="gsm8k", protocol=protocol, shots=0 if protocol == "chat" else 5, questions=20,
+                        max_tokens=128, temperature=0.0, repeats=1, concurrency=4,
+                        chat_template_kwargs={"thinking": True} if protocol == "chat" else {})
+    results, logs = {}, {}
+    for name, run in (("harness", run_eval), ("lm-eval", run_lm_eval)):
+        log = tmp_path / f"{name}.jsonl"
+        flags = ("--wrong-every", "6", "--log-prompts", str(log)) + (("--reasoning",) if protocol == "chat" else ())
+        results[name] = run(config, stub_server(*flags), model="stub-model")
+        logs[name] = _logged(log)
+    assert sorted(logs["harness"]) == sorted(logs["lm-eval"]) == list(range(20))
+    for index in range(20):
+        ours, theirs = logs["harness"][index], logs["lm-eval"][index]
+        assert ours["prompt"] == theirs["prompt"]
+        # lm-eval always sends a seed, and `stop: []` on chat: neither changes a greedy answer.
+        extra = {key: theirs["body"][key] for key in theirs["body"].keys() - ours["body"].keys()}
+        assert extra == ({"seed": 1234, "stop": []} if protocol == "chat" else {"seed": 1234})
+        assert {key: theirs["body"][key] for key in ours["body"]} == ours["body"]
+    assert [(o.id, o.correct, o.extracted) for o in results["harness"].outcomes] == \
+        [(o.id, o.correct, o.extracted) for o in results["lm-eval"].outcomes]
+    assert results["lm-eval"].metrics["accuracy"] == results["harness"].metrics["accuracy"] != 1.0
+    assert results["lm-eval"].protocol == {**results["harness"].protocol, "runner": "lm-eval"}
+
+
+def test_gpqa_through_lm_eval_agrees_and_leaks_nothing(tmp_path, stub_server, capsys, caplog):
+    from harness.evals.lmeval_backend import run_lm_eval
+    from harness.results import CellResult, cell_result_to_dict
+    from tests.test_gpqa import synthetic_csv
+
+    path = synthetic_csv(tmp_path / "g.csv")
+    config = EvalConfig(name="gpqa", protocol="simple-evals", shots=0, questions=198, max_tokens=64,
+                        temperature=0.0, repeats=2, data=str(path), concurrency=4)
+    url = stub_server()
+    ours, theirs = run_eval(config, url, model="stub"), run_lm_eval(config, url, model="stub")
+    assert [(o.id, o.correct, o.extracted) for o in ours.outcomes] == \
+        [(o.id, o.correct, o.extracted) for o in theirs.outcomes]
+    assert theirs.metrics["accuracy"].value == 1.0 and theirs.metrics["accuracy"].n == 24
+    dumped = json.dumps(cell_result_to_dict(CellResult("c", "s", "ok", {}, evals={"gpqa": theirs})))
+    assert "SECRET-QUESTION-TEXT" not in dumped and "CORRECT choice" not in dumped
+    captured = capsys.readouterr()
+    assert "SECRET" not in captured.err + captured.out + caplog.text
