@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print each cell's server argv and env; launch nothing")
     run.add_argument("--run-id", help="name of reports/<run-id> (default: UTC time and suite)")
     run.add_argument("--python", help="the Python that runs the engine (default: this one)")
+    run.add_argument("--no-preflight", action="store_true",
+                     help="launch cells without checking their checkpoints first (preflight runs by default)")
     _add_dirs(run, "suites", "baselines", "reports")
 
     validate = commands.add_parser("validate", help="check every suite and baseline file")
@@ -108,12 +110,26 @@ def build_parser() -> argparse.ArgumentParser:
     prepare = local_commands.add_parser("prepare", help="export (amd-quark) and cache every local variant")
     prepare.add_argument("--variant", action="append", help="e.g. mxfp4, fp8, mxfp4-scale-defect (default: all)")
 
-    preflight = commands.add_parser("preflight", help="check a checkpoint's headers and config before launching")
-    preflight.add_argument("--checkpoint", type=Path, required=True, help="a local checkpoint directory")
-    preflight.add_argument("--tp", type=int, default=1)
-    preflight.add_argument("--spec", choices=("eagle3",), help="also check the speculative draft")
-    preflight.add_argument("--draft", type=Path, help="the draft checkpoint directory (with --spec)")
+    preflight = commands.add_parser(
+        "preflight", help="check checkpoints' headers and config against the fixes' rules before launching",
+        description="Either every cell of a suite (--suite, optionally --cell) or one checkpoint (--checkpoint). "
+                    "Exit 1 when a rule fails.")
+    target = preflight.add_mutually_exclusive_group(required=True)
+    target.add_argument("--suite", help="check every cell of this suite")
+    target.add_argument("--checkpoint", help="a checkpoint directory, or a hub id (headers read with HF_TOKEN)")
+    preflight.add_argument("--cell", action="append", help="with --suite: glob on cell ids (repeatable)")
+    preflight.add_argument("--tp", type=int, default=1, help="with --checkpoint: tensor parallel size")
+    preflight.add_argument("--quantization", help="with --checkpoint: the engine's --quantization (e.g. quark_mxfp4)")
+    preflight.add_argument("--spec", choices=("mtp", "eagle3"), help="with --checkpoint: speculative decoding")
+    preflight.add_argument("--draft", help="the EAGLE3 draft checkpoint (with --spec eagle3)")
+    preflight.add_argument("--hf-token", help="token for reading hub checkpoints' headers (default: $HF_TOKEN)")
     preflight.add_argument("--json", action="store_true")
+    _add_dirs(preflight, "suites")
+
+    fixes = commands.add_parser("fixes", help="the guarded fixes: their rules, the cells that guard them, "
+                                              "and their latest results")
+    fixes.add_argument("--json", action="store_true")
+    _add_dirs(fixes, "suites", "reports")
 
     upgrade = commands.add_parser("upgrade", help="rewrite a result or baseline file at the current schema")
     upgrade.add_argument("path", type=Path)
@@ -130,6 +146,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compare": commands.cmd_compare, "baseline": commands.cmd_baseline_update, "report": commands.cmd_report,
         "upgrade": commands.cmd_upgrade, "memory": commands.cmd_memory, "eval": commands.cmd_eval,
         "data": commands.cmd_data_fetch, "local": commands.cmd_local_prepare, "preflight": commands.cmd_preflight,
+        "fixes": commands.cmd_fixes,
     }[args.command]
     try:
         return handler(args)

@@ -7,6 +7,7 @@ import datetime as _dt
 import json
 import sys
 from dataclasses import asdict
+from pathlib import Path
 
 from harness import schema
 from harness.baselines import (
@@ -25,7 +26,7 @@ from harness.matrix import Cell, expand, select
 from harness.pipeline import conclude, make_run_dir, new_run_id, plan, run_cells
 from harness.protocols import EvalConfig, protocol_differences, protocol_of
 from harness.report import render_console
-from harness.results import load_run, now_iso
+from harness.results import CellResult, load_run, now_iso
 from harness.strict import Where, did_you_mean
 from harness.suite import GateSettings, load_suite
 
@@ -65,7 +66,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     started_at = now_iso()
     print(f"harness: run {run_id}: {len(the_plan.cells)} cell(s) of suite {the_plan.suite.name}", file=sys.stderr)
     _prepare_local_checkpoints(the_plan.cells, options.python)
-    results, interrupted = run_cells(the_plan.cells, run_dir, lambda cell, d: run_cell(cell, d, options),
+    checks = {} if args.no_preflight else _preflight_cells(the_plan.cells)
+
+    def checked_run_cell(cell: Cell, cell_run_dir: Path) -> CellResult:
+        from harness.preflight import config_failure, with_preflight
+
+        check = checks.get(cell.id)
+        if check is not None and check.failures:
+            return config_failure(cell, check)  # never launched: the load would fail as the rule says
+        result = run_cell(cell, cell_run_dir, options)
+        return result if check is None else with_preflight(result, cell, check)
+
+    results, interrupted = run_cells(the_plan.cells, run_dir, checked_run_cell,
                                      progress=lambda line: print(f"harness: {line}", file=sys.stderr, flush=True))
     run, verdicts = conclude(the_plan, run_id, run_dir, results, started_at=started_at, machine=options.machine)
     print(render_console(verdicts, run.exit_code), end="")
@@ -74,6 +86,20 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("harness: interrupted; the cells measured so far are saved", file=sys.stderr)
         return EXIT_INTERRUPTED
     return run.exit_code
+
+
+def _preflight_cells(cells: list[Cell]) -> dict:
+    """Each cell's preflight (headers only: seconds even for a trillion parameters), printed as it goes."""
+    from harness.cellrun import materialize
+    from harness.preflight import check_cell
+
+    checks = {}
+    for cell in cells:
+        check = checks[cell.id] = check_cell(materialize(cell, create=False))
+        verdict = ("FAIL: " + check.message() if check.failures else
+                   f"skipped ({check.unavailable})" if check.unavailable else "pass")
+        print(f"harness: preflight {cell.id}: {verdict}", file=sys.stderr, flush=True)
+    return checks
 
 
 def _prepare_local_checkpoints(cells: list[Cell], python: str) -> None:
@@ -316,21 +342,85 @@ def cmd_local_prepare(args: argparse.Namespace) -> int:
 
 
 def cmd_preflight(args: argparse.Namespace) -> int:
-    """The preflight rules on one checkpoint, from its headers and config (no tensor data read)."""
-    from harness.loading.manifest import load_manifest
-    from harness.loading.rules import DRAFT_RULES, RULES, Outcome
+    """The preflight rules on every cell of a suite, or on one checkpoint (headers and config only)."""
+    from harness import preflight
 
-    manifest = load_manifest(args.checkpoint)
-    results = [rule(manifest, args.tp) for rule in RULES]
-    if args.spec:
-        if args.draft is None:
-            raise ConfigError(f"--spec {args.spec} needs --draft PATH")
-        results.append(DRAFT_RULES[args.spec](load_manifest(args.draft)))
+    if args.suite:
+        from harness.cellrun import materialize
+        from harness.suite import find_suite
+
+        suite = load_suite(find_suite(args.suite, args.suites_dir))
+        checks = [preflight.check_cell(materialize(cell, create=False), token=args.hf_token)
+                  for cell in select(expand(suite), args.cell)]
+    else:
+        if args.draft and args.spec != "eagle3":
+            raise ConfigError("--draft: only an EAGLE3 draft is checked (--spec eagle3)")
+        if args.spec == "eagle3" and not args.draft:
+            raise ConfigError("--spec eagle3 needs --draft PATH")
+        check = preflight.check_checkpoint(args.checkpoint, args.checkpoint, tp=args.tp,
+                                           quantization=args.quantization, spec=args.spec or "none",
+                                           draft=args.draft, token=args.hf_token)
+        if check.unavailable:  # named on the command line: not finding it is the user's error, not a skip
+            raise ConfigError(f"--checkpoint: {check.unavailable}")
+        checks = [check]
     if args.json:
         from harness.cli import print_json
 
-        print_json([{"fix": r.fix, "pr": r.pr, "outcome": r.outcome.value, "reason": r.reason} for r in results])
+        print_json([{"cell": c.cell_id, **c.to_dict()} for c in checks])
     else:
-        for r in results:
-            print(f"{r.outcome.value:<15} {r.fix} ({r.pr}): {r.reason}")
-    return 1 if any(r.outcome is Outcome.FAIL for r in results) else EXIT_OK
+        print("\n".join(line for check in checks for line in preflight.describe(check)))
+    return 1 if any(check.failures for check in checks) else EXIT_OK
+
+
+def cmd_fixes(args: argparse.Namespace) -> int:
+    """Each guarded fix: its rules, the suite cells that guard it, and the latest verdict of each cell."""
+    from harness.loading.rules import RULE_FIXES
+
+    guarding: dict[str, list[str]] = {fix_id: [] for fix_id in FIXES}
+    for path in sorted(args.suites_dir.glob("*.yaml")):
+        for cell in expand(load_suite(path)):
+            if cell.fix in guarding:
+                guarding[cell.fix].append(f"{cell.suite}:{cell.id}")
+    latest = latest_verdicts(args.reports_dir)
+    rows = []
+    for fix in FIXES.values():
+        cells = [{"cell": name, **latest.get(name, {"state": "never run"})} for name in guarding[fix.id]]
+        rows.append({"fix": fix.id, "pr": fix.pr, "model": fix.model, "validated_with": fix.validated_with,
+                     "rules": sorted(rule for rule, fix_id in RULE_FIXES.items() if fix_id == fix.id),
+                     "cells": cells})
+    if args.json:
+        from harness.cli import print_json
+
+        print_json(rows)
+        return EXIT_OK
+    for row in rows:
+        print(f"{row['fix']} ({row['pr']}): {row['model']}")
+        print(f"  validated with: {row['validated_with']}")
+        print(f"  rules: {', '.join(row['rules'])}")
+        for cell in row["cells"] or [{"cell": "(no suite cell guards it)", "state": ""}]:
+            where = f"  [{cell['run']}]" if "run" in cell else ""
+            print(f"  {cell['cell']:<52} {cell['state']}{where}")
+    return EXIT_OK
+
+
+def latest_verdicts(reports_dir: Path) -> dict[str, dict[str, str]]:
+    """"suite:cell" -> the worst verdict of that cell in the newest run that has it, and that run's id."""
+    from harness.compare import State
+
+    order = [State.REGRESSED, State.CONFIG_ERROR, State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE,
+             State.IMPROVED, State.NO_BASELINE, State.PASS]
+    runs = []
+    for path in reports_dir.glob("*/results.json"):
+        try:
+            runs.append(load_run(path))
+        except ConfigError:
+            continue  # a broken or foreign file is no fix's latest result
+    latest: dict[str, dict[str, str]] = {}
+    for run in sorted(runs, key=lambda r: r.finished_at or "", reverse=True):
+        states: dict[str, list[State]] = {}
+        for verdict in run.verdicts:
+            states.setdefault(verdict["cell_id"], []).append(State(verdict["state"]))
+        for cell_id, found in states.items():
+            latest.setdefault(f"{run.suite}:{cell_id}",
+                              {"state": min(found, key=order.index).value, "run": run.run_id})
+    return latest

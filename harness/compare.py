@@ -16,7 +16,7 @@ from harness.baselines import BaselineEntry, Baselines
 from harness.errors import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
 from harness.metrics import METRICS, MetricKind
 from harness.protocols import protocol_differences
-from harness.results import STATUS_OK, CellResult, MetricSample
+from harness.results import STATUS_CONFIG_ERROR, STATUS_OK, CellResult, MetricSample
 from harness.stats import (
     mcnemar_exact_drop,
     mcnemar_exact_gain,
@@ -41,6 +41,7 @@ class State(str, enum.Enum):
     NOT_COMPARABLE = "NOT_COMPARABLE"
     MISSING = "MISSING"
     INFRA_ERROR = "INFRA_ERROR"
+    CONFIG_ERROR = "CONFIG_ERROR"  # never launched: the checkpoint or config fails a preflight rule
 
 
 @dataclass(frozen=True)
@@ -172,6 +173,10 @@ def compare_cell(cell_id: str, result: CellResult | None, baseline: dict[str, Ba
         return stamp(Verdict("", m, State.MISSING, baseline=_value(baseline.get(m)),
                              reason="the cell did not run") for m in metrics)
     fix = fix or result.fix
+    if result.status == STATUS_CONFIG_ERROR:
+        message = result.error.message if result.error else "no error recorded"
+        return stamp(Verdict("", m, State.CONFIG_ERROR, baseline=_value(baseline.get(m)), test="preflight",
+                             reason=message) for m in (list(baseline) or [CELL_METRIC]))
     if result.status != STATUS_OK:
         error = result.error
         cause = error.cause if error else "unknown"
@@ -216,12 +221,12 @@ def compare_results(planned: list[str], results: dict[str, CellResult], baseline
 
 def exit_code(verdicts: Iterable[Verdict]) -> int:
     """1 on any regression; else 3 on an infrastructure failure or a missing cell; else 2 when a
-    protocol mismatch left a figure ungated (a config problem); else 0."""
+    protocol mismatch left a figure ungated or a cell failed its preflight (a config problem); else 0."""
     states = {v.state for v in verdicts}
     if State.REGRESSED in states:
         return EXIT_REGRESSION
     if states & {State.INFRA_ERROR, State.MISSING}:
         return EXIT_INFRA
-    if State.NOT_COMPARABLE in states:
+    if states & {State.NOT_COMPARABLE, State.CONFIG_ERROR}:
         return EXIT_USAGE
     return EXIT_OK

@@ -92,6 +92,9 @@ class CellResult:
     error: CellError | None = None
     started_at: str | None = None
     finished_at: str | None = None
+    # Preflight rule results, the predicted weight memory and its comparison with the measured figure
+    # (harness.preflight); empty when preflight did not run.
+    preflight: dict[str, Any] = field(default_factory=dict)
 
     @property
     def fix(self) -> str | None:
@@ -158,6 +161,7 @@ def cell_result_from_dict(document: dict[str, Any], path: Path) -> CellResult:
             engine=dict(document.get("engine", {})), harness=dict(document.get("harness", {})),
             error=None if error is None else CellError(**error),
             started_at=document.get("started_at"), finished_at=document.get("finished_at"),
+            preflight=dict(document.get("preflight", {})),
         )
     except (KeyError, TypeError) as problem:
         raise ConfigError(f"{path}: malformed cell result: {_describe(problem)}") from None

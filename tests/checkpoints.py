@@ -123,3 +123,62 @@ def kimi_k26_mxfp4(root: Path, *, exclude: list[str], kv_a_packed: bool = False,
               "text_config": {"model_type": "kimi_k2", "hidden_size": hidden, "num_hidden_layers": 2},
               "quantization_config": {"quant_method": "quark", "exclude": exclude}}
     return write_checkpoint(root, config, tensors)
+
+
+def qwen3(root: Path, *, layers: int = 36, hidden: int = 4096, intermediate: int = 12288, heads: int = 32,
+          kv_heads: int = 8, head_dim: int = 128, vocab: int = 151936, experts: int = 0,
+          moe_intermediate: int = 768, mxfp4: bool = False, shards: int = 4) -> Path:
+    """Qwen3 (dense, Qwen3-8B's shapes by default) or Qwen3-MoE (`experts` > 0) with real config keys;
+    `mxfp4` stores every linear but lm_head and the router as Quark MXFP4 (packed uint8 + E8M0 scales)."""
+    def linear(name: str, out_features: int, in_features: int, quantizable: bool = True) -> None:
+        if mxfp4 and quantizable:
+            tensors[f"{name}.weight"] = ("U8", (out_features, in_features // 2))
+            tensors[f"{name}.weight_scale"] = ("U8", (out_features, in_features // 32))
+        else:
+            tensors[f"{name}.weight"] = ("BF16", (out_features, in_features))
+
+    tensors: dict[str, tuple[str, tuple[int, ...]]] = {"model.embed_tokens.weight": ("BF16", (vocab, hidden)),
+                                                         "model.norm.weight": ("BF16", (hidden,))}
+    for layer in range(layers):
+        p = f"model.layers.{layer}"
+        linear(f"{p}.self_attn.q_proj", heads * head_dim, hidden)
+        linear(f"{p}.self_attn.k_proj", kv_heads * head_dim, hidden)
+        linear(f"{p}.self_attn.v_proj", kv_heads * head_dim, hidden)
+        linear(f"{p}.self_attn.o_proj", hidden, heads * head_dim)
+        tensors[f"{p}.self_attn.q_norm.weight"] = ("BF16", (head_dim,))
+        tensors[f"{p}.self_attn.k_norm.weight"] = ("BF16", (head_dim,))
+        tensors[f"{p}.input_layernorm.weight"] = ("BF16", (hidden,))
+        tensors[f"{p}.post_attention_layernorm.weight"] = ("BF16", (hidden,))
+        if experts:
+            linear(f"{p}.mlp.gate", experts, hidden, quantizable=False)
+            for expert in range(experts):
+                e = f"{p}.mlp.experts.{expert}"
+                linear(f"{e}.gate_proj", moe_intermediate, hidden)
+                linear(f"{e}.up_proj", moe_intermediate, hidden)
+                linear(f"{e}.down_proj", hidden, moe_intermediate)
+        else:
+            linear(f"{p}.mlp.gate_proj", intermediate, hidden)
+            linear(f"{p}.mlp.up_proj", intermediate, hidden)
+            linear(f"{p}.mlp.down_proj", hidden, intermediate)
+    linear("lm_head", vocab, hidden, quantizable=False)
+    config = {"architectures": ["Qwen3MoeForCausalLM" if experts else "Qwen3ForCausalLM"],
+              "model_type": "qwen3_moe" if experts else "qwen3", "hidden_size": hidden,
+              "intermediate_size": intermediate, "num_hidden_layers": layers, "num_attention_heads": heads,
+              "num_key_value_heads": kv_heads, "head_dim": head_dim, "vocab_size": vocab,
+              "tie_word_embeddings": False, "torch_dtype": "bfloat16"}
+    if experts:
+        config.update(num_experts=experts, num_experts_per_tok=8, moe_intermediate_size=moe_intermediate)
+    if mxfp4:
+        config["quantization_config"] = {
+            "quant_method": "quark", "export": {"pack_method": "reorder"},
+            "global_quant_config": {"weight": {"dtype": "fp4", "qscheme": "per_group", "group_size": 32,
+                                               "scale_format": "e8m0"}},
+            "exclude": ["lm_head", "re:.*mlp.gate$"]}
+    return write_checkpoint(root, config, tensors, shards=shards)
+
+
+def qwen3_30b_a3b(root: Path, **overrides) -> Path:
+    """Qwen/Qwen3-30B-A3B-Instruct-2507's shapes: 48 layers, 128 experts of 768, hidden 2048, 4 KV heads."""
+    shape = dict(layers=48, hidden=2048, intermediate=6144, heads=32, kv_heads=4, experts=128, moe_intermediate=768,
+                 shards=16)
+    return qwen3(root, **{**shape, **overrides})

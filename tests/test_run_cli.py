@@ -114,3 +114,49 @@ def test_memory_command_reports_missing_and_unreadable(capsys, tmp_path):
     assert "missing: TP0: no 'Load weight end' line" in capsys.readouterr().out
     assert main(["memory", str(tmp_path / "nope.log")]) == 2
     assert "nope.log: cannot read" in capsys.readouterr().err
+
+
+def test_run_preflights_every_cell_and_never_launches_a_failing_one(tmp_path, capsys):
+    from tests import checkpoints
+
+    bf16 = checkpoints.qwen3(tmp_path / "qwen3-8b")  # Qwen3-8B's shapes: 15.26 GiB of BF16 weights
+    prequantized = checkpoints.qwen3(tmp_path / "qwen3-8b-mxfp4", mxfp4=True)
+    root = fake_suite(tmp_path, {"none": "ok"})
+    suite = yaml.safe_load((root / "suites" / "fake.yaml").read_text())
+    suite["matrix"]["quant"] = ["bf16", "quark_mxfp4"]
+    suite["models"] = [
+        {"id": "good", "fix": "online-mxfp4", "checkpoints": {"bf16": str(bf16)}, "matrix": {"quant": ["bf16"]}},
+        # Online quantization of a checkpoint that is MXFP4 already: SGLang would fail after the launch.
+        {"id": "bad", "fix": "online-mxfp4", "checkpoints": {"quark_mxfp4": str(prequantized)},
+         "matrix": {"quant": ["quark_mxfp4"]}},
+    ]
+    (root / "suites" / "fake.yaml").write_text(yaml.safe_dump(suite))
+    code = main(["run", "--suite", "fake", "--run-id", "pf", *dirs(root)])
+    captured = capsys.readouterr()
+    assert code == 2, captured.out  # a config failure, not a regression nor an infrastructure failure
+    assert "preflight bad/quark_mxfp4/none/tp1: FAIL: preflight online-mxfp4 (#18005)" in captured.err
+    run_dir = root / "reports" / "pf"
+    results = json.loads((run_dir / "results.json").read_text())
+    states = {(v["cell_id"], v["metric"]): (v["state"], v["reason"]) for v in results["verdicts"]}
+    state, reason = states[("bad/quark_mxfp4/none/tp1", "cell")]
+    assert state == "CONFIG_ERROR" and "the checkpoint is MXFP4 already" in reason
+    assert not (run_dir / "cells" / "bad__quark_mxfp4__none__tp1" / "server.log").exists()  # never launched
+    bad = json.loads((run_dir / "cells" / "bad__quark_mxfp4__none__tp1" / "result.json").read_text())
+    assert bad["status"] == "config_error" and bad["error"]["cause"] == "preflight"
+    good = json.loads((run_dir / "cells" / "good__bf16__none__tp1" / "result.json").read_text())
+    assert good["status"] == "ok" and good["preflight"]["predicted_weights"]["bf16_gib"] == pytest.approx(15.256, abs=1e-3)
+    # The test double reports 40 GiB of weights: far from the 15.26 GiB predicted, and reported as such.
+    gap = good["preflight"]["memory_vs_prediction"]
+    assert gap["metric"] == "memory.weights_gib" and gap["measured_gib"] == 40.0 and not gap["within_tolerance"]
+    assert "measured memory.weights_gib 40.00 GiB, predicted weights 15.26 GiB" in (run_dir / "summary.md").read_text()
+    assert_nothing_survives(tmp_path)
+    # `harness fixes`: the fix, its rule, the cells that guard it, and their latest verdicts.
+    assert main(["fixes", "--suites-dir", str(root / "suites"), "--reports-dir", str(root / "reports")]) == 0
+    out = capsys.readouterr().out
+    assert "online-mxfp4 (#18005): BF16 dense and MoE checkpoints" in out and "rules: online_mxfp4" in out
+    assert "fake:bad/quark_mxfp4/none/tp1" in out and "CONFIG_ERROR  [pf]" in out
+    assert "fake:good/bf16/none/tp1" in out and "NO_BASELINE  [pf]" in out
+    assert "glm5-mxfp4-mtp (#23219)" in out and "(no suite cell guards it)" in out
+    assert main(["preflight", "--suite", "fake", "--cell", "bad/*", "--suites-dir", str(root / "suites")]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith("bad/quark_mxfp4/none/tp1") and "good/" not in out

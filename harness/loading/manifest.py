@@ -51,6 +51,24 @@ def parse_quant_config(config: dict[str, Any]) -> QuantConfig | None:
     return QuantConfig(method, tuple(block) if block else None, tuple(ignored), dict(raw))
 
 
+def load_hub_manifest(repo_id: str, *, token: str | None, revision: str | None = None) -> Manifest:
+    """The manifest of a hub checkpoint: config.json and each shard's header through HTTP range requests
+    (huggingface_hub's get_safetensors_metadata); no tensor data is downloaded."""
+    try:
+        from huggingface_hub import HfApi, hf_hub_download
+    except ImportError:
+        raise ConfigError(f"{repo_id}: reading a hub checkpoint needs huggingface_hub") from None
+    try:
+        config = json.loads(Path(hf_hub_download(repo_id, "config.json", revision=revision, token=token)).read_text())
+        metadata = HfApi().get_safetensors_metadata(repo_id, revision=revision, token=token)
+    except Exception as problem:  # hub errors (gated, offline, missing) share no base class worth naming
+        raise ConfigError(f"{repo_id}: cannot read from the hub: {type(problem).__name__}: "
+                          f"{' '.join(str(problem).split())[:200]}") from None
+    tensors = {name: Tensor(info.dtype, tuple(info.shape))
+               for shard in metadata.files_metadata.values() for name, info in shard.tensors.items()}
+    return Manifest(Path(repo_id), config, tensors, parse_quant_config(config))
+
+
 def load_manifest(path: Path) -> Manifest:
     config_path = path / "config.json"
     if not config_path.exists():

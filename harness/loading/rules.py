@@ -29,7 +29,7 @@ ROW_PARALLEL = ("o_proj", "down_proj", "out_proj")
 NOT_LINEAR = ("embed_tokens", "lm_head", "norm", "conv1d", "A_log", "dt_bias")
 
 
-def fp8_block_partitions(manifest: Manifest, tp: int,
+def fp8_block_partitions(manifest: Manifest, tp: int, quantization: str | None = None,
                          fused_mapping: Mapping[str, tuple[str, ...]] = FALLBACK_FUSED_SHARDS) -> RuleResult:
     """qwen3-next-fp8-skip (#23973, #23467): every FP8 block-quantized linear the loader does not skip
     must split into TP partitions that are whole blocks, or SGLang's validate_block_quant_shapes fails."""
@@ -69,7 +69,7 @@ def _shape(manifest: Manifest, name: str) -> str:
     return f"{list(tensor.shape)} ({tensor.dtype})"
 
 
-def glm5_mtp_eh_proj(manifest: Manifest, tp: int) -> RuleResult:
+def glm5_mtp_eh_proj(manifest: Manifest, tp: int, quantization: str | None = None) -> RuleResult:
     """glm5-mxfp4-mtp (#23219): the MTP layer (model.layers.{num_hidden_layers}) is either excluded, with
     eh_proj in high precision [h, 2h], or quantized, with eh_proj FP4-packed uint8 [h, h] and E8M0 scales
     [h, 2h/32]. Anything else is the load failure SGLang showed, named with both shapes."""
@@ -136,7 +136,7 @@ QUARK_PACKED_MODULES = {
 LANGUAGE_MODEL_PREFIX = "language_model."
 
 
-def kimi_quark_prefix(manifest: Manifest, tp: int) -> RuleResult:
+def kimi_quark_prefix(manifest: Manifest, tp: int, quantization: str | None = None) -> RuleResult:
     """kimi-k26-quark-prefix (#23408): with the `language_model.` prefix the loader gives the text model of
     a KimiK25-style wrapper, every Quark exclude entry names some module, and the shards of every fused module
     are excluded (high precision) or quantized (uint8) together."""
@@ -176,6 +176,47 @@ def kimi_quark_prefix(manifest: Manifest, tp: int) -> RuleResult:
     return RuleResult(fix, pr, Outcome.PASS, f"every exclude entry names a module; {checked} fused modules consistent")
 
 
-# The rules `harness preflight` runs on a target checkpoint, each taking (manifest, tp); draft rules apart.
-RULES = (fp8_block_partitions, glm5_mtp_eh_proj, kimi_quark_prefix)
+ONLINE_MXFP4 = "quark_mxfp4"  # SGLang's --quantization value for online MXFP4
+
+
+def online_mxfp4(manifest: Manifest, tp: int, quantization: str | None = None) -> RuleResult:
+    """online-mxfp4 (#18005): a cell that quantizes online loads a checkpoint that is not MXFP4 already, and
+    every layer the online scheme quantizes splits into whole MXFP4 blocks of 32 along its input on each rank.
+    The PASS reason names the layers quantized and kept, and the predicted weight memory per rank."""
+    from harness.loading import online
+
+    fix, pr = "online-mxfp4", "#18005"
+    if quantization != ONLINE_MXFP4:
+        return RuleResult(fix, pr, Outcome.NOT_APPLICABLE, f"the cell does not quantize online "
+                                                           f"(--quantization {ONLINE_MXFP4})")
+    if online.is_prequantized_mxfp4(manifest):
+        return RuleResult(fix, pr, Outcome.FAIL, f"the checkpoint is MXFP4 already (quant_method "
+                                                 f"{manifest.quant.method if manifest.quant else '?'}): online "
+                                                 f"quantization needs a BF16, FP8 or NVFP4 source "
+                                                 f"(QuarkConfig asserts not is_prequantized)")
+    problems = online.partition_problems(manifest, tp)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return RuleResult(fix, pr, Outcome.FAIL, problems[0] + more)
+    prediction = online.predict_weight_memory(manifest, tp)
+    leaves = online.quantized_leaf_counts(manifest, tp)
+    return RuleResult(fix, pr, Outcome.PASS,
+                      f"online MXFP4 quantizes {prediction.quantized_layers} linears "
+                      f"({', '.join(sorted(leaves))}), keeps {', '.join(prediction.kept_layers) or 'none'} in BF16; "
+                      f"predicted weights per rank {prediction.online_mxfp4_gib:.2f} GiB "
+                      f"(BF16 {prediction.bf16_gib:.2f} GiB)")
+
+
+# The rules `harness preflight` runs on a target checkpoint, each taking (manifest, tp, quantization) where
+# quantization is the engine's --quantization value (None when the checkpoint's own config decides);
+# draft rules apart.
+RULES = (fp8_block_partitions, glm5_mtp_eh_proj, kimi_quark_prefix, online_mxfp4)
 DRAFT_RULES = {"eagle3": eagle3_mla_draft}
+# Which fix each rule guards (the rules name it in their results too; `harness fixes` lists rules by fix).
+RULE_FIXES = {
+    fp8_block_partitions.__name__: "qwen3-next-fp8-skip",
+    glm5_mtp_eh_proj.__name__: "glm5-mxfp4-mtp",
+    kimi_quark_prefix.__name__: "kimi-k26-quark-prefix",
+    online_mxfp4.__name__: "online-mxfp4",
+    eagle3_mla_draft.__name__: "kimi-k25-eagle3-mla",
+}

@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 MAX_HEADER_BYTES = 100 * 1024 * 1024  # the format's own limit
+DTYPE_BYTES = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "BF16": 2, "F16": 2, "I16": 2, "U16": 2,
+               "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I8": 1, "U8": 1, "BOOL": 1}
 
 
 def read_header(path: Path) -> tuple[dict[str, Any], int]:

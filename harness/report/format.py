@@ -8,6 +8,7 @@ from harness.metrics import METRICS, MetricKind
 STATE_MARKS = {
     "PASS": "pass", "REGRESSED": "REGRESSED", "IMPROVED": "improved", "NO_BASELINE": "no baseline",
     "NOT_COMPARABLE": "NOT COMPARABLE", "MISSING": "MISSING", "INFRA_ERROR": "INFRA ERROR",
+    "CONFIG_ERROR": "CONFIG ERROR",
 }
 
 

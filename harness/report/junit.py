@@ -9,7 +9,7 @@ from harness.report.format import counts, figure
 from harness.results import RunResult
 
 _FAILURES = (State.REGRESSED,)
-_ERRORS = (State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE)
+_ERRORS = (State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE, State.CONFIG_ERROR)
 _SKIPPED = (State.NO_BASELINE,)
 
 

@@ -24,7 +24,7 @@ def render_markdown(run: RunResult, verdicts: list[Verdict]) -> str:
     ]
     for v in verdicts:
         mark = STATE_MARKS[v.state.value]
-        if v.state in (State.REGRESSED, State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE):
+        if v.state in (State.REGRESSED, State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE, State.CONFIG_ERROR):
             mark = f"**{mark}**"
         lines.append(
             f"| `{v.cell_id}` | {v.metric} | {figure(v.metric, v.value)} | {figure(v.metric, v.baseline)} "
@@ -34,7 +34,14 @@ def render_markdown(run: RunResult, verdicts: list[Verdict]) -> str:
     if explained:
         lines += ["", "### Why", ""]
         lines += [f"- `{v.cell_id}` {v.metric}: {STATE_MARKS[v.state.value]}: {_cell(v.reason)}" for v in explained]
-    failed = [c for c in run.cells if c.error is not None]
+    gaps = [(c.cell_id, c.preflight["memory_vs_prediction"]) for c in run.cells
+            if not c.preflight.get("memory_vs_prediction", {}).get("within_tolerance", True)]
+    if gaps:
+        lines += ["", "### Load memory against the preflight prediction", ""]
+        lines += [f"- `{cell_id}`: measured {g['metric']} {g['measured_gib']:.2f} GiB, predicted weights "
+                  f"{g['predicted_gib']:.2f} GiB: gap {g['gap_gib']:+.2f} GiB beyond the tolerance of "
+                  f"{g['tolerance_gib']:.2f} GiB" for cell_id, g in gaps]
+    failed = [c for c in run.cells if c.error is not None and c.error.cause != "preflight"]  # preflight: no log
     for result in failed:
         tail = "\n".join(result.error.log_tail.splitlines()[-LOG_TAIL_LINES:])
         lines += ["", f"<details><summary><code>{result.cell_id}</code>: {result.error.cause}</summary>", "",
