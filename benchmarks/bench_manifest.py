@@ -93,13 +93,12 @@ def _numel(shape: tuple[int, ...]) -> int:
 CHECK = """
 import json, resource, sys, time
 start = time.perf_counter()
-from harness.loading.manifest import load_manifest
-from harness.loading.rules import RULES
-manifest = load_manifest(__import__('pathlib').Path(sys.argv[1]))
-results = [rule(manifest, 8) for rule in RULES]
+from harness.preflight import check_checkpoint
+check = check_checkpoint("kimi", sys.argv[1], tp=8, quantization=None)  # what `harness run` does per cell
 elapsed = time.perf_counter() - start
 print(json.dumps({"seconds": elapsed, "max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
-                  "tensors": len(manifest.tensors), "outcomes": [r.outcome.value for r in results]}))
+                  "outcomes": [r.outcome.value for r in check.results],
+                  "predicted_gib_per_rank": check.prediction.prequantized_mxfp4_gib}))
 """
 
 
@@ -116,7 +115,7 @@ def main() -> None:
     print(json.dumps({**facts, "repeats": args.repeats,
                       "seconds_median": round(statistics.median(r["seconds"] for r in runs), 3),
                       "max_rss_gib_median": round(statistics.median(r["max_rss_gib"] for r in runs), 3),
-                      "tensors_read": runs[0]["tensors"], "outcomes": runs[0]["outcomes"],
+                      "outcomes": runs[0]["outcomes"], "predicted_gib_per_rank": runs[0]["predicted_gib_per_rank"],
                       "disk_used_mib": round(sum(p.stat().st_blocks * 512 for p in args.dir.iterdir()) / 2**20, 1),
                       "target": {"seconds": 3.0, "max_rss_gib": 1.0}}, indent=2))
 

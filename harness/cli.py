@@ -18,7 +18,7 @@ EXIT_CODES_HELP = """exit codes:
   0    every gated figure passed (or improved, or has no baseline yet)
   1    a regression: a significant and large accuracy drop, memory over tolerance or ceiling,
        accept length too low, or a model-loading failure the guarded fixes removed
-  2    usage or configuration error (including a protocol that differs from the baseline's)
+  2    usage or configuration error (a protocol that differs from the baseline's, a failed preflight)
   3    infrastructure failure without regression (server crash, timeout, OOM, missing cell)
   130  interrupted (Ctrl-C); what was measured is saved
 """

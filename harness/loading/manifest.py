@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import gc
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,8 +85,22 @@ def load_manifest(path: Path) -> Manifest:
     if not shards:
         raise ConfigError(f"{path}: no safetensors files")
     tensors: dict[str, Tensor] = {}
-    for shard in shards:
-        header, _ = read_header(path / shard)
-        for name, entry in header.items():
-            tensors[name] = Tensor(entry["dtype"], tuple(entry["shape"]))
+    with _gc_paused():
+        for shard in shards:
+            header, _ = read_header(path / shard)
+            for name, entry in header.items():
+                tensors[name] = Tensor(entry["dtype"], tuple(entry["shape"]))
     return Manifest(path, config, tensors, parse_quant_config(config))
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic collector off while headers are parsed: 200k tensors make millions of acyclic objects, and
+    the collections they trigger cost as much as the parsing itself (1.57 s -> 0.86 s for 200k tensors)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()

@@ -28,18 +28,22 @@ MODEL_UNQUANTIZED: dict[str, tuple[str, ...]] = {
 REPLICATED = ("gate", "router", "shared_expert_gate", "eh_proj")
 # Row-parallel leaves split their input (K) across ranks; column-parallel ones split their output.
 ROW_PARALLEL = ("o_proj", "down_proj", "out_proj", "w2", "dense_4h_to_h")
-SCALE_SUFFIXES = ("_scale", "_scale_inv", ".input_scale", "_zero_point")
+SCALE_KINDS = ("_scale", "_scale_inv", "input_scale", "_zero_point")  # tensor names that are part of a format
 BF16_BYTES = 2
 MXFP4_BYTES_PER_VALUE = 0.5 + 1 / MXFP4_BLOCK  # a packed E2M1 nibble, and one E8M0 byte per 32 values
 
 
 @dataclass(frozen=True)
-class LinearWeight:
-    name: str  # the module prefix, without ".weight"
-    leaf: str
-    logical_shape: tuple[int, int]  # [out, in] as the model sees it (packed FP4 unpacked)
-    per_rank_shape: tuple[int, int]
-    quantized_online: bool
+class TensorClass:
+    """Tensors that weigh the same on a rank and get the same decision: a MoE layer's hundreds of experts
+    are one class, so a trillion-parameter manifest reduces to a few hundred classes."""
+
+    leaf: str  # the module's last name ("down_proj", "lm_head", ...)
+    kind: str  # the tensor's own name ("weight", "weight_scale", "bias", ...)
+    dtype: str
+    shape: tuple[int, ...]
+    count: int
+    example: str  # the first tensor of the class, to name it in messages
 
 
 @dataclass(frozen=True)
@@ -83,7 +87,7 @@ def _excluded_leaves(manifest: Manifest) -> tuple[str, ...]:
     return ONLINE_EXCLUDE + NO_LINEAR_METHOD + MODEL_UNQUANTIZED.get(model_type, ())
 
 
-def _per_rank(name: str, leaf: str, shape: tuple[int, int], tp: int, kv_heads: int | None) -> tuple[int, int]:
+def _per_rank(leaf: str, shape: tuple[int, int], tp: int, kv_heads: int | None) -> tuple[int, int]:
     out_features, in_features = shape
     if leaf in REPLICATED:
         return shape
@@ -94,72 +98,102 @@ def _per_rank(name: str, leaf: str, shape: tuple[int, int], tp: int, kv_heads: i
     return out_features // tp, in_features
 
 
-def linear_weights(manifest: Manifest, tp: int) -> list[LinearWeight]:
-    """Every 2-D weight the loader builds a layer for, with its shape on one rank and the online decision."""
-    excluded = _excluded_leaves(manifest)
-    kv_heads = manifest.text_config().get("num_key_value_heads")
-    out = []
+def tensor_classes(manifest: Manifest) -> list[TensorClass]:
+    """The manifest grouped by (module leaf, tensor kind, dtype, shape), in first-seen order."""
+    classes: dict[tuple[str, str, str, tuple[int, ...]], list] = {}
     for name, tensor in manifest.tensors.items():
-        if not name.endswith(".weight") or len(tensor.shape) != 2:
+        module, _, kind = name.rpartition(".")
+        key = (module.rpartition(".")[2], kind, tensor.dtype, tensor.shape)
+        entry = classes.get(key)
+        if entry is None:
+            classes[key] = [1, name]
+        else:
+            entry[0] += 1
+    return [TensorClass(*key, count, example) for key, (count, example) in classes.items()]
+
+
+def _packed_fp4(manifest: Manifest) -> bool:
+    """uint8 weights are two E2M1 values a byte (Quark / MXFP4 checkpoints)."""
+    return manifest.quant is not None and manifest.quant.method in ("quark", "mxfp4")
+
+
+@dataclass(frozen=True)
+class _Linear:
+    """A class of 2-D weights as the loader builds them on one rank."""
+
+    tensors: TensorClass
+    logical: tuple[int, int]
+    per_rank: tuple[int, int]
+    quantized_online: bool
+
+    @property
+    def per_rank_values(self) -> int:
+        return self.per_rank[0] * self.per_rank[1] * self.tensors.count
+
+
+def _linears(manifest: Manifest, tp: int, classes: list[TensorClass]) -> list[_Linear]:
+    excluded = set(_excluded_leaves(manifest))
+    kv_heads = manifest.text_config().get("num_key_value_heads")
+    packed = _packed_fp4(manifest)
+    out = []
+    for tensors in classes:
+        if tensors.kind != "weight" or len(tensors.shape) != 2:
             continue
-        prefix = name.removesuffix(".weight")
-        leaf = prefix.rsplit(".", 1)[-1]
-        rows, cols = tensor.shape
-        packed = tensor.dtype == "U8" and (prefix + ".weight_scale") in manifest.tensors
-        logical = (rows, cols * 2 if packed else cols)
-        out.append(LinearWeight(prefix, leaf, logical, _per_rank(prefix, leaf, logical, tp, kv_heads),
-                                quantized_online=leaf not in excluded))
+        rows, cols = tensors.shape
+        logical = (rows, cols * 2 if packed and tensors.dtype == "U8" else cols)
+        out.append(_Linear(tensors, logical, _per_rank(tensors.leaf, logical, tp, kv_heads),
+                           tensors.leaf not in excluded))
     return out
 
 
-def _stored_bytes_per_rank(manifest: Manifest, tp: int) -> float:
-    """Bytes of the checkpoint as stored, split as the loader splits them (scales follow their weight)."""
+def predict_weight_memory(manifest: Manifest, tp: int) -> WeightPrediction:
     from harness.loading.safetensors import DTYPE_BYTES
 
-    kv_heads = manifest.text_config().get("num_key_value_heads")
-    total = 0.0
-    for name, tensor in manifest.tensors.items():
-        size = DTYPE_BYTES.get(tensor.dtype, 2)
-        for dim in tensor.shape:
-            size *= dim
-        if len(tensor.shape) == 2:
-            prefix = name.rsplit(".", 1)[0]
-            leaf = prefix.rsplit(".", 1)[-1]
-            rows, cols = tensor.shape
-            ranked = _per_rank(prefix, leaf, (rows, cols), tp, kv_heads)
-            size = size * ranked[0] * ranked[1] / (rows * cols)
-        total += size
-    return total
-
-
-def predict_weight_memory(manifest: Manifest, tp: int) -> WeightPrediction:
-    weights = linear_weights(manifest, tp)
-    other = sum(_numel(t.shape) for n, t in manifest.tensors.items()
-                if len(t.shape) != 2 and not n.endswith(SCALE_SUFFIXES)) * BF16_BYTES  # norms, biases: replicated
-    bf16 = other + sum(w.per_rank_shape[0] * w.per_rank_shape[1] * BF16_BYTES for w in weights)
-    quantized = [w for w in weights if w.quantized_online]
-    online = other + sum(w.per_rank_shape[0] * w.per_rank_shape[1] *
-                         (MXFP4_BYTES_PER_VALUE if w.quantized_online else BF16_BYTES) for w in weights)
-    largest_bf16_shard = max((w.per_rank_shape[0] * w.per_rank_shape[1] * BF16_BYTES for w in quantized), default=0)
-    prequantized = _stored_bytes_per_rank(manifest, tp) if is_prequantized_mxfp4(manifest) else online
-    kept = tuple(sorted({w.leaf for w in weights if not w.quantized_online}))
+    classes = tensor_classes(manifest)
+    linears = _linears(manifest, tp, classes)
+    # Norms, biases and other 1-D tensors: replicated, in the model's dtype. Scales are part of a format.
+    other = sum(_numel(c.shape) * c.count for c in classes
+                if len(c.shape) != 2 and not c.kind.endswith(SCALE_KINDS)) * BF16_BYTES
+    bf16 = other + sum(w.per_rank_values * BF16_BYTES for w in linears)
+    online = other + sum(w.per_rank_values * (MXFP4_BYTES_PER_VALUE if w.quantized_online else BF16_BYTES)
+                         for w in linears)
+    largest_bf16_shard = max((w.per_rank[0] * w.per_rank[1] * BF16_BYTES for w in linears if w.quantized_online),
+                             default=0)
+    if is_prequantized_mxfp4(manifest):
+        kv_heads = manifest.text_config().get("num_key_value_heads")
+        prequantized = 0.0
+        for c in classes:  # as stored; a 2-D tensor (weight or scale) splits as its module's weight does
+            size = DTYPE_BYTES.get(c.dtype, 2) * _numel(c.shape) * c.count
+            if len(c.shape) == 2:
+                ranked = _per_rank(c.leaf, (c.shape[0], c.shape[1]), tp, kv_heads)
+                size *= ranked[0] * ranked[1] / (c.shape[0] * c.shape[1])
+            prequantized += size
+    else:
+        prequantized = online
+    kept = tuple(sorted({w.tensors.leaf for w in linears if not w.quantized_online}))
     return WeightPrediction(tp, bf16 / GIB, online / GIB, (online + largest_bf16_shard) / GIB, prequantized / GIB,
-                            len(quantized), kept)
+                            sum(w.tensors.count for w in linears if w.quantized_online), kept)
 
 
 def partition_problems(manifest: Manifest, tp: int) -> list[str]:
     """Quantized layers whose per-rank input is not whole MXFP4 blocks: dynamic_mxfp4_quant cannot quantize them."""
     problems = []
-    for weight in sorted(linear_weights(manifest, tp), key=lambda w: w.name):
-        if weight.quantized_online and weight.per_rank_shape[1] % MXFP4_BLOCK:
-            where = "input_size_per_partition" if weight.leaf in ROW_PARALLEL else "input_size"
-            problems.append(f"{weight.name}: {where} = {weight.per_rank_shape[1]} at tp {tp} is not a multiple "
-                            f"of the MXFP4 block {MXFP4_BLOCK} (logical shape {list(weight.logical_shape)})")
+    for weight in _linears(manifest, tp, tensor_classes(manifest)):
+        if weight.quantized_online and weight.per_rank[1] % MXFP4_BLOCK:
+            where = "input_size_per_partition" if weight.tensors.leaf in ROW_PARALLEL else "input_size"
+            others = f" (and {weight.tensors.count - 1} more like it)" if weight.tensors.count > 1 else ""
+            problems.append(f"{weight.tensors.example.removesuffix('.weight')}: {where} = {weight.per_rank[1]} "
+                            f"at tp {tp} is not a multiple of the MXFP4 block {MXFP4_BLOCK} (logical shape "
+                            f"{list(weight.logical)}){others}")
     return problems
 
 
 def quantized_leaf_counts(manifest: Manifest, tp: int) -> Counter[str]:
-    return Counter(w.leaf for w in linear_weights(manifest, tp) if w.quantized_online)
+    counts: Counter[str] = Counter()
+    for weight in _linears(manifest, tp, tensor_classes(manifest)):
+        if weight.quantized_online:
+            counts[weight.tensors.leaf] += weight.tensors.count
+    return counts
 
 
 def _numel(shape: tuple[int, ...]) -> int:
