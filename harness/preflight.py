@@ -33,6 +33,7 @@ class CellPreflight:
     unavailable: str | None = None  # why no manifest: preflight skipped, the cell launches
     results: tuple[RuleResult, ...] = ()
     prediction: WeightPrediction | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)  # Manifest.facts()
 
     @property
     def failures(self) -> list[RuleResult]:
@@ -47,6 +48,8 @@ class CellPreflight:
                                           for r in self.results]}
         if self.unavailable:
             body["unavailable"] = self.unavailable
+        if self.manifest:
+            body["manifest"] = self.manifest
         if self.prediction is not None:
             body["predicted_weights"] = self.prediction.to_dict()
         return body
@@ -123,7 +126,7 @@ def check_checkpoint(label: str, reference: str, *, tp: int, quantization: str |
         except ConfigError as problem:
             results.append(RuleResult(fix.id, fix.pr, Outcome.NOT_APPLICABLE, f"draft not readable: {problem}"))
     return CellPreflight(label, str(source.local or source.hub_id), results=tuple(results),
-                         prediction=predict_weight_memory(manifest, tp))
+                         prediction=predict_weight_memory(manifest, tp), manifest=manifest.facts())
 
 
 def check_cell(cell: Cell, *, token: str | None = None) -> CellPreflight:
@@ -134,6 +137,13 @@ def check_cell(cell: Cell, *, token: str | None = None) -> CellPreflight:
 def describe(check: CellPreflight) -> list[str]:
     """Plain lines for a terminal or a CI log."""
     lines = [f"{check.cell_id}  ({check.checkpoint or 'not readable'})"]
+    if check.manifest:
+        facts = check.manifest
+        quant = facts.get("quantization") or {}
+        lines.append(f"  {facts.get('architecture')}, {facts['tensors']} tensors, "
+                     + ", ".join(f"{k} {v}" for k, v in facts.items() if k not in ("architecture", "tensors",
+                                                                                    "quantization"))
+                     + (f"; quantization {quant['method']}" if quant else "; unquantized"))
     if check.unavailable:
         lines.append(f"  {'SKIPPED':<15} {check.unavailable}; the cell launches unchecked")
     lines += [f"  {r.outcome.value:<15} {r.fix} ({r.pr}): {r.reason}" for r in check.results]

@@ -125,3 +125,14 @@ def test_hub_checkpoint_headers_through_huggingface_hub(tmp_path, monkeypatch):
     assert seen["token"] == "hf_secret" and check.checkpoint == "org/model"
     failed = {r.fix: r for r in check.failures}
     assert "down_proj: input_size_per_partition = 48 at tp 1 is not a multiple of" in failed["online-mxfp4"].reason
+
+
+def test_manifest_facts_name_what_the_rules_read(tmp_path, qwen3_30b_a3b):
+    facts = qwen3_30b_a3b.facts()
+    assert facts["architecture"] == "Qwen3MoeForCausalLM" and facts["num_experts"] == 128
+    assert facts["moe_intermediate_size"] == 768 and "quantization" not in facts
+    quark = load_manifest(checkpoints.qwen3(tmp_path / "mxfp4", layers=1, mxfp4=True, shards=1)).facts()
+    assert quark["quantization"] == {"method": "quark", "weight_block_size": None, "ignored": 2,
+                                     "specs": ["global_quant_config"]}
+    mla = load_manifest(checkpoints.eagle3_mla_draft(tmp_path / "draft")).facts()
+    assert mla["q_lora_rank"] == 64 and "kv_lora_rank" in mla

@@ -43,6 +43,25 @@ class Manifest:
         """The language model's config (nested in multimodal wrappers such as KimiK25)."""
         return self.config.get("text_config") or self.config
 
+    def facts(self) -> dict[str, Any]:
+        """What the rules read, named: architecture, sizes, MLA ranks, MoE sizes and the quantization config."""
+        text = self.text_config()
+        keys = ("model_type", "hidden_size", "num_hidden_layers", "num_attention_heads", "num_key_value_heads",
+                "q_lora_rank", "kv_lora_rank", "qk_rope_head_dim", "n_routed_experts", "num_experts",
+                "moe_intermediate_size", "num_experts_per_tok", "num_nextn_predict_layers")
+        facts: dict[str, Any] = {"architecture": self.architecture, "tensors": len(self.tensors),
+                                 **{key: text[key] for key in keys if text.get(key) is not None}}
+        if self.quant is not None:
+            raw = self.quant.raw
+            facts["quantization"] = {
+                "method": self.quant.method, "weight_block_size": list(self.quant.block) if self.quant.block else None,
+                "ignored": len(self.quant.ignored),
+                # Quark's global / per-layer / per-type specs, by which keys are present
+                "specs": [key for key in ("global_quant_config", "layer_quant_config", "layer_type_quant_config")
+                          if raw.get(key)],
+            }
+        return facts
+
 
 def parse_quant_config(config: dict[str, Any]) -> QuantConfig | None:
     raw = config.get("quantization_config") or config.get("text_config", {}).get("quantization_config")
