@@ -11,6 +11,7 @@ import json
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -33,16 +34,9 @@ from harness.results import (
     cell_dir_name,
     now_iso,
 )
+from harness.schedule import CellInterrupted
 
 Evaluator = Callable[[Cell, str, Path], dict[str, EvalResult]]
-
-
-class CellInterrupted(Exception):
-    """Ctrl-C during a cell: the server is already torn down and what was measured is in `result`."""
-
-    def __init__(self, result: CellResult):
-        super().__init__("interrupted")
-        self.result = result
 
 
 def no_evals(cell: Cell, base_url: str, cell_dir: Path) -> dict[str, EvalResult]:
@@ -71,10 +65,21 @@ class RunOptions:
     machine: dict[str, Any] = field(default_factory=dict)
 
 
+_PORTS_LOCK = threading.Lock()
+_PORTS_GIVEN: set[int] = set()
+
+
 def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """A port nothing listens on, never the same twice in this process: cells packed on one host start
+    at once, and a probed port is only free until some server binds it."""
+    with _PORTS_LOCK:
+        while True:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind(("127.0.0.1", 0))
+                port = probe.getsockname()[1]
+            if port not in _PORTS_GIVEN:
+                _PORTS_GIVEN.add(port)
+                return port
 
 
 @dataclass
@@ -101,11 +106,12 @@ def materialize(cell: Cell, *, python: str = sys.executable, create: bool = True
     return cell
 
 
-def run_cell(cell: Cell, run_dir: Path, options: RunOptions) -> CellResult:
+def run_cell(cell: Cell, run_dir: Path, options: RunOptions, devices: list[int] | None = None) -> CellResult:
+    """One cell, start to finish, on `devices` (the host scheduler's placement; by default the first GPUs)."""
     cell = materialize(cell, python=options.python)
     engine = get_engine(cell.engine)
     cell_dir = run_dir / "cells" / cell_dir_name(cell.id)
-    devices = assign(cell.gpus, cell.hardware.vendor)
+    devices = assign(cell.gpus, cell.hardware.vendor) if devices is None else devices
     command = engine.command(cell, python=options.python, port=free_port(), devices=devices)
     command = dataclasses.replace(command, env={**command.env, **engine.launch_env(cell, cell_dir)})
     used_before = used_by_device(devices)
@@ -126,7 +132,8 @@ def run_cell(cell: Cell, run_dir: Path, options: RunOptions) -> CellResult:
         release = wait_until_released(devices, used_before, timeout_s=cell.timeouts.teardown_s)
     measured.timings.update(teardown_s=stopped.elapsed_s, release_wait_s=release["waited_s"],
                             total_s=round(time.monotonic() - start, 3))
-    result = _assemble(cell, engine, server, measured, stopped, peaks, sampler.source, release, started_at, options)
+    result = _assemble(cell, engine, server, measured, stopped, peaks, sampler.source, release, started_at, options,
+                       devices)
     if interrupted:
         raise CellInterrupted(result)
     return result
@@ -181,7 +188,7 @@ def _failure(server: ServerProcess, *, exited: bool, timed_out: bool = False) ->
 
 def _assemble(cell: Cell, engine: Engine, server: ServerProcess, measured: _Measured, stopped: Any,
               peaks: dict[str, float], source: str, release: dict[str, Any], started_at: str,
-              options: RunOptions) -> CellResult:
+              options: RunOptions, devices: list[int]) -> CellResult:
     log_lines = server.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     report = engine.parse_log(log_lines)
     report.device_peak_gib = peaks
@@ -198,7 +205,8 @@ def _assemble(cell: Cell, engine: Engine, server: ServerProcess, measured: _Meas
     return CellResult(
         cell_id=cell.id, suite=cell.suite, status=STATUS_OK if error is None else STATUS_INFRA_ERROR,
         cell=cell.resolved(), evals=measured.evals, memory=report.gated(), memory_report=memory_report,
-        accept_length=measured.accept_length, timings=measured.timings, machine=options.machine,
+        accept_length=measured.accept_length, timings=measured.timings,
+        machine={**options.machine, "devices": list(devices)},
         engine=measured.engine or {"name": engine.name, "version": None, "commit": None},
         error=error, started_at=started_at, finished_at=now_iso(),
     )

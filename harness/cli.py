@@ -45,14 +45,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="run a suite's cells, compare with baselines, write reports",
                               epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
-    run.add_argument("--suite", required=True)
+    what = run.add_mutually_exclusive_group(required=True)
+    what.add_argument("--suite")
+    what.add_argument("--resume", type=Path, metavar="RUN_DIR",
+                      help="finish reports/<run>: skip the cells that finished, run the rest")
+    run.add_argument("--retry-failed", action="store_true",
+                     help="with --resume: also re-run cells that failed for infrastructure reasons")
     run.add_argument("--cell", action="append", help="glob on cell ids (repeatable)")
+    run.add_argument("--shard", metavar="K/N", help="run shard K of N (cells balanced by estimated cost)")
+    run.add_argument("--gpus", help="device indices to pack cells onto, e.g. 0,1,2,3 (default: every GPU found)")
+    run.add_argument("--max-parallel", type=int, help="at most this many cells at once (default: as GPUs allow)")
     run.add_argument("--dry-run", action="store_true", help="print each cell's server argv and env; launch nothing")
     run.add_argument("--run-id", help="name of reports/<run-id> (default: UTC time and suite)")
     run.add_argument("--python", help="the Python that runs the engine (default: this one)")
     run.add_argument("--no-preflight", action="store_true",
                      help="launch cells without checking their checkpoints first (preflight runs by default)")
     _add_dirs(run, "suites", "baselines", "reports")
+
+    planning = commands.add_parser("plan", help="split a suite's cells into shards for CI runners")
+    planning.add_argument("--suite", required=True)
+    planning.add_argument("--cell", action="append", help="glob on cell ids (repeatable)")
+    planning.add_argument("--shards", type=int, default=1)
+    planning.add_argument("--format", choices=("text", "json", "github"), default="text",
+                          help="github: a one-line job matrix for $GITHUB_OUTPUT")
+    _add_dirs(planning, "suites", "baselines", "reports")
+
+    merging = commands.add_parser("merge", help="merge shard runs into one run, then compare and report",
+                                  epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    merging.add_argument("runs", type=Path, nargs="+", metavar="RUN_DIR")
+    merging.add_argument("--run-id", help="name of the merged reports/<run-id> (default: UTC time + -merged)")
+    _add_dirs(merging, "suites", "baselines", "reports")
 
     validate = commands.add_parser("validate", help="check every suite and baseline file")
     _add_dirs(validate, "suites", "baselines")
@@ -146,7 +168,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "compare": commands.cmd_compare, "baseline": commands.cmd_baseline_update, "report": commands.cmd_report,
         "upgrade": commands.cmd_upgrade, "memory": commands.cmd_memory, "eval": commands.cmd_eval,
         "data": commands.cmd_data_fetch, "local": commands.cmd_local_prepare, "preflight": commands.cmd_preflight,
-        "fixes": commands.cmd_fixes,
+        "fixes": commands.cmd_fixes, "plan": commands.cmd_plan, "merge": commands.cmd_merge,
     }[args.command]
     try:
         return handler(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as _dt
 import json
 import sys
@@ -49,8 +50,29 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    the_plan = plan(args.suite, suites_dir=args.suites_dir, baselines_dir=args.baselines_dir,
-                    cell_patterns=args.cell)
+    from harness import rundir
+
+    if args.resume:
+        if args.shard or args.cell or args.run_id:
+            raise ConfigError("--resume: the run directory's plan.json decides the cells; drop --shard/--cell/--run-id")
+        recorded = rundir.read_plan(args.resume)
+        the_plan = plan(recorded["suite"], suites_dir=args.suites_dir, baselines_dir=args.baselines_dir,
+                        cell_patterns=None)
+        by_id = {cell.id: cell for cell in the_plan.cells}
+        unknown = [cell_id for cell_id in recorded["cells"] if cell_id not in by_id]
+        if unknown:
+            raise ConfigError(f"{args.resume / rundir.PLAN_FILE}: cells: {unknown[0]} is no longer a cell of suite "
+                              f"{recorded['suite']} (the suite changed since the run started)")
+        the_plan = dataclasses.replace(the_plan, cells=[by_id[cell_id] for cell_id in recorded["cells"]])
+        run_id, run_dir = recorded["run_id"], args.resume
+    else:
+        the_plan = plan(args.suite, suites_dir=args.suites_dir, baselines_dir=args.baselines_dir,
+                        cell_patterns=args.cell)
+        if args.shard:
+            the_plan = _shard_of(the_plan, args.shard, args.reports_dir)
+        run_id = args.run_id or new_run_id(the_plan.suite.name) + (f"-shard{args.shard.replace('/', 'of')}"
+                                                                    if args.shard else "")
+        run_dir = None
     if args.dry_run:
         _print_dry_run(the_plan.cells)
         return EXIT_OK
@@ -58,33 +80,114 @@ def cmd_run(args: argparse.Namespace) -> int:
     from harness.engines.devices import discover
     from harness.machine import machine_info
 
-    run_id = args.run_id or new_run_id(the_plan.suite.name)
-    run_dir = make_run_dir(args.reports_dir, run_id)
+    if run_dir is None:
+        run_dir = make_run_dir(args.reports_dir, run_id)
+        rundir.write_plan(run_dir, run_id=run_id, suite=the_plan.suite.name, cells=[c.id for c in the_plan.cells],
+                          shard=args.shard)
     gpus, runtime = discover()
     options = RunOptions(python=args.python or sys.executable, machine=machine_info(gpus, runtime),
                          evaluator=_evaluator())
     started_at = now_iso()
-    print(f"harness: run {run_id}: {len(the_plan.cells)} cell(s) of suite {the_plan.suite.name}", file=sys.stderr)
-    _prepare_local_checkpoints(the_plan.cells, options.python)
-    checks = {} if args.no_preflight else _preflight_cells(the_plan.cells)
+    kept = {}
+    if args.resume:
+        kept = {cell_id: result for cell_id, result in rundir.read_results(run_dir).items()
+                if rundir.finished(result, retry_failed=args.retry_failed)}
+    to_run = [cell for cell in the_plan.cells if cell.id not in kept]
+    print(f"harness: run {run_id}: {len(to_run)} cell(s) of suite {the_plan.suite.name}"
+          + (f" ({len(kept)} finished earlier, kept)" if kept else ""), file=sys.stderr)
+    _prepare_local_checkpoints(to_run, options.python)
+    checks = {} if args.no_preflight else _preflight_cells(to_run)
 
-    def checked_run_cell(cell: Cell, cell_run_dir: Path) -> CellResult:
+    def checked_run_cell(cell: Cell, cell_run_dir: Path, devices: list[int]) -> CellResult:
         from harness.preflight import config_failure, with_preflight
 
+        rundir.keep_previous_attempt(cell_run_dir, cell.id)  # a resumed cell's earlier attempt stays on disk
         check = checks.get(cell.id)
         if check is not None and check.failures:
             return config_failure(cell, check)  # never launched: the load would fail as the rule says
-        result = run_cell(cell, cell_run_dir, options)
+        result = run_cell(cell, cell_run_dir, options, devices=devices)
         return result if check is None else with_preflight(result, cell, check)
 
-    results, interrupted = run_cells(the_plan.cells, run_dir, checked_run_cell,
+    host_gpus = _host_gpus(args.gpus, gpus, the_plan.suite)
+    results, interrupted = run_cells(to_run, run_dir, checked_run_cell, host_gpus, max_parallel=args.max_parallel,
                                      progress=lambda line: print(f"harness: {line}", file=sys.stderr, flush=True))
-    run, verdicts = conclude(the_plan, run_id, run_dir, results, started_at=started_at, machine=options.machine)
+    order = {cell.id: index for index, cell in enumerate(the_plan.cells)}
+    everything = sorted([*kept.values(), *results], key=lambda r: order[r.cell_id])
+    run, verdicts = conclude(the_plan, run_id, run_dir, everything, started_at=started_at, machine=options.machine)
     print(render_console(verdicts, run.exit_code), end="")
     print(f"reports: {run_dir}/ (results.json, summary.md, junit.xml)")
     if interrupted:
-        print("harness: interrupted; the cells measured so far are saved", file=sys.stderr)
+        print(f"harness: interrupted; the cells measured so far are saved (harness run --resume {run_dir})",
+              file=sys.stderr)
         return EXIT_INTERRUPTED
+    return run.exit_code
+
+
+def _host_gpus(flag: str | None, discovered: list[dict], suite) -> list[int]:
+    """The GPUs cells are packed onto: --gpus, else the GPUs found, else the suite's declared host size
+    (test doubles and dry machines: device ids only, nothing is allocated on them)."""
+    if flag:
+        try:
+            return sorted({int(part) for part in flag.split(",") if part.strip()})
+        except ValueError:
+            raise ConfigError(f"--gpus {flag!r}: expected device indices such as 0,1,2,3") from None
+    if discovered:
+        return [gpu["index"] for gpu in discovered]
+    return list(range(suite.hardware.gpus or 0)) if suite.hardware.vendor != "cpu" else []
+
+
+def _shard_of(the_plan, shard: str, reports_dir: Path):
+    from harness.shard import parse_shard, past_durations, split
+
+    index, count = parse_shard(shard)
+    shards = split(the_plan.cells, count, past_durations(reports_dir, the_plan.suite.name))
+    return dataclasses.replace(the_plan, cells=list(shards[index - 1].cells))
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    """The suite's cells split into shards for CI runners (--format github: a job matrix)."""
+    from harness.shard import past_durations, split
+
+    the_plan = plan(args.suite, suites_dir=args.suites_dir, baselines_dir=args.baselines_dir, cell_patterns=args.cell)
+    shards = split(the_plan.cells, args.shards, past_durations(args.reports_dir, the_plan.suite.name))
+    if args.format == "github":
+        # One line, for `echo "matrix=$(harness plan ...)" >> $GITHUB_OUTPUT` and fromJSON() in the workflow.
+        include = [{"suite": the_plan.suite.name, "shard": s.label, "cells": len(s.cells),
+                    "gpus": max((c.gpus for c in s.cells), default=0),
+                    "estimated_gpu_hours": round(s.estimated_gpu_s / 3600, 2)} for s in shards if s.cells]
+        print(json.dumps({"include": include}, separators=(",", ":")))
+    elif args.format == "json":
+        from harness.cli import print_json
+
+        print_json([{"shard": s.label, "estimated_gpu_s": s.estimated_gpu_s, "cells": [c.id for c in s.cells]}
+                    for s in shards])
+    else:
+        for s in shards:
+            print(f"shard {s.label}: {len(s.cells)} cell(s), ~{s.estimated_gpu_s / 3600:.2f} GPU-hours")
+            for cell in s.cells:
+                print(f"  {cell.id}")
+    return EXIT_OK
+
+
+def cmd_merge(args: argparse.Namespace) -> int:
+    """Shard runs merged into one run, compared and reported as one."""
+    from harness import rundir
+
+    run_id = args.run_id or f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-merged"
+    target = make_run_dir(args.reports_dir, run_id)
+    suite, planned, results, machines = rundir.merge(args.runs, target)
+    the_plan = plan(suite, suites_dir=args.suites_dir, baselines_dir=args.baselines_dir, cell_patterns=None)
+    by_id = {cell.id: cell for cell in the_plan.cells}
+    unknown = [cell_id for cell_id in planned if cell_id not in by_id]
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: planned by a shard but not a cell of suite {suite} here")
+    the_plan = dataclasses.replace(the_plan, cells=[by_id[cell_id] for cell_id in planned])
+    rundir.write_plan(target, run_id=run_id, suite=suite, cells=planned, shard=None)
+    started = min((r.started_at for r in results.values() if r.started_at), default=now_iso())
+    run, verdicts = conclude(the_plan, run_id, target, [results[c] for c in planned if c in results],
+                             started_at=started, machine={"shards": machines})
+    print(render_console(verdicts, run.exit_code), end="")
+    print(f"reports: {target}/ (results.json, summary.md, junit.xml), merged from {len(args.runs)} run(s)")
     return run.exit_code
 
 

@@ -10,6 +10,7 @@ import datetime as _dt
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.baselines import Baselines, baseline_path, load_baselines
 from harness.compare import Verdict, compare_results, exit_code
@@ -19,7 +20,10 @@ from harness.report import write_reports
 from harness.results import CellResult, RunResult, now_iso, write_cell_result
 from harness.suite import Suite, find_suite, load_suite
 
-CellRunner = Callable[[Cell, Path], CellResult]
+if TYPE_CHECKING:
+    from harness.schedule import Placement
+
+CellRunner = Callable[[Cell, Path, list[int]], CellResult]  # (cell, run dir, its GPUs) -> result
 
 
 @dataclass(frozen=True)
@@ -48,31 +52,31 @@ def make_run_dir(reports_dir: Path, run_id: str) -> Path:
     return run_dir
 
 
-def run_cells(cells: list[Cell], run_dir: Path, runner: CellRunner,
-              progress: Callable[[str], None] = lambda line: None) -> tuple[list[CellResult], bool]:
-    """Run each cell, writing its result as soon as it exists so that nothing measured is lost.
+def run_cells(cells: list[Cell], run_dir: Path, runner: CellRunner, host_gpus: list[int],
+              progress: Callable[[str], None] = lambda line: None,
+              max_parallel: int | None = None) -> tuple[list[CellResult], bool]:
+    """Run the cells packed onto the host's GPUs, writing each result as soon as it exists so that nothing
+    measured is lost. Returns the results and whether the run was interrupted (Ctrl-C); the cells in
+    flight when that happened are kept, with what they had measured."""
+    from harness.schedule import run_packed, too_large
 
-    Returns the results and whether the run was interrupted (Ctrl-C); the cell in flight when
-    that happened is kept, with what it had measured.
-    """
-    from harness.cellrun import CellInterrupted  # the engine layer loads only when cells really run
+    for cell in too_large(cells, len(host_gpus)):
+        progress(f"{cell.id}: needs {cell.gpus} GPUs, this host has {len(host_gpus)}: not run")
+    done = 0
 
-    results: list[CellResult] = []
-    for index, cell in enumerate(cells, 1):
-        progress(f"[{index}/{len(cells)}] {cell.id}: launching")
-        try:
-            result = runner(cell, run_dir)
-        except CellInterrupted as interrupted:
-            write_cell_result(run_dir, interrupted.result)
-            results.append(interrupted.result)
-            return results, True
-        except KeyboardInterrupt:
-            return results, True
+    def started(placement: Placement) -> None:
+        where = f"GPUs {','.join(map(str, placement.devices))}" if placement.devices else "CPU"
+        progress(f"{placement.cell.id}: launching on {where}")
+
+    def finished(result: CellResult) -> None:
+        nonlocal done
+        done += 1
         write_cell_result(run_dir, result)
-        results.append(result)
         status = result.status if result.error is None else f"{result.status} ({result.error.cause})"
-        progress(f"[{index}/{len(cells)}] {cell.id}: {status} in {result.timings.get('total_s', 0):.1f} s")
-    return results, False
+        progress(f"[{done}/{len(cells)}] {result.cell_id}: {status} in {result.timings.get('total_s', 0):.1f} s")
+
+    return run_packed(cells, host_gpus, lambda cell, devices: runner(cell, run_dir, devices),
+                      on_start=started, on_done=finished, max_parallel=max_parallel)
 
 
 def conclude(the_plan: Plan, run_id: str, run_dir: Path, results: list[CellResult], *, started_at: str,

@@ -25,6 +25,7 @@ CURRENT_VERSIONS = {
     "harness.cell_result": 1,
     "harness.baselines": 1,
     "harness.outcomes": 1,
+    "harness.run_plan": 1,
 }
 
 # MIGRATIONS[kind][n] turns a version-n document into version n+1. None are needed yet: version 1

@@ -75,8 +75,9 @@ def test_sigint_saves_what_was_measured_and_exits_130(tmp_path):
     # PYTHONFAULTHANDLER: if the harness ever hangs here, SIGABRT below makes it print every thread's stack.
     # The child gets SIGINT's default disposition: a CI job started in the background by a non-interactive
     # shell ignores SIGINT, Python keeps an inherited SIG_IGN, and Ctrl-C would then never reach harness.
+    # --max-parallel 1: the first cell finishes before the second starts (packed, both would be interrupted).
     process = subprocess.Popen([sys.executable, "-m", "harness", "run", "--suite", "fake", "--run-id", "r2",
-                                *dirs(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                "--max-parallel", "1", *dirs(root)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1"},
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 60
@@ -95,6 +96,24 @@ def test_sigint_saves_what_was_measured_and_exits_130(tmp_path):
     causes = {c["cell_id"]: c["error"]["cause"] if c["error"] else None for c in results["cells"]}
     assert causes == {"fake/quark-mxfp4/none/tp1": None, "fake/quark-mxfp4/mtp/tp1": "interrupted"}
     assert len(recorded_pids(tmp_path)) == 6  # two cells: server, scheduler, detokenizer each
+    assert_nothing_survives(tmp_path)
+    assert "harness run --resume" in err
+
+    # Resume: the finished cell is kept as it was, the interrupted one runs again (now healthy), and its
+    # interrupted attempt stays on disk beside the new result.
+    run_dir = root / "reports" / "r2"
+    finished_cell = run_dir / "cells" / "fake__quark-mxfp4__none__tp1" / "result.json"
+    before = finished_cell.read_text()
+    suite_file = root / "suites" / "fake.yaml"
+    suite_file.write_text(suite_file.read_text().replace("hang_before_ready", "ok"))
+    assert main(["run", "--resume", str(run_dir), *dirs(root)]) == 0
+    assert finished_cell.read_text() == before
+    cell_dir = run_dir / "cells" / "fake__quark-mxfp4__mtp__tp1"
+    assert json.loads((cell_dir / "result.json").read_text())["error"] is None
+    assert json.loads((cell_dir / "result.attempt-1.json").read_text())["error"]["cause"] == "interrupted"
+    assert (cell_dir / "server.attempt-1.log").exists()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert [c["cell_id"] for c in results["cells"]] == ["fake/quark-mxfp4/none/tp1", "fake/quark-mxfp4/mtp/tp1"]
     assert_nothing_survives(tmp_path)
 
 
