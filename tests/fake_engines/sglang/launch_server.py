@@ -42,6 +42,14 @@ def log(message: str, rank: str = "") -> None:
     print(f"[{stamp}{' ' + rank if rank else ''}] {message}", flush=True)
 
 
+def record_devices(event: str, devices: str) -> None:
+    """FAKE_SGLANG_DEVICE_LOG: one JSON line per start and stop with the devices this server was given."""
+    path = os.environ.get("FAKE_SGLANG_DEVICE_LOG")
+    if path:
+        with open(path, "a") as handle:
+            handle.write(json.dumps({"event": event, "devices": devices, "time": time.time(), "pid": os.getpid()}) + "\n")
+
+
 def record_pid(pid: int) -> None:
     path = os.environ.get("FAKE_SGLANG_PIDFILE")
     if path:
@@ -157,9 +165,12 @@ def main() -> None:
     args, _ = parser.parse_known_args()
     record_pid(os.getpid())
     stubborn = SCENARIO == "stubborn_children"
+    devices = os.environ.get("HIP_VISIBLE_DEVICES") or os.environ.get("CUDA_VISIBLE_DEVICES") or ""
+    record_devices("start", devices)
 
     def stop(signum: int, frame: object) -> None:
         log(f"Received {signal.Signals(signum).name}, shutting down")
+        record_devices("stop", devices)
         os._exit(0)
 
     signal.signal(signal.SIGINT, stop)
