@@ -53,6 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --resume: also re-run cells that failed for infrastructure reasons")
     run.add_argument("--cell", action="append", help="glob on cell ids (repeatable)")
     run.add_argument("--shard", metavar="K/N", help="run shard K of N (cells balanced by estimated cost)")
+    run.add_argument("--durations-from", type=Path, metavar="DIR", help="past runs to estimate cell costs from (a reports/ directory); every shard must be given the same, so that all runners split alike (default: cost from GPU counts alone)")
     run.add_argument("--gpus", help="device indices to pack cells onto, e.g. 0,1,2,3 (default: every GPU found)")
     run.add_argument("--max-parallel", type=int, help="at most this many cells at once (default: as GPUs allow)")
     run.add_argument("--dry-run", action="store_true", help="print each cell's server argv and env; launch nothing")
@@ -66,6 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     planning.add_argument("--suite", required=True)
     planning.add_argument("--cell", action="append", help="glob on cell ids (repeatable)")
     planning.add_argument("--shards", type=int, default=1)
+    planning.add_argument("--durations-from", type=Path, metavar="DIR", help="past runs to estimate cell costs from (a reports/ directory); every shard must be given the same, so that all runners split alike (default: cost from GPU counts alone)")
     planning.add_argument("--format", choices=("text", "json", "github"), default="text",
                           help="github: a one-line job matrix for $GITHUB_OUTPUT")
     _add_dirs(planning, "suites", "baselines", "reports")

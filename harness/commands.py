@@ -69,7 +69,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         the_plan = plan(args.suite, suites_dir=args.suites_dir, baselines_dir=args.baselines_dir,
                         cell_patterns=args.cell)
         if args.shard:
-            the_plan = _shard_of(the_plan, args.shard, args.reports_dir)
+            the_plan = _shard_of(the_plan, args.shard, args.durations_from)
         run_id = args.run_id or new_run_id(the_plan.suite.name) + (f"-shard{args.shard.replace('/', 'of')}"
                                                                     if args.shard else "")
         run_dir = None
@@ -136,11 +136,12 @@ def _host_gpus(flag: str | None, discovered: list[dict], suite) -> list[int]:
     return list(range(suite.hardware.gpus or 0)) if suite.hardware.vendor != "cpu" else []
 
 
-def _shard_of(the_plan, shard: str, reports_dir: Path):
+def _shard_of(the_plan, shard: str, durations_from: Path | None):
     from harness.shard import parse_shard, past_durations, split
 
     index, count = parse_shard(shard)
-    shards = split(the_plan.cells, count, past_durations(reports_dir, the_plan.suite.name))
+    known = past_durations(durations_from, the_plan.suite.name) if durations_from else {}
+    shards = split(the_plan.cells, count, known)
     return dataclasses.replace(the_plan, cells=list(shards[index - 1].cells))
 
 
@@ -149,7 +150,8 @@ def cmd_plan(args: argparse.Namespace) -> int:
     from harness.shard import past_durations, split
 
     the_plan = plan(args.suite, suites_dir=args.suites_dir, baselines_dir=args.baselines_dir, cell_patterns=args.cell)
-    shards = split(the_plan.cells, args.shards, past_durations(args.reports_dir, the_plan.suite.name))
+    known = past_durations(args.durations_from, the_plan.suite.name) if args.durations_from else {}
+    shards = split(the_plan.cells, args.shards, known)
     if args.format == "github":
         # One line, for `echo "matrix=$(harness plan ...)" >> $GITHUB_OUTPUT` and fromJSON() in the workflow.
         include = [{"suite": the_plan.suite.name, "shard": s.label, "cells": len(s.cells),

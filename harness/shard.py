@@ -1,8 +1,10 @@
 """Shards across runners: a suite's cells split into n parts of about equal cost.
 
-Cost is GPU-seconds: a cell's past wall time (the newest run in reports/ that has it) times its GPU
-count, since each shard's host packs its cells onto the same number of GPUs. A cell never run before
-costs the median of the known ones, or DEFAULT_CELL_S. The split is longest-processing-time first
+Cost is GPU-seconds: a cell's past wall time times its GPU count, since each shard's host packs its
+cells onto the same number of GPUs. Past wall times come from a directory of earlier runs named with
+--durations-from, never implicitly from the local reports/: every runner must split alike, and a
+runner's own fresh results (shard 1 finished here before shard 2 started) would change the split
+under it. A cell never run before costs the median of the known ones, or DEFAULT_CELL_S. The split is longest-processing-time first
 (each cell, costliest first, to the cheapest shard so far), deterministic for a given input.
 """
 

@@ -242,8 +242,20 @@ async def _run_all(base_url: str, requests: Iterable[Request], settings: ClientS
         finally:
             await connection.close()
 
-    await asyncio.gather(*(worker() for _ in range(settings.concurrency)))
+    heartbeat = asyncio.ensure_future(_heartbeat())
+    try:
+        await asyncio.gather(*(worker() for _ in range(settings.concurrency)))
+    finally:
+        heartbeat.cancel()
     return [responses[request_id] for request_id in order]
+
+
+async def _heartbeat(period_s: float = 0.2) -> None:
+    """Wake the event loop at least this often. Cells run in threads when packed on a host, and Ctrl-C
+    reaches them as an exception set on the thread, which Python raises only while running bytecode:
+    an event loop asleep in select() for a slow server would hold it back until a response came."""
+    while True:
+        await asyncio.sleep(period_s)
 
 
 def run_requests(base_url: str, requests: Iterable[Request], settings: ClientSettings,

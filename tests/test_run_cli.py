@@ -179,3 +179,52 @@ def test_run_preflights_every_cell_and_never_launches_a_failing_one(tmp_path, ca
     assert main(["preflight", "--suite", "fake", "--cell", "bad/*", "--suites-dir", str(root / "suites")]) == 1
     out = capsys.readouterr().out
     assert out.startswith("bad/quark_mxfp4/none/tp1") and "good/" not in out
+
+
+def test_shards_plan_run_and_merge_into_one_gated_run(tmp_path, capsys):
+    root = fake_suite(tmp_path, {"none": "ok", "mtp": "ok"})
+    suite_file = root / "suites" / "fake.yaml"
+    suite = yaml.safe_load(suite_file.read_text())
+    suite["matrix"]["tp"] = [1, 2]
+    suite_file.write_text(yaml.safe_dump(suite))
+    assert main(["plan", "--suite", "fake", "--shards", "2", "--format", "github", *dirs(root)]) == 0
+    matrix = json.loads(capsys.readouterr().out)
+    assert [job["shard"] for job in matrix["include"]] == ["1/2", "2/2"]
+    assert sum(job["cells"] for job in matrix["include"]) == 4 and matrix["include"][0]["suite"] == "fake"
+    for index in (1, 2):
+        assert main(["run", "--suite", "fake", "--shard", f"{index}/2", "--run-id", f"s{index}", *dirs(root)]) == 0
+    capsys.readouterr()
+    shards = [root / "reports" / "s1", root / "reports" / "s2"]
+    planned = [json.loads((s / "plan.json").read_text())["cells"] for s in shards]
+    assert len(planned[0]) == len(planned[1]) == 2 and not set(planned[0]) & set(planned[1])
+    assert main(["merge", *map(str, shards), "--run-id", "all", *dirs(root)]) == 0
+    merged = json.loads((root / "reports" / "all" / "results.json").read_text())
+    assert sorted(merged["planned"]) == sorted(planned[0] + planned[1])
+    assert len(merged["cells"]) == 4 and len(merged["machine"]["shards"]) == 2
+    states = {(v["cell_id"], v["metric"]): v["state"] for v in merged["verdicts"]}
+    assert states[("fake/quark-mxfp4/none/tp1", "memory.weights_gib")] == "PASS"  # gated against the baseline
+    assert (root / "reports" / "all" / "cells" / "fake__quark-mxfp4__mtp__tp2" / "server.log").exists()
+    # Costs from past runs, when named: the four cells' real seconds, far below the default estimate.
+    capsys.readouterr()
+    assert main(["plan", "--suite", "fake", "--shards", "2", "--format", "json", "--durations-from",
+                 str(root / "reports"), *dirs(root)]) == 0
+    assert sum(shard["estimated_gpu_s"] for shard in json.loads(capsys.readouterr().out)) < 60
+    # A cell in two shards has no single answer; and a merged run never overwrites another.
+    assert main(["merge", str(shards[0]), str(shards[0]), "--run-id", "twice", *dirs(root)]) == 2
+    assert "shards must not overlap" in capsys.readouterr().err
+    assert main(["merge", *map(str, shards), "--run-id", "all", *dirs(root)]) == 2
+    assert_nothing_survives(tmp_path)
+
+
+def test_a_lost_shard_shows_its_cells_missing(tmp_path, capsys):
+    root = fake_suite(tmp_path, {"none": "ok", "mtp": "ok"})
+    assert main(["run", "--suite", "fake", "--shard", "1/2", "--run-id", "s1", *dirs(root)]) == 0
+    # Shard 2's runner died after writing its plan and before any cell finished.
+    other = root / "reports" / "s2"
+    other.mkdir()
+    first = json.loads((root / "reports" / "s1" / "plan.json").read_text())
+    all_cells = ["fake/quark-mxfp4/none/tp1", "fake/quark-mxfp4/mtp/tp1"]
+    (other / "plan.json").write_text(json.dumps({**first, "run_id": "s2", "shard": "2/2",
+                                                 "cells": [c for c in all_cells if c not in first["cells"]]}))
+    assert main(["merge", str(root / "reports" / "s1"), str(other), "--run-id", "m", *dirs(root)]) == 3
+    capsys.readouterr()
