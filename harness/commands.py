@@ -76,7 +76,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.dry_run:
         _print_dry_run(the_plan.cells)
         return EXIT_OK
-    from harness.cellrun import RunOptions, run_cell
+    from harness.cellrun import RunOptions, materialize, run_cell
     from harness.engines.devices import discover
     from harness.machine import machine_info
 
@@ -96,6 +96,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"harness: run {run_id}: {len(to_run)} cell(s) of suite {the_plan.suite.name}"
           + (f" ({len(kept)} finished earlier, kept)" if kept else ""), file=sys.stderr)
     _prepare_local_checkpoints(to_run, options.python)
+    # As they will run here: `vendor: auto` decided (a CPU machine's cells hold no GPUs), local paths resolved.
+    to_run = [materialize(cell, create=False) for cell in to_run]
     checks = {} if args.no_preflight else _preflight_cells(to_run)
 
     def checked_run_cell(cell: Cell, cell_run_dir: Path, devices: list[int]) -> CellResult:
