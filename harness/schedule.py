@@ -124,7 +124,8 @@ def run_packed(cells: list[Cell], host_gpus: list[int], run_one: CellRunner, *,
                     continue
             if collect(*item):
                 raise KeyboardInterrupt  # a cell saw Ctrl-C first (a single-threaded caller's signal)
-    except KeyboardInterrupt:
+    except BaseException as stopped:  # Ctrl-C, or a cell's runner failed in harness itself
+        # Either way, no server may outlive the run: the other cells stop as on Ctrl-C and keep their results.
         for thread, _ in list(running.values()):
             _interrupt(thread)
         while running:
@@ -135,7 +136,11 @@ def run_packed(cells: list[Cell], host_gpus: list[int], run_one: CellRunner, *,
             except KeyboardInterrupt:  # a second Ctrl-C: pass it on again, keep collecting
                 for thread, _ in list(running.values()):
                     _interrupt(thread)
-        return results, True
+            except Exception:  # noqa: BLE001 - the first failure is the one re-raised below
+                continue
+        if isinstance(stopped, KeyboardInterrupt):
+            return results, True
+        raise
     return results, False
 
 

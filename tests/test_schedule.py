@@ -148,3 +148,26 @@ def test_shards_are_balanced_by_cost_and_cover_every_cell_once(template):
 def test_bad_shard_names_the_flag(text):
     with pytest.raises(ConfigError, match="--shard"):
         parse_shard(text)
+
+
+def test_a_failing_runner_stops_the_others_before_the_error_surfaces(template):
+    cells = cells_of(template, [4, 4])
+    stopped = []
+
+    def runner(cell, devices):
+        if cell.id == cells[1].id:
+            time.sleep(0.2)
+            raise RuntimeError("export failed")
+        try:
+            for _ in range(300):
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            stopped.append(cell.id)
+            raise CellInterrupted(CellResult(cell.id, cell.suite, STATUS_INFRA_ERROR, {},
+                                             error=CellError("interrupted", "stopped"))) from None
+        return CellResult(cell.id, cell.suite, STATUS_OK, {})
+
+    begin = time.monotonic()
+    with pytest.raises(RuntimeError, match="export failed"):
+        run_packed(cells, list(range(8)), runner)
+    assert stopped == [cells[0].id] and time.monotonic() - begin < 10
