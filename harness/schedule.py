@@ -82,7 +82,13 @@ def run_packed(cells: list[Cell], host_gpus: list[int], run_one: CellRunner, *,
     finished: queue.Queue[tuple[Placement, CellResult | None, BaseException | None]] = queue.Queue()
     results: list[CellResult] = []
 
+    stopping = threading.Event()
+    told: set[int] = set()  # threads already sent their interrupt: never twice, or a teardown could be cut short
+
     def work(placement: Placement) -> None:
+        if stopping.is_set():  # started just as the run stopped: never launched, left for --resume
+            finished.put((placement, None, None))
+            return
         try:
             finished.put((placement, run_one(placement.cell, list(placement.devices)), None))
         except CellInterrupted as interrupted:
@@ -126,16 +132,16 @@ def run_packed(cells: list[Cell], host_gpus: list[int], run_one: CellRunner, *,
                 raise KeyboardInterrupt  # a cell saw Ctrl-C first (a single-threaded caller's signal)
     except BaseException as stopped:  # Ctrl-C, or a cell's runner failed in harness itself
         # Either way, no server may outlive the run: the other cells stop as on Ctrl-C and keep their results.
-        for thread, _ in list(running.values()):
-            _interrupt(thread)
+        stopping.set()
         while running:
+            for thread, _ in list(running.values()):
+                if thread.ident is not None and thread.ident not in told:
+                    told.add(thread.ident)
+                    _interrupt(thread)
             try:
                 collect(*finished.get(timeout=0.2))
-            except queue.Empty:
+            except (queue.Empty, KeyboardInterrupt):  # a second Ctrl-C: the cells are stopping already
                 continue
-            except KeyboardInterrupt:  # a second Ctrl-C: pass it on again, keep collecting
-                for thread, _ in list(running.values()):
-                    _interrupt(thread)
             except Exception:  # noqa: BLE001 - the first failure is the one re-raised below
                 continue
         if isinstance(stopped, KeyboardInterrupt):

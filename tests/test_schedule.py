@@ -100,12 +100,14 @@ def test_max_parallel(template):
 
 def test_ctrl_c_reaches_every_running_cell_and_keeps_what_they_measured(template):
     cells = cells_of(template, [4, 4, 4])
-    started = threading.Barrier(2)  # the two cells that fit at once
+    second_started = threading.Event()
 
     def runner(cell, devices):
         try:
-            started.wait(timeout=5)
+            if cell.id == cells[1].id:
+                second_started.set()
             if cell.id == cells[0].id:
+                assert second_started.wait(timeout=60)  # both cells that fit at once are running
                 _thread.interrupt_main()  # Ctrl-C, as the main thread receives it
             for _ in range(300):  # short waits, as the launcher's and the eval client's are
                 time.sleep(0.1)
