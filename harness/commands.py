@@ -506,7 +506,8 @@ def cmd_fixes(args: argparse.Namespace) -> int:
         print(f"  rules: {', '.join(row['rules'])}")
         for cell in row["cells"] or [{"cell": "(no suite cell guards it)", "state": ""}]:
             where = f"  [{cell['run']}]" if "run" in cell else ""
-            print(f"  {cell['cell']:<52} {cell['state']}{where}")
+            figures = f"  {cell['figures']}" if cell.get("figures") else ""
+            print(f"  {cell['cell']:<52} {cell['state']}{where}{figures}")
     return EXIT_OK
 
 
@@ -525,9 +526,13 @@ def latest_verdicts(reports_dir: Path) -> dict[str, dict[str, str]]:
     latest: dict[str, dict[str, str]] = {}
     for run in sorted(runs, key=lambda r: r.finished_at or "", reverse=True):
         states: dict[str, list[State]] = {}
+        figures: dict[str, list[str]] = {}
         for verdict in run.verdicts:
             states.setdefault(verdict["cell_id"], []).append(State(verdict["state"]))
+            if verdict.get("value") is not None:
+                figures.setdefault(verdict["cell_id"], []).append(f"{verdict['metric']} {verdict['value']:.4g}")
         for cell_id, found in states.items():
             latest.setdefault(f"{run.suite}:{cell_id}",
-                              {"state": min(found, key=order.index).value, "run": run.run_id})
+                              {"state": min(found, key=order.index).value, "run": run.run_id,
+                               "figures": ", ".join(figures.get(cell_id, []))})
     return latest

@@ -174,7 +174,7 @@ def test_run_preflights_every_cell_and_never_launches_a_failing_one(tmp_path, ca
     out = capsys.readouterr().out
     assert "online-mxfp4 (#18005): BF16 dense and MoE checkpoints" in out and "rules: online_mxfp4" in out
     assert "fake:bad/quark_mxfp4/none/tp1" in out and "CONFIG_ERROR  [pf]" in out
-    assert "fake:good/bf16/none/tp1" in out and "NO_BASELINE  [pf]" in out
+    assert "fake:good/bf16/none/tp1" in out and "NO_BASELINE  [pf]  memory.weights_gib 40" in out
     assert "glm5-mxfp4-mtp (#23219)" in out and "(no suite cell guards it)" in out
     assert main(["preflight", "--suite", "fake", "--cell", "bad/*", "--suites-dir", str(root / "suites")]) == 1
     out = capsys.readouterr().out
