@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import _thread
 import dataclasses
+import signal
 import threading
 import time
 
@@ -116,8 +117,14 @@ def test_ctrl_c_reaches_every_running_cell_and_keeps_what_they_measured(template
                                              error=CellError("interrupted", "Ctrl-C"))) from None
         return CellResult(cell.id, cell.suite, STATUS_OK, {})
 
+    # A shell that starts a job in the background hands it SIGINT ignored, and interrupt_main() then does
+    # nothing: install Python's own handler, as an interactive `harness run` has it.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     begin = time.monotonic()
-    results, interrupted = run_packed(cells, list(range(8)), runner)
+    try:
+        results, interrupted = run_packed(cells, list(range(8)), runner)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert interrupted and time.monotonic() - begin < 10
     # Two fit at once; both were interrupted and kept; the third never started.
     assert sorted(r.cell_id for r in results) == sorted(c.id for c in cells[:2])
