@@ -228,3 +228,22 @@ def test_a_lost_shard_shows_its_cells_missing(tmp_path, capsys):
                                                  "cells": [c for c in all_cells if c not in first["cells"]]}))
     assert main(["merge", str(root / "reports" / "s1"), str(other), "--run-id", "m", *dirs(root)]) == 3
     capsys.readouterr()
+
+
+def test_resume_and_merge_say_what_is_wrong_in_one_line(tmp_path, capsys):
+    root = fake_suite(tmp_path, {"none": "ok"})
+    (root / "reports" / "stray").mkdir(parents=True)
+    assert main(["run", "--resume", str(root / "reports" / "stray"), *dirs(root)]) == 2
+    assert "no plan.json" in capsys.readouterr().err
+    assert main(["merge", str(root / "reports" / "stray"), *dirs(root)]) == 2
+    assert "stray: no plan.json" in capsys.readouterr().err
+    assert main(["run", "--suite", "fake", "--run-id", "r", *dirs(root)]) == 0
+    assert main(["run", "--resume", str(root / "reports" / "r"), "--shard", "1/2", *dirs(root)]) == 2
+    assert "--resume: the run directory's plan.json decides the cells" in capsys.readouterr().err
+    # Everything finished: resuming runs nothing, keeps every result, and gates again.
+    before = (root / "reports" / "r" / "cells" / "fake__quark-mxfp4__none__tp1" / "result.json").read_text()
+    assert main(["run", "--resume", str(root / "reports" / "r"), *dirs(root)]) == 0
+    assert "0 cell(s) of suite fake (1 finished earlier, kept)" in capsys.readouterr().err
+    assert (root / "reports" / "r" / "cells" / "fake__quark-mxfp4__none__tp1" / "result.json").read_text() == before
+    assert main(["run", "--suite", "fake", "--shard", "3/2", *dirs(root)]) == 2
+    assert "--shard '3/2': expected k/n" in capsys.readouterr().err
