@@ -24,7 +24,7 @@ from harness.engines import get_engine
 from harness.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, ConfigError
 from harness.fixes import FIXES
 from harness.matrix import Cell, expand, select
-from harness.pipeline import conclude, make_run_dir, new_run_id, plan, run_cells
+from harness.pipeline import Plan, conclude, make_run_dir, new_run_id, plan, run_cells
 from harness.protocols import EvalConfig, protocol_differences, protocol_of
 from harness.report import render_console
 from harness.results import CellResult, load_run, now_iso
@@ -49,30 +49,37 @@ def cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _resumed_plan(args: argparse.Namespace) -> tuple[Plan, str, Path]:
+    """The plan of a run being resumed: the cells its plan.json names, as the suite defines them now."""
+    from harness import rundir
+
+    if args.shard or args.cell or args.run_id:
+        raise ConfigError("--resume: the run directory's plan.json decides the cells; drop --shard/--cell/--run-id")
+    recorded = rundir.read_plan(args.resume)
+    the_plan = plan(recorded["suite"], suites_dir=args.suites_dir, baselines_dir=args.baselines_dir,
+                    cell_patterns=None)
+    by_id = {cell.id: cell for cell in the_plan.cells}
+    unknown = [cell_id for cell_id in recorded["cells"] if cell_id not in by_id]
+    if unknown:
+        raise ConfigError(f"{args.resume / rundir.PLAN_FILE}: cells: {unknown[0]} is no longer a cell of suite "
+                          f"{recorded['suite']} (the suite changed since the run started)")
+    return (dataclasses.replace(the_plan, cells=[by_id[cell_id] for cell_id in recorded["cells"]]),
+            recorded["run_id"], args.resume)
+
+
+def _fresh_plan(args: argparse.Namespace) -> tuple[Plan, str, None]:
+    """A new run's plan: the suite's selected cells, or one shard of them; its directory is made at launch."""
+    the_plan = plan(args.suite, suites_dir=args.suites_dir, baselines_dir=args.baselines_dir, cell_patterns=args.cell)
+    if args.shard:
+        the_plan = _shard_of(the_plan, args.shard, args.durations_from)
+    shard_suffix = f"-shard{args.shard.replace('/', 'of')}" if args.shard else ""
+    return the_plan, args.run_id or new_run_id(the_plan.suite.name) + shard_suffix, None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from harness import rundir
 
-    if args.resume:
-        if args.shard or args.cell or args.run_id:
-            raise ConfigError("--resume: the run directory's plan.json decides the cells; drop --shard/--cell/--run-id")
-        recorded = rundir.read_plan(args.resume)
-        the_plan = plan(recorded["suite"], suites_dir=args.suites_dir, baselines_dir=args.baselines_dir,
-                        cell_patterns=None)
-        by_id = {cell.id: cell for cell in the_plan.cells}
-        unknown = [cell_id for cell_id in recorded["cells"] if cell_id not in by_id]
-        if unknown:
-            raise ConfigError(f"{args.resume / rundir.PLAN_FILE}: cells: {unknown[0]} is no longer a cell of suite "
-                              f"{recorded['suite']} (the suite changed since the run started)")
-        the_plan = dataclasses.replace(the_plan, cells=[by_id[cell_id] for cell_id in recorded["cells"]])
-        run_id, run_dir = recorded["run_id"], args.resume
-    else:
-        the_plan = plan(args.suite, suites_dir=args.suites_dir, baselines_dir=args.baselines_dir,
-                        cell_patterns=args.cell)
-        if args.shard:
-            the_plan = _shard_of(the_plan, args.shard, args.durations_from)
-        run_id = args.run_id or new_run_id(the_plan.suite.name) + (f"-shard{args.shard.replace('/', 'of')}"
-                                                                    if args.shard else "")
-        run_dir = None
+    the_plan, run_id, run_dir = _resumed_plan(args) if args.resume else _fresh_plan(args)
     if args.dry_run:
         _print_dry_run(the_plan.cells)
         return EXIT_OK
