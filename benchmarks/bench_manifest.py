@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import subprocess
 import sys
@@ -76,18 +77,11 @@ def build(directory: Path, experts: int = EXPERTS) -> dict:
                                       "global_quant_config": {"weight": {"dtype": "fp4", "group_size": 32}}}}
     write_checkpoint(directory, config, tensors, shards=64)
     # Logical parameters: a packed uint8 holds two FP4 values.
-    params = sum((2 if dtype == "U8" and not name.endswith("_scale") else 1) * _numel(shape)
+    params = sum((2 if dtype == "U8" and not name.endswith("_scale") else 1) * math.prod(shape)
                  for name, (dtype, shape) in tensors.items())
     facts = {"tensors": len(tensors), "shards": 64, "parameters": params}
     marker.write_text(json.dumps(facts))
     return facts
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    total = 1
-    for dim in shape:
-        total *= dim
-    return total
 
 
 CHECK = """

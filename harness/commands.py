@@ -203,13 +203,13 @@ def cmd_merge(args: argparse.Namespace) -> int:
 
 
 def _preflight_cells(cells: list[Cell]) -> dict:
-    """Each cell's preflight (headers only: seconds even for a trillion parameters), printed as it goes."""
-    from harness.cellrun import materialize
+    """Each cell's preflight (headers only: seconds even for a trillion parameters), printed as it goes.
+    The cells come materialized: their checkpoints are the directories that will be served."""
     from harness.preflight import check_cell
 
     checks = {}
     for cell in cells:
-        check = checks[cell.id] = check_cell(materialize(cell, create=False))
+        check = checks[cell.id] = check_cell(cell)
         verdict = ("FAIL: " + check.message() if check.failures else
                    f"skipped ({check.unavailable})" if check.unavailable else "pass")
         print(f"harness: preflight {cell.id}: {verdict}", file=sys.stderr, flush=True)

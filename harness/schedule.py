@@ -40,9 +40,9 @@ def pack_order(cells: list[Cell]) -> list[Cell]:
     return sorted(cells, key=lambda cell: -cell.gpus)
 
 
-def fits(cell: Cell, free: list[int], cpu_busy: bool) -> bool:
+def fits(cell: Cell, free_gpus: int, cpu_busy: bool) -> bool:
     # Cells without GPUs (CPU engines) share the host's cores: one at a time.
-    return (not cpu_busy) if cell.gpus == 0 else cell.gpus <= len(free)
+    return (not cpu_busy) if cell.gpus == 0 else cell.gpus <= free_gpus
 
 
 def simulate(durations: dict[str, float], cells: list[Cell], host_gpus: int) -> float:
@@ -54,7 +54,7 @@ def simulate(durations: dict[str, float], cells: list[Cell], host_gpus: int) -> 
     sequence = 0
     while pending or running:
         for cell in list(pending):
-            if (cell.gpus == 0 and not cpu_busy) or (0 < cell.gpus <= free):
+            if fits(cell, free, cpu_busy):
                 pending.remove(cell)
                 free -= cell.gpus
                 cpu_busy = cpu_busy or cell.gpus == 0
@@ -113,7 +113,7 @@ def run_packed(cells: list[Cell], host_gpus: list[int], run_one: CellRunner, *,
             for cell in list(pending):
                 if max_parallel is not None and len(running) >= max_parallel:
                     break
-                if fits(cell, free, cpu_busy):
+                if fits(cell, len(free), cpu_busy):
                     pending.remove(cell)
                     placement = Placement(cell, tuple(free[:cell.gpus]))
                     free = free[cell.gpus:]

@@ -48,8 +48,8 @@ def split(cells: list[Cell], count: int, known_s: dict[str, float]) -> list[Shar
     """The cells in `count` shards of about equal GPU-seconds; within a shard, the suite's order."""
     if count < 1:
         raise ConfigError(f"--shards {count}: expected at least 1")
-    default_s = statistics.median(known_s[c.id] for c in cells if c.id in known_s) if any(
-        c.id in known_s for c in cells) else DEFAULT_CELL_S
+    seen = [known_s[c.id] for c in cells if c.id in known_s]
+    default_s = statistics.median(seen) if seen else DEFAULT_CELL_S
     order = {cell.id: index for index, cell in enumerate(cells)}
     loads = [0.0] * count
     members: list[list[Cell]] = [[] for _ in range(count)]

@@ -10,7 +10,7 @@ import json
 import struct
 from pathlib import Path
 
-DTYPE_BYTES = {"F32": 4, "BF16": 2, "F16": 2, "F8_E4M3": 1, "U8": 1, "I32": 4}
+from harness.loading.safetensors import DTYPE_BYTES
 
 
 def write_safetensors(path: Path, tensors: dict[str, tuple[str, tuple[int, ...]]]) -> None:

@@ -156,7 +156,7 @@ def _generation_kwargs(body: dict[str, Any]) -> dict[str, Any]:
 
 def _run_harness_prompts(config: EvalConfig, base_url: str, *, model: str, data_root: Path | None,
                          zip_password: str | None) -> EvalResult:
-    from harness.evals.runner import _assemble, prepare_gpqa, prepare_gsm8k
+    from harness.evals.runner import assemble_result, prepare_gpqa, prepare_gsm8k
     from harness.transport import Response
 
     simple_evaluate, TaskManager = _lm_eval()
@@ -193,7 +193,7 @@ def _run_harness_prompts(config: EvalConfig, base_url: str, *, model: str, data_
     responses = [Response(request.id, texts.get(index), None if texts.get(index) is not None else "no response",
                           0.0) for index, request in enumerate(requests)]
     scored = {r.id: prepared.scorer(r.id, r.text) for r in responses if r.text is not None}
-    result = _assemble(config, dataclasses.replace(prepared, requests=iter(())), responses, scored, wall)
+    result = assemble_result(config, dataclasses.replace(prepared, requests=iter(())), responses, scored, wall)
     # lm-eval reports no per-request latency: keep only what was measured.
     timings = {key: value for key, value in result.timings.items() if key in ("wall_s", "questions_per_s")}
     return dataclasses.replace(result, protocol={**result.protocol, "runner": "lm-eval"}, timings=timings)

@@ -135,7 +135,7 @@ def run_eval(config: EvalConfig, base_url: str, *, model: str, data_root: Path |
     start = time.perf_counter()
     responses = run_requests(base_url, prepared.requests, settings, on_done)
     wall = time.perf_counter() - start
-    result = _assemble(config, prepared, responses, scored, wall)
+    result = assemble_result(config, prepared, responses, scored, wall)
     if result.request_errors > allowed:
         raise EvalInfraError("request_errors", f"{config.name}: {result.request_errors} of {len(responses)} "
                              f"requests failed (allowed {allowed}); first: {_first_error(responses)}",
@@ -147,8 +147,9 @@ def _first_error(responses: list[Response]) -> str:
     return next((r.error for r in responses if r.error), "")
 
 
-def _assemble(config: EvalConfig, prepared: Prepared, responses: list[Response],
-              scored: dict[str, tuple[str | None, bool, dict[str, Any]]], wall: float) -> EvalResult:
+def assemble_result(config: EvalConfig, prepared: Prepared, responses: list[Response],
+                    scored: dict[str, tuple[str | None, bool, dict[str, Any]]], wall: float) -> EvalResult:
+    """The EvalResult of scored responses (harness's own client and the lm-eval backend alike)."""
     outcomes = []
     for response in responses:
         if response.error is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gc
 import json
 from collections.abc import Iterator
@@ -18,6 +19,19 @@ from harness.loading.safetensors import read_header
 class Tensor:
     dtype: str
     shape: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TensorClass:
+    """Tensors that weigh the same on a rank and get the same decision: a MoE layer's hundreds of experts
+    are one class, so a trillion-parameter manifest reduces to a few hundred classes."""
+
+    leaf: str  # the module's last name ("down_proj", "lm_head", ...)
+    kind: str  # the tensor's own name ("weight", "weight_scale", "bias", ...)
+    dtype: str
+    shape: tuple[int, ...]
+    count: int
+    example: str  # the first tensor of the class, to name it in messages
 
 
 @dataclass(frozen=True)
@@ -42,6 +56,21 @@ class Manifest:
     def text_config(self) -> dict[str, Any]:
         """The language model's config (nested in multimodal wrappers such as KimiK25)."""
         return self.config.get("text_config") or self.config
+
+    @functools.cached_property
+    def tensor_classes(self) -> list[TensorClass]:
+        """The tensors grouped by (module leaf, tensor kind, dtype, shape), in first-seen order; computed once
+        per manifest, however many rules and predictions read it."""
+        classes: dict[tuple[str, str, str, tuple[int, ...]], list] = {}
+        for name, tensor in self.tensors.items():
+            module, _, kind = name.rpartition(".")
+            key = (module.rpartition(".")[2], kind, tensor.dtype, tensor.shape)
+            entry = classes.get(key)
+            if entry is None:
+                classes[key] = [1, name]
+            else:
+                entry[0] += 1
+        return [TensorClass(*key, count, example) for key, (count, example) in classes.items()]
 
     def facts(self) -> dict[str, Any]:
         """What the rules read, named: architecture, sizes, MLA ranks, MoE sizes and the quantization config."""

@@ -9,10 +9,11 @@ from the manifest (config.json and safetensors headers): no tensor data is read.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass
 
-from harness.loading.manifest import Manifest
+from harness.loading.manifest import Manifest, TensorClass
 
 MXFP4_BLOCK = 32
 GIB = float(1 << 30)
@@ -31,19 +32,6 @@ ROW_PARALLEL = ("o_proj", "down_proj", "out_proj", "w2", "dense_4h_to_h")
 SCALE_KINDS = ("_scale", "_scale_inv", "input_scale", "_zero_point")  # tensor names that are part of a format
 BF16_BYTES = 2
 MXFP4_BYTES_PER_VALUE = 0.5 + 1 / MXFP4_BLOCK  # a packed E2M1 nibble, and one E8M0 byte per 32 values
-
-
-@dataclass(frozen=True)
-class TensorClass:
-    """Tensors that weigh the same on a rank and get the same decision: a MoE layer's hundreds of experts
-    are one class, so a trillion-parameter manifest reduces to a few hundred classes."""
-
-    leaf: str  # the module's last name ("down_proj", "lm_head", ...)
-    kind: str  # the tensor's own name ("weight", "weight_scale", "bias", ...)
-    dtype: str
-    shape: tuple[int, ...]
-    count: int
-    example: str  # the first tensor of the class, to name it in messages
 
 
 @dataclass(frozen=True)
@@ -98,20 +86,6 @@ def _per_rank(leaf: str, shape: tuple[int, int], tp: int, kv_heads: int | None) 
     return out_features // tp, in_features
 
 
-def tensor_classes(manifest: Manifest) -> list[TensorClass]:
-    """The manifest grouped by (module leaf, tensor kind, dtype, shape), in first-seen order."""
-    classes: dict[tuple[str, str, str, tuple[int, ...]], list] = {}
-    for name, tensor in manifest.tensors.items():
-        module, _, kind = name.rpartition(".")
-        key = (module.rpartition(".")[2], kind, tensor.dtype, tensor.shape)
-        entry = classes.get(key)
-        if entry is None:
-            classes[key] = [1, name]
-        else:
-            entry[0] += 1
-    return [TensorClass(*key, count, example) for key, (count, example) in classes.items()]
-
-
 def _packed_fp4(manifest: Manifest) -> bool:
     """uint8 weights are two E2M1 values a byte (Quark / MXFP4 checkpoints)."""
     return manifest.quant is not None and manifest.quant.method in ("quark", "mxfp4")
@@ -131,12 +105,12 @@ class _Linear:
         return self.per_rank[0] * self.per_rank[1] * self.tensors.count
 
 
-def _linears(manifest: Manifest, tp: int, classes: list[TensorClass]) -> list[_Linear]:
+def _linears(manifest: Manifest, tp: int) -> list[_Linear]:
     excluded = set(_excluded_leaves(manifest))
     kv_heads = manifest.text_config().get("num_key_value_heads")
     packed = _packed_fp4(manifest)
     out = []
-    for tensors in classes:
+    for tensors in manifest.tensor_classes:
         if tensors.kind != "weight" or len(tensors.shape) != 2:
             continue
         rows, cols = tensors.shape
@@ -149,10 +123,10 @@ def _linears(manifest: Manifest, tp: int, classes: list[TensorClass]) -> list[_L
 def predict_weight_memory(manifest: Manifest, tp: int) -> WeightPrediction:
     from harness.loading.safetensors import DTYPE_BYTES
 
-    classes = tensor_classes(manifest)
-    linears = _linears(manifest, tp, classes)
+    classes = manifest.tensor_classes
+    linears = _linears(manifest, tp)
     # Norms, biases and other 1-D tensors: replicated, in the model's dtype. Scales are part of a format.
-    other = sum(_numel(c.shape) * c.count for c in classes
+    other = sum(math.prod(c.shape) * c.count for c in classes
                 if len(c.shape) != 2 and not c.kind.endswith(SCALE_KINDS)) * BF16_BYTES
     bf16 = other + sum(w.per_rank_values * BF16_BYTES for w in linears)
     online = other + sum(w.per_rank_values * (MXFP4_BYTES_PER_VALUE if w.quantized_online else BF16_BYTES)
@@ -163,7 +137,7 @@ def predict_weight_memory(manifest: Manifest, tp: int) -> WeightPrediction:
         kv_heads = manifest.text_config().get("num_key_value_heads")
         prequantized = 0.0
         for c in classes:  # as stored; a 2-D tensor (weight or scale) splits as its module's weight does
-            size = DTYPE_BYTES.get(c.dtype, 2) * _numel(c.shape) * c.count
+            size = DTYPE_BYTES.get(c.dtype, 2) * math.prod(c.shape) * c.count
             if len(c.shape) == 2:
                 ranked = _per_rank(c.leaf, (c.shape[0], c.shape[1]), tp, kv_heads)
                 size *= ranked[0] * ranked[1] / (c.shape[0] * c.shape[1])
@@ -178,7 +152,7 @@ def predict_weight_memory(manifest: Manifest, tp: int) -> WeightPrediction:
 def partition_problems(manifest: Manifest, tp: int) -> list[str]:
     """Quantized layers whose per-rank input is not whole MXFP4 blocks: dynamic_mxfp4_quant cannot quantize them."""
     problems = []
-    for weight in _linears(manifest, tp, tensor_classes(manifest)):
+    for weight in _linears(manifest, tp):
         if weight.quantized_online and weight.per_rank[1] % MXFP4_BLOCK:
             where = "input_size_per_partition" if weight.tensors.leaf in ROW_PARALLEL else "input_size"
             others = f" (and {weight.tensors.count - 1} more like it)" if weight.tensors.count > 1 else ""
@@ -190,14 +164,7 @@ def partition_problems(manifest: Manifest, tp: int) -> list[str]:
 
 def quantized_leaf_counts(manifest: Manifest, tp: int) -> Counter[str]:
     counts: Counter[str] = Counter()
-    for weight in _linears(manifest, tp, tensor_classes(manifest)):
+    for weight in _linears(manifest, tp):
         if weight.quantized_online:
             counts[weight.tensors.leaf] += weight.tensors.count
     return counts
-
-
-def _numel(shape: tuple[int, ...]) -> int:
-    count = 1
-    for dim in shape:
-        count *= dim
-    return count
