@@ -51,6 +51,8 @@ SPEC_KINDS: dict[str, SpecKind] = {
         SpecKind("mtp", "NEXTN", needs_draft=False),  # the MTP layer lives in the target checkpoint
         SpecKind("eagle3", "EAGLE3", needs_draft=True),
         SpecKind("eagle", "EAGLE", needs_draft=True),
+        # Drafts from n-grams of the prompt and the text so far: a real accept length with no draft model.
+        SpecKind("ngram", "NGRAM", needs_draft=False),
     )
 }
 

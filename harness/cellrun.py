@@ -63,6 +63,9 @@ class RunOptions:
     evaluator: Evaluator = no_evals
     sample_interval_s: float = 0.5
     machine: dict[str, Any] = field(default_factory=dict)
+    # False when cells share GPUs (--share-gpus): a device's memory is then no one cell's, so neither the
+    # sampler's peak nor the wait for the memory to come back says anything about this cell.
+    exclusive_devices: bool = True
 
 
 _PORTS_LOCK = threading.Lock()
@@ -114,12 +117,13 @@ def run_cell(cell: Cell, run_dir: Path, options: RunOptions, devices: list[int] 
     devices = assign(cell.gpus, cell.hardware.vendor) if devices is None else devices
     command = engine.command(cell, python=options.python, port=free_port(), devices=devices)
     command = dataclasses.replace(command, env={**command.env, **engine.launch_env(cell, cell_dir)})
-    used_before = used_by_device(devices)
+    measured_devices = devices if options.exclusive_devices else []
+    used_before = used_by_device(measured_devices)
     started_at, start = now_iso(), time.monotonic()
     measured = _Measured()
     interrupted = False
     server = launch(command, cell_dir / "server.log", ready_line=engine.ready_line)
-    sampler = PeakSampler(devices, interval_s=options.sample_interval_s, pid=lambda: server.pid)
+    sampler = PeakSampler(measured_devices, interval_s=options.sample_interval_s, pid=lambda: server.pid)
     try:  # from here on, whatever happens (Ctrl-C included), the finally below tears the server down
         sampler.start()
         _measure(cell, engine, server, cell_dir, options, measured)
@@ -129,7 +133,7 @@ def run_cell(cell: Cell, run_dir: Path, options: RunOptions, devices: list[int] 
     finally:
         stopped = teardown(server, grace_s=min(5.0, cell.timeouts.teardown_s / 3))
         peaks = sampler.stop()
-        release = wait_until_released(devices, used_before, timeout_s=cell.timeouts.teardown_s)
+        release = wait_until_released(measured_devices, used_before, timeout_s=cell.timeouts.teardown_s)
     measured.timings.update(teardown_s=stopped.elapsed_s, release_wait_s=release["waited_s"],
                             total_s=round(time.monotonic() - start, 3))
     result = _assemble(cell, engine, server, measured, stopped, peaks, sampler.source, release, started_at, options,
@@ -161,10 +165,18 @@ def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, 
     measured.timings["eval_s"] = round(time.monotonic() - eval_start, 3)
     if cell.spec != "none" and server.alive():
         spec_after = engine.spec_state(base_url)
-        measured.spec_states = {"before": spec_before, "after": spec_after}
+        measured.spec_states = {"before": spec_before, "after": spec_after,
+                                 "per_request": engine.spec_probe(base_url, spec_probe_prompts())}
         measured.accept_length = engine.accept_length(spec_before, spec_after)
     if measured.error is None and not server.alive():
         measured.error = _failure(server, exited=True)
+
+
+def spec_probe_prompts(count: int = 8) -> list[str]:
+    """A few fixed prompts for the per-request speculative cross-check (read after the server's average)."""
+    from harness.local.problems import held_out_rows
+
+    return [f"Question: {row['question']}\nAnswer:" for row in held_out_rows(count)]
 
 
 def _exits_soon(server: ServerProcess, within_s: float = 3.0) -> bool:
@@ -205,7 +217,7 @@ def _assemble(cell: Cell, engine: Engine, server: ServerProcess, measured: _Meas
     return CellResult(
         cell_id=cell.id, suite=cell.suite, status=STATUS_OK if error is None else STATUS_INFRA_ERROR,
         cell=cell.resolved(), evals=measured.evals, memory=report.gated(), memory_report=memory_report,
-        accept_length=measured.accept_length, timings=measured.timings,
+        accept_length=measured.accept_length, spec=measured.spec_states, timings=measured.timings,
         machine={**options.machine, "devices": list(devices)},
         engine=measured.engine or {"name": engine.name, "version": None, "commit": None},
         error=error, started_at=started_at, finished_at=now_iso(),

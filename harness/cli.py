@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--durations-from", type=Path, metavar="DIR", help="past runs to estimate cell costs from (a reports/ directory); every shard must be given the same, so that all runners split alike (default: cost from GPU counts alone)")
     run.add_argument("--gpus", help="device indices to pack cells onto, e.g. 0,1,2,3 (default: every GPU found)")
     run.add_argument("--max-parallel", type=int, help="at most this many cells at once (default: as GPUs allow)")
+    run.add_argument("--share-gpus", type=int, default=1, metavar="N",
+                     help="let N cells share each GPU (load checks of tiny checkpoints; the GPU memory sampler "
+                          "and the release wait then see every cell on the device, so they are left out)")
     run.add_argument("--dry-run", action="store_true", help="print each cell's server argv and env; launch nothing")
     run.add_argument("--run-id", help="name of reports/<run-id> (default: UTC time and suite)")
     run.add_argument("--python", help="the Python that runs the engine (default: this one)")

@@ -92,8 +92,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         rundir.write_plan(run_dir, run_id=run_id, suite=the_plan.suite.name, cells=[c.id for c in the_plan.cells],
                           shard=args.shard)
     gpus, runtime = discover()
+    if args.share_gpus < 1:
+        raise ConfigError(f"--share-gpus {args.share_gpus}: must be at least 1")
     options = RunOptions(python=args.python or sys.executable, machine=machine_info(gpus, runtime),
-                         evaluator=_evaluator())
+                         evaluator=_evaluator(), exclusive_devices=args.share_gpus == 1)
     started_at = now_iso()
     kept = {}
     if args.resume:
@@ -117,7 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run_cell(cell, cell_run_dir, options, devices=devices)
         return result if check is None else with_preflight(result, cell, check)
 
-    host_gpus = _host_gpus(args.gpus, gpus, the_plan.suite)
+    host_gpus = _host_gpus(args.gpus, gpus, the_plan.suite) * args.share_gpus
     results, interrupted = run_cells(to_run, run_dir, checked_run_cell, host_gpus, max_parallel=args.max_parallel,
                                      progress=lambda line: print(f"harness: {line}", file=sys.stderr, flush=True))
     order = {cell.id: index for index, cell in enumerate(the_plan.cells)}

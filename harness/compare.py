@@ -26,9 +26,11 @@ from harness.stats import (
 )
 from harness.suite import GateSettings
 
-# Log signatures of a model-loading bug (the very failures the guarded fixes removed): a cell that
-# dies with one of these has regressed, it is not an infrastructure hiccup.
-LOAD_REGRESSION_CAUSES = frozenset({"weight_shape_mismatch", "fp8_block_divisibility"})
+# Log signatures of a model-loading bug of the Quark / FP8 loading stack (the very failures the guarded fixes
+# removed, and the ones preflight predicts): a cell that dies with one of these has regressed, it is not an
+# infrastructure hiccup.
+LOAD_REGRESSION_CAUSES = frozenset({"weight_shape_mismatch", "fp8_block_divisibility", "fused_shard_disagreement",
+                                    "quark_fp8_shared_experts"})
 
 CELL_METRIC = "cell"  # the metric name of rows about a whole cell (it failed, or did not run)
 

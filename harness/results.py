@@ -85,6 +85,9 @@ class CellResult:
     memory: dict[str, float] = field(default_factory=dict)  # gated memory figures in GiB, key without "memory."
     memory_report: dict[str, Any] = field(default_factory=dict)  # per-rank detail from the log parser
     accept_length: float | None = None
+    # The speculative counters the accept length came from (the server's average before and after the eval)
+    # and the per-request figures of a short probe after it: a cross-check, not gated.
+    spec: dict[str, Any] = field(default_factory=dict)
     timings: dict[str, float] = field(default_factory=dict)
     machine: dict[str, Any] = field(default_factory=dict)
     engine: dict[str, Any] = field(default_factory=dict)
@@ -156,7 +159,7 @@ def cell_result_from_dict(document: dict[str, Any], path: Path) -> CellResult:
             cell=dict(document["cell"]), evals=evals,
             memory={k: float(v) for k, v in document.get("memory", {}).items()},
             memory_report=dict(document.get("memory_report", {})),
-            accept_length=document.get("accept_length"),
+            accept_length=document.get("accept_length"), spec=dict(document.get("spec", {})),
             timings=dict(document.get("timings", {})), machine=dict(document.get("machine", {})),
             engine=dict(document.get("engine", {})), harness=dict(document.get("harness", {})),
             error=None if error is None else CellError(**error),

@@ -41,6 +41,17 @@ def get_json(url: str, *, timeout: float = 5.0) -> Any | None:
         return None
 
 
+def post_json(url: str, body: dict[str, Any], *, timeout: float = 60.0) -> Any | None:
+    """The JSON answer of a small synchronous POST (probes beside the eval), or None on any failure."""
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback servers only
+            return json.loads(response.read())
+    except (urllib.error.URLError, OSError, TimeoutError, json.JSONDecodeError):
+        return None
+
+
 def is_healthy(base_url: str, paths: tuple[str, ...], *, timeout: float = 5.0) -> bool:
     """True when every readiness path answers 200."""
     return all(http_get(base_url + path, timeout=timeout)[0] == 200 for path in paths)

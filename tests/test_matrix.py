@@ -102,6 +102,8 @@ def test_shipped_suites_cover_every_fix():
             if path.stem.startswith("local"):
                 assert cell.fix is None, cell.id  # the embedded default guards the harness itself
                 continue
+            if path.stem.startswith("gpu-sglang") and cell.fix is None:
+                continue  # the rig's own cells (tiny model, speculative plumbing) guard harness against SGLang
             assert cell.fix in FIXES, cell.id
             guarded.add(cell.fix)
     assert guarded == set(FIXES)

@@ -68,6 +68,11 @@ class Engine:
     def accept_length(self, before: dict[str, float] | None, after: dict[str, float] | None) -> float | None:
         return None
 
+    def spec_probe(self, base_url: str, prompts: list[str]) -> dict | None:
+        """Per-request speculative figures from a few requests of its own, a cross-check of the server's
+        average (None where the engine reports none per request)."""
+        return None
+
     def server_version(self, base_url: str) -> str | None:
         return None
 

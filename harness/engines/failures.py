@@ -20,6 +20,17 @@ class Signature:
 
 
 SIGNATURES = (
+    # SGLang's Quark MXFP4 GEMMs (and online MXFP4) come from aiter, which exists only on ROCm: on CUDA such a
+    # checkpoint loads, then its first forward fails. A platform limit, named before the scheduler's crash.
+    Signature("aiter_missing", re.compile(
+        r"name 'dynamic_mxfp4_quant' is not defined|No module named 'aiter'|Failed to import aiter"), fatal=True),
+    # The fused module's shards are stored (or excluded) differently: SGLang refuses to build it.
+    Signature("fused_shard_disagreement", re.compile(
+        r"Found different quantization schemes for .* SGLang requires all to use the same scheme|"
+        r"Detected some but not all shards of .* are quantized"), fatal=True),
+    # deepseek_v2 assumes FP8 shared experts carry an Fp8Config (SGLang 0.5.17 with amd-quark FP8 exports).
+    Signature("quark_fp8_shared_experts", re.compile(
+        r"'QuarkConfig' object has no attribute 'weight_block_size'"), fatal=True),
     Signature("fp8_block_divisibility", re.compile(
         r"(?:output_partition_size|input_size_per_partition) = \d+ is not divisible by "
         r"(?:weight quantization )?block_[nk] = \d+"), fatal=True),

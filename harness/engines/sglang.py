@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from harness.axes import QUANT_KINDS, SPEC_KINDS
 from harness.engines.base import LOCALHOST, Engine, ServerCommand, device_env
-from harness.transport import get_json
+from harness.transport import get_json, post_json
 
 if TYPE_CHECKING:
     from harness.matrix import Cell
@@ -75,6 +75,20 @@ class SGLangEngine(Engine):
         # The server's figure is an average since boot and the cell's server serves only this eval,
         # so the reading after the eval is the eval's (the warm-up adds one short request).
         return None if after is None else round(after["avg_spec_accept_length"], 4)
+
+    def spec_probe(self, base_url: str, prompts: list[str]) -> dict | None:
+        # /generate's meta_info carries spec_accept_length = completion_tokens / verify steps per request
+        # (tokenizer_manager); /v1/completions does not pass it on.
+        figures = []
+        for prompt in prompts:
+            answer = post_json(base_url + "/generate", {"text": prompt, "sampling_params": {
+                "max_new_tokens": 32, "temperature": 0}})
+            meta = (answer[0] if isinstance(answer, list) and answer else answer or {}).get("meta_info", {})
+            value = meta.get("spec_accept_length") if isinstance(meta, dict) else None
+            if isinstance(value, (int, float)):
+                figures.append(round(float(value), 4))
+        return {"requests": len(prompts), "per_request": figures,
+                "mean_accept_length": round(sum(figures) / len(figures), 4) if figures else None}
 
     def server_version(self, base_url: str) -> str | None:
         info = self._server_info(base_url)

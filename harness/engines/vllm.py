@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from harness.matrix import Cell
 
 # vLLM names the speculative methods differently from SGLang.
-_VLLM_METHODS = {"NEXTN": "mtp", "EAGLE3": "eagle3", "EAGLE": "eagle"}
+_VLLM_METHODS = {"NEXTN": "mtp", "EAGLE3": "eagle3", "EAGLE": "eagle", "NGRAM": "ngram"}
 
 
 class VLLMEngine(Engine):
@@ -43,6 +43,9 @@ class VLLMEngine(Engine):
                 config["model"] = cell.draft.path
             if "num_steps" in cell.spec_params:
                 config["num_speculative_tokens"] = cell.spec_params["num_steps"]
+            elif algorithm == "NGRAM" and "num_draft_tokens" in cell.spec_params:
+                # vLLM's ngram proposer has no tree: its draft length is the number of speculative tokens.
+                config["num_speculative_tokens"] = cell.spec_params["num_draft_tokens"]
             argv += ["--speculative-config", json.dumps(config, sort_keys=True)]
         argv += list(cell.server.args)
         env = {**cell.server.env, **device_env(cell.hardware.vendor, devices)}

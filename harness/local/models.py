@@ -3,6 +3,8 @@
     local:tiny-qwen3/bf16                 the committed weights (models/tiny-qwen3)
     local:tiny-qwen3/mxfp4, .../fp8       amd-quark exports, made once and cached
     local:tiny-qwen3/mxfp4-scale-defect   the MXFP4 export with one layer's E8M0 scales one exponent too high
+    local:tiny-dsv3/bf16, ...             the real-SGLang rig's random-weight checkpoints in the fix
+                                          architectures (harness.rig.checkpoints), built once and cached
 
 The cache ($HARNESS_CACHE_DIR, default ~/.cache/harness/models) is keyed by a hash of the BF16
 weights, so retraining never serves a stale export.
@@ -39,13 +41,31 @@ def cache_dir() -> Path:
     return Path(os.environ.get("HARNESS_CACHE_DIR") or Path.home() / ".cache" / "harness" / "models")
 
 
+def rig_variants() -> dict[str, tuple[str, ...]]:
+    """The rig's models and their variants (harness.rig.checkpoints; importing it costs no torch)."""
+    from harness.rig.checkpoints import VARIANTS as RIG
+
+    found: dict[str, tuple[str, ...]] = {}
+    for variant in RIG:
+        found[variant.model] = (*found.get(variant.model, ()), variant.name)
+    return found
+
+
 def parse(reference: str) -> tuple[str, str]:
     body = reference.removeprefix(PREFIX)
     model, _, variant = body.partition("/")
+    rig = rig_variants()
+    if model in rig and variant in rig[model]:
+        return model, variant
     if model not in MODELS or variant not in VARIANTS:
-        raise ConfigError(f"{reference}: unknown local checkpoint (models: {', '.join(MODELS)}; "
-                          f"variants: {', '.join(VARIANTS)})")
+        known = [f"{m}/{{{','.join(VARIANTS)}}}" for m in MODELS] + [f"{m}/{{{','.join(v)}}}" for m, v in rig.items()]
+        raise ConfigError(f"{reference}: unknown local checkpoint (known: {'; '.join(known)})")
     return model, variant
+
+
+def rig_dir() -> Path:
+    """Where the rig's checkpoints are built, or unpacked from a pack (benchmarks/gpu_sglang_run.sh)."""
+    return cache_dir() / "rig"
 
 
 def source_dir(model: str) -> Path:
@@ -66,6 +86,8 @@ def source_digest(model: str) -> str:
 def resolve(reference: str) -> Path:
     """Where a local checkpoint lives (it may not exist yet: see `ensure`)."""
     model, variant = parse(reference)
+    if model not in MODELS:
+        return rig_dir() / model / variant
     if variant == "bf16":
         return source_dir(model)
     return cache_dir() / f"{model}-{source_digest(model)}-{variant}"
@@ -75,11 +97,16 @@ def ensure(reference: str, *, python: str = sys.executable, log=print) -> Path:
     """The checkpoint's directory, exporting (amd-quark, in a subprocess) or deriving it first if needed."""
     model, variant = parse(reference)
     target = resolve(reference)
-    if variant == "bf16" or (target / "config.json").exists():
+    if (variant == "bf16" and model in MODELS) or (target / "config.json").exists():
+        return target
+    from harness.engines.probe import run_python_module
+
+    if model not in MODELS:
+        log(f"harness: building {reference} (once; cached in {rig_dir()})")
+        run_python_module(python, "harness.rig", ["build", str(rig_dir()), "--only", f"{model}/{variant}"],
+                          timeout_s=1800)
         return target
     if variant in EXPORTS:
-        from harness.engines.probe import run_python_module
-
         log(f"harness: exporting {reference} with amd-quark (once; cached in {target.parent})")
         run_python_module(python, "harness.local.export", ["--scheme", EXPORTS[variant], str(source_dir(model)),
                                                            str(target)], timeout_s=1800)

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# The real-SGLang rig (issue 12) on the lent NVIDIA GPU: harness drives SGLang 0.5.17 from the offline bundle.
+#
+# Here, once:   echo /.sgl/ >> .git/info/exclude; cp -r ../shared/sglang-gpu .sgl
+#               echo /.rig/ >> .git/info/exclude; benchmarks/gpu_sglang_pack.sh     (the rig's checkpoints)
+# There:        bash benchmarks/gpu_sglang_run.sh        (device tool: carry .sgl and .rig; $OUT collects)
+#
+# STAGES (default "fixes main"): `fixes` loads every fix checkpoint (suite gpu-sglang-fixes, 8 cells sharing
+# the GPU), `main` runs suite gpu-sglang (one cell at a time: its memory figures are the cell's own).
+# MAIN_CELLS: glob patterns restricting `main`. BUDGET: seconds for the whole script (a device call is cut at
+# 600 s); each stage is interrupted (SIGINT: harness tears down and saves what it measured) before it runs out.
+# Writes to $OUT: <stage>.results.json, <stage>.summary.md, preflight.txt, logs.tar.gz, run.log.
+set -uo pipefail
+T0=$(date +%s)
+BUDGET=${BUDGET:-560}
+STAGES=${STAGES:-fixes main}
+OUT=${OUT:-/tmp/rig-out}
+REPORTS=/tmp/rig-reports
+export HARNESS_CACHE_DIR=/tmp/harness-cache
+mkdir -p "$OUT" "$REPORTS" "$HARNESS_CACHE_DIR"
+exec > >(tee -a "$OUT/run.log") 2>&1
+say() { echo "[rig +$(( $(date +%s) - T0 ))s] $*"; }
+left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
+
+# 1. The SGLang bundle: unpacked once per machine (a warm machine keeps it), the environment its README gives.
+if [ ! -f /tmp/sglsite/.sgl_bundle_ok ]; then
+  RS_MODE=prepare bash .sgl/run_sglang.sh > "$OUT/prepare.log" 2>&1 || { say "bundle prepare failed"; tail -30 "$OUT/prepare.log"; exit 3; }
+fi
+CUDART=$(python3 -c 'import os,torch; print(os.path.realpath(os.path.join(os.path.dirname(torch.__file__),"..","nvidia","cu13","lib")))' 2>/dev/null)
+mkdir -p /tmp/sgl_cudart_link
+[ -e "$CUDART/libcudart.so.13" ] && ln -sf "$CUDART/libcudart.so.13" /tmp/sgl_cudart_link/libcudart.so
+export PYTHONPATH=/tmp/sglsite:$PWD CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} PYTHONUNBUFFERED=1 \
+  PATH="$(dirname "$(command -v python3)"):$PATH:/usr/local/cuda/bin" \
+  LIBRARY_PATH=/usr/local/cuda/lib64:/tmp/sgl_cudart_link${LIBRARY_PATH:+:$LIBRARY_PATH} \
+  HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+say "bundle ready; $(nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader)"
+
+# 2. The rig's checkpoints and the tiny model's Quark exports (built on a CPU, see gpu_sglang_pack.sh).
+if [ ! -f "$HARNESS_CACHE_DIR/.unpacked" ]; then
+  python3 -m harness.rig unpack .rig/rig.pack.xz "$HARNESS_CACHE_DIR" > /dev/null && touch "$HARNESS_CACHE_DIR/.unpacked" \
+    || { say "unpacking the rig's checkpoints failed"; exit 3; }
+fi
+say "checkpoints: $(find "$HARNESS_CACHE_DIR" -name config.json | wc -l)"
+
+# 3. Preflight on every cell, recorded beside what SGLang does with it.
+for suite in gpu-sglang-fixes gpu-sglang; do
+  python3 -m harness preflight --suite "$suite" >> "$OUT/preflight.txt" 2>&1
+  echo "exit $?" >> "$OUT/preflight.txt"
+done
+
+run_stage() {  # name, suite, extra args...
+  local name=$1 suite=$2; shift 2
+  local budget=$(( $(left) - 25 ))
+  [ "$budget" -gt 30 ] || { say "no time left for $name"; return; }
+  say "stage $name: harness run --suite $suite $* (at most ${budget}s)"
+  timeout -s INT -k 20 "$budget" python3 -m harness run --suite "$suite" --reports-dir "$REPORTS" \
+    --run-id "$name-$T0" "$@"
+  say "stage $name: exit $?"
+  cp "$REPORTS/$name-$T0/results.json" "$OUT/$name.results.json" 2>/dev/null
+  cp "$REPORTS/$name-$T0/summary.md" "$OUT/$name.summary.md" 2>/dev/null
+}
+for stage in $STAGES; do
+  case $stage in
+    # --no-preflight: every checkpoint is loaded, whatever preflight predicts (preflight.txt holds that).
+    fixes) run_stage fixes gpu-sglang-fixes --share-gpus 8 --no-preflight ;;
+    main) run_stage main gpu-sglang ${MAIN_CELLS:+--cell $MAIN_CELLS} ;;
+  esac
+done
+nvidia-smi --query-gpu=memory.used --format=csv,noheader | sed 's/^/[rig] GPU memory used after the runs: /'
+echo "[rig] sglang server processes left: $(pgrep -fc sglang.launch_server)"
+tar -czf "$OUT/logs.tar.gz" -C "$REPORTS" . 2>/dev/null
+say "done"

@@ -1,0 +1,116 @@
+"""The real-SGLang rig's CPU side: its checkpoints, their pack, the suites, the failure classes it found."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from harness.engines.failures import classify
+from harness.engines.sglang import SGLANG
+from harness.local import models
+from harness.matrix import expand, select
+from harness.rig import pack as rig_pack
+from harness.rig.checkpoints import BY_ID, VARIANTS, fp8_block_quantize
+from harness.suite import find_suite, load_suite
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_every_variant_is_a_local_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    for variant in VARIANTS:
+        reference = f"local:{variant.id}"
+        assert models.parse(reference) == (variant.model, variant.name)
+        assert models.resolve(reference) == tmp_path / "rig" / variant.model / variant.name
+
+
+def test_an_unknown_variant_names_the_known_ones():
+    with pytest.raises(Exception, match="tiny-dsv3/"):
+        models.parse("local:tiny-dsv3/quark-nvfp4")
+
+
+def test_pack_round_trip_is_byte_identical_per_tensor(tmp_path):
+    torch = pytest.importorskip("torch")
+    from safetensors.torch import load_file
+
+    root = tmp_path / "root"
+    BY_ID["tiny-qwen3-next/fp8-ba-skipped"].build(root / "a" / "one", ROOT / "models" / "tiny-qwen3")
+    BY_ID["tiny-qwen3-next/fp8-ba-quantized"].build(root / "a" / "two", ROOT / "models" / "tiny-qwen3")
+    stats = rig_pack.pack(root, tmp_path / "rig.pack.xz")
+    # The two variants differ in one tensor pair: every other tensor is stored once.
+    assert stats["checkpoints"] == 2 and stats["packed_bytes"] < stats["raw_bytes"]
+    restored = rig_pack.unpack(tmp_path / "rig.pack.xz", tmp_path / "restored")
+    assert sorted(p.relative_to(tmp_path / "restored").as_posix() for p in restored) == ["a/one", "a/two"]
+    for name in ("one", "two"):
+        ours, theirs = load_file(root / "a" / name / "model.safetensors"), load_file(
+            tmp_path / "restored" / "a" / name / "model.safetensors")
+        assert ours.keys() == theirs.keys()
+        for key in ours:
+            assert ours[key].dtype == theirs[key].dtype
+            assert torch.equal(ours[key].view(-1).view(torch.uint8), theirs[key].view(-1).view(torch.uint8))
+        assert (root / "a" / name / "config.json").read_text() == (
+            tmp_path / "restored" / "a" / name / "config.json").read_text()
+
+
+def test_qwen3_next_variants_store_in_proj_ba_as_their_config_says(tmp_path):
+    pytest.importorskip("torch")
+    headers = {}
+    for name in ("fp8-ba-skipped", "fp8-ba-quantized"):
+        BY_ID[f"tiny-qwen3-next/{name}"].build(tmp_path / name, ROOT / "models" / "tiny-qwen3")
+    headers = rig_pack.headers(tmp_path)
+    skipped, quantized = headers["fp8-ba-skipped"], headers["fp8-ba-quantized"]
+    ba = "model.layers.0.linear_attn.in_proj_ba"
+    assert skipped["tensors"][ba + ".weight"]["dtype"] == "BF16"
+    assert ba in skipped["config"]["quantization_config"]["modules_to_not_convert"]
+    assert quantized["tensors"][ba + ".weight"]["dtype"] == "F8_E4M3"
+    assert quantized["tensors"][ba + ".weight_scale_inv"]["shape"] == [1, 2]
+    assert ba not in quantized["config"]["quantization_config"]["modules_to_not_convert"]
+
+
+def test_block_fp8_scales_cover_partial_blocks():
+    torch = pytest.importorskip("torch")
+    weight = torch.randn(8, 200)
+    quantized, scale = fp8_block_quantize(weight)
+    assert quantized.dtype == torch.float8_e4m3fn and quantized.shape == (8, 200)
+    assert scale.shape == (1, 2)
+    dequantized = quantized.float().view(8, 200)
+    dequantized[:, :128] *= scale[0, 0]
+    dequantized[:, 128:] *= scale[0, 1]
+    assert torch.allclose(dequantized, weight, rtol=0.07, atol=1e-3)
+
+
+@pytest.mark.parametrize("suite", ["gpu-sglang", "gpu-sglang-fixes"])
+def test_rig_suites_expand(suite):
+    cells = expand(load_suite(find_suite(suite, ROOT / "suites")))
+    assert cells and all(cell.engine == "sglang" and cell.tp == 1 for cell in cells)
+    references = {cell.checkpoint.path for cell in cells}
+    for reference in references:
+        models.parse(reference)  # every checkpoint is one the rig builds
+
+
+def test_ngram_cell_asks_sglang_for_ngram_drafts():
+    cell = select(expand(load_suite(find_suite("gpu-sglang", ROOT / "suites"))), ["tiny-qwen3/bf16/ngram/tp1"])[0]
+    argv = list(SGLANG.command(cell, python="python", port=1234, devices=[0]).argv)
+    assert argv[argv.index("--speculative-algorithm") + 1] == "NGRAM"
+    assert argv[argv.index("--speculative-num-draft-tokens") + 1] == "4"
+    assert "--speculative-draft-model-path" not in argv
+
+
+@pytest.mark.parametrize(("line", "cause"), [
+    ("NameError: name 'dynamic_mxfp4_quant' is not defined", "aiter_missing"),
+    ("AttributeError: 'QuarkConfig' object has no attribute 'weight_block_size'", "quark_fp8_shared_experts"),
+    ("ValueError: Found different quantization schemes for ['q_a_proj', 'kv_a_proj_with_mqa'] in "
+     "language_model.model.layers.1.self_attn.fused_qkv_a_proj_with_mqa. SGLang requires all to use the same "
+     "scheme.", "fused_shard_disagreement"),
+])
+def test_rig_failure_classes(line, cause):
+    lines = ["[2026-11-29 14:00:00] Scheduler hit an exception: Traceback (most recent call last):", line]
+    assert classify(lines, exited=True).cause == cause
+
+
+def test_rig_headers_are_json(tmp_path):
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "config.json").write_text(json.dumps({"architectures": ["X"]}))
+    assert rig_pack.headers(tmp_path) == {"m": {"config": {"architectures": ["X"]}, "tensors": {}}}
