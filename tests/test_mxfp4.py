@@ -1,14 +1,22 @@
-"""The reference MXFP4: the OCP format by hand-computed cases, and bit-exactness with amd-quark's export."""
+"""The reference MXFP4: the OCP format by hand-computed cases, and bit-exactness with amd-quark's export
+(the tiny model's, and the awkward inputs recorded in tests/golden/mxfp4/ by tests/mxfp4_goldens.py)."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
+import sys
 
 import pytest
 
 torch = pytest.importorskip("torch")
 
 from harness.loading import mxfp4  # noqa: E402
+from tests import mxfp4_goldens  # noqa: E402
+from tests.conftest import ROOT  # noqa: E402
+
+HAS_QUARK = importlib.util.find_spec("quark") is not None
 
 
 def block(*values: float) -> torch.Tensor:
@@ -53,11 +61,50 @@ def test_exactly_representable_values_round_trip():
     assert torch.equal(mxfp4.dequantize(packed, scales), values)
 
 
-def test_nan_scale_and_bad_shapes():
+def test_nan_scale_and_what_mxfp4_cannot_hold():
     packed = torch.zeros(1, 16, dtype=torch.uint8)
     assert torch.isnan(mxfp4.dequantize(packed, torch.tensor([[0xFF]], dtype=torch.uint8))).all()
-    with pytest.raises(ValueError, match="multiple of 32"):
-        mxfp4.quantize(torch.zeros(2, 48))
+    with pytest.raises(ValueError, match="two values per byte"):
+        mxfp4.quantize(torch.zeros(2, 33))  # Quark's export fails on it too (a reshape error)
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="inf or NaN"):
+            mxfp4.quantize(block(1.0, bad))
+    with pytest.raises(ValueError, match="floating-point"):
+        mxfp4.quantize(torch.zeros(1, 32, dtype=torch.int32))
+    with pytest.raises(ValueError, match="do not cover"):
+        mxfp4.dequantize(packed, torch.zeros(1, 2, dtype=torch.uint8))
+
+
+def test_zero_and_tiny_blocks_get_quarks_scale_byte_1():
+    # Quark quantizes against 2^-127 but writes the byte through a log2 clamped at 2^-126.
+    assert mxfp4.scale_exponents(block()).item() == -127
+    packed, scales = mxfp4.quantize(torch.stack([block(), block(-0.0), block(6 * 2.0**-127), block(2.0**-122)]))
+    assert scales.flatten().tolist() == [1, 1, 1, 3]
+    assert mxfp4.unpack(packed)[2, 0].item() == 7  # 6.0 against 2^-127 ...
+    assert mxfp4.dequantize(packed, scales)[2, 0].item() == 12 * 2.0**-127  # ... read back against 2^-126
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_values_whose_dequantization_overflows_are_written_as_four(dtype):
+    top = torch.finfo(dtype).max  # 1.99.. * 2^127: the block's scale is 2^127 and 2.0 * 2^127 is inf
+    packed, scales = mxfp4.quantize(block(top, -top, 1.5 * 2.0**127, 2.0**126).to(dtype))
+    assert scales.item() == 254
+    assert mxfp4.unpack(packed)[:4].tolist() == [6, 14, 3, 1]  # +-4.0 (Quark's code for inf), 1.5, 0.5
+
+
+def test_fp16_overflow_keeps_the_code_it_would_have():
+    # 65504 / 2^14 rounds to 4.0 and 4 * 2^14 overflows FP16: inf is written as 4.0 anyway.
+    packed, scales = mxfp4.quantize(block(65504.0, -57344.0).half())
+    assert scales.item() == 127 + 14 and mxfp4.unpack(packed)[:2].tolist() == [6, 14]
+
+
+def test_input_dims_that_are_not_a_multiple_of_32_are_padded_as_quark_does():
+    weights = torch.randn(3, 48)
+    packed, scales = mxfp4.quantize(weights)
+    assert packed.shape == (3, 24) and scales.shape == (3, 2)
+    padded_packed, padded_scales = mxfp4.quantize(torch.nn.functional.pad(weights, (0, 16)))
+    assert torch.equal(packed, padded_packed[:, :24]) and torch.equal(scales, padded_scales)
+    assert torch.equal(mxfp4.dequantize(packed, scales), mxfp4.dequantize(padded_packed, padded_scales)[:, :48])
 
 
 def test_error_is_bounded_by_half_a_step():
@@ -70,7 +117,7 @@ def test_error_is_bounded_by_half_a_step():
     assert ((restored - weights).abs()[inside] <= step[inside] + 1e-6).all()
 
 
-@pytest.mark.skipif(importlib.util.find_spec("quark") is None, reason="amd-quark not installed")
+@pytest.mark.skipif(not HAS_QUARK, reason="amd-quark not installed")
 def test_bit_exact_with_amd_quarks_export_of_the_tiny_model():
     from safetensors import safe_open
 
@@ -97,3 +144,77 @@ def test_bit_exact_with_aiter_where_installed():
     theirs_packed, theirs_scales = aiter_quant.dynamic_mxfp4_quant(weights)
     packed, scales = mxfp4.quantize(weights)
     assert torch.equal(packed, theirs_packed.view(torch.uint8)) and torch.equal(scales, theirs_scales.view(torch.uint8))
+
+
+@pytest.fixture(scope="module")
+def golden() -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(mxfp4_goldens.GOLDEN)
+
+
+def cases_of(golden: dict[str, torch.Tensor], dtype: str) -> list[str]:
+    return sorted({key.split("/")[1] for key in golden if key.startswith(dtype + "/")})
+
+
+@pytest.mark.parametrize("dtype", sorted(mxfp4_goldens.DTYPES))
+def test_bit_exact_with_amd_quark_on_awkward_inputs(golden, dtype):
+    assert cases_of(golden, dtype) == sorted(mxfp4_goldens.awkward_cases(torch.float32))
+    differing, blocks = [], 0
+    for case in cases_of(golden, dtype):
+        weights = golden[f"{dtype}/{case}/input"]
+        assert weights.dtype == mxfp4_goldens.DTYPES[dtype]
+        packed, scales = mxfp4.quantize(weights)
+        quark_scales = golden[f"{dtype}/{case}/weight_scale"]
+        if not torch.equal(scales, quark_scales):
+            differing.append(f"{case}: {int((scales != quark_scales).sum())} scale bytes")
+        if not torch.equal(packed, golden[f"{dtype}/{case}/weight"]):
+            differing.append(f"{case}: {int((packed != golden[f'{dtype}/{case}/weight']).sum())} weight bytes")
+        blocks += quark_scales.numel()
+    assert not differing, differing
+    assert blocks > 400
+
+
+@pytest.mark.parametrize("dtype", sorted(mxfp4_goldens.DTYPES))
+def test_the_awkward_inputs_are_awkward(golden, dtype):
+    """A regenerated golden must keep what it exists for: every rule and edge appears in Quark's output."""
+    weights = {case: golden[f"{dtype}/{case}/input"] for case in cases_of(golden, dtype)}
+    scales = torch.cat([golden[f"{dtype}/{case}/weight_scale"].flatten() for case in weights])
+    assert (scales == 1).sum() >= 3 and (scales > 127 + 10).any()  # zero blocks; scales far above 1
+    blocks = torch.cat([torch.nn.functional.pad(w.float(), (0, -w.shape[-1] % 32)).reshape(-1, 32)
+                        for w in weights.values()])
+    assert ((blocks == 0).all(dim=1) & blocks.signbit().any(dim=1)).any()  # an all -0.0 block
+    subnormal = weights["subnormals"].abs() < torch.finfo(weights["subnormals"].dtype).smallest_normal
+    assert (subnormal & (weights["subnormals"] != 0)).float().mean() > 0.5
+    ties = weights["ties"].float() / torch.exp2(mxfp4.scale_exponents(weights["ties"]).float()).repeat_interleave(32, -1)
+    assert torch.isin(ties.abs(), torch.tensor(mxfp4_goldens.MIDPOINTS)).sum() >= 7 * 2 * 4
+    assert any(w.shape[-1] % 32 for w in weights.values())
+    if dtype != "fp16":  # the E8M0 top (2^127) and the overflow rule
+        assert (scales == 254).any()
+        top = torch.cat([w[w.float().abs() >= 1.75 * 2.0**127] for w in weights.values()])
+        assert len(top) >= 4
+
+
+def test_dequantize_agrees_with_quarks_own_reading(golden):
+    """Quark's importer over every E8M0 byte times every E2M1 code (in both nibbles), bit for bit: the same
+    everywhere but byte 0xFF, which OCP makes NaN and Quark reads as 2^128 (it never writes 0xFF itself)."""
+    packed, scales = mxfp4_goldens.all_codes_block()
+    theirs = golden["all_codes/dequantized"]
+    ours = mxfp4.dequantize(packed, scales)
+    assert torch.equal(mxfp4_goldens.bits(ours[:255]), mxfp4_goldens.bits(theirs[:255]))
+    assert torch.isnan(ours[255]).all() and torch.isinf(theirs[255][mxfp4.unpack(packed[255]) % 8 != 0]).all()
+    for dtype in (torch.bfloat16, torch.float16):  # one rounding, from fp32: a cast of Quark's reading
+        ours = mxfp4.dequantize(packed[:255], scales[:255], dtype)
+        assert torch.equal(mxfp4_goldens.bits(ours), mxfp4_goldens.bits(theirs[:255].to(dtype)))
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not HAS_QUARK, reason="amd-quark not installed")
+def test_the_golden_is_what_amd_quark_exports_today(request):
+    """The live export (~1 min: three models through amd-quark) against the committed golden."""
+    if "slow" not in (request.config.getoption("markexpr") or ""):
+        pytest.skip("re-runs amd-quark's export; select it with -m slow")
+    result = subprocess.run([sys.executable, "-m", "tests.mxfp4_goldens", "--check"], cwd=ROOT, capture_output=True,
+                            text=True, timeout=900, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "agrees with all" in result.stdout
