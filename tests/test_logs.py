@@ -256,3 +256,15 @@ def test_a_memory_looking_line_of_no_known_form_is_listed_not_guessed():
 
 def lines_of(name: str) -> list[str]:
     return (REAL / f"{name}.log").read_text(encoding="utf-8").splitlines()
+
+
+def test_memory_report_table_shows_k_v_pools_and_leaves_out_empty_columns():
+    from harness.report.memory import render_memory
+
+    text = render_memory(parse_sglang_log(lines_of("sglang-pr15464-mimo-v2-flash-swa-tp4")))
+    assert text.splitlines()[:2] == ["rank      K      V  kv total  kv tokens  avail after pool",
+                                     "TP0    4.82   3.21      8.03    1496958             22.59"]
+    assert "kv pools TP1: 1496958 tokens K 41.76 + V 27.84; 1496958 tokens K 4.82 + V 3.21" in text
+    assert "swa pool TP1: 77.63 GiB, swa 1496958 tokens, full 1496958 tokens" in text
+    capacity = render_memory(parse_sglang_log(lines_of("sglang-29575-capacity-line")))
+    assert "available_gpu_mem=17.22" in capacity and "missing: no per-rank memory line at all" in capacity
