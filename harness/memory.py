@@ -8,15 +8,42 @@ are listed, never guessed.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
 @dataclass
+class KvPool:
+    """One `KV Cache is allocated` line: MHA pools give K and V, MLA / single-buffer pools one KV size."""
+
+    tokens: int | None  # None where the engine does not say (vLLM)
+    label: str | None = None  # "Full" / "SWA" as the line names it (or as SWAKVPool's sizes tell), else None
+    dtype: str | None = None
+    k_gib: float | None = None
+    v_gib: float | None = None
+    kv_gib: float | None = None  # the single-buffer figure; None when K and V are given
+
+    @property
+    def total_gib(self) -> float:
+        return self.kv_gib if self.kv_gib is not None else (self.k_gib or 0.0) + (self.v_gib or 0.0)
+
+
+@dataclass
+class SwaPool:
+    """`SWAKVPool mem usage: X GB, swa size: N, full size: M`: the hybrid pool's own total."""
+
+    mem_usage_gib: float
+    swa_tokens: int
+    full_tokens: int
+
+
+@dataclass
 class RankMemory:
     rank: str  # the log prefix, e.g. "TP3 EP3"; "TP0" when the server prints none (tp 1)
+    init_dist_gib: float | None = None  # "Init torch distributed ends. mem usage" (NCCL, custom all-reduce)
     load_begin_avail_gib: float | None = None
-    weights_gib: float | None = None  # target model's "mem usage" at "Load weight end"
+    weights_gib: float | None = None  # target model's "mem usage" at "Load weight end"; absent before v0.4.4
     load_end_avail_gib: float | None = None
     load_elapsed_s: float | None = None
     model_class: str | None = None
@@ -25,10 +52,13 @@ class RankMemory:
     draft_model_class: str | None = None
     peak_before_load_gib: float | None = None  # DEBUG, #18005
     load_increase_gib: float | None = None  # DEBUG, #18005; may be negative
-    kv_tokens: int | None = None
-    kv_cache_gib: float | None = None  # K + V, or the single KV buffer of MLA pools
+    kv_available_gib: float | None = None  # "The available memory for KV cache is X GB" (some releases)
+    profiled_max_tokens: int | None = None  # "max_total_tokens=A is larger than the profiled value B"
+    kv_pools: list[KvPool] = field(default_factory=list)  # in log order: target, draft, full / SWA
+    swa_pool: SwaPool | None = None
     kv_dtype: str | None = None
-    pool_end_avail_gib: float | None = None
+    pool_end_avail_gib: float | None = None  # the last "Memory pool end" (after every pool)
+    graph_begin_avail_gib: float | None = None  # free memory before the first capture
     graph_gib: float | None = None  # summed over capture phases
     graph_phases: dict[str, float] = field(default_factory=dict)
     graph_avail_gib: float | None = None
@@ -40,6 +70,32 @@ class RankMemory:
         if self.peak_before_load_gib is None or self.load_increase_gib is None:
             return None
         return self.peak_before_load_gib + self.load_increase_gib
+
+    @property
+    def kv_tokens(self) -> int | None:
+        """The first pool's size: the target model's token capacity."""
+        return self.kv_pools[0].tokens if self.kv_pools else None
+
+    @property
+    def kv_k_gib(self) -> float | None:
+        return _sum_of(pool.k_gib for pool in self.kv_pools)
+
+    @property
+    def kv_v_gib(self) -> float | None:
+        return _sum_of(pool.v_gib for pool in self.kv_pools)
+
+    @property
+    def kv_cache_gib(self) -> float | None:
+        """Every pool of the rank (target, draft, full and SWA): K + V, or the single KV buffer."""
+        return round(sum(pool.total_gib for pool in self.kv_pools), 4) if self.kv_pools else None
+
+
+def _sum_of(values: Iterable[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return round(sum(present), 4) if present else None
+
+
+_DERIVED = ("load_peak_gib", "kv_tokens", "kv_k_gib", "kv_v_gib", "kv_cache_gib")
 
 
 @dataclass
@@ -78,6 +134,7 @@ class MemoryReport:
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
         for label, rank in self.ranks.items():
-            body["ranks"][label]["load_peak_gib"] = rank.load_peak_gib
+            for derived in _DERIVED:
+                body["ranks"][label][derived] = getattr(rank, derived)
         body["max"] = self.gated()
         return body

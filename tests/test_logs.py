@@ -1,4 +1,9 @@
-"""Log parsing and failure classification against one fixture per SGLang format variant."""
+"""Log parsing and failure classification: synthetic fixtures per format variant, and a corpus of real logs.
+
+tests/fixtures/logs/*.log are synthetic (one per format variant, golden = the parser's JSON, reviewed);
+tests/fixtures/logs/real/ holds real logs from public reports, each with a hand-written golden of the
+figures a person reads off it (tests/golden/logs/real/, sources in real/INDEX.yaml).
+"""
 
 from __future__ import annotations
 
@@ -7,12 +12,16 @@ import os
 from pathlib import Path
 
 import pytest
+import yaml
 
 from harness.engines.failures import classify, first_fatal_line
 from harness.engines.logs import parse_sglang_log, parse_vllm_log
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
 GOLDEN = Path(__file__).parent / "golden" / "logs"
+REAL = FIXTURES / "real"
+REAL_GOLDEN = GOLDEN / "real"
+REAL_INDEX = yaml.safe_load((REAL / "INDEX.yaml").read_text(encoding="utf-8"))
 
 
 def lines(name: str) -> list[str]:
@@ -125,3 +134,137 @@ def test_fatal_lines_end_a_wait():
     assert first_fatal_line("torch.OutOfMemoryError: HIP out of memory").cause == "oom"
     assert first_fatal_line("[x] Load weight begin. avail mem=1.00 GB") is None
     assert first_fatal_line("Traceback (most recent call last):") is None
+
+
+# --- the corpus of real logs -------------------------------------------------------------------------
+
+# The per-rank figures a golden may name, in the order a person reads a startup.
+RANK_FIGURES = (
+    "init_dist_gib", "load_begin_avail_gib", "weights_gib", "load_end_avail_gib", "load_elapsed_s",
+    "model_class", "load_detail", "draft_weights_gib", "draft_model_class", "peak_before_load_gib",
+    "load_increase_gib", "online_quant", "kv_dtype", "kv_available_gib", "profiled_max_tokens", "kv_pools",
+    "kv_tokens", "kv_k_gib", "kv_v_gib", "kv_cache_gib", "swa_pool", "pool_end_avail_gib",
+    "graph_begin_avail_gib", "graph_phases", "graph_gib", "graph_avail_gib",
+)
+
+
+def _plain(value):
+    """Rounded floats and dicts without None, so a reading compares with a hand-written golden."""
+    if isinstance(value, float):
+        return round(value, 4)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def reading(report) -> dict:
+    """What the parser read, in the golden's vocabulary: every figure present, nothing absent."""
+    ranks = {}
+    for label, rank in report.to_dict()["ranks"].items():
+        ranks[label] = {name: _plain(rank[name]) for name in RANK_FIGURES if rank[name] not in (None, {}, [])}
+    return {"ranks": ranks, "capacity": _plain(report.capacity), "ready": report.ready,
+            "accept_length": report.accept_length, "missing": report.missing, "unparsed": report.unparsed}
+
+
+def expected_reading(golden: dict) -> dict:
+    return {"ranks": _plain(golden["ranks"]), "capacity": _plain(golden.get("capacity", {})),
+            "ready": golden.get("ready", False), "accept_length": golden.get("accept_length"),
+            "missing": golden.get("missing", []), "unparsed": golden.get("unparsed", [])}
+
+
+def expected_gate(golden: dict) -> dict:
+    """The gate's figures: the max over the golden's ranks, computed here, not read from the parser."""
+    figures = {}
+    for name in ("weights_gib", "kv_cache_gib", "graph_gib"):
+        values = [rank[name] for rank in golden["ranks"].values() if name in rank]
+        if values:
+            figures[name] = round(max(values), 4)
+    peaks = [rank["peak_before_load_gib"] + rank["load_increase_gib"] for rank in golden["ranks"].values()
+             if "peak_before_load_gib" in rank and "load_increase_gib" in rank]
+    if peaks:
+        figures["load_peak_gib"] = round(max(peaks), 4)
+    return figures
+
+
+def test_real_corpus_every_log_has_an_index_entry_and_a_golden():
+    logs = {p.stem for p in REAL.glob("*.log")}
+    goldens = {p.stem for p in REAL_GOLDEN.glob("*.yaml")}
+    assert logs == set(REAL_INDEX) == goldens
+    for name, entry in REAL_INDEX.items():
+        assert entry["source"]["url"].startswith("https://github.com/"), name
+
+
+@pytest.mark.parametrize("name", sorted(REAL_INDEX))
+def test_real_log_reads_as_its_golden(name):
+    lines = (REAL / f"{name}.log").read_text(encoding="utf-8").splitlines()
+    golden = yaml.safe_load((REAL_GOLDEN / f"{name}.yaml").read_text(encoding="utf-8"))
+    report = parse_sglang_log(lines)
+    assert reading(report) == expected_reading(golden)
+    assert report.gated() == expected_gate(golden)
+    failure = classify(lines, exited=golden["exited"])
+    assert (failure.cause if failure else None) == golden["failure"]
+
+
+# --- forms the real corpus does not hold yet (synthetic lines, in SGLang's formats from its source) -----
+
+def test_prefixes_before_the_bracket_and_bare_lines_are_read():
+    report = parse_sglang_log([
+        "2026-04-20T12:00:00.123456789Z [2026-04-20 12:00:00 TP1] Load weight begin. avail mem=190.12 GB",  # docker -t
+        "[pod/sglang-0/sglang] 2026-04-20T12:00:01.000000000Z [2026-04-20 12:00:01 TP1] Load weight end. elapsed=9.12 s, "
+        "type=Qwen3MoeForCausalLM, avail mem=160.55 GB, mem usage=29.57 GB.",  # kubectl logs --prefix --timestamps
+        "\x1b[32m[2026-04-20 12:00:02 TP1] Memory pool end. avail mem=49.20 GB\x1b[0m",  # colour codes
+        "[2026-04-20 12:00:03] INFO model_runner.py:1364: Load weight end. type=LlamaForCausalLM, "
+        "dtype=torch.bfloat16, avail mem=63.46 GB, mem usage=15.04 GB.",  # root logger's level and place
+        "Load weight begin. avail mem=78.50 GB",  # no bracket at all: rank TP0
+    ])
+    tp1, tp0 = report.ranks["TP1"], report.ranks["TP0"]
+    assert (tp1.load_begin_avail_gib, tp1.weights_gib, tp1.pool_end_avail_gib) == (190.12, 29.57, 49.2)
+    assert (tp0.weights_gib, tp0.load_begin_avail_gib) == (15.04, 78.5) and report.unparsed == []
+
+
+def test_labelled_full_and_swa_pools_and_their_sum():
+    report = parse_sglang_log([
+        "[2026-04-20 12:00:00 TP0] Full KV Cache is allocated. dtype: torch.bfloat16, #tokens: 997846, "
+        "K size: 10.00 GB, V size: 10.00 GB",
+        "[2026-04-20 12:00:00 TP0] SWA KV Cache is allocated. dtype: torch.bfloat16, #tokens: 798276, "
+        "K size: 29.97 GB, V size: 29.97 GB",
+        "[2026-04-20 12:00:00 TP0] SWAKVPool mem usage: 79.94 GB, swa size: 798276, full size: 997846",
+    ])
+    rank = report.ranks["TP0"]
+    assert [(p.label, p.tokens) for p in rank.kv_pools] == [("Full", 997846), ("SWA", 798276)]
+    assert (rank.kv_k_gib, rank.kv_v_gib, rank.kv_cache_gib) == (39.97, 39.97, 79.94)
+    assert rank.swa_pool.mem_usage_gib == 79.94 and report.missing == ["TP0: no 'Load weight end' line"]
+
+
+def test_unlabelled_swa_pools_are_named_only_when_swakvpool_sizes_tell_them_apart():
+    distinct = parse_sglang_log([
+        "[2026-01-31 13:50:39 TP0] KV Cache is allocated. #tokens: 300288, K size: 8.38 GB, V size: 5.59 GB",
+        "[2026-01-31 13:50:39 TP0] KV Cache is allocated. #tokens: 375360, K size: 1.00 GB, V size: 1.00 GB",
+        "[2026-01-31 13:50:39 TP0] SWAKVPool mem usage: 15.97 GB, swa size: 300288, full size: 375360",
+    ]).ranks["TP0"]
+    assert [p.label for p in distinct.kv_pools] == ["SWA", "Full"]
+    equal = parse_sglang_log(lines_of("sglang-pr15464-mimo-v2-flash-swa-tp4")).ranks["TP1"]
+    assert [p.label for p in equal.kv_pools] == [None, None]
+
+
+def test_a_memory_looking_line_of_no_known_form_is_listed_not_guessed():
+    line = "[2026-04-20 12:00:00 TP0] Mamba Cache is allocated. max_mamba_cache_size: 64, conv_state size: 1.00 GB"
+    assert parse_sglang_log([line]).unparsed == [line]
+
+
+def lines_of(name: str) -> list[str]:
+    return (REAL / f"{name}.log").read_text(encoding="utf-8").splitlines()
+
+
+def test_memory_report_table_shows_k_v_pools_and_leaves_out_empty_columns():
+    from harness.report.memory import render_memory
+
+    text = render_memory(parse_sglang_log(lines_of("sglang-pr15464-mimo-v2-flash-swa-tp4")))
+    assert text.splitlines()[:2] == ["rank      K      V  kv total  kv tokens  avail after pool",
+                                     "TP0    4.82   3.21      8.03    1496958             22.59"]
+    assert "kv pools TP1: 1496958 tokens K 41.76 + V 27.84; 1496958 tokens K 4.82 + V 3.21" in text
+    assert "swa pool TP1: 77.63 GiB, swa 1496958 tokens, full 1496958 tokens" in text
+    capacity = render_memory(parse_sglang_log(lines_of("sglang-29575-capacity-line")))
+    assert "available_gpu_mem=17.22" in capacity and "missing: no per-rank memory line at all" in capacity

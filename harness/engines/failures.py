@@ -46,7 +46,9 @@ SIGNATURES = (
 
 # The last phase line before an OOM tells which allocation failed.
 _PHASES = (
-    ("graph_capture", re.compile(r"Capture .*graph begin|Capture .*graph end|Capturing batches", re.IGNORECASE)),
+    # A traceback names the capture too: `Capture cuda graph failed: CUDA out of memory` (sglang#5285).
+    ("graph_capture", re.compile(r"Capture .*graph (?:begin|end|failed)|Capturing batches|cuda_graph_runner\.py",
+                                 re.IGNORECASE)),
     ("kv_cache", re.compile(r"KV Cache is allocated|Memory pool end|max_total_num_tokens=|Not enough memory")),
     ("load", re.compile(r"Load weight begin|Load weight end")),
 )
