@@ -21,7 +21,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.checkpoints import write_checkpoint  # noqa: E402
+from tests.checkpoints import MXFP4_SPEC, write_checkpoint  # noqa: E402
 
 HIDDEN, MOE, EXPERTS, LAYERS, DENSE_LAYERS, VOCAB = 7168, 2048, 384, 61, 1, 163840
 Q_LORA, KV_LORA, ROPE, HEADS, HEAD_DIM, V_DIM = 1536, 512, 64, 64, 128, 128
@@ -70,11 +70,13 @@ def build(directory: Path, experts: int = EXPERTS) -> dict:
         return json.loads(marker.read_text())
     tensors = kimi_like_tensors(experts)
     config = {"architectures": ["KimiK25ForConditionalGeneration"], "model_type": "kimi_k25",
-              "text_config": {"model_type": "kimi_k2", "hidden_size": HIDDEN, "num_hidden_layers": LAYERS,
-                              "n_routed_experts": EXPERTS, "moe_intermediate_size": MOE, "q_lora_rank": Q_LORA,
-                              "kv_lora_rank": KV_LORA, "qk_rope_head_dim": ROPE},
+              "text_config": {"model_type": "kimi_k2", "architectures": ["DeepseekV3ForCausalLM"],
+                              "hidden_size": HIDDEN, "num_hidden_layers": LAYERS, "n_routed_experts": EXPERTS,
+                              "n_shared_experts": 1, "first_k_dense_replace": DENSE_LAYERS,
+                              "moe_intermediate_size": MOE, "q_lora_rank": Q_LORA, "kv_lora_rank": KV_LORA,
+                              "qk_rope_head_dim": ROPE},
               "quantization_config": {"quant_method": "quark", "exclude": ["re:.*lm_head", "re:.*mlp\\.gate$"],
-                                      "global_quant_config": {"weight": {"dtype": "fp4", "group_size": 32}}}}
+                                      "global_quant_config": MXFP4_SPEC}}
     write_checkpoint(directory, config, tensors, shards=64)
     # Logical parameters: a packed uint8 holds two FP4 values.
     params = sum((2 if dtype == "U8" and not name.endswith("_scale") else 1) * math.prod(shape)
@@ -87,8 +89,9 @@ def build(directory: Path, experts: int = EXPERTS) -> dict:
 CHECK = """
 import json, resource, sys, time
 start = time.perf_counter()
+from harness.loading.launch import Launch
 from harness.preflight import check_checkpoint
-check = check_checkpoint("kimi", sys.argv[1], tp=8, quantization=None)  # what `harness run` does per cell
+check = check_checkpoint("kimi", sys.argv[1], Launch(tp=8))  # what `harness run` does per cell
 elapsed = time.perf_counter() - start
 print(json.dumps({"seconds": elapsed, "max_rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
                   "outcomes": [r.outcome.value for r in check.results],

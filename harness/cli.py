@@ -24,6 +24,10 @@ EXIT_CODES_HELP = """exit codes:
 """
 
 
+ENGINE_VERSION_HELP = ("the SGLang release whose loader preflight predicts, e.g. 0.5.17 (default: the engine's "
+                       "version in the engine's Python; the newest known release when it has none)")
+
+
 def _add_dirs(parser: argparse.ArgumentParser, *names: str) -> None:
     for name in names:
         parser.add_argument(f"--{name}-dir", type=Path, default=Path(name),
@@ -64,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--python", help="the Python that runs the engine (default: this one)")
     run.add_argument("--no-preflight", action="store_true",
                      help="launch cells without checking their checkpoints first (preflight runs by default)")
+    run.add_argument("--engine-version", metavar="V", help=ENGINE_VERSION_HELP)
     _add_dirs(run, "suites", "baselines", "reports")
 
     planning = commands.add_parser("plan", help="split a suite's cells into shards for CI runners")
@@ -149,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
     preflight.add_argument("--quantization", help="with --checkpoint: the engine's --quantization (e.g. quark_mxfp4)")
     preflight.add_argument("--spec", choices=("mtp", "eagle3"), help="with --checkpoint: speculative decoding")
     preflight.add_argument("--draft", help="the EAGLE3 draft checkpoint (with --spec eagle3)")
+    preflight.add_argument("--ep", type=int, default=1, help="with --checkpoint: expert parallel size")
+    preflight.add_argument("--vendor", choices=("amd", "nvidia"),
+                           help="with --checkpoint: the GPU vendor (default: unknown; SGLANG_USE_AITER=1 reads as amd)")
+    preflight.add_argument("--engine-version", metavar="V", help=ENGINE_VERSION_HELP)
+    preflight.add_argument("--python", help="the Python whose SGLang version is probed (default: this one)")
     preflight.add_argument("--hf-token", help="token for reading hub checkpoints' headers (default: $HF_TOKEN)")
     preflight.add_argument("--json", action="store_true")
     _add_dirs(preflight, "suites")

@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import datetime as _dt
 import json
+import os
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -107,7 +108,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     _prepare_local_checkpoints(to_run, options.python)
     # As they will run here: `vendor: auto` decided (a CPU machine's cells hold no GPUs), local paths resolved.
     to_run = [materialize(cell, create=False) for cell in to_run]
-    checks = {} if args.no_preflight else _preflight_cells(to_run)
+    checks = {} if args.no_preflight else _preflight_cells(
+        to_run, _engine_versions(to_run, options.python, args.engine_version))
 
     def checked_run_cell(cell: Cell, cell_run_dir: Path, devices: list[int]) -> CellResult:
         from harness.preflight import config_failure, with_preflight
@@ -204,14 +206,24 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return run.exit_code
 
 
-def _preflight_cells(cells: list[Cell]) -> dict:
+def _engine_versions(cells: list[Cell], python: str, override: str | None) -> dict[str, str | None]:
+    """The SGLang version the cells' Python has (`--engine-version` wins): the release whose loader the rules
+    predict. Probed once (a Python start); other engines' cells get none (the newest known release)."""
+    from harness.engines.probe import package_version
+
+    if not any(cell.engine == "sglang" for cell in cells):
+        return {}
+    return {"sglang": override or package_version(python, get_engine("sglang").distribution)[0]}
+
+
+def _preflight_cells(cells: list[Cell], versions: dict[str, str | None]) -> dict:
     """Each cell's preflight (headers only: seconds even for a trillion parameters), printed as it goes.
     The cells come materialized: their checkpoints are the directories that will be served."""
     from harness.preflight import check_cell
 
     checks = {}
     for cell in cells:
-        check = checks[cell.id] = check_cell(cell)
+        check = checks[cell.id] = check_cell(cell, engine_version=versions.get(cell.engine))
         verdict = ("FAIL: " + check.message() if check.failures else
                    f"skipped ({check.unavailable})" if check.unavailable else "pass")
         print(f"harness: preflight {cell.id}: {verdict}", file=sys.stderr, flush=True)
@@ -466,16 +478,25 @@ def cmd_preflight(args: argparse.Namespace) -> int:
         from harness.suite import find_suite
 
         suite = load_suite(find_suite(args.suite, args.suites_dir))
-        checks = [preflight.check_cell(materialize(cell, create=False), token=args.hf_token)
-                  for cell in select(expand(suite), args.cell)]
+        cells = [materialize(cell, create=False) for cell in select(expand(suite), args.cell)]
+        versions = _engine_versions(cells, args.python or sys.executable, args.engine_version)
+        checks = [preflight.check_cell(cell, token=args.hf_token, engine_version=versions.get(cell.engine))
+                  for cell in cells]
     else:
         if args.draft and args.spec != "eagle3":
             raise ConfigError("--draft: only an EAGLE3 draft is checked (--spec eagle3)")
         if args.spec == "eagle3" and not args.draft:
             raise ConfigError("--spec eagle3 needs --draft PATH")
-        check = preflight.check_checkpoint(args.checkpoint, args.checkpoint, tp=args.tp,
-                                           quantization=args.quantization, spec=args.spec or "none",
-                                           draft=args.draft, token=args.hf_token)
+        from harness.engines.probe import package_version
+        from harness.loading.launch import Launch
+        from harness.loading.releases import choose
+
+        release = choose(args.engine_version or package_version(args.python or sys.executable, "sglang")[0])
+        # The environment preflight runs in stands for the server's (SGLANG_USE_AITER and the like).
+        launch = Launch(tp=args.tp, quantization=args.quantization, release=release.release, ep=args.ep,
+                        spec=args.spec or "none", env=dict(os.environ), vendor=args.vendor)
+        check = preflight.check_checkpoint(args.checkpoint, args.checkpoint, launch, draft=args.draft,
+                                           token=args.hf_token, release=release)
         if check.unavailable:  # named on the command line: not finding it is the user's error, not a skip
             raise ConfigError(f"--checkpoint: {check.unavailable}")
         checks = [check]
@@ -501,7 +522,8 @@ def cmd_fixes(args: argparse.Namespace) -> int:
     rows = []
     for fix in FIXES.values():
         cells = [{"cell": name, **latest.get(name, {"state": "never run"})} for name in guarding[fix.id]]
-        rows.append({"fix": fix.id, "pr": fix.pr, "model": fix.model, "validated_with": fix.validated_with,
+        rows.append({"fix": fix.id, "kind": fix.kind, "pr": fix.pr, "model": fix.model,
+                     "validated_with": fix.validated_with,
                      "rules": sorted(rule for rule, fix_id in RULE_FIXES.items() if fix_id == fix.id),
                      "cells": cells})
     if args.json:
@@ -510,7 +532,7 @@ def cmd_fixes(args: argparse.Namespace) -> int:
         print_json(rows)
         return EXIT_OK
     for row in rows:
-        print(f"{row['fix']} ({row['pr']}): {row['model']}")
+        print(f"{row['fix']}{' [guard]' if row['kind'] == 'guard' else ''} ({row['pr']}): {row['model']}")
         print(f"  validated with: {row['validated_with']}")
         print(f"  rules: {', '.join(row['rules'])}")
         for cell in row["cells"] or [{"cell": "(no suite cell guards it)", "state": ""}]:

@@ -2,6 +2,10 @@
 
 Facts from ../shared/reference/fixes.md and the PR write-ups in ../shared/seeds/. Suites name
 these ids; reports show them beside every verdict so a red row points at the fix it guards.
+
+Two kinds: a `fix` is an SGLang change a suite re-validates; a `guard` is a loader failure class of the Quark /
+FP8 stack found in an SGLang release, with no fix of its own to validate, which a preflight rule predicts so the
+cells it would break are never launched. A guard points at the SGLang code and the error it raises.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ class Fix:
     model: str
     summary: str
     validated_with: str
+    kind: str = "fix"  # fix | guard
 
 
 FIXES: dict[str, Fix] = {
@@ -55,6 +60,15 @@ FIXES: dict[str, Fix] = {
             model="Kimi-K2.5 with an EAGLE3 MLA draft",
             summary="Eagle3DeepseekV2ForCausalLM: MLA draft layer with a 2*hidden fused_qkv_a_proj_with_mqa",
             validated_with="GPQA 0.87, accept length 2.7",
+        ),
+        Fix(
+            id="quark-fp8-shared-experts",
+            pr="deepseek_v2.py DeepseekV2MoE.__init__ (0.5.17; 0.5.23 declares QuantizationConfig.weight_block_size)",
+            model="DeepSeek-V3-style Quark FP8 (W8A8 per-tensor/per-channel) with a standalone shared expert",
+            summary="an FP8 shared expert's quant_config.weight_block_size is read off a QuarkConfig, which has "
+                    "none: AttributeError: 'QuarkConfig' object has no attribute 'weight_block_size' at init",
+            validated_with="observed on real SGLang 0.5.17 (issue 12: tiny DeepseekV3 MLA+MoE+NextN, amd-quark FP8)",
+            kind="guard",
         ),
     )
 }

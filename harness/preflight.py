@@ -13,8 +13,10 @@ from typing import Any
 
 from harness.axes import QUANT_KINDS
 from harness.errors import ConfigError
+from harness.loading.launch import Launch
 from harness.loading.manifest import Manifest, load_hub_manifest, load_manifest
 from harness.loading.online import WeightPrediction, predict_weight_memory
+from harness.loading.releases import ReleaseChoice, choose
 from harness.loading.rules import DRAFT_RULES, RULE_FIXES, RULES, Outcome, RuleResult
 from harness.matrix import Cell
 from harness.results import STATUS_CONFIG_ERROR, CellError, CellResult, now_iso
@@ -34,6 +36,7 @@ class CellPreflight:
     results: tuple[RuleResult, ...] = ()
     prediction: WeightPrediction | None = None
     manifest: dict[str, Any] = field(default_factory=dict)  # Manifest.facts()
+    loader: str | None = None  # whose loader behaviour the rules predicted (ReleaseChoice.describe())
 
     @property
     def failures(self) -> list[RuleResult]:
@@ -48,6 +51,8 @@ class CellPreflight:
                                           for r in self.results]}
         if self.unavailable:
             body["unavailable"] = self.unavailable
+        if self.loader:
+            body["loader"] = self.loader
         if self.manifest:
             body["manifest"] = self.manifest
         if self.prediction is not None:
@@ -101,10 +106,10 @@ def engine_quantization(cell: Cell) -> str | None:
     return cell.checkpoint.quantization or QUANT_KINDS[cell.quant].server_quantization
 
 
-def check_checkpoint(label: str, reference: str, *, tp: int, quantization: str | None, spec: str = "none",
-                     draft: str | None = None, token: str | None = None) -> CellPreflight:
-    """Every rule on a checkpoint at this TP and --quantization, the draft rule of the speculative algorithm,
-    and the weight-memory prediction. Reads headers only."""
+def check_checkpoint(label: str, reference: str, launch: Launch, *, draft: str | None = None,
+                     token: str | None = None, release: ReleaseChoice | None = None) -> CellPreflight:
+    """Every rule on a checkpoint as `launch` serves it, the draft rule of its speculative algorithm, and the
+    weight-memory prediction. Reads headers only."""
     source = locate(reference, token=token)
     if source.unavailable:
         return CellPreflight(label, None, unavailable=source.unavailable)
@@ -112,8 +117,8 @@ def check_checkpoint(label: str, reference: str, *, tp: int, quantization: str |
         manifest = read_manifest(source)
     except ConfigError as problem:
         return CellPreflight(label, None, unavailable=str(problem))
-    results = [rule(manifest, tp, quantization) for rule in RULES]
-    draft_rule = DRAFT_RULES.get(spec)
+    results = [rule(manifest, launch) for rule in RULES]
+    draft_rule = DRAFT_RULES.get(launch.spec)
     if draft_rule is not None:
         from harness.fixes import FIXES
 
@@ -126,17 +131,28 @@ def check_checkpoint(label: str, reference: str, *, tp: int, quantization: str |
         except ConfigError as problem:
             results.append(RuleResult(fix.id, fix.pr, Outcome.NOT_APPLICABLE, f"draft not readable: {problem}"))
     return CellPreflight(label, str(source.local or source.hub_id), results=tuple(results),
-                         prediction=predict_weight_memory(manifest, tp), manifest=manifest.facts())
+                         prediction=predict_weight_memory(manifest, launch.tp), manifest=manifest.facts(),
+                         loader=(release or ReleaseChoice(launch.release, launch.release.version)).describe())
 
 
-def check_cell(cell: Cell, *, token: str | None = None) -> CellPreflight:
-    return check_checkpoint(cell.id, cell.checkpoint.path, tp=cell.tp, quantization=engine_quantization(cell),
-                            spec=cell.spec, draft=cell.draft.path if cell.draft else None, token=token)
+def cell_launch(cell: Cell, release: ReleaseChoice) -> Launch:
+    """The launch a cell's server gets, as the rules read it."""
+    return Launch(tp=cell.tp, quantization=engine_quantization(cell), release=release.release, ep=cell.ep or 1,
+                  spec=cell.spec, server_args=tuple(cell.server.args), env=dict(cell.server.env),
+                  vendor=cell.hardware.vendor, gpu_arch=tuple(cell.hardware.gpu_arch))
+
+
+def check_cell(cell: Cell, *, token: str | None = None, engine_version: str | None = None) -> CellPreflight:
+    """Preflight of a cell, predicting the loader of `engine_version` (the newest known release when unknown)."""
+    release = choose(engine_version)
+    return check_checkpoint(cell.id, cell.checkpoint.path, cell_launch(cell, release),
+                            draft=cell.draft.path if cell.draft else None, token=token, release=release)
 
 
 def describe(check: CellPreflight) -> list[str]:
     """Plain lines for a terminal or a CI log."""
-    lines = [f"{check.cell_id}  ({check.checkpoint or 'not readable'})"]
+    lines = [f"{check.cell_id}  ({check.checkpoint or 'not readable'})"
+             + (f"  [{check.loader}]" if check.loader else "")]
     if check.manifest:
         facts = check.manifest
         quant = facts.get("quantization") or {}

@@ -46,49 +46,146 @@ def write_checkpoint(root: Path, config: dict, tensors: dict[str, tuple[str, tup
     return root
 
 
-def qwen3_next_fp8(root: Path, *, v_heads: int = 16) -> Path:
-    """Qwen3-Next-style FP8 (block 128): in_proj_ba / in_proj_qkvz kept in BF16 and listed as not converted."""
-    hidden, tensors = 512, {}
-    for layer in range(2):
+def _fp8_linear(tensors: dict, name: str, out_features: int, in_features: int, dtype: str = "F8_E4M3") -> None:
+    tensors[f"{name}.weight"] = (dtype, (out_features, in_features))
+    if dtype == "F8_E4M3":
+        tensors[f"{name}.weight_scale_inv"] = ("F32", (-(-out_features // 128), -(-in_features // 128)))
+
+
+def qwen3_next_fp8(root: Path, *, skip_linear_attention: bool = True, layers: int = 4, experts: int = 4,
+                   moe_intermediate: int = 512) -> Path:
+    """Qwen3-Next-80B-A3B-FP8's shapes (hidden 2048; 32 value / 16 key heads of 128; full attention every 4th
+    layer with 16 heads of 256 and a gated query, 2 KV heads; experts and shared expert of 512; block 128),
+    fewer layers and experts. The unified in_proj_ba / in_proj_qkvz stay BF16, listed as not converted."""
+    hidden, tensors = 2048, {}
+    for layer in range(layers):
         p = f"model.layers.{layer}"
-        tensors[f"{p}.linear_attn.in_proj_ba.weight"] = ("BF16", (2 * v_heads, hidden))
-        tensors[f"{p}.linear_attn.in_proj_qkvz.weight"] = ("BF16", (1024, hidden))
-        tensors[f"{p}.linear_attn.out_proj.weight"] = ("F8_E4M3", (hidden, 512))
-        tensors[f"{p}.linear_attn.out_proj.weight_scale_inv"] = ("F32", (4, 4))
-        for name in ("gate_proj", "up_proj"):
-            tensors[f"{p}.mlp.{name}.weight"] = ("F8_E4M3", (1024, hidden))
-            tensors[f"{p}.mlp.{name}.weight_scale_inv"] = ("F32", (8, 4))
-        tensors[f"{p}.mlp.down_proj.weight"] = ("F8_E4M3", (hidden, 1024))
-        tensors[f"{p}.mlp.down_proj.weight_scale_inv"] = ("F32", (4, 8))
+        if layer % 4 == 3:
+            _fp8_linear(tensors, f"{p}.self_attn.q_proj", 16 * 256 * 2, hidden)
+            _fp8_linear(tensors, f"{p}.self_attn.k_proj", 2 * 256, hidden)
+            _fp8_linear(tensors, f"{p}.self_attn.v_proj", 2 * 256, hidden)
+            _fp8_linear(tensors, f"{p}.self_attn.o_proj", hidden, 16 * 256)
+        else:
+            dtype = "BF16" if skip_linear_attention else "F8_E4M3"
+            _fp8_linear(tensors, f"{p}.linear_attn.in_proj_qkvz", 2 * 2048 + 2 * 4096, hidden, dtype)
+            _fp8_linear(tensors, f"{p}.linear_attn.in_proj_ba", 2 * 32, hidden, dtype)
+            _fp8_linear(tensors, f"{p}.linear_attn.out_proj", hidden, 4096)
+            tensors[f"{p}.linear_attn.conv1d.weight"] = ("BF16", (8192, 1, 4))
+            tensors[f"{p}.linear_attn.A_log"] = ("F32", (32,))
+        for expert in range(experts):
+            for name, shape in (("gate_proj", (moe_intermediate, hidden)), ("up_proj", (moe_intermediate, hidden)),
+                                ("down_proj", (hidden, moe_intermediate))):
+                _fp8_linear(tensors, f"{p}.mlp.experts.{expert}.{name}", *shape)
+        for name, shape in (("gate_proj", (512, hidden)), ("up_proj", (512, hidden)), ("down_proj", (hidden, 512))):
+            _fp8_linear(tensors, f"{p}.mlp.shared_expert.{name}", *shape)
+        tensors[f"{p}.mlp.gate.weight"] = ("BF16", (512, hidden))
+        tensors[f"{p}.mlp.shared_expert_gate.weight"] = ("BF16", (1, hidden))
         tensors[f"{p}.input_layernorm.weight"] = ("BF16", (hidden,))
-    tensors["model.embed_tokens.weight"] = ("BF16", (1000, hidden))
-    tensors["lm_head.weight"] = ("BF16", (1000, hidden))
-    not_converted = [f"{root_}layers.{i}.linear_attn.{name}" for root_ in ("", "model.") for i in range(2)
-                     for name in ("in_proj_ba", "in_proj_qkvz")]
+    tensors["model.embed_tokens.weight"] = ("BF16", (151936, hidden))
+    tensors["lm_head.weight"] = ("BF16", (151936, hidden))
+    not_converted = ["lm_head", "model.embed_tokens"] + [
+        f"{root_}layers.{i}.{name}" for root_ in ("", "model.") for i in range(layers)
+        for name in ("mlp.gate", "mlp.shared_expert_gate")
+        + (("linear_attn.in_proj_ba", "linear_attn.in_proj_qkvz") if skip_linear_attention and i % 4 != 3 else ())]
     config = {"architectures": ["Qwen3NextForCausalLM"], "model_type": "qwen3_next", "hidden_size": hidden,
-              "num_hidden_layers": 2, "linear_num_value_heads": v_heads,
+              "num_hidden_layers": layers, "num_attention_heads": 16, "num_key_value_heads": 2, "head_dim": 256,
+              "linear_num_value_heads": 32, "linear_num_key_heads": 16, "linear_key_head_dim": 128,
+              "linear_value_head_dim": 128, "num_experts": experts, "moe_intermediate_size": moe_intermediate,
+              "shared_expert_intermediate_size": 512,
               "quantization_config": {"quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
                                       "weight_block_size": [128, 128], "modules_to_not_convert": not_converted}}
     return write_checkpoint(root, config, tensors)
 
 
-def glm5_mxfp4(root: Path, *, mtp_excluded: bool, eh_proj_packed: bool, hidden: int = 64) -> Path:
-    """GLM-5-style (DeepSeek-V3 keys) Quark MXFP4 checkpoint with one MTP (NextN) layer, model.layers.2."""
-    tensors = {}
-    for layer in range(3):
-        p = f"model.layers.{layer}"
-        tensors[f"{p}.mlp.down_proj.weight"] = ("U8", (hidden, hidden))
-        tensors[f"{p}.mlp.down_proj.weight_scale"] = ("U8", (hidden, 2 * hidden // 32))
-    if eh_proj_packed:
-        tensors["model.layers.2.eh_proj.weight"] = ("U8", (hidden, hidden))
-        tensors["model.layers.2.eh_proj.weight_scale"] = ("U8", (hidden, 2 * hidden // 32))
+def small_mla_fp8(root: Path, *, q_lora_rank: int = 64, heads: int = 1) -> Path:
+    """A small FP8 (block 128) MLA model without MoE whose column- and row-parallel linears have single outputs
+    smaller than a block (q_b_proj 96 wide): SGLang checks such layers only where TP splits them."""
+    hidden, tensors = 64, {}
+    for layer in range(2):
+        a = f"model.layers.{layer}.self_attn"
+        tensors[f"{a}.q_a_proj.weight"] = ("BF16", (q_lora_rank, hidden))
+        tensors[f"{a}.kv_a_proj_with_mqa.weight"] = ("BF16", (32 + 16, hidden))
+        _fp8_linear(tensors, f"{a}.q_b_proj", heads * 96, q_lora_rank)
+        _fp8_linear(tensors, f"{a}.kv_b_proj", heads * 64, 32)
+        _fp8_linear(tensors, f"{a}.o_proj", hidden, heads * 32)
+        _fp8_linear(tensors, f"model.layers.{layer}.mlp.down_proj", hidden, 96)
+    config = {"architectures": ["DeepseekV3ForCausalLM"], "model_type": "deepseek_v3", "hidden_size": hidden,
+              "num_hidden_layers": 2, "q_lora_rank": q_lora_rank, "kv_lora_rank": 32, "qk_rope_head_dim": 16,
+              "quantization_config": {"quant_method": "fp8", "activation_scheme": "dynamic",
+                                      "weight_block_size": [128, 128],
+                                      "modules_to_not_convert": ["self_attn.q_a_proj", "self_attn.kv_a_proj_with_mqa"]}}
+    return write_checkpoint(root, config, tensors)
+
+
+# amd-quark's specs as its exports write them (SGLang's QuarkConfig reads `weight` and `input_tensors`).
+MXFP4_SPEC = {"weight": {"dtype": "fp4", "qscheme": "per_group", "group_size": 32, "is_dynamic": False,
+                         "scale_format": "e8m0"},
+              "input_tensors": {"dtype": "fp4", "qscheme": "per_group", "group_size": 32, "is_dynamic": True,
+                                "scale_format": "e8m0"},
+              "output_tensors": None, "bias": None}
+FP8_SPEC = {"weight": {"dtype": "fp8_e4m3", "qscheme": "per_tensor", "is_dynamic": False},
+            "input_tensors": {"dtype": "fp8_e4m3", "qscheme": "per_tensor", "is_dynamic": False},
+            "output_tensors": None, "bias": None}
+
+
+def quark_config(exclude: list[str], spec: dict = MXFP4_SPEC, **extra) -> dict:
+    return {"quant_method": "quark", "export": {"kv_cache_group": [], "pack_method": "reorder"},
+            "global_quant_config": spec, "layer_quant_config": {}, "layer_type_quant_config": {}, "exclude": exclude,
+            **extra}
+
+
+def _quark_linear(tensors: dict, name: str, out_features: int, in_features: int, form: str) -> None:
+    """A linear stored as `form`: mxfp4 (packed uint8 + E8M0 scales), fp8 (E4M3 + a per-tensor scale), bf16."""
+    if form == "mxfp4":
+        tensors[f"{name}.weight"] = ("U8", (out_features, in_features // 2))
+        tensors[f"{name}.weight_scale"] = ("U8", (out_features, in_features // 32))
+    elif form == "fp8":
+        tensors[f"{name}.weight"] = ("F8_E4M3", (out_features, in_features))
+        tensors[f"{name}.weight_scale"] = ("F32", ())
     else:
-        tensors["model.layers.2.eh_proj.weight"] = ("BF16", (hidden, 2 * hidden))
-    exclude = ["lm_head"] + (["re:model\\.layers\\.2\\..*"] if mtp_excluded else [])
-    config = {"architectures": ["GlmMoeDsaForCausalLM"], "model_type": "glm_moe_dsa", "hidden_size": hidden,
-              "num_hidden_layers": 2, "num_nextn_predict_layers": 1,
-              "quantization_config": {"quant_method": "quark", "exclude": exclude,
-                                      "global_quant_config": {"weight": {"dtype": "fp4", "group_size": 32}}}}
+        tensors[f"{name}.weight"] = ("BF16", (out_features, in_features))
+
+
+def deepseek_quark(root: Path, *, exclude: list[str], spec: dict = MXFP4_SPEC, wrapper: bool = False,
+                   forms: dict[str, str] | None = None, n_routed_experts: int = 8, layers: int = 3,
+                   hidden: int = 128, mtp_layer: bool = False, architecture: str = "DeepseekV3ForCausalLM",
+                   extra_tensors: dict | None = None, **quark_extra) -> Path:
+    """A DeepSeek-V3-style Quark checkpoint: MLA attention (q_lora_rank), layer 0 dense, then MoE layers with
+    one shared expert; `wrapper` makes it a KimiK25ForConditionalGeneration export (language_model.* names).
+    `forms` maps a leaf (q_a_proj, kv_a_proj_with_mqa, shared_experts, experts, ...) to how it is stored; every
+    other linear is stored in the spec's format. `mtp_layer` appends the NextN layer model.layers.{layers}."""
+    quantized = "mxfp4" if spec is MXFP4_SPEC else "fp8"
+    forms = {"q_a_proj": "bf16", "kv_a_proj_with_mqa": "bf16", **(forms or {})}
+    prefix = "language_model." if wrapper else ""
+    tensors: dict = {f"{prefix}lm_head.weight": ("BF16", (1000, hidden)),
+                     f"{prefix}model.embed_tokens.weight": ("BF16", (1000, hidden))}
+    inter, moe = 256, 64
+    for layer in range(layers + (1 if mtp_layer else 0)):
+        p = f"{prefix}model.layers.{layer}"
+        for leaf, shape in (("q_a_proj", (64, hidden)), ("kv_a_proj_with_mqa", (48, hidden)), ("q_b_proj", (192, 64)),
+                            ("kv_b_proj", (256, 32)), ("o_proj", (hidden, 128))):
+            _quark_linear(tensors, f"{p}.self_attn.{leaf}", *shape, forms.get(leaf, quantized))
+        if layer == 0:
+            for leaf, shape in (("gate_proj", (inter, hidden)), ("up_proj", (inter, hidden)), ("down_proj", (hidden, inter))):
+                _quark_linear(tensors, f"{p}.mlp.{leaf}", *shape, forms.get("mlp", quantized))
+            continue
+        tensors[f"{p}.mlp.gate.weight"] = ("BF16", (n_routed_experts, hidden))
+        for expert in range(n_routed_experts):
+            for leaf, shape in (("gate_proj", (moe, hidden)), ("up_proj", (moe, hidden)), ("down_proj", (hidden, moe))):
+                _quark_linear(tensors, f"{p}.mlp.experts.{expert}.{leaf}", *shape, forms.get("experts", quantized))
+        for leaf, shape in (("gate_proj", (moe, hidden)), ("up_proj", (moe, hidden)), ("down_proj", (hidden, moe))):
+            _quark_linear(tensors, f"{p}.mlp.shared_experts.{leaf}", *shape, forms.get("shared_experts", quantized))
+        if layer == layers:
+            _quark_linear(tensors, f"{p}.eh_proj", hidden, 2 * hidden, forms.get("eh_proj", quantized))
+    tensors.update(extra_tensors or {})
+    text = {"architectures": [architecture], "model_type": "kimi_k2" if wrapper else "deepseek_v3",
+            "hidden_size": hidden, "num_hidden_layers": layers, "q_lora_rank": 64, "kv_lora_rank": 32,
+            "qk_rope_head_dim": 16, "n_routed_experts": n_routed_experts, "n_shared_experts": 1,
+            "first_k_dense_replace": 1, "moe_layer_freq": 1, "moe_intermediate_size": moe,
+            "num_nextn_predict_layers": 1 if mtp_layer else 0}
+    quant = quark_config(exclude, spec, **quark_extra)
+    config = ({"architectures": ["KimiK25ForConditionalGeneration"], "model_type": "kimi_k25", "text_config": text,
+               "quantization_config": quant} if wrapper else {**text, "quantization_config": quant})
     return write_checkpoint(root, config, tensors)
 
 
@@ -105,24 +202,6 @@ def eagle3_mla_draft(root: Path, *, architecture: str = "Eagle3DeepseekV2ForCaus
                "midlayer.hidden_norm.weight": ("BF16", (hidden,))}
     return write_checkpoint(root, config, tensors)
 
-
-def kimi_k26_mxfp4(root: Path, *, exclude: list[str], kv_a_packed: bool = False, hidden: int = 128) -> Path:
-    """KimiK25-style wrapper (language_model.*) with MLA attention, Quark MXFP4, two layers."""
-    tensors = {"language_model.lm_head.weight": ("BF16", (1000, hidden))}
-    for layer in range(2):
-        p = f"language_model.model.layers.{layer}.self_attn"
-        tensors[f"{p}.q_a_proj.weight"] = ("BF16", (64, hidden))
-        if kv_a_packed:
-            tensors[f"{p}.kv_a_proj_with_mqa.weight"] = ("U8", (48, hidden // 2))
-            tensors[f"{p}.kv_a_proj_with_mqa.weight_scale"] = ("U8", (48, hidden // 32))
-        else:
-            tensors[f"{p}.kv_a_proj_with_mqa.weight"] = ("BF16", (48, hidden))
-        tensors[f"{p}.o_proj.weight"] = ("U8", (hidden, 64))
-        tensors[f"{p}.o_proj.weight_scale"] = ("U8", (hidden, 4))
-    config = {"architectures": ["KimiK25ForConditionalGeneration"], "model_type": "kimi_k25",
-              "text_config": {"model_type": "kimi_k2", "hidden_size": hidden, "num_hidden_layers": 2},
-              "quantization_config": {"quant_method": "quark", "exclude": exclude}}
-    return write_checkpoint(root, config, tensors)
 
 
 def qwen3(root: Path, *, layers: int = 36, hidden: int = 4096, intermediate: int = 12288, heads: int = 32,

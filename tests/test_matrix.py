@@ -106,7 +106,8 @@ def test_shipped_suites_cover_every_fix():
                 continue  # the rig's own cells (tiny model, speculative plumbing) guard harness against SGLang
             assert cell.fix in FIXES, cell.id
             guarded.add(cell.fix)
-    assert guarded == set(FIXES)
+    # A guard (a loader failure class a preflight rule predicts) has no fix of its own for a cell to validate.
+    assert guarded == {fix.id for fix in FIXES.values() if fix.kind == "fix"}
 
 
 def test_select_by_glob(base_suite, write_suite):

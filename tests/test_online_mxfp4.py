@@ -10,6 +10,7 @@ import types
 import pytest
 
 from harness.loading import online
+from harness.loading.launch import Launch
 from harness.loading.manifest import load_manifest
 from harness.loading.rules import Outcome, online_mxfp4
 from harness.preflight import check_checkpoint, compare_with_prediction, locate
@@ -56,22 +57,22 @@ def test_prequantized_prediction_is_the_checkpoint_as_stored(tmp_path, qwen3_8b)
 
 
 def test_rule_passes_a_bf16_source_and_names_what_it_quantizes(qwen3_8b):
-    result = online_mxfp4(qwen3_8b, 1, "quark_mxfp4")
+    result = online_mxfp4(qwen3_8b, Launch(tp=1, quantization="quark_mxfp4"))
     assert result.outcome is Outcome.PASS and result.fix == "online-mxfp4" and result.pr == "#18005"
     assert "quantizes 252 linears" in result.reason and "keeps embed_tokens, lm_head in BF16" in result.reason
-    assert online_mxfp4(qwen3_8b, 1, None).outcome is Outcome.NOT_APPLICABLE
+    assert online_mxfp4(qwen3_8b, Launch(tp=1, quantization=None)).outcome is Outcome.NOT_APPLICABLE
 
 
 def test_rule_fails_online_quantization_of_an_mxfp4_checkpoint(tmp_path):
     stored = load_manifest(checkpoints.qwen3(tmp_path / "mxfp4", mxfp4=True))
-    result = online_mxfp4(stored, 1, "quark_mxfp4")
+    result = online_mxfp4(stored, Launch(tp=1, quantization="quark_mxfp4"))
     assert result.outcome is Outcome.FAIL and "MXFP4 already (quant_method quark)" in result.reason
 
 
 def test_rule_fails_a_partition_that_is_not_whole_mxfp4_blocks(tmp_path):
     manifest = load_manifest(checkpoints.qwen3_30b_a3b(tmp_path / "q", layers=2, experts=4))
-    assert online_mxfp4(manifest, 8, "quark_mxfp4").outcome is Outcome.PASS  # 768 / 8 = 96 = 3 x 32
-    result = online_mxfp4(manifest, 32, "quark_mxfp4")  # 768 / 32 = 24
+    assert online_mxfp4(manifest, Launch(tp=8, quantization="quark_mxfp4")).outcome is Outcome.PASS  # 768 / 8 = 96 = 3 x 32
+    result = online_mxfp4(manifest, Launch(tp=32, quantization="quark_mxfp4"))  # 768 / 32 = 24
     assert result.outcome is Outcome.FAIL
     assert "down_proj: input_size_per_partition = 24 at tp 32 is not a multiple of the MXFP4 block 32" in result.reason
 
@@ -121,7 +122,7 @@ def test_hub_checkpoint_headers_through_huggingface_hub(tmp_path, monkeypatch):
     fake.hf_hub_download = lambda repo_id, filename, revision=None, token=None: str(config)
     monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
-    check = check_checkpoint("hub", "org/model", tp=1, quantization="quark_mxfp4", token="hf_secret")
+    check = check_checkpoint("hub", "org/model", Launch(tp=1, quantization="quark_mxfp4"), token="hf_secret")
     assert seen["token"] == "hf_secret" and check.checkpoint == "org/model"
     failed = {r.fix: r for r in check.failures}
     assert "down_proj: input_size_per_partition = 48 at tp 1 is not a multiple of" in failed["online-mxfp4"].reason

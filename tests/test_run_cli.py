@@ -176,9 +176,11 @@ def test_run_preflights_every_cell_and_never_launches_a_failing_one(tmp_path, ca
     assert "fake:bad/quark_mxfp4/none/tp1" in out and "CONFIG_ERROR  [pf]" in out
     assert "fake:good/bf16/none/tp1" in out and "NO_BASELINE  [pf]  memory.weights_gib 40" in out
     assert "glm5-mxfp4-mtp (#23219)" in out and "(no suite cell guards it)" in out
-    assert main(["preflight", "--suite", "fake", "--cell", "bad/*", "--suites-dir", str(root / "suites")]) == 1
+    assert "quark-fp8-shared-experts [guard] (deepseek_v2.py" in out and "rules: quark_fp8_shared_experts" in out
+    assert main(["preflight", "--suite", "fake", "--cell", "bad/*", "--suites-dir", str(root / "suites"),
+                 "--engine-version", "0.5.17"]) == 1
     out = capsys.readouterr().out
-    assert out.startswith("bad/quark_mxfp4/none/tp1") and "good/" not in out
+    assert out.startswith("bad/quark_mxfp4/none/tp1") and "good/" not in out and "[SGLang 0.5.17 loader]" in out
 
 
 def test_shards_plan_run_and_merge_into_one_gated_run(tmp_path, capsys):
