@@ -362,6 +362,14 @@ def split_fused_shards(exclude: list[str]) -> list[str]:
     return exclude + [f"{KIMI_PREFIX}model.layers.1.self_attn.q_a_proj"]
 
 
+def with_fused_names(exclude: list[str]) -> list[str]:
+    """Also name the fused gate_up_proj of every MLP excluded shard by shard: under the KimiK25 wrapper,
+    SGLang 0.5.17's QuarkConfig ends up with DeepseekV2ForCausalLM's packed mapping (fused_qkv_a_proj_with_mqa
+    only), so gate_up_proj is looked up by its own name."""
+    fused = [entry.removesuffix(".gate_proj") + ".gate_up_proj" for entry in exclude if entry.endswith(".gate_proj")]
+    return exclude + fused
+
+
 def unprefixed(exclude: list[str]) -> list[str]:
     """The exclude entries without the wrapper's prefix, as a text-model export names them."""
     return [entry.removeprefix(KIMI_PREFIX) for entry in exclude]
@@ -403,10 +411,14 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("tiny-qwen3-next", "fp8-ba-quantized", "block FP8, in_proj_ba quantized (2 x 4 outputs, block 128)",
             _qwen3_next_fp8(skip_ba=False)),
     Variant("tiny-kimi-k25", "quark-mxfp4", "KimiK25 wrapper, text model under language_model., q_a_proj and "
-            "kv_a_proj_with_mqa MXFP4", _kimi_quark(lambda exclude: exclude)),
+            "kv_a_proj_with_mqa MXFP4; MLPs excluded by shard names, as amd-quark writes them",
+            _kimi_quark(lambda exclude: exclude)),
+    Variant("tiny-kimi-k25", "quark-mxfp4-fused-names", "the same, the excluded MLPs also named by their fused "
+            "gate_up_proj", _kimi_quark(with_fused_names)),
     Variant("tiny-kimi-k25", "quark-mxfp4-split-shards", "broken: layer 1's q_a_proj excluded, its "
-            "kv_a_proj_with_mqa quantized", _kimi_quark(split_fused_shards)),
-    Variant("tiny-kimi-k25", "quark-mxfp4-unprefixed-exclude", "broken: exclude entries without language_model.",
-            _kimi_quark(unprefixed)),
+            "kv_a_proj_with_mqa quantized", _kimi_quark(lambda exclude: split_fused_shards(with_fused_names(exclude)))),
+    Variant("tiny-kimi-k25", "quark-mxfp4-unprefixed-exclude", "broken: exclude entries (fused names too) "
+            "without language_model.",
+            _kimi_quark(lambda exclude: unprefixed(with_fused_names(exclude)))),
 )
 BY_ID = {variant.id: variant for variant in VARIANTS}
