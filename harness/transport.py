@@ -15,6 +15,7 @@ import email.utils
 import hashlib
 import json
 import random
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -244,8 +245,10 @@ async def _post_once(session: Any, url: str, payload: bytes, timeout_s: float) -
         try:
             async with session.post(url, data=payload, timeout=timeout) as reply:
                 return reply.status, await reply.read(), reply.headers.get("Retry-After")
-        except aiohttp.ServerDisconnectedError:
-            if fresh_try:
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as problem:
+            # ServerDisconnected: closed before the answer; ClientOSError "Can not write request body": closed
+            # before the request. A refused connection (ClientConnectorError) was never established: no retry.
+            if fresh_try or isinstance(problem, aiohttp.ClientConnectorError):
                 raise
     raise AssertionError("unreachable")
 
@@ -311,7 +314,10 @@ async def _run_all(base_url: str, requests: Iterable[Request], settings: ClientS
             on_done(response)
 
     headers = {"Content-Type": "application/json", "Accept": "application/json", **_auth_headers(base_url)}
-    connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=settings.concurrency)
+    # A context made now reads $SSL_CERT_FILE / $SSL_CERT_DIR as they are now (aiohttp's own is made at import).
+    tls = ssl.create_default_context() if base_url.startswith("https:") else None
+    connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=settings.concurrency,
+                                     ssl=tls or True)
     heartbeat = asyncio.ensure_future(_heartbeat())
     try:
         async with aiohttp.ClientSession(connector=connector, headers=headers, raise_for_status=False,
