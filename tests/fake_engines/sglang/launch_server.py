@@ -69,6 +69,9 @@ def child(role: str, stubborn: bool) -> None:
             grandchild = subprocess.Popen([sys.executable, __file__, "--child", "grandchild", "--stubborn"],
                                           start_new_session=True)
             record_pid(grandchild.pid)
+    started = os.environ.get("FAKE_SGLANG_PIDFILE")
+    if started:  # set up (signals ignored, grandchild started): the server may now say it is ready
+        open(f"{started}.{os.getppid()}.{role}", "w").close()
     while True:
         time.sleep(1)
 
@@ -239,6 +242,11 @@ def main() -> None:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     log("max_total_num_tokens=100000, chunked_prefill_size=8192, max_prefill_tokens=16384, "
         "max_running_requests=128, context_len=32768, available_gpu_mem=119.50 GB", ranks[0])
+    pidfile = os.environ.get("FAKE_SGLANG_PIDFILE")
+    waited = time.monotonic() + 30
+    while pidfile and time.monotonic() < waited and not all(
+            os.path.exists(f"{pidfile}.{os.getpid()}.{role}") for role in roles):
+        time.sleep(0.02)  # as SGLang, ready only once its scheduler and detokenizer processes are
     log("The server is fired up and ready to roll!")
     while True:
         time.sleep(1)
