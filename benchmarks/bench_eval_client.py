@@ -1,4 +1,4 @@
-"""Eval client throughput against a stub with a fixed per-request latency (issue 4).
+"""Eval client throughput against a stub with a fixed per-request latency (issues 4 and 13).
 
 1319 GSM8K questions at concurrency 64 and 128 against tests/stub_openai.py (--latency-s 0.05).
 Ideal wall time = ceil(n / c) x latency. Side by side in one run: harness's async client,
@@ -12,7 +12,13 @@ hardware, and on a 2-core box its event loop otherwise takes CPU from the client
 "head" is the time from the client's start to the first request the stub sees (connection set-up of the
 first wave: the stub accepts c connections).
 
+"handwritten" is the asyncio-streams client harness used before aiohttp (benchmarks/handwritten_client.py),
+run through the same run_eval. `--close` makes the stub close the connection after every response without
+saying so (no `Connection: close`), as some proxies do.
+
     HARNESS_DATA_DIR=../shared/data .venv/bin/python benchmarks/bench_eval_client.py [--repeats 3] [--pin]
+    # a realistic rate: 0.5 s per request at 64 in flight is 128 requests/s
+    .venv/bin/python benchmarks/bench_eval_client.py --latency-s 0.5 --concurrency 64 --only harness --only handwritten
 """
 
 from __future__ import annotations
@@ -63,6 +69,15 @@ def harness_client(url: str, concurrency: int) -> None:
     assert result.request_errors == 0 and result.metrics["accuracy"].value == 1.0
 
 
+def handwritten_client(url: str, concurrency: int) -> None:
+    from unittest import mock
+
+    import handwritten_client as handwritten
+
+    with mock.patch("harness.evals.runner.run_requests", handwritten.run_requests):
+        harness_client(url, concurrency)
+
+
 def thread_pool_client(url: str, concurrency: int) -> None:
     import requests
 
@@ -93,23 +108,26 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--latency-s", type=float, default=0.05)
     parser.add_argument("--pin", action="store_true", help="stub on CPU 0, clients on the other CPUs")
-    parser.add_argument("--only", choices=["harness", "thread-pool", "lm-eval"], action="append")
+    parser.add_argument("--only", choices=["harness", "handwritten", "thread-pool", "lm-eval"], action="append")
+    parser.add_argument("--concurrency", type=int, action="append", help="default: 64 and 128")
+    parser.add_argument("--close", action="store_true", help="the stub closes the connection after each response")
     args = parser.parse_args()
     cpus = sorted(os.sched_getaffinity(0))
     pin_stub: list[str] = []
     if args.pin and len(cpus) >= 2:
         pin_stub = ["taskset", "-c", str(cpus[0])]
         os.sched_setaffinity(0, set(cpus[1:]))
-    clients = {"harness": harness_client, "thread-pool": thread_pool_client}
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    clients = {"harness": harness_client, "handwritten": handwritten_client, "thread-pool": thread_pool_client}
     if importlib.util.find_spec("lm_eval"):
         clients["lm-eval"] = lm_eval_client
     clients = {name: client for name, client in clients.items() if not args.only or name in args.only}
     stub = subprocess.Popen([*pin_stub, sys.executable, str(ROOT / "tests" / "stub_openai.py"), "--latency-s",
-                             str(args.latency_s)], stdout=subprocess.PIPE, text=True)
+                             str(args.latency_s), *(["--close-after-response"] if args.close else [])], stdout=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{int(stub.stdout.readline().split()[-1])}"
     report = {}
     try:
-        for concurrency in (64, 128):
+        for concurrency in args.concurrency or (64, 128):
             ideal = math.ceil(N / concurrency) * args.latency_s
             row = {"ideal_s": round(ideal, 3)}
             for name, client in clients.items():
@@ -126,13 +144,15 @@ def main() -> None:
                              "wall_over_ideal": round(statistics.median(walls) / ideal, 3),
                              "server_span_median_s": round(statistics.median(spans), 3),
                              "span_over_ideal": round(statistics.median(spans) / ideal, 3),
-                             "head_median_s": round(statistics.median(heads), 3)}
+                             "head_median_s": round(statistics.median(heads), 3),
+                             "walls_s": [round(w, 3) for w in walls]}
             report[f"c={concurrency}"] = row
     finally:
         stub.kill()
         stub.wait()
     print(json.dumps({"questions": N, "latency_s": args.latency_s, "repeats": args.repeats, "cpus": len(cpus),
-                      "pinned": bool(pin_stub), **report}, indent=2))
+                      "pinned": bool(pin_stub), "stub_closes": args.close,
+                      **report}, indent=2))
 
 
 if __name__ == "__main__":

@@ -13,13 +13,14 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from harness.engines import get_engine
-from harness.engines.base import Engine, engine_version
+from harness.engines.base import Engine, ServerCommand, engine_version
 from harness.engines.devices import PeakSampler, assign, detect_vendor, used_by_device, wait_until_released
 from harness.engines.failures import classify
 from harness.engines.launcher import ServerProcess, launch, log_tail, teardown, wait_ready
@@ -35,6 +36,7 @@ from harness.results import (
     now_iso,
 )
 from harness.schedule import CellInterrupted
+from harness.transport import deadline, set_api_key
 
 Evaluator = Callable[[Cell, str, Path], dict[str, EvalResult]]
 
@@ -63,6 +65,7 @@ class RunOptions:
     evaluator: Evaluator = no_evals
     sample_interval_s: float = 0.5
     machine: dict[str, Any] = field(default_factory=dict)
+    api_key: str | None = None  # `harness run --api-key`: the servers require it, the evals send it
     # False when cells share GPUs (--share-gpus): a device's memory is then no one cell's, so neither the
     # sampler's peak nor the wait for the memory to come back says anything about this cell.
     exclusive_devices: bool = True
@@ -110,30 +113,79 @@ def materialize(cell: Cell, *, python: str = sys.executable, create: bool = True
 
 
 def run_cell(cell: Cell, run_dir: Path, options: RunOptions, devices: list[int] | None = None) -> CellResult:
-    """One cell, start to finish, on `devices` (the host scheduler's placement; by default the first GPUs)."""
+    """One cell, start to finish, on `devices` (the host scheduler's placement; by default the first GPUs).
+
+    Never raises but CellInterrupted: a failure of harness itself inside the cell (a bug, an engine that
+    cannot be started) makes the cell INFRA_ERROR with the traceback, and the run goes on."""
+    started_at, start = now_iso(), time.monotonic()
+    try:
+        return _run_cell(cell, run_dir, options, devices)
+    except CellInterrupted:
+        raise
+    except KeyboardInterrupt:  # before a server existed: nothing to tear down, nothing measured
+        raise CellInterrupted(_unlaunched(cell, CellError("interrupted", "interrupted before launch"), started_at,
+                                          start, options, devices)) from None
+    except LaunchFailed as failed:
+        return _unlaunched(cell, failed.error, started_at, start, options, devices)
+    except Exception as error:  # noqa: BLE001 - a harness bug must cost one cell, not the run
+        return _unlaunched(cell, internal_error(error), started_at, start, options, devices)
+
+
+class LaunchFailed(Exception):  # noqa: N818 - reads as what happened
+    def __init__(self, error: CellError):
+        super().__init__(error.message)
+        self.error = error
+
+
+def internal_error(error: BaseException) -> CellError:
+    """A failure of harness's own code, with its traceback, for the cell's result."""
+    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return CellError("harness_error", f"internal error in harness: {type(error).__name__}: {error}", trace)
+
+
+def _unlaunched(cell: Cell, error: CellError, started_at: str, start: float, options: RunOptions,
+                devices: list[int] | None) -> CellResult:
+    return CellResult(cell_id=cell.id, suite=cell.suite, status=STATUS_INFRA_ERROR, cell=cell.resolved(),
+                      timings={"total_s": round(time.monotonic() - start, 3)},
+                      machine={**options.machine, "devices": list(devices or [])},
+                      engine={"name": cell.engine, "version": None, "commit": None}, error=error,
+                      started_at=started_at, finished_at=now_iso())
+
+
+def _run_cell(cell: Cell, run_dir: Path, options: RunOptions, devices: list[int] | None) -> CellResult:
     cell = materialize(cell, python=options.python)
     engine = get_engine(cell.engine)
     cell_dir = run_dir / "cells" / cell_dir_name(cell.id)
     devices = assign(cell.gpus, cell.hardware.vendor) if devices is None else devices
-    command = engine.command(cell, python=options.python, port=free_port(), devices=devices)
+    command = server_command(engine, cell, python=options.python, port=free_port(), devices=devices,
+                             api_key=options.api_key)
     command = dataclasses.replace(command, env={**command.env, **engine.launch_env(cell, cell_dir)})
     measured_devices = devices if options.exclusive_devices else []
     used_before = used_by_device(measured_devices)
     started_at, start = now_iso(), time.monotonic()
     measured = _Measured()
     interrupted = False
-    server = launch(command, cell_dir / "server.log", ready_line=engine.ready_line)
+    try:
+        server = launch(command, cell_dir / "server.log", ready_line=engine.ready_line)
+    except OSError as error:  # no such interpreter, not executable: the engine cannot be started at all
+        raise LaunchFailed(CellError("launch_failed", f"cannot start {command.argv[0]}: {error.strerror or error}",
+                                     "")) from None
+    set_api_key(command.base_url, api_key_of(command.argv))
     sampler = PeakSampler(measured_devices, interval_s=options.sample_interval_s, pid=lambda: server.pid)
-    try:  # from here on, whatever happens (Ctrl-C included), the finally below tears the server down
+    try:  # from here on, whatever happens (a signal included), the finally below tears the server down
         sampler.start()
         _measure(cell, engine, server, cell_dir, options, measured)
     except KeyboardInterrupt:
         interrupted = True
-        measured.error = CellError("interrupted", "interrupted by the user (Ctrl-C)", log_tail(server))
+        measured.error = CellError("interrupted", "interrupted (a signal: Ctrl-C, SIGTERM or SIGHUP)",
+                                   log_tail(server))
+    except Exception as error:  # noqa: BLE001 - a harness bug: this cell fails, with what it measured
+        measured.error = internal_error(error)
     finally:
-        stopped = teardown(server, grace_s=min(5.0, cell.timeouts.teardown_s / 3))
+        stopped = _teardown_shielded(server, cell)
         peaks = sampler.stop()
         release = wait_until_released(measured_devices, used_before, timeout_s=cell.timeouts.teardown_s)
+        set_api_key(command.base_url, None)
     measured.timings.update(teardown_s=stopped.elapsed_s, release_wait_s=release["waited_s"],
                             total_s=round(time.monotonic() - start, 3))
     result = _assemble(cell, engine, server, measured, stopped, peaks, sampler.source, release, started_at, options,
@@ -141,6 +193,39 @@ def run_cell(cell: Cell, run_dir: Path, options: RunOptions, devices: list[int] 
     if interrupted:
         raise CellInterrupted(result)
     return result
+
+
+def _teardown_shielded(server: ServerProcess, cell: Cell):
+    """Teardown that a second interrupt cannot cut short: it is started again, as many times as it takes."""
+    while True:
+        try:
+            return teardown(server, grace_s=min(5.0, cell.timeouts.teardown_s / 3))
+        except KeyboardInterrupt:
+            continue
+
+
+def server_command(engine: Engine, cell: Cell, *, python: str, port: int, devices: list[int],
+                   api_key: str | None = None) -> ServerCommand:
+    """The engine's command for the cell, with `--api-key` when harness is given one (SGLang and vLLM)."""
+    command = engine.command(cell, python=python, port=port, devices=devices)
+    if api_key:
+        from harness.errors import ConfigError
+
+        if not engine.takes_api_key:
+            raise ConfigError(f"--api-key: the {engine.name} engine takes no API key")
+        command = dataclasses.replace(command, argv=(*command.argv, "--api-key", api_key))
+    return command
+
+
+def api_key_of(argv: tuple[str, ...]) -> str | None:
+    """The value of the server's last --api-key (argparse's rule), which every request to it must carry."""
+    found = None
+    for index, arg in enumerate(argv):
+        if arg == "--api-key" and index + 1 < len(argv):
+            found = argv[index + 1]
+        elif arg.startswith("--api-key="):
+            found = arg.split("=", 1)[1]
+    return found
 
 
 def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, options: RunOptions,
@@ -156,13 +241,17 @@ def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, 
     spec_before = engine.spec_state(base_url) if cell.spec != "none" else None
     eval_start = time.monotonic()
     try:
-        measured.evals = options.evaluator(cell, base_url, cell_dir)
+        with deadline(eval_start + cell.timeouts.eval_s):  # every request of every eval ends by then
+            measured.evals = options.evaluator(cell, base_url, cell_dir)
     except EvalInfraError as problem:
         measured.evals = problem.partial
-        died = _exits_soon(server)
+        died = problem.cause != "eval_timeout" and _exits_soon(server)
         measured.error = (_failure(server, exited=True) if died
                           else CellError(problem.cause, str(problem), log_tail(server)))
     measured.timings["eval_s"] = round(time.monotonic() - eval_start, 3)
+    if measured.error is None and measured.timings["eval_s"] > cell.timeouts.eval_s:
+        measured.error = CellError("eval_timeout", f"the evals took {measured.timings['eval_s']:.0f} s, "
+                                   f"over timeouts.eval_s = {cell.timeouts.eval_s:.0f} s", log_tail(server))
     if cell.spec != "none" and server.alive():
         spec_after = engine.spec_state(base_url)
         measured.spec_states = {"before": spec_before, "after": spec_after,

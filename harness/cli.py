@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 
 from harness import __version__
-from harness.errors import EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HarnessError
+from harness.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HarnessError
 
 EXIT_CODES_HELP = """exit codes:
   0    every gated figure passed (or improved, or has no baseline yet)
@@ -20,12 +22,21 @@ EXIT_CODES_HELP = """exit codes:
        accept length too low, or a model-loading failure the guarded fixes removed
   2    usage or configuration error (a protocol that differs from the baseline's, a failed preflight)
   3    infrastructure failure without regression (server crash, timeout, OOM, missing cell)
-  130  interrupted (Ctrl-C); what was measured is saved
+  4    internal error: a bug in harness outside any cell (traceback printed; what was measured is saved)
+  130  interrupted (Ctrl-C, SIGTERM or SIGHUP): servers torn down, what was measured is saved
 """
 
 
 ENGINE_VERSION_HELP = ("the SGLang release whose loader preflight predicts, e.g. 0.5.17 (default: the engine's "
                        "version in the engine's Python; the newest known release when it has none)")
+
+
+def finite_float(text: str) -> float:
+    """argparse's float, refusing nan and inf (a NaN alpha or temperature would pass every comparison)."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
 
 
 def _add_dirs(parser: argparse.ArgumentParser, *names: str) -> None:
@@ -66,6 +77,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dry-run", action="store_true", help="print each cell's server argv and env; launch nothing")
     run.add_argument("--run-id", help="name of reports/<run-id> (default: UTC time and suite)")
     run.add_argument("--python", help="the Python that runs the engine (default: this one)")
+    run.add_argument("--api-key", default=os.environ.get("HARNESS_API_KEY"),
+                     help="start servers with --api-key K and send it (default: $HARNESS_API_KEY)")
     run.add_argument("--no-preflight", action="store_true",
                      help="launch cells without checking their checkpoints first (preflight runs by default)")
     run.add_argument("--engine-version", metavar="V", help=ENGINE_VERSION_HELP)
@@ -92,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
     compare = commands.add_parser("compare", help="compare run B against run A (A/B of two builds)")
     compare.add_argument("run_a", type=Path)
     compare.add_argument("run_b", type=Path)
-    compare.add_argument("--alpha", type=float, help="significance level (default: run B's gate)")
+    compare.add_argument("--alpha", type=finite_float, help="significance level (default: run B's gate)")
     compare.add_argument("--json", action="store_true", help="print verdicts as JSON")
 
     baseline = commands.add_parser("baseline", help="manage baselines")
@@ -119,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--questions", type=int, help="number of questions (default: all)")
     evaluate.add_argument("--shots", type=int)
     evaluate.add_argument("--max-tokens", type=int)
-    evaluate.add_argument("--temperature", type=float)
+    evaluate.add_argument("--temperature", type=finite_float)
     evaluate.add_argument("--repeats", type=int, help="gpqa: repeats with reshuffled choices")
     evaluate.add_argument("--seed", type=int)
     evaluate.add_argument("--concurrency", type=int, default=128)
@@ -128,6 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--model", help="the model name to send (default: the server's first /v1/models id)")
     evaluate.add_argument("--backend", choices=("harness", "lm-eval"), default="harness",
                           help="lm-eval runs the same eval through lm_eval.simple_evaluate (optional extra)")
+    evaluate.add_argument("--api-key", default=os.environ.get("HARNESS_API_KEY"),
+                          help="sent as 'Authorization: Bearer K' (default: $HARNESS_API_KEY)")
     evaluate.add_argument("--json", action="store_true", help="print the result in the result schema")
 
     data = commands.add_parser("data", help="datasets: fetch into the cache and verify")
@@ -174,8 +189,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Every way out is an exit code of EXIT_CODES_HELP: exit 1 means a regression and nothing else."""
+    from harness import interrupts, secrets
+
+    secrets.register_environment()
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = secrets.RedactingStream(stdout), secrets.RedactingStream(stderr)
+    try:
+        with interrupts.installed():
+            return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = stdout, stderr
+
+
+def _main(argv: Sequence[str] | None) -> int:
+    args = build_parser().parse_args(argv)  # --help exits 0, a usage error 2 (argparse's SystemExit)
     from harness import commands
 
     handler = {
@@ -190,11 +218,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     except HarnessError as error:
         print(f"harness: error: {error}", file=sys.stderr)
         return error.exit_code
-    except KeyboardInterrupt:
-        print("harness: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as interrupt:
+        print(f"harness: interrupted{f' ({interrupt})' if str(interrupt) else ''}", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:
         return EXIT_OK
+    except Exception as error:  # noqa: BLE001 - a bug in harness: never exit 1, the regression code
+        report_internal_error(error)
+        return EXIT_INTERNAL
+
+
+def report_internal_error(error: BaseException) -> None:
+    import traceback
+
+    traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    print(f"harness: internal error (a bug in harness, exit {EXIT_INTERNAL}): {type(error).__name__}: {error}",
+          file=sys.stderr)
 
 
 def print_json(document: object) -> None:

@@ -7,6 +7,7 @@ import dataclasses
 import datetime as _dt
 import json
 import os
+import re
 import sys
 from dataclasses import asdict
 from pathlib import Path
@@ -22,14 +23,14 @@ from harness.baselines import (
 )
 from harness.compare import Verdict, compare_results, exit_code
 from harness.engines import get_engine
-from harness.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, ConfigError
+from harness.errors import EXIT_INFRA, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, ConfigError, HarnessError
 from harness.fixes import FIXES
 from harness.matrix import Cell, expand, select
-from harness.pipeline import Plan, conclude, make_run_dir, new_run_id, plan, run_cells
-from harness.protocols import EvalConfig, protocol_differences, protocol_of
+from harness.pipeline import Plan, check_baselines, conclude, make_run_dir, new_run_id, plan, run_cells
+from harness.protocols import EvalConfig
 from harness.report import render_console
 from harness.results import CellResult, load_run, now_iso
-from harness.strict import Where, did_you_mean
+from harness.strict import Where
 from harness.suite import GateSettings, load_suite
 
 DRY_RUN_PORT = 30000  # SGLang's default; a real launch takes a free port
@@ -74,36 +75,69 @@ def _fresh_plan(args: argparse.Namespace) -> tuple[Plan, str, None]:
     if args.shard:
         the_plan = _shard_of(the_plan, args.shard, args.durations_from)
     shard_suffix = f"-shard{args.shard.replace('/', 'of')}" if args.shard else ""
-    return the_plan, args.run_id or new_run_id(the_plan.suite.name) + shard_suffix, None
+    return the_plan, checked_run_id(args.run_id) or new_run_id(the_plan.suite.name) + shard_suffix, None
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from harness import rundir
+    """Run the plan's cells. Once the run directory exists every way out (the end, a signal, a bug in
+    harness) tears the servers down and writes results.json, summary.md and junit.xml from what was measured."""
+    from harness import interrupts, rundir
+    from harness.engines.devices import discover
 
     the_plan, run_id, run_dir = _resumed_plan(args) if args.resume else _fresh_plan(args)
     if args.dry_run:
-        _print_dry_run(the_plan.cells)
+        _print_dry_run(the_plan.cells, api_key=args.api_key)
         return EXIT_OK
-    from harness.cellrun import RunOptions, materialize, run_cell
-    from harness.engines.devices import discover
-    from harness.machine import machine_info
-
+    _sweep_leftovers()
+    gpus, runtime = discover()
+    if args.share_gpus < 1:
+        raise ConfigError(f"--share-gpus {args.share_gpus}: must be at least 1")
+    host_gpus = _host_gpus(args.gpus, gpus, the_plan.suite) * args.share_gpus
     if run_dir is None:
         run_dir = make_run_dir(args.reports_dir, run_id)
         rundir.write_plan(run_dir, run_id=run_id, suite=the_plan.suite.name, cells=[c.id for c in the_plan.cells],
                           shard=args.shard)
-    gpus, runtime = discover()
-    if args.share_gpus < 1:
-        raise ConfigError(f"--share-gpus {args.share_gpus}: must be at least 1")
-    options = RunOptions(python=args.python or sys.executable, machine=machine_info(gpus, runtime),
-                         evaluator=_evaluator(), exclusive_devices=args.share_gpus == 1)
     started_at = now_iso()
+    machine: dict = {}
+    interrupted, failure = False, None
+    try:
+        machine = _execute(args, the_plan, run_dir, host_gpus, (gpus, runtime))
+    except KeyboardInterrupt:
+        interrupted = True
+    except Exception as error:  # noqa: BLE001 - a harness bug outside the cells: reported after the reports
+        failure = error
+    with interrupts.deferred():  # a signal now would only cut the reports short
+        run = _conclude_with_what_exists(the_plan, run_id, run_dir, started_at, machine)
+    print(f"reports: {run_dir}/ (results.json, summary.md, junit.xml)")
+    if failure is not None:
+        if isinstance(failure, HarnessError):
+            raise failure
+        from harness.cli import report_internal_error
+
+        report_internal_error(failure)
+        return EXIT_INTERNAL
+    if interrupted or interrupts.received():
+        print(f"harness: interrupted ({interrupts.received() or 'SIGINT'}); servers torn down, the cells measured "
+              f"so far are saved (harness run --resume {run_dir})", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return run.exit_code if run is not None else EXIT_INTERNAL
+
+
+def _execute(args: argparse.Namespace, the_plan: Plan, run_dir: Path, host_gpus: list[int],
+             discovered: tuple[list[dict], dict]) -> dict:
+    """Preflight and run the cells not finished yet; returns the machine description."""
+    from harness import rundir
+    from harness.cellrun import RunOptions, materialize, run_cell
+    from harness.machine import machine_info
+
+    options = RunOptions(python=args.python or sys.executable, machine=machine_info(*discovered),
+                         evaluator=_evaluator(), api_key=args.api_key, exclusive_devices=args.share_gpus == 1)
     kept = {}
     if args.resume:
         kept = {cell_id: result for cell_id, result in rundir.read_results(run_dir).items()
                 if rundir.finished(result, retry_failed=args.retry_failed)}
     to_run = [cell for cell in the_plan.cells if cell.id not in kept]
-    print(f"harness: run {run_id}: {len(to_run)} cell(s) of suite {the_plan.suite.name}"
+    print(f"harness: run {run_dir.name}: {len(to_run)} cell(s) of suite {the_plan.suite.name}"
           + (f" ({len(kept)} finished earlier, kept)" if kept else ""), file=sys.stderr)
     _prepare_local_checkpoints(to_run, options.python)
     # As they will run here: `vendor: auto` decided (a CPU machine's cells hold no GPUs), local paths resolved.
@@ -121,19 +155,54 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = run_cell(cell, cell_run_dir, options, devices=devices)
         return result if check is None else with_preflight(result, cell, check)
 
-    host_gpus = _host_gpus(args.gpus, gpus, the_plan.suite) * args.share_gpus
-    results, interrupted = run_cells(to_run, run_dir, checked_run_cell, host_gpus, max_parallel=args.max_parallel,
-                                     progress=lambda line: print(f"harness: {line}", file=sys.stderr, flush=True))
-    order = {cell.id: index for index, cell in enumerate(the_plan.cells)}
-    everything = sorted([*kept.values(), *results], key=lambda r: order[r.cell_id])
-    run, verdicts = conclude(the_plan, run_id, run_dir, everything, started_at=started_at, machine=options.machine)
-    print(render_console(verdicts, run.exit_code), end="")
-    print(f"reports: {run_dir}/ (results.json, summary.md, junit.xml)")
+    _, interrupted = run_cells(to_run, run_dir, checked_run_cell, host_gpus, max_parallel=args.max_parallel,
+                               progress=lambda line: print(f"harness: {line}", file=sys.stderr, flush=True))
     if interrupted:
-        print(f"harness: interrupted; the cells measured so far are saved (harness run --resume {run_dir})",
-              file=sys.stderr)
-        return EXIT_INTERRUPTED
-    return run.exit_code
+        raise KeyboardInterrupt
+    return options.machine
+
+
+def _conclude_with_what_exists(the_plan: Plan, run_id: str, run_dir: Path, started_at: str, machine: dict):
+    """Compare and report every cell result on disk (each was written as its cell finished); None when even
+    that failed (the error is printed, results.json then lists the results without verdicts)."""
+    from harness import rundir
+    from harness.results import RunResult, write_run
+
+    results: list[CellResult] = []
+    try:
+        order = {cell.id: index for index, cell in enumerate(the_plan.cells)}
+        results = sorted((r for r in rundir.read_results(run_dir).values() if r.cell_id in order),
+                         key=lambda r: order[r.cell_id])
+        run, verdicts = conclude(the_plan, run_id, run_dir, results, started_at=started_at, machine=machine)
+    except Exception as error:  # noqa: BLE001 - a bug in comparing or reporting: keep the results regardless
+        from harness.cli import report_internal_error
+
+        report_internal_error(error)
+        write_run(run_dir, RunResult(run_id=run_id, suite=the_plan.suite.name,
+                                     planned=tuple(c.id for c in the_plan.cells), cells=tuple(results),
+                                     exit_code=EXIT_INTERNAL, machine=machine, started_at=started_at,
+                                     finished_at=now_iso()))
+        return None
+    print(render_console(verdicts, run.exit_code), end="")
+    return run
+
+
+def _sweep_leftovers() -> None:
+    """Servers a killed harness left on this host (harness.engines.leftovers) are torn down first."""
+    from harness.engines import leftovers
+
+    leftovers.sweep(say=lambda line: print(f"harness: leftovers: {line}", file=sys.stderr, flush=True))
+
+
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
+
+
+def checked_run_id(run_id: str | None) -> str | None:
+    """--run-id names one directory under reports/: a plain name, never a path out of it."""
+    if run_id is not None and (not RUN_ID.fullmatch(run_id) or ".." in run_id):
+        raise ConfigError(f"--run-id {run_id!r}: expected a plain name (letters, digits, '.', '_', '+', '-'; "
+                          f"at most 128; no '/' or '..'), as it names reports/<run-id>/")
+    return run_id
 
 
 def _host_gpus(flag: str | None, discovered: list[dict], suite) -> list[int]:
@@ -188,7 +257,7 @@ def cmd_merge(args: argparse.Namespace) -> int:
     """Shard runs merged into one run, compared and reported as one."""
     from harness import rundir
 
-    run_id = args.run_id or f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-merged"
+    run_id = checked_run_id(args.run_id) or f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-merged"
     target = make_run_dir(args.reports_dir, run_id)
     suite, planned, results, machines = rundir.merge(args.runs, target)
     the_plan = plan(suite, suites_dir=args.suites_dir, baselines_dir=args.baselines_dir, cell_patterns=None)
@@ -245,19 +314,24 @@ def _evaluator():
     return run_cell_evals
 
 
-def _print_dry_run(cells: list[Cell]) -> None:
-    from harness.cellrun import materialize
+def _print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
+    import shlex
+
+    from harness import secrets
+    from harness.cellrun import materialize, server_command
 
     for index, cell in enumerate(cells):
         cell = materialize(cell, create=False)
         engine = get_engine(cell.engine)
-        command = engine.command(cell, python=sys.executable, port=DRY_RUN_PORT, devices=list(range(cell.gpus)))
+        command = server_command(engine, cell, python=sys.executable, port=DRY_RUN_PORT,
+                                 devices=list(range(cell.gpus)), api_key=api_key)
+        secrets.register_env(command.env)
         if index:
             print()
         print(_describe_cell(cell))
-        for key, value in sorted(command.env.items()):
+        for key, value in sorted(secrets.redact_env(command.env).items()):
             print(f"  env  {key}={value}")
-        print(f"  argv {command.display()}")
+        print(f"  argv {shlex.join(secrets.redact_argv(command.argv))}")
     print(f"\n{len(cells)} cell(s); nothing launched (a real run picks a free port instead of {DRY_RUN_PORT})")
 
 
@@ -276,39 +350,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
     baseline_files = sorted(args.baselines_dir.glob("*.yaml"))
     for path in baseline_files:
         baselines = load_baselines(path, must_exist=True)
-        entry_count += _check_baselines_against_suite(baselines, suites)
+        entry_count += check_baselines(baselines, suites)
         print(f"ok  {path}: {sum(len(m) for m in baselines.cells.values())} entries over {len(baselines.cells)} cells")
     print(f"checked {len(suites)} suites ({cell_count} cells) and {len(baseline_files)} baseline files "
           f"({entry_count} entries): no problems")
     return EXIT_OK
-
-
-def _check_baselines_against_suite(baselines: Baselines, suites: dict[str, dict[str, Cell]]) -> int:
-    where = Where(str(baselines.path))
-    if baselines.suite not in suites:
-        raise where.error(f"no suite '{baselines.suite}'{did_you_mean(baselines.suite, suites)}")
-    cells = suites[baselines.suite]
-    count = 0
-    for cell_id, metrics in baselines.cells.items():
-        if cell_id not in cells:
-            raise where.key("cells").key(cell_id).error(
-                f"no such cell in suite '{baselines.suite}'{did_you_mean(cell_id, cells)}"
-            )
-        declared = {e.name: protocol_of(e) for e in cells[cell_id].evals}
-        for metric, entry in metrics.items():
-            count += 1
-            if entry.protocol is None:
-                continue
-            eval_name = metric.split(".", 1)[0]
-            metric_where = where.key("cells").key(cell_id).key(metric)
-            if eval_name not in declared:
-                raise metric_where.error(f"the suite runs no '{eval_name}' eval for this cell")
-            differences = protocol_differences(declared[eval_name], entry.protocol, result_may_be_unknown=True)
-            if differences:
-                raise metric_where.key("protocol").error(
-                    "differs from the suite's, so the gate could never compare: " + "; ".join(differences)
-                )
-    return count
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -416,9 +462,11 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
 def cmd_eval(args: argparse.Namespace) -> int:
     from harness.evals.runner import EvalInfraError, run_eval, served_model
     from harness.results import cell_result_to_dict
+    from harness.transport import set_api_key
 
     config = eval_config_from_args(args)
     base_url = args.base_url.rstrip("/")
+    set_api_key(base_url, args.api_key)
     model = args.model or served_model(base_url, "default")
     try:
         if args.backend == "lm-eval":

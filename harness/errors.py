@@ -10,6 +10,7 @@ EXIT_OK = 0
 EXIT_REGRESSION = 1
 EXIT_USAGE = 2
 EXIT_INFRA = 3
+EXIT_INTERNAL = 4  # a bug in harness itself, outside any cell; what was measured is still written
 EXIT_INTERRUPTED = 130
 
 

@@ -16,8 +16,10 @@ from harness.baselines import Baselines, baseline_path, load_baselines
 from harness.compare import Verdict, compare_results, exit_code
 from harness.errors import ConfigError
 from harness.matrix import Cell, expand, select
+from harness.protocols import protocol_differences, protocol_of
 from harness.report import write_reports
 from harness.results import CellResult, RunResult, now_iso, write_cell_result
+from harness.strict import Where, did_you_mean
 from harness.suite import Suite, find_suite, load_suite
 
 if TYPE_CHECKING:
@@ -35,8 +37,45 @@ class Plan:
 
 def plan(suite_name: str, *, suites_dir: Path, baselines_dir: Path, cell_patterns: list[str] | None) -> Plan:
     suite = load_suite(find_suite(suite_name, suites_dir))
-    cells = select(expand(suite), cell_patterns)
-    return Plan(suite, cells, load_baselines(baseline_path(baselines_dir, suite.baselines)))
+    every_cell = expand(suite)
+    baselines = load_baselines(baseline_path(baselines_dir, suite.baselines))
+    if baselines.cells:
+        # `harness validate`'s check: a baseline whose cell is gone is an error, not a gate silently off.
+        # A suite gated against another suite's baselines (local-defects) is checked against that suite.
+        owner = every_cell if suite.baselines == suite.name else expand(load_suite(find_suite(suite.baselines,
+                                                                                              suites_dir)))
+        check_baselines(baselines, {baselines.suite: {cell.id: cell for cell in owner}})
+    return Plan(suite, select(every_cell, cell_patterns), baselines)
+
+
+def check_baselines(baselines: Baselines, suites: dict[str, dict[str, Cell]]) -> int:
+    """Every baseline entry names a cell and an eval protocol of its suite; returns how many entries there are.
+    A baseline whose cell no longer exists is an error, never silently ignored (its gate would be off)."""
+    where = Where(str(baselines.path))
+    if baselines.suite not in suites:
+        raise where.error(f"no suite '{baselines.suite}'{did_you_mean(baselines.suite, suites)}")
+    cells = suites[baselines.suite]
+    count = 0
+    for cell_id, metrics in baselines.cells.items():
+        if cell_id not in cells:
+            raise where.key("cells").key(cell_id).error(
+                f"no such cell in suite '{baselines.suite}'{did_you_mean(cell_id, cells)}"
+            )
+        declared = {e.name: protocol_of(e) for e in cells[cell_id].evals}
+        for metric, entry in metrics.items():
+            count += 1
+            if entry.protocol is None:
+                continue
+            eval_name = metric.split(".", 1)[0]
+            metric_where = where.key("cells").key(cell_id).key(metric)
+            if eval_name not in declared:
+                raise metric_where.error(f"the suite runs no '{eval_name}' eval for this cell")
+            differences = protocol_differences(declared[eval_name], entry.protocol, result_may_be_unknown=True)
+            if differences:
+                raise metric_where.key("protocol").error(
+                    "differs from the suite's, so the gate could never compare: " + "; ".join(differences)
+                )
+    return count
 
 
 def new_run_id(suite: str) -> str:

@@ -8,6 +8,7 @@ with the `harness upgrade` command that rewrites them, so a migration is always 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Callable
@@ -39,9 +40,11 @@ def read_document(path: Path) -> Any:
         text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such file") from None
+    from harness import strict
+
     try:
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (json.JSONDecodeError, yaml.YAMLError) as error:
+        return strict.load_json(text) if path.suffix == ".json" else strict.load_yaml(text)
+    except (ValueError, yaml.YAMLError) as error:  # json.JSONDecodeError and DocumentTooComplex are ValueErrors
         raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
                           f"{' '.join(str(error).split())}") from None
 
@@ -101,8 +104,28 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, document: Any) -> None:
-    write_atomic(path, json.dumps(document, indent=2, sort_keys=False) + "\n")
+    from harness.secrets import redact_document
+
+    document = redact_document(document)
+    try:
+        text = json.dumps(document, indent=2, sort_keys=False, allow_nan=False)
+    except ValueError:  # a NaN or infinity got through: written as null, never as bare NaN (not JSON)
+        text = json.dumps(_finite(document), indent=2, sort_keys=False)
+    write_atomic(path, text + "\n")
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    return value
 
 
 def write_yaml(path: Path, document: Any) -> None:
+    from harness.secrets import redact_document
+
+    document = redact_document(document)
     write_atomic(path, yaml.safe_dump(document, sort_keys=False, default_flow_style=False, width=100))

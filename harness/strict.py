@@ -8,11 +8,21 @@ A typo must never silently disable a gate, so nothing here ignores a key.
 from __future__ import annotations
 
 import difflib
+import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from harness.errors import ConfigError
+
+# Bounds on what a document may expand to: a YAML alias "bomb" (each alias naming a list of the previous
+# one) stays small as text and as shared Python objects, but anything that walks it (str(), json.dumps)
+# grows without end; 50k levels of nesting exhaust the recursion limit of any recursive reader.
+MAX_DEPTH = 64
+MAX_EXPANDED_NODES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -93,6 +103,9 @@ def integer(value: Any, where: Where, *, minimum: int | None = None) -> int:
 def number(value: Any, where: Where, *, minimum: float | None = None, maximum: float | None = None) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise where.error(f"expected a number, got {_type_name(value)}")
+    if not math.isfinite(value):
+        # NaN compares false with everything: a NaN baseline or tolerance would switch the gate off.
+        raise where.error(f"expected a finite number, got {value}")
     if minimum is not None and value < minimum:
         raise where.error(f"expected a number >= {minimum}, got {value}")
     if maximum is not None and value > maximum:
@@ -135,3 +148,90 @@ def choice(value: Any, where: Where, *, what: str, choices: Iterable[str]) -> st
     if text not in choices:
         raise unknown_choice(where, what, text, choices)
     return text
+
+
+# --- bounded parsing --------------------------------------------------------------------------------------
+
+class DocumentTooComplex(ValueError):
+    """A document nested deeper or expanding to more nodes than any harness file needs."""
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """yaml.SafeLoader that refuses documents nested deeper than MAX_DEPTH or expanding (aliases followed)
+    to more than MAX_EXPANDED_NODES nodes, before anything is constructed."""
+
+    def __init__(self, stream: str):
+        super().__init__(stream)
+        self._depth = 0
+        self._expanded = 0
+        self._sizes: dict[int, int] = {}
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            anchor = self.peek_event().anchor
+            if anchor in self.anchors:
+                self._count(self._size(self.anchors[anchor]))
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise DocumentTooComplex(f"nested deeper than {MAX_DEPTH} levels")
+        self._count(1)
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def _count(self, nodes: int) -> None:
+        self._expanded += nodes
+        if self._expanded > MAX_EXPANDED_NODES:
+            raise DocumentTooComplex(f"expands to more than {MAX_EXPANDED_NODES} nodes (YAML aliases?)")
+
+    def _size(self, node: yaml.Node) -> int:
+        """Nodes under `node` with aliases expanded (the depth bound keeps this recursion short)."""
+        key = id(node)
+        if key not in self._sizes:
+            if isinstance(node, yaml.SequenceNode):
+                children = node.value
+            elif isinstance(node, yaml.MappingNode):
+                children = [part for pair in node.value for part in pair]
+            else:
+                children = []
+            self._sizes[key] = min(1 + sum(self._size(child) for child in children), MAX_EXPANDED_NODES + 1)
+        return self._sizes[key]
+
+
+def load_yaml(text: str) -> Any:
+    """yaml.safe_load with bounded depth and alias expansion. Raises yaml.YAMLError or DocumentTooComplex."""
+    loader = _BoundedLoader(text)
+    try:
+        return loader.get_single_data()
+    except RecursionError:
+        raise DocumentTooComplex("nested too deeply") from None
+    finally:
+        loader.dispose()
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def load_json(text: str | bytes) -> Any:
+    """json.loads that refuses NaN and Infinity (not JSON) and documents nested deeper than MAX_DEPTH.
+    Raises ValueError (json.JSONDecodeError or DocumentTooComplex)."""
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise DocumentTooComplex("nested too deeply") from None
+    check_depth(document)
+    return document
+
+
+def check_depth(document: Any, limit: int = MAX_DEPTH) -> None:
+    """Raise DocumentTooComplex when containers nest deeper than `limit` (iterative: no recursion)."""
+    stack = [(document, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, (dict, list)):
+            if depth > limit:
+                raise DocumentTooComplex(f"nested deeper than {limit} levels")
+            stack.extend((item, depth + 1) for item in (value.values() if isinstance(value, dict) else value))

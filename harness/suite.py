@@ -14,7 +14,7 @@ import yaml
 
 from harness import strict
 from harness.axes import DEFAULT_EAGLE_PARAMS, QUANT_KINDS, SPEC_KINDS
-from harness.engines import ENGINES, managed_flags
+from harness.engines import ENGINES, refused_flag
 from harness.errors import ConfigError
 from harness.fixes import FIXES
 from harness.metrics import METRICS, MetricKind
@@ -141,10 +141,10 @@ def load_suite(path: Path) -> Suite:
     """Read and strictly validate one suite file (matrix combinations are checked on expansion)."""
     where = Where(str(path))
     try:
-        document = yaml.safe_load(path.read_text())
+        document = strict.load_yaml(path.read_text())
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such suite file") from None
-    except yaml.YAMLError as error:
+    except (yaml.YAMLError, strict.DocumentTooComplex) as error:
         raise ConfigError(f"{path}: not valid YAML: {_one_line(error)}") from None
     return _parse_suite(document, path, where)
 
@@ -194,7 +194,7 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
     return Suite(
         name=name,
         path=path,
-        description=str(doc.get("description", "")),
+        description=strict.string(doc["description"], where.key("description")) if "description" in doc else "",
         engine=engine,
         hardware=_parse_hardware(doc.get("hardware", {}), where.key("hardware")),
         timeouts=_parse_timeouts(doc.get("timeouts", {}), where.key("timeouts")),
@@ -242,12 +242,13 @@ def _parse_timeouts(value: Any, where: Where) -> Timeouts:
 def _parse_server(value: Any, where: Where, engine: str) -> ServerSettings:
     doc = strict.mapping(value, where, allowed=("args", "env"))
     args = strict.string_list(doc.get("args", []), where.key("args"))
-    managed = managed_flags(engine)  # the engine owns the flags the matrix sets
-    for i, arg in enumerate(args):
-        flag = arg.split("=", 1)[0]
-        if flag in managed:
+    for i, arg in enumerate(args):  # the engine owns the flags the matrix sets, however they are spelled
+        managed = refused_flag(engine, arg)
+        if managed is not None:
+            flag = arg.split("=", 1)[0]
+            spelled = "" if flag == managed else f" (argparse reads it as '{managed}')"
             raise where.key("args").key(i).error(
-                f"'{flag}' is set by the harness from the matrix and the model; remove it here"
+                f"'{flag}'{spelled} is set by the harness from the matrix and the model; remove it here"
             )
     return ServerSettings(args, strict.string_map(doc.get("env", {}), where.key("env")))
 
@@ -364,8 +365,9 @@ def _parse_model(value: Any, where: Where, engine: str) -> Model:
         required=("id", "checkpoints"),
     )
     model_id = strict.string(doc["id"], where.key("id"))
-    if "/" in model_id or " " in model_id:
-        raise where.key("id").error(f"'{model_id}' must not contain '/' or spaces (it is part of cell ids)")
+    if "/" in model_id or any(ch.isspace() or not ch.isprintable() for ch in model_id):
+        raise where.key("id").error(f"{model_id!r} must not contain '/', spaces or control characters "
+                                    f"(it is part of cell ids, directory names and report tables)")
     checkpoints_where = where.key("checkpoints")
     checkpoints_doc = strict.mapping(doc["checkpoints"], checkpoints_where, allowed=QUANT_KINDS)
     if not checkpoints_doc:

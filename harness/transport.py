@@ -1,43 +1,109 @@
 """The only module that speaks HTTP to servers: readiness probes, server info, and the eval client.
 
-Readiness and info calls are small synchronous GETs (stdlib); the eval client is asynchronous,
-with one keep-alive HTTP/1.1 connection per worker, so that the server, never the client, is the
-bottleneck.
+Readiness and info calls are small synchronous GETs (stdlib); the eval client is asynchronous (aiohttp):
+bounded concurrency over keep-alive HTTP/1.1 connections, plain HTTP or HTTPS, with the server's API key
+when it has one. Every call obeys the deadline of the eval it runs in (`deadline`), so that a cell's
+`timeouts.eval_s` holds whatever its evals do.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
+import email.utils
 import hashlib
 import json
 import random
+import ssl
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+# --- where requests go: API keys per server, and the eval deadline ------------------------------------
+
+_API_KEYS: dict[str, str] = {}  # "scheme://host:port" -> the key that server was started with
+_DEADLINE: contextvars.ContextVar[float | None] = contextvars.ContextVar("harness_eval_deadline", default=None)
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def set_api_key(base_url: str, api_key: str | None) -> None:
+    """Send `Authorization: Bearer <api_key>` with every request to this server (None: forget it)."""
+    from harness import secrets
+
+    if api_key:
+        secrets.register(api_key)
+        _API_KEYS[_origin(base_url)] = api_key
+    else:
+        _API_KEYS.pop(_origin(base_url), None)
+
+
+def _auth_headers(url: str) -> dict[str, str]:
+    key = _API_KEYS.get(_origin(url))
+    return {"Authorization": f"Bearer {key}"} if key else {}
+
+
+@contextlib.contextmanager
+def deadline(at: float) -> Iterator[None]:
+    """Every request made inside (this thread, its event loops) ends by `at` (time.monotonic())."""
+    current = _DEADLINE.get()
+    token = _DEADLINE.set(at if current is None else min(at, current))
+    try:
+        yield
+    finally:
+        _DEADLINE.reset(token)
+
+
+def _remaining(timeout: float) -> float:
+    """`timeout`, cut to what is left before the deadline (never below zero)."""
+    at = _DEADLINE.get()
+    return timeout if at is None else max(0.0, min(timeout, at - time.monotonic()))
+
+
+class DeadlineExceeded(Exception):  # noqa: N818 - reads as what happened
+    """The eval's deadline passed; `responses` are those that had come back by then, in request order."""
+
+    def __init__(self, responses: list[Response]):
+        super().__init__(f"deadline passed with {len(responses)} responses")
+        self.responses = responses
+
+
+# --- small synchronous calls ----------------------------------------------------------------------------
 
 def http_get(url: str, *, timeout: float = 5.0) -> tuple[int, str]:
-    """(status, body) of a GET; status 0 when nothing answered."""
+    """(status, body) of a GET; status 0 when nothing answered (or the eval's deadline has passed)."""
+    timeout = _remaining(timeout)
+    if timeout <= 0:
+        return 0, ""
+    request = urllib.request.Request(url, headers=_auth_headers(url))
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310 - loopback servers only
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - servers under test
             return response.status, response.read().decode("utf-8", "replace")
     except urllib.error.HTTPError as error:
         return error.code, error.read().decode("utf-8", "replace") if error.fp else ""
-    except (urllib.error.URLError, OSError, TimeoutError):
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError):
         return 0, ""
 
 
 def get_json(url: str, *, timeout: float = 5.0) -> Any | None:
+    """The JSON body of a 200 answer; None for anything else (including NaN and absurd nesting)."""
+    from harness.strict import load_json
+
     status, body = http_get(url, timeout=timeout)
     if status != 200:
         return None
     try:
-        return json.loads(body)
-    except json.JSONDecodeError:
+        return load_json(body)
+    except ValueError:
         return None
 
 
@@ -105,157 +171,177 @@ class ClientSettings:
     retries: int = 3
     backoff_s: float = 0.5
     max_errors: int | None = None  # stop sending once this many requests have failed
+    max_retry_after_s: float = 60.0  # a server's Retry-After is honoured up to this
 
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 
 
-class _RetryableError(Exception):
-    """A connection-level failure: worth a retry on a fresh connection."""
+class MalformedResponse(ValueError):
+    """A 200 answer whose body is not a completion: a failed request, never an answer scored wrong."""
 
 
-def _response_text(path: str, body: dict[str, Any]) -> tuple[str, int | None]:
-    choice = body["choices"][0]
-    text = choice["message"]["content"] if "/chat/" in path else choice["text"]
-    usage = body.get("usage") or {}
-    return text or "", usage.get("completion_tokens")
+def parse_completion(path: str, body: bytes | str) -> tuple[str, int | None]:
+    """(text, completion tokens) of a completion response, checked by shape: every field the scorer or the
+    metrics read must have its type. Raises MalformedResponse."""
+    from harness.strict import load_json
+
+    try:
+        document = load_json(body)
+    except ValueError as problem:
+        raise MalformedResponse(f"not JSON: {_short(problem)}") from None
+    choices = document.get("choices") if isinstance(document, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise MalformedResponse("no choices[0]")
+    choice = choices[0]
+    if "/chat/" in path:
+        message = choice.get("message")
+        if not isinstance(message, dict):
+            raise MalformedResponse("choices[0].message is not an object")
+        text = message.get("content")
+        if text is None and isinstance(message.get("reasoning_content"), str):
+            text = ""  # thought until max_tokens and never answered: an invalid answer, as SGLang scores it
+    else:
+        text = choice.get("text")
+    if not isinstance(text, str):
+        raise MalformedResponse(f"the answer text is {_json_type(text)}, not a string")
+    usage = document.get("usage")
+    if usage is not None and not isinstance(usage, dict):
+        raise MalformedResponse(f"usage is {_json_type(usage)}, not an object")
+    tokens = (usage or {}).get("completion_tokens")
+    if tokens is not None and (not isinstance(tokens, int) or isinstance(tokens, bool) or tokens < 0):
+        raise MalformedResponse(f"usage.completion_tokens is {tokens!r}, not a count")
+    return text, tokens
 
 
-class _Connection:
-    """One keep-alive HTTP/1.1 connection. A hand-written client, because a general one (aiohttp) spends
-    ~0.4 ms of CPU per request: at 1319 questions x 128 in flight on 2 cores, the client became the
-    bottleneck (benchmarks/bench_eval_client.py)."""
+def _json_type(value: Any) -> str:
+    return {type(None): "null", bool: "a boolean", int: "a number", float: "a number", str: "a string",
+            list: "a list", dict: "an object"}.get(type(value), type(value).__name__)
 
-    def __init__(self, host: str, port: int):
-        self.host, self.port = host, port
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
 
-    async def close(self) -> None:
-        if self.writer is not None:
-            self.writer.close()
-            try:
-                await self.writer.wait_closed()
-            except (OSError, ConnectionError):
-                pass
-        self.reader = self.writer = None
+def _short(problem: BaseException) -> str:
+    return " ".join(str(problem).split())[:200]
 
-    async def post(self, path: str, payload: bytes) -> tuple[int, bytes]:
+
+def retry_after_s(value: str | None, *, now: float | None = None) -> float | None:
+    """A Retry-After header in seconds: delta-seconds or an HTTP date (RFC 9110); None when absent or bad."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def _backoff(settings: ClientSettings, attempt: int, retry_after: float | None) -> float:
+    wait = settings.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random())
+    if retry_after is not None:
+        wait = max(wait, min(retry_after, settings.max_retry_after_s))
+    return wait
+
+
+async def _post_once(session: Any, url: str, payload: bytes, timeout_s: float) -> tuple[int, bytes, str | None]:
+    """One POST, retried at once (not counted as an attempt) when a kept-alive connection turns out to have
+    been closed by the server before it answered: a server that closes after each response costs nothing."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=timeout_s)
+    for fresh_try in (False, True):
         try:
-            if self.writer is None:
-                self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
-            head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\nContent-Type: application/json\r\n"
-                    f"Accept: application/json\r\nContent-Length: {len(payload)}\r\n\r\n").encode()
-            self.writer.write(head + payload)
-            return await self._read_response()
-        except (OSError, ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError) as problem:
-            await self.close()
-            raise _RetryableError(f"{type(problem).__name__}: {problem}") from None
-
-    async def _read_response(self) -> tuple[int, bytes]:
-        assert self.reader is not None
-        header = await self.reader.readuntil(b"\r\n\r\n")
-        lines = header.decode("latin-1").split("\r\n")
-        status = int(lines[0].split(" ", 2)[1])
-        headers = {}
-        for line in lines[1:]:
-            if ":" in line:
-                key, value = line.split(":", 1)
-                headers[key.strip().lower()] = value.strip().lower()
-        if "content-length" in headers:
-            body = await self.reader.readexactly(int(headers["content-length"]))
-        elif headers.get("transfer-encoding") == "chunked":
-            body = await self._read_chunked()
-        else:
-            body = await self.reader.read()
-            headers["connection"] = "close"
-        if headers.get("connection") == "close":
-            await self.close()
-        return status, body
-
-    async def _read_chunked(self) -> bytes:
-        assert self.reader is not None
-        parts = []
-        while True:
-            size = int((await self.reader.readuntil(b"\r\n")).split(b";")[0], 16)
-            if size == 0:
-                await self.reader.readuntil(b"\r\n")
-                return b"".join(parts)
-            parts.append(await self.reader.readexactly(size))
-            await self.reader.readexactly(2)
+            async with session.post(url, data=payload, timeout=timeout) as reply:
+                return reply.status, await reply.read(), reply.headers.get("Retry-After")
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as problem:
+            # ServerDisconnected: closed before the answer; ClientOSError "Can not write request body": closed
+            # before the request. A refused connection (ClientConnectorError) was never established: no retry.
+            if fresh_try or isinstance(problem, aiohttp.ClientConnectorError):
+                raise
+    raise AssertionError("unreachable")
 
 
-async def _send(connection: _Connection, request: Request, settings: ClientSettings) -> Response:
+async def _send(session: Any, url: str, request: Request, settings: ClientSettings) -> Response:
+    import aiohttp
+
     start = time.perf_counter()
     payload = json.dumps(request.body).encode()
     error = "not sent"
     for attempt in range(1, settings.retries + 2):
-        retryable = False
+        retryable, retry_after = False, None
+        timeout_s = _remaining(settings.timeout_s)
+        if timeout_s <= 0:
+            error = "not answered before the eval deadline"
+            break
         try:
-            status, body = await _within(connection.post(request.path, payload), settings.timeout_s)
+            status, body, retry_header = await _post_once(session, url, payload, timeout_s)
             if status == 200:
-                text, tokens = _response_text(request.path, json.loads(body))
+                text, tokens = parse_completion(request.path, body)
                 return Response(request.id, text, None, time.perf_counter() - start, tokens, attempt)
             error = f"HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
-            retryable = status in RETRY_STATUSES
-        except _RetryableError as problem:
-            error, retryable = str(problem), True
-        except asyncio.TimeoutError:
-            await connection.close()  # a late reply must not be read as the next request's
-            error = f"timeout after {settings.timeout_s:.0f} s"
-        except (KeyError, IndexError, TypeError, ValueError) as problem:
-            error = f"malformed response: {type(problem).__name__}: {problem}"
+            retryable, retry_after = status in RETRY_STATUSES, retry_after_s(retry_header)
+        except MalformedResponse as problem:
+            error = f"malformed response: {problem}"
+        except (asyncio.TimeoutError, TimeoutError):
+            error = f"timeout after {timeout_s:.0f} s"
+        except (aiohttp.ClientError, OSError) as problem:
+            error, retryable = f"{type(problem).__name__}: {_short(problem)}", True
         if not retryable or attempt > settings.retries:
             break
-        await asyncio.sleep(settings.backoff_s * 2 ** (attempt - 1) * (0.5 + random.random()))
+        await asyncio.sleep(min(_backoff(settings, attempt, retry_after), _remaining(settings.max_retry_after_s)))
     return Response(request.id, None, error, time.perf_counter() - start, None, attempt)
 
 
-async def _within(awaitable: Any, seconds: float) -> Any:
-    if hasattr(asyncio, "timeout"):  # 3.11+: no extra task per request, unlike wait_for
-        async with asyncio.timeout(seconds):
-            return await awaitable
-    return await asyncio.wait_for(awaitable, seconds)
-
-
-def _host_port(base_url: str) -> tuple[str, int]:
-    from urllib.parse import urlsplit
-
+def _check_url(base_url: str) -> None:
     parts = urlsplit(base_url)
-    if parts.scheme != "http" or not parts.hostname:
+    if parts.scheme not in ("http", "https") or not parts.hostname:
         from harness.errors import ConfigError
 
-        raise ConfigError(f"{base_url}: the eval client speaks plain HTTP (http://host:port) to the server under test")
-    return parts.hostname, parts.port or 80
+        raise ConfigError(f"{base_url}: expected http://host:port or https://host:port")
 
 
 async def _run_all(base_url: str, requests: Iterable[Request], settings: ClientSettings,
                    on_done: Callable[[Response], None]) -> list[Response]:
-    host, port = _host_port(base_url)
+    import aiohttp
+
     pending = iter(requests)
     order: list[str] = []
     responses: dict[str, Response] = {}
     failures = 0
 
-    async def worker() -> None:
+    async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal failures
-        connection = _Connection(host, port)
-        try:
-            for request in pending:  # a shared iterator: each request is taken by exactly one worker
-                order.append(request.id)
-                if settings.max_errors is not None and failures > settings.max_errors:
-                    response = Response(request.id, None, "not sent: too many failed requests", 0.0, None, 0)
-                else:
-                    response = await _send(connection, request, settings)
-                failures += response.error is not None
-                responses[request.id] = response
-                on_done(response)
-        finally:
-            await connection.close()
+        for request in pending:  # a shared iterator: each request is taken by exactly one worker
+            order.append(request.id)
+            if settings.max_errors is not None and failures > settings.max_errors:
+                response = Response(request.id, None, "not sent: too many failed requests", 0.0, None, 0)
+            else:
+                response = await _send(session, base_url + request.path, request, settings)
+            failures += response.error is not None
+            responses[request.id] = response
+            on_done(response)
 
+    headers = {"Content-Type": "application/json", "Accept": "application/json", **_auth_headers(base_url)}
+    # A context made now reads $SSL_CERT_FILE / $SSL_CERT_DIR as they are now (aiohttp's own is made at import).
+    tls = ssl.create_default_context() if base_url.startswith("https:") else None
+    connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=settings.concurrency,
+                                     ssl=tls or True)
     heartbeat = asyncio.ensure_future(_heartbeat())
     try:
-        await asyncio.gather(*(worker() for _ in range(settings.concurrency)))
+        async with aiohttp.ClientSession(connector=connector, headers=headers, raise_for_status=False,
+                                         timeout=aiohttp.ClientTimeout(total=None)) as session:
+            workers = asyncio.gather(*(worker(session) for _ in range(settings.concurrency)))
+            at = _DEADLINE.get()
+            if at is None:
+                await workers
+            else:
+                try:
+                    await asyncio.wait_for(workers, max(0.0, at - time.monotonic()))
+                except asyncio.TimeoutError:
+                    raise DeadlineExceeded([responses[i] for i in order if i in responses]) from None
     finally:
         heartbeat.cancel()
     return [responses[request_id] for request_id in order]
@@ -271,8 +357,13 @@ async def _heartbeat(period_s: float = 0.2) -> None:
 
 def run_requests(base_url: str, requests: Iterable[Request], settings: ClientSettings,
                  on_done: Callable[[Response], None] = lambda response: None) -> list[Response]:
-    """Send every request with bounded concurrency, retrying connection errors, 429 and 5xx with backoff.
+    """Send every request with bounded concurrency, retrying connection errors, 429 and 5xx with back-off
+    (a server's Retry-After honoured, bounded by `max_retry_after_s`).
 
-    Failed requests come back with `error` set; they are never dropped or scored here.
+    Failed requests come back with `error` set; they are never dropped or scored here. Raises
+    DeadlineExceeded, with the responses that came back, when the deadline of the enclosing `deadline()`
+    passes first.
     """
-    return asyncio.run(_run_all(base_url.rstrip("/"), requests, settings, on_done))
+    base_url = base_url.rstrip("/")
+    _check_url(base_url)
+    return asyncio.run(_run_all(base_url, requests, settings, on_done))

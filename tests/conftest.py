@@ -4,6 +4,7 @@ import copy
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
 # Tests and CI read GSM8K from ../shared/data (never a copy in the repo).
 os.environ.setdefault("HARNESS_DATA_DIR", str(SHARED / "data"))
+# The host-wide registry of launched servers (harness.engines.leftovers): the tests' own, never a user's.
+os.environ.setdefault("HARNESS_STATE_DIR", tempfile.mkdtemp(prefix="harness-test-state-"))
 
 BASE_SUITE: dict[str, Any] = {
     "schema_version": 1,

@@ -1,7 +1,8 @@
 """An OpenAI-compatible stub server for eval tests and the client benchmark (plain asyncio).
 
     python tests/stub_openai.py --port 0 [--latency-s 0.05] [--wrong-every 10] [--fail-first]
-                                [--error-every 0] [--reasoning]
+                                [--error-every 0] [--reasoning] [--close-after-response]
+                                [--retry-after S] [--reply-json FILE] [--api-key K] [--tls CERT KEY]
 
 GSM8K prompts are answered with the reference answer of the question they end with (read from
 $HARNESS_DATA_DIR/gsm8k/test.jsonl), except every k-th question (--wrong-every), which gets a wrong
@@ -34,6 +35,7 @@ class Stub:
         self.args = args
         self.answers = load_answers()
         self.attempts: dict[str, int] = {}
+        self.refused: dict[str, float] = {}
         self.stats = {"first_arrival": None, "last_departure": None, "count": 0}
 
     def reply_text(self, prompt: str) -> tuple[str, int | None]:
@@ -69,6 +71,15 @@ class Stub:
             await asyncio.sleep(args.latency_s)
         if first_attempt:
             return (503 if (index or 0) % 2 else 429), {"error": "busy"}
+        if args.retry_after is not None:
+            # Rate-limited: 429 with Retry-After until that many seconds after the first refusal of this prompt.
+            key = prompt[-200:]
+            first = self.refused.setdefault(key, time.monotonic())
+            if time.monotonic() - first < args.retry_after:
+                return 429, {"error": "rate limited", "_headers": {"Retry-After": str(int(args.retry_after))}}
+        if args.reply_json:
+            with open(args.reply_json) as handle:  # a literal body, e.g. a 200 of the wrong shape
+                return 200, {"_raw": handle.read()}
         if args.error_every and index is not None and index % args.error_every == 0:
             return 500, {"error": "internal"}
         if args.reasoning:
@@ -83,7 +94,9 @@ class Stub:
         return 200, {"id": "x", "object": "completion", "model": body.get("model"), "choices": [choice],
                      "usage": usage}
 
-    async def route(self, method: str, path: str, body: bytes) -> tuple[int, dict]:
+    async def route(self, method: str, path: str, body: bytes, auth: str | None) -> tuple[int, dict]:
+        if self.args.api_key and auth != f"Bearer {self.args.api_key}" and not path.startswith("/health"):
+            return 401, {"error": "invalid api key"}
         if method == "POST" and path in ("/v1/completions", "/v1/chat/completions"):
             return await self.completion(path, json.loads(body))
         if path == "/v1/models":
@@ -106,13 +119,18 @@ class Stub:
                 head = await reader.readuntil(b"\r\n\r\n")
                 lines = head.decode("latin-1").split("\r\n")
                 method, path = lines[0].split(" ")[:2]
-                length = next((int(line.split(":", 1)[1]) for line in lines[1:]
-                               if line.lower().startswith("content-length:")), 0)
+                fields = {line.split(":", 1)[0].strip().lower(): line.split(":", 1)[1].strip()
+                          for line in lines[1:] if ":" in line}
+                length = int(fields.get("content-length", 0))
                 body = await reader.readexactly(length) if length else b""
-                status, reply = await self.route(method, path, body)
-                data = json.dumps(reply).encode()
-                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n"
+                status, reply = await self.route(method, path, body, fields.get("authorization"))
+                extra = "".join(f"{k}: {v}\r\n" for k, v in reply.pop("_headers", {}).items())
+                data = reply["_raw"].encode() if "_raw" in reply else json.dumps(reply).encode()
+                writer.write(f"HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{extra}"
                              f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+                if self.args.close_after_response:  # closes without saying so (no Connection: close)
+                    await writer.drain()
+                    break
         except (asyncio.IncompleteReadError, ConnectionError):
             pass
         finally:
@@ -121,7 +139,13 @@ class Stub:
 
 async def serve(args: argparse.Namespace) -> None:
     stub = Stub(args)
-    server = await asyncio.start_server(stub.handle, "127.0.0.1", args.port, backlog=1024)
+    tls = None
+    if args.tls:
+        import ssl
+
+        tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        tls.load_cert_chain(*args.tls)
+    server = await asyncio.start_server(stub.handle, "127.0.0.1", args.port, backlog=1024, ssl=tls)
     print(f"listening on {server.sockets[0].getsockname()[1]}", flush=True)
     await server.serve_forever()
 
@@ -134,6 +158,11 @@ def main() -> None:
     parser.add_argument("--error-every", type=int, default=0)
     parser.add_argument("--fail-first", action="store_true")
     parser.add_argument("--reasoning", action="store_true")
+    parser.add_argument("--close-after-response", action="store_true")
+    parser.add_argument("--retry-after", type=float, help="429 with Retry-After: S for S seconds per prompt")
+    parser.add_argument("--reply-json", help="answer every completion with this file's text, status 200")
+    parser.add_argument("--api-key", help="answer 401 unless 'Authorization: Bearer KEY' is sent")
+    parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS")
     parser.add_argument("--log-prompts", help="append each answered prompt as a JSON line to this file")
     asyncio.run(serve(parser.parse_args()))
 

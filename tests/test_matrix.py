@@ -106,8 +106,9 @@ def test_shipped_suites_cover_every_fix():
                 continue  # the rig's own cells (tiny model, speculative plumbing) guard harness against SGLang
             assert cell.fix in FIXES, cell.id
             guarded.add(cell.fix)
-    # A guard (a loader failure class a preflight rule predicts) has no fix of its own for a cell to validate.
-    assert guarded == {fix.id for fix in FIXES.values() if fix.kind == "fix"}
+    # Every fix has cells that re-run its validation; a guard (a loader failure class a preflight rule predicts,
+    # no fix of its own to validate) may have rig cells that reproduce it.
+    assert {fix.id for fix in FIXES.values() if fix.kind == "fix"} <= guarded <= set(FIXES)
 
 
 def test_select_by_glob(base_suite, write_suite):

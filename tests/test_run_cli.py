@@ -150,6 +150,7 @@ def test_run_preflights_every_cell_and_never_launches_a_failing_one(tmp_path, ca
          "matrix": {"quant": ["quark_mxfp4"]}},
     ]
     (root / "suites" / "fake.yaml").write_text(yaml.safe_dump(suite))
+    (root / "baselines" / "fake.yaml").unlink()  # its cell is not in this suite any more (an error: scenario 13)
     code = main(["run", "--suite", "fake", "--run-id", "pf", *dirs(root)])
     captured = capsys.readouterr()
     assert code == 2, captured.out  # a config failure, not a regression nor an infrastructure failure

@@ -53,6 +53,7 @@ class Engine:
     managed_flags: frozenset[str] = frozenset()
     health_paths: tuple[str, ...] = ("/health",)
     ready_line: str | None = None  # a log line that must have appeared before the server counts as ready
+    takes_api_key: bool = False  # the server takes `--api-key K` and then requires `Authorization: Bearer K`
 
     def command(self, cell: Cell, *, python: str, port: int, devices: list[int],
                 host: str = LOCALHOST) -> ServerCommand:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -18,6 +19,8 @@ from pathlib import Path
 
 import psutil
 
+from harness import secrets
+from harness.engines import leftovers
 from harness.engines.base import ServerCommand
 from harness.engines.failures import Signature, first_fatal_line
 from harness.transport import is_healthy
@@ -41,7 +44,7 @@ class LogWatcher(threading.Thread):
     def run(self) -> None:
         with open(self._log_path, "a", encoding="utf-8") as log:
             for raw in iter(self._stream.readline, b""):
-                line = raw.decode("utf-8", "replace")
+                line = secrets.redact(raw.decode("utf-8", "replace"))  # a server may echo its token or key
                 log.write(line)
                 log.flush()
                 self.line_count += 1
@@ -64,6 +67,7 @@ class ServerProcess:
     started: float
     # psutil.Process objects, not pids: they check the create time, so a reused pid is never signalled.
     known: dict[int, psutil.Process] = field(default_factory=dict)
+    server_id: str = ""  # the marker in its environment and the name of its leftovers record
 
     @property
     def pid(self) -> int:
@@ -87,19 +91,26 @@ class ServerProcess:
 
 
 def launch(command: ServerCommand, log_path: Path, *, ready_line: str | None) -> ServerProcess:
-    """Start the server in a new session (its own process group) with stdout+stderr to the log."""
+    """Start the server in a new session (its own process group) with stdout+stderr to the log, and record
+    it (harness.engines.leftovers) so that a harness killed before its teardown leaves nothing unfound.
+
+    Raises OSError when the server cannot be started at all (no such interpreter, not executable)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    secrets.register_env(command.env)
+    shown = shlex.join(secrets.redact_argv(command.argv))
     with open(log_path, "w", encoding="utf-8") as log:
-        log.write(f"# harness: {command.display()}\n")
-        for key, value in sorted(command.env.items()):
+        log.write(f"# harness: {shown}\n")
+        for key, value in sorted(secrets.redact_env(command.env).items()):
             log.write(f"# harness: env {key}={value}\n")
+    server_id = leftovers.new_server_id()
     process = subprocess.Popen(  # noqa: S603 - an argv list, never a shell string
-        list(command.argv), env={**os.environ, **command.env}, stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
+        list(command.argv), env={**os.environ, **command.env, leftovers.MARKER: server_id},
+        stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
+    leftovers.record(server_id, process.pid, secrets.redact_argv(command.argv), log_path.parent)
     watcher = LogWatcher(process.stdout, log_path, ready_line)
     watcher.start()
-    server = ServerProcess(command, process, log_path, watcher, time.monotonic())
+    server = ServerProcess(command, process, log_path, watcher, time.monotonic(), server_id=server_id)
     server.remember_tree()
     return server
 
@@ -173,6 +184,12 @@ def teardown(server: ServerProcess, *, grace_s: float = 5.0, kill_wait_s: float 
     """Interrupt, terminate, then kill the whole tree; report any process that survived."""
     start = time.monotonic()
     server.remember_tree()
+    if server.server_id:  # and whatever carries its marker, wherever it went (setsid, double fork)
+        marked = leftovers.processes_of({"server_id": server.server_id, "session": server.pid,
+                                         "create_time": server.known[server.pid].create_time()
+                                         if server.pid in server.known else None, "started": 0})
+        for process in marked:
+            server.known.setdefault(process.pid, process)
     signals_sent: list[str] = []
     for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, grace_s), (signal.SIGKILL, kill_wait_s)):
         server.remember_tree()
@@ -196,6 +213,8 @@ def teardown(server: ServerProcess, *, grace_s: float = 5.0, kill_wait_s: float 
         exit_code = None
     server.watcher.join(timeout=2.0)
     survivors = tuple(sorted(p.pid for p in _living(server.known)))
+    if not survivors and server.server_id:
+        leftovers.forget(server.server_id, server.log_path.parent)
     return TeardownReport(round(time.monotonic() - start, 3), tuple(signals_sent), survivors, exit_code)
 
 

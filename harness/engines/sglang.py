@@ -22,6 +22,7 @@ class SGLangEngine(Engine):
     name = "sglang"
     distribution = "sglang"
     # /v1/models answers as soon as the HTTP server is up; the ready line comes after the warm-up.
+    takes_api_key = True
     health_paths = ("/v1/models",)
     ready_line = "The server is fired up and ready to roll!"
     managed_flags = frozenset({

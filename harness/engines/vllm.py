@@ -19,6 +19,7 @@ _VLLM_METHODS = {"NEXTN": "mtp", "EAGLE3": "eagle3", "EAGLE": "eagle", "NGRAM": 
 class VLLMEngine(Engine):
     name = "vllm"
     distribution = "vllm"
+    takes_api_key = True
     health_paths = ("/health",)
     managed_flags = frozenset({
         "--model", "--host", "--port", "--tensor-parallel-size", "-tp", "--enable-expert-parallel",

@@ -15,7 +15,7 @@ from harness.evals.progress import Progress
 from harness.protocols import EvalConfig, protocol_of
 from harness.results import EvalResult, Metric, QuestionOutcome
 from harness.stats import standard_error
-from harness.transport import ClientSettings, Request, Response, get_json, run_requests
+from harness.transport import ClientSettings, DeadlineExceeded, Request, Response, get_json, run_requests
 
 
 class EvalInfraError(Exception):
@@ -133,7 +133,13 @@ def run_eval(config: EvalConfig, base_url: str, *, model: str, data_root: Path |
     allowed = math.floor(config.max_error_rate * prepared.count + 1e-9)
     settings = ClientSettings(concurrency=config.concurrency, timeout_s=config.request_timeout_s, max_errors=allowed)
     start = time.perf_counter()
-    responses = run_requests(base_url, prepared.requests, settings, on_done)
+    try:
+        responses = run_requests(base_url, prepared.requests, settings, on_done)
+    except DeadlineExceeded as late:  # the cell's eval_s: what was answered is kept
+        result = assemble_result(config, prepared, late.responses, scored, time.perf_counter() - start)
+        raise EvalInfraError("eval_timeout", f"{config.name}: the eval deadline (timeouts.eval_s) passed with "
+                             f"{len(late.responses)} of {prepared.count} questions answered",
+                             {config.name: result}) from None
     wall = time.perf_counter() - start
     result = assemble_result(config, prepared, responses, scored, wall)
     if result.request_errors > allowed:

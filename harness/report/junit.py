@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 
 from harness.compare import State, Verdict
@@ -11,6 +12,13 @@ from harness.results import RunResult
 _FAILURES = (State.REGRESSED,)
 _ERRORS = (State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE, State.CONFIG_ERROR)
 _SKIPPED = (State.NO_BASELINE,)
+# Characters XML 1.0 cannot hold at all (a server's ANSI colour codes, NULs): ElementTree would write them
+# and every JUnit reader would then refuse the file.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(value: str | None) -> str | None:
+    return None if value is None else _NOT_XML.sub("\ufffd", value)
 
 
 def render_junit(run: RunResult, verdicts: list[Verdict]) -> str:
@@ -23,16 +31,18 @@ def render_junit(run: RunResult, verdicts: list[Verdict]) -> str:
         "skipped": str(sum(tally.get(s.value, 0) for s in _SKIPPED)),
     })
     properties = ET.SubElement(suite, "properties")
-    ET.SubElement(properties, "property", {"name": "run_id", "value": run.run_id})
+    ET.SubElement(properties, "property", {"name": "run_id", "value": xml_text(run.run_id)})
     logs = {c.cell_id: c.error.log_tail for c in run.cells if c.error is not None}
     for v in verdicts:
-        case = ET.SubElement(suite, "testcase", {"classname": f"{run.suite}.{v.cell_id}", "name": v.metric})
-        message = (f"{v.state.value}: value {figure(v.metric, v.value)}, baseline {figure(v.metric, v.baseline)}; "
-                   f"{v.reason}")
+        case = ET.SubElement(suite, "testcase", {"classname": xml_text(f"{run.suite}.{v.cell_id}"),
+                                                 "name": xml_text(v.metric)})
+        message = xml_text(f"{v.state.value}: value {figure(v.metric, v.value)}, baseline "
+                           f"{figure(v.metric, v.baseline)}; {v.reason}")
         if v.state in _FAILURES:
-            ET.SubElement(case, "failure", {"type": v.state.value, "message": message}).text = v.reason
+            ET.SubElement(case, "failure", {"type": v.state.value, "message": message}).text = xml_text(v.reason)
         elif v.state in _ERRORS:
-            ET.SubElement(case, "error", {"type": v.state.value, "message": message}).text = logs.get(v.cell_id) or v.reason
+            ET.SubElement(case, "error", {"type": v.state.value, "message": message}).text = xml_text(
+                logs.get(v.cell_id) or v.reason)
         elif v.state in _SKIPPED:
             ET.SubElement(case, "skipped", {"message": message})
         else:

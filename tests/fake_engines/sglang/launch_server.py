@@ -13,6 +13,9 @@ Prints SGLang-format logs (per TP rank, as in ../shared/reference/sglang.md), sp
   exit_mid_eval       exits after FAKE_SGLANG_EXIT_AFTER completions
   stubborn_children   schedulers and a setsid grandchild ignore SIGINT and SIGTERM
 
+FAKE_SGLANG_LATENCY_S delays every completion; with --api-key, /v1/* answers 401 without
+`Authorization: Bearer KEY` (as SGLang's middleware; /health stays open).
+
 Answers: for a prompt whose last question is "What is A plus B?", it answers correctly unless
 FAKE_SGLANG_WRONG_EVERY=k makes every k-th question wrong; anything else gets "#### 0".
 """
@@ -66,6 +69,9 @@ def child(role: str, stubborn: bool) -> None:
             grandchild = subprocess.Popen([sys.executable, __file__, "--child", "grandchild", "--stubborn"],
                                           start_new_session=True)
             record_pid(grandchild.pid)
+    started = os.environ.get("FAKE_SGLANG_PIDFILE")
+    if started:  # set up (signals ignored, grandchild started): the server may now say it is ready
+        open(f"{started}.{os.getppid()}.{role}", "w").close()
     while True:
         time.sleep(1)
 
@@ -112,7 +118,16 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
+    def _refused(self) -> bool:
+        key = self.server.api_key
+        if key and self.path.startswith("/v1/") and self.headers.get("Authorization") != f"Bearer {key}":
+            self._json(401, {"error": "invalid api key"})
+            return True
+        return False
+
     def do_GET(self) -> None:  # noqa: N802 - stdlib name
+        if self._refused():
+            return
         if self.path in ("/health", "/health_generate"):
             self._json(200, {})
         elif self.path == "/v1/models":
@@ -126,6 +141,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:  # noqa: N802 - stdlib name
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        if self._refused():
+            return
+        time.sleep(float(os.environ.get("FAKE_SGLANG_LATENCY_S", "0")))
         with LOCK:
             COMPLETIONS["count"] += 1
             count = COMPLETIONS["count"]
@@ -162,6 +180,7 @@ def main() -> None:
     parser.add_argument("--port", type=int, default=30000)
     parser.add_argument("--tp", type=int, default=1)
     parser.add_argument("--speculative-algorithm")
+    parser.add_argument("--api-key")
     args, _ = parser.parse_known_args()
     record_pid(os.getpid())
     stubborn = SCENARIO == "stubborn_children"
@@ -218,9 +237,16 @@ def main() -> None:
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.model = args.model_path
     server.tp = args.tp
+    server.api_key = args.api_key
+    log(f"server_args=ServerArgs(api_key={args.api_key!r})")  # as SGLang prints it: harness must redact it
     threading.Thread(target=server.serve_forever, daemon=True).start()
     log("max_total_num_tokens=100000, chunked_prefill_size=8192, max_prefill_tokens=16384, "
         "max_running_requests=128, context_len=32768, available_gpu_mem=119.50 GB", ranks[0])
+    pidfile = os.environ.get("FAKE_SGLANG_PIDFILE")
+    waited = time.monotonic() + 30
+    while pidfile and time.monotonic() < waited and not all(
+            os.path.exists(f"{pidfile}.{os.getpid()}.{role}") for role in roles):
+        time.sleep(0.02)  # as SGLang, ready only once its scheduler and detokenizer processes are
     log("The server is fired up and ready to roll!")
     while True:
         time.sleep(1)

@@ -1,0 +1,131 @@
+"""Secrets: values that must never reach an artifact (server.log, result.json, results.json, summary.md,
+junit.xml) or the console.
+
+A value is secret when its environment key looks secret (`*TOKEN*`, `*KEY*`, `*SECRET*`, `*PASSWORD*`), when
+it equals $HF_TOKEN, or when it is an API key harness sends. Known values are replaced wherever they appear
+as text; values under a secret-looking key are replaced whatever their length.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any, TextIO
+
+REDACTED = "[redacted]"
+# TOKENIZERS_PARALLELISM and friends name tokenizers, not tokens.
+_SECRET_KEY = re.compile(r"TOKEN(?!IZER)|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+# Shorter values are redacted by key only: replacing "true" or "1234" in free text would corrupt figures.
+MIN_SCANNED_LENGTH = 6
+
+_lock = threading.Lock()
+_values: list[str] = []  # longest first, so that a secret containing another is replaced whole
+
+
+def is_secret_key(key: str) -> bool:
+    return bool(_SECRET_KEY.search(key))
+
+
+def register(value: str | None) -> None:
+    """Redact this value from now on, wherever harness writes or prints text."""
+    if not value or len(value) < MIN_SCANNED_LENGTH:
+        return
+    with _lock:
+        if value not in _values:
+            _values.append(value)
+            _values.sort(key=len, reverse=True)
+
+
+def register_env(env: Mapping[str, str]) -> None:
+    """Every value of a secret-looking key, and any value equal to $HF_TOKEN."""
+    hf_token = os.environ.get("HF_TOKEN")
+    for key, value in env.items():
+        if is_secret_key(key) or (hf_token and value == hf_token):
+            register(value)
+
+
+def register_environment() -> None:
+    """Harness's own environment (HF_TOKEN, CI tokens): servers inherit it and may echo it."""
+    register_env(os.environ)
+
+
+def known() -> tuple[str, ...]:
+    with _lock:
+        return tuple(_values)
+
+
+def redact(text: str) -> str:
+    for value in known():
+        if value in text:
+            text = text.replace(value, REDACTED)
+    return text
+
+
+def redact_env(env: Mapping[str, str]) -> dict[str, str]:
+    return {key: REDACTED if is_secret_key(key) and value else redact(value) for key, value in env.items()}
+
+
+def redact_argv(argv: Iterable[str]) -> list[str]:
+    """An argv with the value after a secret-looking flag (`--api-key K`, `--hf-token=K`) replaced."""
+    out: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        flag, equals, _ = arg.partition("=")
+        secret_flag = flag.startswith("-") and is_secret_key(flag)
+        if secret_flag and equals:
+            out.append(f"{flag}={REDACTED}")
+        else:
+            out.append(redact(arg))
+            hide_next = secret_flag
+    return out
+
+
+def redact_document(document: Any) -> Any:
+    """A JSON/YAML document with secrets replaced in its strings (never in numbers or keys)."""
+    if not known() and not _has_secret_key(document):
+        return document
+    return _redact_value(document, secret=False)
+
+
+def _has_secret_key(document: Any) -> bool:
+    stack = [document]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            if any(isinstance(key, str) and is_secret_key(key) and isinstance(item, str) for key, item in value.items()):
+                return True
+            stack.extend(value.values())
+        elif isinstance(value, (list, tuple)):
+            stack.extend(value)
+    return False
+
+
+def _redact_value(value: Any, *, secret: bool) -> Any:
+    if isinstance(value, str):
+        return REDACTED if secret and value else redact(value)
+    if isinstance(value, dict):
+        return {key: _redact_value(item, secret=isinstance(key, str) and is_secret_key(key))
+                for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redact_value(item, secret=False) for item in value]
+    return value
+
+
+class RedactingStream:
+    """A text stream that redacts what is written through it (the console)."""
+
+    def __init__(self, stream: TextIO):
+        self._stream = stream
+
+    def write(self, text: str) -> int:
+        self._stream.write(redact(text))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
