@@ -109,12 +109,17 @@ def get_json(url: str, *, timeout: float = 5.0) -> Any | None:
 
 def post_json(url: str, body: dict[str, Any], *, timeout: float = 60.0) -> Any | None:
     """The JSON answer of a small synchronous POST (probes beside the eval), or None on any failure."""
+    from harness.strict import load_json
+
+    timeout = _remaining(timeout)
+    if timeout <= 0:
+        return None
     request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
-                                     headers={"Content-Type": "application/json"})
+                                     headers={"Content-Type": "application/json", **_auth_headers(url)})
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - loopback servers only
-            return json.loads(response.read())
-    except (urllib.error.URLError, OSError, TimeoutError, json.JSONDecodeError):
+        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - servers under test
+            return load_json(response.read().decode("utf-8", "replace"))
+    except (urllib.error.URLError, OSError, TimeoutError, ValueError):
         return None
 
 
