@@ -238,7 +238,9 @@ def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, 
         return
     base_url = server.command.base_url
     measured.engine = engine_version(engine, options.python, base_url)
-    spec_before = engine.spec_state(base_url) if cell.spec != "none" else None
+    # A cell without evals checks that its server loads: there is no decoding to read speculative figures of.
+    reads_spec = cell.spec != "none" and bool(cell.evals)
+    spec_before = engine.spec_state(base_url) if reads_spec else None
     eval_start = time.monotonic()
     try:
         with deadline(eval_start + cell.timeouts.eval_s):  # every request of every eval ends by then
@@ -252,7 +254,7 @@ def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, 
     if measured.error is None and measured.timings["eval_s"] > cell.timeouts.eval_s:
         measured.error = CellError("eval_timeout", f"the evals took {measured.timings['eval_s']:.0f} s, "
                                    f"over timeouts.eval_s = {cell.timeouts.eval_s:.0f} s", log_tail(server))
-    if cell.spec != "none" and server.alive():
+    if reads_spec and server.alive():
         spec_after = engine.spec_state(base_url)
         measured.spec_states = {"before": spec_before, "after": spec_after,
                                  "per_request": engine.spec_probe(base_url, spec_probe_prompts())}
