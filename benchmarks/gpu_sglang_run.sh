@@ -7,7 +7,8 @@
 #
 # STAGES (default "fixes main"): `fixes` loads every fix checkpoint (suite gpu-sglang-fixes, 8 cells sharing
 # the GPU), `main` runs suite gpu-sglang (one cell at a time: its memory figures are the cell's own).
-# MAIN_CELLS: glob patterns restricting `main`. BUDGET: seconds for the whole script (a device call is cut at
+# MAIN_CELLS: glob patterns (space-separated) restricting `main`: a suite too long for one device call runs in
+# parts, joined afterwards with `harness merge`. BUDGET: seconds for the whole script (a device call is cut at
 # 600 s); each stage is interrupted (SIGINT: harness tears down and saves what it measured) before it runs out.
 # Writes to $OUT: <stage>.results.json, <stage>.summary.md, preflight.txt, logs.tar.gz, run.log.
 set -uo pipefail
@@ -63,7 +64,8 @@ for stage in $STAGES; do
   case $stage in
     # --no-preflight: every checkpoint is loaded, whatever preflight predicts (preflight.txt holds that).
     fixes) run_stage fixes gpu-sglang-fixes --share-gpus 8 --no-preflight ;;
-    main) run_stage main gpu-sglang ${MAIN_CELLS:+--cell $MAIN_CELLS} ;;
+    main) cells=(); for pattern in ${MAIN_CELLS:-}; do cells+=(--cell "$pattern"); done
+          run_stage main gpu-sglang "${cells[@]}" ;;
   esac
 done
 nvidia-smi --query-gpu=memory.used --format=csv,noheader | sed 's/^/[rig] GPU memory used after the runs: /'

@@ -111,10 +111,19 @@ def test_stubborn_grandchildren_are_killed(tmp_path):
     assert_nothing_survives(tmp_path)
 
 
+GSM8K_FEW = {"gsm8k": {"protocol": "sglang-fewshot", "dataset": "synthetic-arith-v1", "questions": 4}}
+
+
 def test_accept_length_is_read_for_spec_cells(tmp_path):
-    result = run(tmp_path, fake_cell(tmp_path, spec="mtp", env={"FAKE_SGLANG_ACCEPT": "2.71"}))
+    result = run(tmp_path, fake_cell(tmp_path, spec="mtp", env={"FAKE_SGLANG_ACCEPT": "2.71"}, evals=GSM8K_FEW))
     assert result.accept_length == 2.71
+    assert result.spec["after"] == {"avg_spec_accept_length": 2.71}
     assert result.memory_report["ranks"]["TP0"]["draft_weights_gib"] == 1.0
+
+
+def test_a_load_only_spec_cell_reads_no_speculative_figures(tmp_path):
+    result = run(tmp_path, fake_cell(tmp_path, spec="mtp", env={"FAKE_SGLANG_ACCEPT": "2.71"}))
+    assert result.status == "ok" and result.accept_length is None and result.spec == {}
 
 
 def test_ctrl_c_tears_down_and_keeps_what_was_measured(tmp_path):
