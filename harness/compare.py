@@ -30,7 +30,7 @@ from harness.suite import GateSettings
 # removed, and the ones preflight predicts): a cell that dies with one of these has regressed, it is not an
 # infrastructure hiccup.
 LOAD_REGRESSION_CAUSES = frozenset({"weight_shape_mismatch", "fp8_block_divisibility", "fused_shard_disagreement",
-                                    "quark_fp8_shared_experts"})
+                                    "quark_fp8_shared_experts", "unexpected_checkpoint_tensor"})
 
 CELL_METRIC = "cell"  # the metric name of rows about a whole cell (it failed, or did not run)
 

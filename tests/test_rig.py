@@ -99,6 +99,9 @@ def test_ngram_cell_asks_sglang_for_ngram_drafts():
 
 
 @pytest.mark.parametrize(("line", "cause"), [
+    ("AssertionError: param.shape=torch.Size([512, 512]) param.dtype=torch.uint8 "
+     "loaded_weight.shape=torch.Size([512, 1024]) loaded_weight.dtype=torch.bfloat16", "weight_shape_mismatch"),
+    ("KeyError: 'model.decoder.mlp.shared_experts.gate_up_proj.weight_scale'", "unexpected_checkpoint_tensor"),
     ("NameError: name 'dynamic_mxfp4_quant' is not defined", "aiter_missing"),
     ("AttributeError: 'QuarkConfig' object has no attribute 'weight_block_size'", "quark_fp8_shared_experts"),
     ("ValueError: Found different quantization schemes for ['q_a_proj', 'kv_a_proj_with_mqa'] in "

@@ -36,7 +36,13 @@ SIGNATURES = (
         r"(?:weight quantization )?block_[nk] = \d+"), fatal=True),
     Signature("weight_shape_mismatch", re.compile(
         r"size mismatch for|param_data\.shape == loaded_weight\.shape|shape mismatch|"
+        # SGLang 0.5.17's weight_loader assertion (seen on the rig: a packed eh_proj built, a BF16 one stored).
+        r"param\.shape=torch\.Size\(\[[\d, ]+\]\) param\.dtype=\S+ loaded_weight\.shape=|"
         r"Attempted to load weight \(torch\.Size\(\[[\d, ]+\]\)\) into parameter \(torch\.Size"), fatal=True),
+    # A stored tensor the built model has no parameter for: the checkpoint stores a module quantized (its
+    # scales) that the config makes SGLang build unquantized (seen on the rig: a NextN draft built BF16).
+    Signature("unexpected_checkpoint_tensor", re.compile(
+        r"KeyError: '[\w.]+\.(?:weight_scale_inv|weight_scale|input_scale|weight)'"), fatal=True),
     Signature("oom", re.compile(
         r"CUDA out of memory|HIP out of memory|OutOfMemoryError|"
         r"Not enough memory\. Please try to increase --mem-fraction-static"), fatal=True),

@@ -16,6 +16,10 @@ class KimiStubProcessor:
             "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]})
 
     @classmethod
+    def register_for_auto_class(cls, auto_class="AutoProcessor"):
+        """transformers registers every remote-code processor it loads; nothing to register here."""
+
+    @classmethod
     def from_pretrained(cls, path, *args, **kwargs):
         return cls(PreTrainedTokenizerFast.from_pretrained(path))
 
