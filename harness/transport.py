@@ -75,6 +75,7 @@ class Request:
     id: str
     path: str  # "/v1/completions" or "/v1/chat/completions"
     body: dict[str, Any]
+    raw: bool = False  # the response's JSON text is the Response's text, unparsed (evals that read more)
 
 
 @dataclass(frozen=True)
@@ -182,6 +183,8 @@ async def _send(connection: _Connection, request: Request, settings: ClientSetti
         retryable = False
         try:
             status, body = await _within(connection.post(request.path, payload), settings.timeout_s)
+            if status == 200 and request.raw:
+                return Response(request.id, body.decode(), None, time.perf_counter() - start, None, attempt)
             if status == 200:
                 text, tokens = _response_text(request.path, json.loads(body))
                 return Response(request.id, text, None, time.perf_counter() - start, tokens, attempt)

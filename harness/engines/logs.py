@@ -179,6 +179,9 @@ VLLM_RANK = re.compile(r"\((?:VllmWorker|Worker)[^)]*?(?:rank=|_TP)(?P<rank>\d+)
 VLLM_PATTERNS = (
     _p("weights", rf"(?:Model loading took|Loading model weights took) (?P<value>{_NUMBER}) Gi?B"),
     _p("kv", rf"Available KV cache memory: (?P<value>{_NUMBER}) GiB"),
+    # The CPU worker prints neither line above: the KV cache it was given (VLLM_CPU_KVCACHE_SPACE), in tokens.
+    _p("kv", rf"Explicitly set \((?P<value>{_NUMBER})/{_NUMBER}\) GiB for KV cache"),
+    _p("kv_tokens", r"CPU KV cache size: (?P<value>\d[\d,]*) tokens"),
     _p("graph", rf"Graph capturing finished in {_NUMBER} secs?, took (?P<value>{_NUMBER}) GiB"),
     _p("ready", r"Application startup complete\."),
 )
@@ -196,6 +199,8 @@ def parse_vllm_log(lines: Iterable[str]) -> MemoryReport:
                 continue
             if pattern.name == "ready":
                 report.ready = True
+            elif pattern.name == "kv_tokens":
+                report.rank(label).kv_tokens = int(found["value"].replace(",", ""))
             else:
                 attribute = {"weights": "weights_gib", "kv": "kv_cache_gib", "graph": "graph_gib"}[pattern.name]
                 setattr(report.rank(label), attribute, float(found["value"]))
