@@ -265,6 +265,9 @@ def canary_verdicts(cell_id: str, gated_as: str, verdicts: list[Verdict]) -> lis
     """A planted defect's verdicts: its regressions are expected (a pass); none at all means the gate has lost
     the power to see it, which is itself a regression."""
     caught = [v for v in verdicts if v.state is State.REGRESSED]
+    if verdicts and all(v.state is State.NO_BASELINE for v in verdicts):
+        return verdicts + [Verdict(cell_id, CELL_METRIC, State.NO_BASELINE, test="canary", fix=verdicts[0].fix,
+                                   reason=f"canary: {gated_as} has no baselines yet, nothing to catch it against")]
     if caught:
         return [replace(v, expected=True, reason=f"canary caught (gated as {gated_as}): {v.reason}")
                 if v.state is State.REGRESSED else v for v in verdicts]
