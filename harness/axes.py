@@ -26,6 +26,9 @@ QUANT_KINDS: dict[str, QuantKind] = {
         QuantKind("quark-fp8", "pre-quantized Quark FP8 checkpoint", None),
         QuantKind("quark-mxfp4", "pre-quantized Quark MXFP4 checkpoint (OCP MX FP4, E8M0 scales)", None),
         QuantKind("mxfp4", "MXFP4 MoE weights (--quantization mxfp4)", "mxfp4"),
+        # For engines without MXFP4 kernels (vLLM's CPU path): the numerics of MXFP4 weights, served as BF16.
+        QuantKind("fq-mxfp4", "BF16 checkpoint of MXFP4 fake-quantized weights (quantized, dequantized, stored)",
+                  None),
         QuantKind(
             "quark_mxfp4",
             "online MXFP4 while loading a BF16/FP8/NVFP4 checkpoint (--quantization quark_mxfp4, gfx95x)",

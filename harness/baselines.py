@@ -47,6 +47,7 @@ class BaselineEntry:
     protocol: dict[str, Any] | None = None
     outcomes_file: str | None = None  # relative to the baselines directory
     outcomes: dict[str, bool] | None = field(default=None, compare=False)
+    values: dict[str, float] | None = field(default=None, compare=False)  # divergence: per-item values
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {}
@@ -105,6 +106,8 @@ def _parse_entry(metric: str, value: Any, where: Where, baselines_dir: Path) -> 
     doc = strict.mapping(value, where, allowed=("value", "n", "floor", "ceiling", "protocol", "outcomes",
                                                 "provenance"), required=("provenance",))
     kind = METRICS[metric].kind
+    if kind is MetricKind.DIVERGENCE:
+        return _parse_divergence_entry(metric, doc, where, baselines_dir)
     bounds = (0.0, 1.0) if kind is MetricKind.ACCURACY else (0.0, None)
 
     def optional_number(key: str) -> float | None:
@@ -146,6 +149,37 @@ def _parse_entry(metric: str, value: Any, where: Where, baselines_dir: Path) -> 
                          outcomes_file=outcomes_file, outcomes=outcomes)
 
 
+def _parse_divergence_entry(metric: str, doc: dict[str, Any], where: Where, baselines_dir: Path) -> BaselineEntry:
+    """A divergence figure (numerics): value with n and protocol, per-item values, an optional ceiling."""
+    def optional_number(key: str) -> float | None:
+        return None if doc.get(key) is None else strict.number(doc[key], where.key(key), minimum=0.0)
+
+    entry_value, ceiling = optional_number("value"), optional_number("ceiling")
+    if doc.get("floor") is not None:
+        raise where.key("floor").error("divergence metrics take a ceiling, not a floor (lower is better)")
+    if entry_value is None and ceiling is None:
+        raise where.error("an entry needs a value or a ceiling")
+    n = None if doc.get("n") is None else strict.integer(doc["n"], where.key("n"), minimum=1)
+    if entry_value is not None and n is None:
+        raise where.key("n").error("a divergence value needs the number of items it was measured on")
+    if "protocol" not in doc:
+        raise where.error("missing required key 'protocol' (a divergence means nothing without it)")
+    protocol = strict.mapping(doc["protocol"], where.key("protocol"), allowed=PROTOCOL_KEYS,
+                              required=("eval", "protocol"))
+    values_file = None if doc.get("outcomes") is None else strict.string(doc["outcomes"], where.key("outcomes"))
+    values = None
+    if values_file is not None:
+        values = load_item_values(baselines_dir / values_file, where.key("outcomes"))
+        if n is not None and len(values) != n:
+            raise where.key("outcomes").error(f"{values_file} holds {len(values)} values, but n is {n}")
+        mean = sum(values.values()) / len(values)
+        if entry_value is not None and abs(mean - entry_value) > 1e-6 * max(1.0, abs(entry_value)):
+            raise where.key("outcomes").error(f"{values_file} gives a mean of {mean:.6g}, value says {entry_value}")
+    return BaselineEntry(metric=metric, provenance=_parse_provenance(doc["provenance"], where.key("provenance")),
+                         value=entry_value, n=n, ceiling=ceiling, protocol=protocol, outcomes_file=values_file,
+                         values=values)
+
+
 def _parse_provenance(value: Any, where: Where) -> Provenance:
     doc = strict.mapping(value, where, allowed=tuple(Provenance.__dataclass_fields__), required=("source", "date"))
     strict.choice(doc["source"], where.key("source"), what="provenance source", choices=PROVENANCE_SOURCES)
@@ -168,6 +202,24 @@ def load_outcomes(path: Path, where: Where) -> dict[str, bool]:
     if not isinstance(ids, list) or not isinstance(bits, str) or len(ids) != len(bits) or set(bits) - {"0", "1"}:
         raise Where(str(path)).error("expected 'ids' (a list) and 'correct' (a 0/1 string of the same length)")
     return {str(qid): bit == "1" for qid, bit in zip(ids, bits)}
+
+
+def item_values_to_dict(values: dict[str, float]) -> dict[str, Any]:
+    ids = list(values)
+    return {"kind": "harness.item_values", "schema_version": schema.CURRENT_VERSIONS["harness.item_values"],
+            "ids": ids, "values": [values[i] for i in ids]}
+
+
+def load_item_values(path: Path, where: Where) -> dict[str, float]:
+    """Per-item values of a divergence baseline (one float per sequence id)."""
+    if not path.exists():
+        raise where.error(f"values file {path} does not exist")
+    document = schema.check_version(schema.read_document(path), path, "harness.item_values", migrate=True)
+    ids, values = document.get("ids"), document.get("values")
+    if (not isinstance(ids, list) or not isinstance(values, list) or len(ids) != len(values)
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+        raise Where(str(path)).error("expected 'ids' and 'values' (numbers), lists of the same length")
+    return {str(item): float(value) for item, value in zip(ids, values)}
 
 
 def outcomes_relpath(suite: str, cell_id: str, metric: str) -> str:
@@ -193,6 +245,9 @@ def save_baselines(baselines: Baselines) -> None:
                 # One line: a baseline of 1319 questions stays a few KiB and one diff line.
                 schema.write_atomic(root / entry.outcomes_file,
                                     json.dumps(outcomes_to_dict(entry.outcomes), separators=(",", ":")) + "\n")
+            elif entry.values is not None and entry.outcomes_file is not None:
+                schema.write_atomic(root / entry.outcomes_file,
+                                    json.dumps(item_values_to_dict(entry.values), separators=(",", ":")) + "\n")
     schema.write_yaml(baselines.path, baselines_to_dict(baselines))
 
 
@@ -233,6 +288,9 @@ def plan_update(baselines: Baselines, run: RunResult, *, cell_patterns: list[str
     for result in run.cells:
         if cell_patterns and not any(fnmatch.fnmatchcase(result.cell_id, p) for p in cell_patterns):
             continue
+        if result.cell.get("canary_of"):  # a planted defect: gated against another cell's figures, never a baseline
+            refused.append(f"{result.cell_id}: a canary of {result.cell['canary_of']}: never promoted")
+            continue
         bad = verdict_states.get(result.cell_id, set()) - set(PROMOTABLE_STATES)
         if result.status != "ok" or bad:
             reason = result.status if result.status != "ok" else ", ".join(sorted(bad))
@@ -257,11 +315,12 @@ def entries_from_result(suite: str, result: CellResult, run: RunResult, today: s
     )
     entries = {}
     for metric, sample in result.samples().items():
-        outcomes_file = outcomes_relpath(suite, result.cell_id, metric) if sample.outcomes else None
+        per_item = sample.outcomes or sample.values
+        outcomes_file = outcomes_relpath(suite, result.cell_id, metric) if per_item else None
         entries[metric] = BaselineEntry(metric=metric, provenance=provenance, value=sample.value,
-                                        n=len(sample.outcomes) if sample.outcomes else sample.n,
+                                        n=len(per_item) if per_item else sample.n,
                                         protocol=sample.protocol, outcomes_file=outcomes_file,
-                                        outcomes=sample.outcomes)
+                                        outcomes=sample.outcomes, values=sample.values)
     return entries
 
 

@@ -45,15 +45,23 @@ def no_evals(cell: Cell, base_url: str, cell_dir: Path) -> dict[str, EvalResult]
     return {}
 
 
-def run_cell_evals(cell: Cell, base_url: str, cell_dir: Path) -> dict[str, EvalResult]:
-    """Every eval of the cell, in order; a failing one keeps the results of those before it."""
+def run_cell_evals(cell: Cell, base_url: str, cell_dir: Path, *,
+                   references: Path | None = None) -> dict[str, EvalResult]:
+    """Every eval of the cell, in order; a failing one keeps the results of those before it.
+    `references`: the stored numerics references of the suite's baselines (harness.evals.numerics)."""
     from harness.evals.runner import run_eval, served_model
 
     model = get_engine(cell.engine).request_model(cell.checkpoint.path) or served_model(base_url, cell.checkpoint.path)
     results: dict[str, EvalResult] = {}
     for config in cell.evals:
         try:
-            results[config.name] = run_eval(config, base_url, model=model)
+            if config.name == "numerics":
+                from harness.evals import numerics
+
+                target = numerics.target_for(cell, config, cell_dir, references)
+                results[config.name] = numerics.run(config, base_url, model=model, target=target)
+            else:
+                results[config.name] = run_eval(config, base_url, model=model)
         except EvalInfraError as problem:
             raise EvalInfraError(problem.cause, str(problem), {**results, **problem.partial}) from None
     return results
@@ -157,7 +165,7 @@ def _run_cell(cell: Cell, run_dir: Path, options: RunOptions, devices: list[int]
     engine = get_engine(cell.engine)
     cell_dir = run_dir / "cells" / cell_dir_name(cell.id)
     devices = assign(cell.gpus, cell.hardware.vendor) if devices is None else devices
-    command = server_command(engine, cell, python=options.python, port=free_port(), devices=devices,
+    command = server_command(engine, cell, python=cell.python or options.python, port=free_port(), devices=devices,
                              api_key=options.api_key)
     command = dataclasses.replace(command, env={**command.env, **engine.launch_env(cell, cell_dir)})
     measured_devices = devices if options.exclusive_devices else []
@@ -237,7 +245,7 @@ def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, 
         measured.error = _failure(server, exited=outcome.reason == "exited", timed_out=outcome.reason == "timeout")
         return
     base_url = server.command.base_url
-    measured.engine = engine_version(engine, options.python, base_url)
+    measured.engine = engine_version(engine, cell.python or options.python, base_url)
     # A cell without evals checks that its server loads: there is no decoding to read speculative figures of.
     reads_spec = cell.spec != "none" and bool(cell.evals)
     spec_before = engine.spec_state(base_url) if reads_spec else None

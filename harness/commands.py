@@ -130,8 +130,10 @@ def _execute(args: argparse.Namespace, the_plan: Plan, run_dir: Path, host_gpus:
     from harness.cellrun import RunOptions, materialize, run_cell
     from harness.machine import machine_info
 
+    references = args.baselines_dir / "references" / the_plan.suite.baselines
     options = RunOptions(python=args.python or sys.executable, machine=machine_info(*discovered),
-                         evaluator=_evaluator(), api_key=args.api_key, exclusive_devices=args.share_gpus == 1)
+                         evaluator=_evaluator(references), api_key=args.api_key,
+                         exclusive_devices=args.share_gpus == 1)
     kept = {}
     if args.resume:
         kept = {cell_id: result for cell_id, result in rundir.read_results(run_dir).items()
@@ -139,11 +141,13 @@ def _execute(args: argparse.Namespace, the_plan: Plan, run_dir: Path, host_gpus:
     to_run = [cell for cell in the_plan.cells if cell.id not in kept]
     print(f"harness: run {run_dir.name}: {len(to_run)} cell(s) of suite {the_plan.suite.name}"
           + (f" ({len(kept)} finished earlier, kept)" if kept else ""), file=sys.stderr)
+    to_run = _with_engine_python(to_run, args.python, the_plan.suite)
     _prepare_local_checkpoints(to_run, options.python)
     # As they will run here: `vendor: auto` decided (a CPU machine's cells hold no GPUs), local paths resolved.
     to_run = [materialize(cell, create=False) for cell in to_run]
     checks = {} if args.no_preflight else _preflight_cells(
         to_run, _engine_versions(to_run, options.python, args.engine_version))
+    unmeasurable = _numerics_problems(to_run, references)
 
     def checked_run_cell(cell: Cell, cell_run_dir: Path, devices: list[int]) -> CellResult:
         from harness.preflight import config_failure, with_preflight
@@ -152,6 +156,10 @@ def _execute(args: argparse.Namespace, the_plan: Plan, run_dir: Path, host_gpus:
         check = checks.get(cell.id)
         if check is not None and check.failures:
             return config_failure(cell, check)  # never launched: the load would fail as the rule says
+        if cell.id in unmeasurable:
+            from harness.evals import numerics
+
+            return numerics.config_failure(cell, unmeasurable[cell.id])  # nothing to measure it against
         result = run_cell(cell, cell_run_dir, options, devices=devices)
         return result if check is None else with_preflight(result, cell, check)
 
@@ -307,11 +315,39 @@ def _prepare_local_checkpoints(cells: list[Cell], python: str) -> None:
         models.ensure(reference, python=python, log=lambda line: print(line, file=sys.stderr, flush=True))
 
 
-def _evaluator():
-    """The evals that run against each ready server."""
+def _evaluator(references: Path):
+    """The evals that run against each ready server (numerics references from `references`)."""
+    import functools
+
     from harness.cellrun import run_cell_evals
 
-    return run_cell_evals
+    return functools.partial(run_cell_evals, references=references)
+
+
+def _with_engine_python(cells: list[Cell], flag: str | None, suite) -> list[Cell]:
+    """--python, else the suite's `python:` (which must exist), for every server the cells start."""
+    if flag:
+        return [dataclasses.replace(cell, python=flag) for cell in cells]
+    if suite.python and cells and not Path(suite.python).exists():
+        raise Where(str(suite.path)).key("python").error(
+            f"{suite.python} does not exist (relative paths start in the working directory; `make vllm-env` "
+            f"makes .venv-vllm)")
+    return cells
+
+
+def _numerics_problems(cells: list[Cell], references: Path) -> dict[str, str]:
+    """Cells whose numerics eval has no stored reference to measure against: they are not launched."""
+    if not any(config.name == "numerics" for cell in cells for config in cell.evals):
+        return {}
+    from harness.evals import numerics
+
+    problems = {}
+    for cell in cells:
+        problem = numerics.reference_problem(cell, references)
+        if problem:
+            problems[cell.id] = problem
+            print(f"harness: {cell.id}: not launched: {problem}", file=sys.stderr, flush=True)
+    return problems
 
 
 def _print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
@@ -323,7 +359,7 @@ def _print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
     for index, cell in enumerate(cells):
         cell = materialize(cell, create=False)
         engine = get_engine(cell.engine)
-        command = server_command(engine, cell, python=sys.executable, port=DRY_RUN_PORT,
+        command = server_command(engine, cell, python=cell.python or sys.executable, port=DRY_RUN_PORT,
                                  devices=list(range(cell.gpus)), api_key=api_key)
         secrets.register_env(command.env)
         if index:
@@ -387,10 +423,13 @@ def cmd_baseline_update(args: argparse.Namespace) -> int:
     baselines = load_baselines(path)
     today = _dt.date.today().isoformat()
     updated, changes, refused = plan_update(baselines, run, cell_patterns=args.cell, force=args.force, today=today)
-    for line in refused:
+    stored, refused_references = _promote_references(args, run)
+    for line in refused + refused_references:
         print(f"refused  {line}")
-    for change in changes:
-        print(f"{'would ' if args.dry_run else ''}update  {change.describe()}")
+    for line in [change.describe() for change in changes] + stored:
+        print(f"{'would ' if args.dry_run else ''}update  {line}")
+    if stored and not changes:
+        return EXIT_OK
     if not changes:
         print("nothing to update")
         return EXIT_OK if not refused else 1
@@ -400,6 +439,21 @@ def cmd_baseline_update(args: argparse.Namespace) -> int:
     save_baselines(updated)
     print(f"wrote {path} ({len(changes)} entries from run {run.run_id})")
     return EXIT_OK
+
+
+def _promote_references(args: argparse.Namespace, run) -> tuple[list[str], list[str]]:
+    """The numerics references the run's reference cells recorded, stored beside the baselines."""
+    import fnmatch
+
+    cells = [c for c in run.cells if "numerics" in c.evals and c.status == "ok"
+             and (not args.cell or any(fnmatch.fnmatchcase(c.cell_id, p) for p in args.cell))]
+    if not cells:
+        return [], []
+    from harness.evals import numerics
+
+    run_dir = args.source if args.source.is_dir() else args.source.parent
+    return numerics.promote_references(run_dir, cells, args.baselines_dir / "references" / run.suite,
+                                       force=args.force, dry_run=args.dry_run)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

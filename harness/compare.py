@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from harness.baselines import BaselineEntry, Baselines
@@ -21,6 +21,7 @@ from harness.stats import (
     mcnemar_exact_drop,
     mcnemar_exact_gain,
     pair_outcomes,
+    paired_difference,
     two_proportion_drop,
     two_proportion_gain,
 )
@@ -60,6 +61,7 @@ class Verdict:
     fix: str | None = None
     n: int | None = None
     baseline_n: int | None = None
+    expected: bool = False  # a canary's REGRESSED: the planted defect was caught, which is a pass
 
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
@@ -78,6 +80,8 @@ def compare_metric(metric: str, sample: MetricSample, entry: BaselineEntry, gate
         return _compare_accuracy(metric, sample, entry, gate)
     if kind is MetricKind.MEMORY_GIB:
         return _compare_memory(metric, sample, entry, gate)
+    if kind is MetricKind.DIVERGENCE:
+        return _compare_divergence(metric, sample, entry, gate)
     return _compare_accept_length(metric, sample, entry, gate)
 
 
@@ -126,6 +130,38 @@ def _compare_accuracy(metric: str, sample: MetricSample, entry: BaselineEntry, g
     p_value = p_drop if delta < 0 else p_gain
     return _verdict(metric, sample, entry, State.PASS, test=test, p_value=p_value,
                     reason=f"within noise ({detail})")
+
+
+def _compare_divergence(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+    """Lower is better. Regressed above the ceiling, or when the paired per-item increase is significant
+    (one-sided paired t-test over the items both sides measured) AND at least `min_effect` large."""
+    if entry.protocol is not None:
+        differences = protocol_differences(sample.protocol or {}, entry.protocol)
+        if differences:
+            return _verdict(metric, sample, entry, State.NOT_COMPARABLE, test="protocol",
+                            reason="protocol differs: " + "; ".join(differences))
+    if entry.ceiling is not None and sample.value > entry.ceiling:
+        return _verdict(metric, sample, entry, State.REGRESSED, test="ceiling",
+                        reason=f"{sample.value:.6g} is above the ceiling {entry.ceiling:.6g}")
+    if entry.value is None:
+        return _verdict(metric, sample, entry, State.PASS, test="ceiling", reason=f"under the ceiling {entry.ceiling:.6g}")
+    paired = paired_difference(entry.values, sample.values) if entry.values and sample.values else None
+    if paired is None:
+        return _verdict(metric, sample, entry, State.NOT_COMPARABLE, test="none",
+                        reason="no per-item values shared by both sides: no paired test can be made")
+    min_effect = gate.min_effect_for(metric)
+    delta, detail = paired.mean_delta, f"paired t over {paired.n} items, mean change {paired.mean_delta:+.3g}"
+    large = abs(delta) >= min_effect - 1e-15
+    if delta > 0 and paired.p_increase < gate.alpha and large:
+        return _verdict(metric, sample, entry, State.REGRESSED, test="paired-t", p_value=paired.p_increase,
+                        reason=f"rise {delta:.4g} >= {min_effect:.4g} and p={paired.p_increase:.2g} < {gate.alpha} "
+                               f"({detail})")
+    if delta < 0 and paired.p_decrease < gate.alpha and large:
+        return _verdict(metric, sample, entry, State.IMPROVED, test="paired-t", p_value=paired.p_decrease,
+                        reason=f"fall {-delta:.4g} with p={paired.p_decrease:.2g} ({detail})")
+    p_value = paired.p_increase if delta > 0 else paired.p_decrease
+    return _verdict(metric, sample, entry, State.PASS, test="paired-t", p_value=p_value,
+                    reason=f"within noise or below {min_effect:.4g} ({detail})")
 
 
 def _compare_memory(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
@@ -211,20 +247,43 @@ def _value(entry: BaselineEntry | None) -> float | None:
 
 
 def compare_results(planned: list[str], results: dict[str, CellResult], baselines: Baselines,
-                    gate: GateSettings, fixes: dict[str, str | None] | None = None) -> list[Verdict]:
-    """Verdicts for every planned cell, in plan order."""
-    fixes = fixes or {}
+                    gate: GateSettings, fixes: dict[str, str | None] | None = None,
+                    canaries: dict[str, str] | None = None) -> list[Verdict]:
+    """Verdicts for every planned cell, in plan order. `canaries`: canary cell -> the cell whose baselines
+    gate it; a canary that measured must regress (see `canary_verdicts`)."""
+    fixes, canaries = fixes or {}, canaries or {}
     verdicts: list[Verdict] = []
     for cell_id in planned:
-        verdicts += compare_cell(cell_id, results.get(cell_id), baselines.cells.get(cell_id, {}), gate,
-                                 fix=fixes.get(cell_id))
+        result = results.get(cell_id)
+        found = compare_cell(cell_id, result, baselines.cells.get(canaries.get(cell_id, cell_id), {}), gate,
+                             fix=fixes.get(cell_id))
+        if cell_id in canaries and result is not None and result.status == STATUS_OK:
+            found = canary_verdicts(cell_id, canaries[cell_id], found)
+        verdicts += found
     return verdicts
 
 
+def canary_verdicts(cell_id: str, gated_as: str, verdicts: list[Verdict]) -> list[Verdict]:
+    """A planted defect's verdicts: its regressions are expected (a pass); none at all means the gate has lost
+    the power to see it, which is itself a regression."""
+    caught = [v for v in verdicts if v.state is State.REGRESSED]
+    if verdicts and all(v.state is State.NO_BASELINE for v in verdicts):
+        return verdicts + [Verdict(cell_id, CELL_METRIC, State.NO_BASELINE, test="canary", fix=verdicts[0].fix,
+                                   reason=f"canary: {gated_as} has no baselines yet, nothing to catch it against")]
+    if caught:
+        return [replace(v, expected=True, reason=f"canary caught (gated as {gated_as}): {v.reason}")
+                if v.state is State.REGRESSED else v for v in verdicts]
+    return verdicts + [Verdict(cell_id, CELL_METRIC, State.REGRESSED, test="canary",
+                               fix=verdicts[0].fix if verdicts else None,
+                               reason=f"canary not caught: a planted defect gated as {gated_as} must come out "
+                                      f"REGRESSED, but no figure did")]
+
+
 def exit_code(verdicts: Iterable[Verdict]) -> int:
-    """1 on any regression; else 3 on an infrastructure failure or a missing cell; else 2 when a
-    protocol mismatch left a figure ungated or a cell failed its preflight (a config problem); else 0."""
-    states = {v.state for v in verdicts}
+    """1 on any regression (a canary's expected one excepted); else 3 on an infrastructure failure or a
+    missing cell; else 2 when a protocol mismatch left a figure ungated or a cell failed its preflight (a
+    config problem); else 0."""
+    states = {v.state for v in verdicts if not v.expected}
     if State.REGRESSED in states:
         return EXIT_REGRESSION
     if states & {State.INFRA_ERROR, State.MISSING}:

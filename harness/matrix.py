@@ -19,6 +19,11 @@ from harness.strict import Where
 from harness.suite import AXES, Checkpoint, Draft, Hardware, Model, Rule, ServerSettings, Suite, Timeouts
 
 
+def cell_id(model: str, quant: str, spec: str, tp: int, ep: int | None) -> str:
+    """`glm5/quark-mxfp4/mtp/tp8`, `kimi/quark-mxfp4/none/tp8-ep8`."""
+    return f"{model}/{quant}/{spec}/tp{tp}" + (f"-ep{ep}" if ep else "")
+
+
 @dataclass(frozen=True)
 class Cell:
     suite: str
@@ -37,11 +42,12 @@ class Cell:
     evals: tuple[EvalConfig, ...]
     hardware: Hardware
     timeouts: Timeouts
+    python: str | None = None  # the engine's Python (suite `python:`); None: the run's
+    baseline_id: str | None = None  # a canary's: the cell whose baselines gate it (it must regress)
 
     @property
     def id(self) -> str:
-        parallel = f"tp{self.tp}" + (f"-ep{self.ep}" if self.ep else "")
-        return f"{self.model}/{self.quant}/{self.spec}/{parallel}"
+        return cell_id(self.model, self.quant, self.spec, self.tp, self.ep)
 
     @property
     def gpus(self) -> int:
@@ -71,6 +77,7 @@ class Cell:
                          "gpus": self.hardware.gpus},
             "timeouts": {"launch_s": self.timeouts.launch_s, "eval_s": self.timeouts.eval_s,
                          "teardown_s": self.timeouts.teardown_s},
+            **({"canary_of": self.baseline_id} if self.baseline_id else {}),
         }
 
 
@@ -97,7 +104,16 @@ def expand(suite: Suite) -> list[Cell]:
 
     cells = [_make_cell(suite, model, coordinate) for model, coordinate in coordinates]
     _check_rules_match(suite.overrides, [c.coordinate() for c in cells], "override")
+    _check_canary_counterparts(cells, models)
     return cells
+
+
+def _check_canary_counterparts(cells: list[Cell], models: dict[str, Model]) -> None:
+    ids = {cell.id for cell in cells}
+    for cell in cells:
+        if cell.baseline_id is not None and cell.baseline_id not in ids:
+            raise models[cell.model].where.key("canary_of").error(
+                f"canary cell {cell.id} has no counterpart {cell.baseline_id} to be gated against")
 
 
 def _matches(match: dict[str, Any], coordinate: dict[str, Any]) -> bool:
@@ -155,7 +171,8 @@ def _make_cell(suite: Suite, model: Model, coordinate: dict[str, Any]) -> Cell:
         trust_remote_code=model.trust_remote_code, quant=quant, spec=spec, tp=tp, ep=ep,
         draft=model.draft if spec_kind.needs_draft else None, spec_params=spec_params, fix=fix,
         server=server, evals=model.evals if model.evals is not None else suite.evals,
-        hardware=suite.hardware, timeouts=suite.timeouts,
+        hardware=suite.hardware, timeouts=suite.timeouts, python=suite.python,
+        baseline_id=None if model.canary_of is None else cell_id(model.canary_of, quant, spec, tp, ep),
     )
 
 

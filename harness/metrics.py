@@ -14,6 +14,9 @@ class MetricKind(enum.Enum):
     ACCURACY = "accuracy"  # a proportion over n questions; higher is better; statistical test
     MEMORY_GIB = "memory_gib"  # GiB, max over ranks; lower is better; tolerance + ceiling
     ACCEPT_LENGTH = "accept_length"  # mean accepted tokens per verify step; higher is better
+    # A mean over items (sequences) of a distance from a reference; lower is better; paired test on the
+    # per-item values AND a minimum effect, or above a hard ceiling (harness.evals.numerics).
+    DIVERGENCE = "divergence"
 
 
 @dataclass(frozen=True)
@@ -41,6 +44,10 @@ METRICS: dict[str, MetricDef] = {
         MetricDef("memory.host_rss_peak_gib", MetricKind.MEMORY_GIB,
                   "peak RSS of the server's process tree, on machines without a GPU sampler"),
         MetricDef("spec.accept_length", MetricKind.ACCEPT_LENGTH, "speculative decoding average accept length"),
+        MetricDef("numerics.kld", MetricKind.DIVERGENCE,
+                  "mean KL(reference || candidate) of next-token distributions per position (top-k bucket bound)"),
+        MetricDef("numerics.top1_disagreement", MetricKind.DIVERGENCE,
+                  "share of positions whose most likely next token differs from the reference's"),
     )
 }
 

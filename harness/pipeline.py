@@ -123,7 +123,8 @@ def conclude(the_plan: Plan, run_id: str, run_dir: Path, results: list[CellResul
     """Compare, write every report, and return the run with its verdicts and exit code."""
     planned = [c.id for c in the_plan.cells]
     verdicts = compare_results(planned, {r.cell_id: r for r in results}, the_plan.baselines,
-                               the_plan.suite.gate, {c.id: c.fix for c in the_plan.cells})
+                               the_plan.suite.gate, {c.id: c.fix for c in the_plan.cells},
+                               {c.id: c.baseline_id for c in the_plan.cells if c.baseline_id})
     run = RunResult(
         run_id=run_id, suite=the_plan.suite.name, planned=tuple(planned), cells=tuple(results),
         verdicts=tuple(v.to_dict() for v in verdicts), exit_code=exit_code(verdicts), machine=machine,

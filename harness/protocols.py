@@ -41,12 +41,18 @@ PROTOCOLS: dict[str, dict[str, ProtocolDefaults]] = {
         # openai/simple-evals gpqa_eval.py as SGLang's run_eval.py uses it.
         "simple-evals": ProtocolDefaults(shots=0, shots_source="none", prompt_mode="chat", max_tokens=2048),
     },
+    # Teacher-forced next-token distributions against a stored reference (harness.evals.numerics).
+    "numerics": {
+        "topk-kld": ProtocolDefaults(shots=0, shots_source="none", prompt_mode="token-ids", max_tokens=1),
+    },
 }
 
 DATASETS = {
     "gsm8k": {"dataset": "gsm8k-test", "dataset_sha256": GSM8K_TEST_SHA256, "full_size": 1319},
     # GPQA Diamond is gated: its hash is taken from the file the run reads, never known in advance.
     "gpqa": {"dataset": "gpqa-diamond", "dataset_sha256": None, "full_size": 198},
+    # Text rows tokenized by the reference server; the hash is that of the text the windows were cut from.
+    "numerics": {"dataset": "gsm8k-train", "dataset_sha256": None, "full_size": 7473},
 }
 
 # Other datasets an eval may read instead of its default: GSM8K-format rows made at run time
@@ -74,10 +80,15 @@ class EvalConfig:
     max_error_rate: float = 0.02  # more failed requests than this and the eval is INFRA_ERROR
     data: str | None = None  # a local file for datasets that cannot be downloaded (GPQA)
     dataset: str | None = None  # an alternate dataset (ALTERNATE_DATASETS); None is the eval's own
+    params: Mapping[str, Any] = field(default_factory=dict)  # an eval's own parameters (numerics: window, ...)
 
 
 def protocol_of(config: EvalConfig, *, dataset_sha256: str | None = None) -> dict[str, Any]:
     """The canonical protocol dict of an eval: what must match for two figures to compare."""
+    if config.name == "numerics":
+        from harness.evals import numerics
+
+        return numerics.protocol_of(config, dataset_sha256=dataset_sha256)
     defaults = PROTOCOLS[config.name][config.protocol]
     dataset = DATASETS[config.name]
     default_hash = dataset["dataset_sha256"] if config.dataset is None else None
@@ -101,6 +112,8 @@ def protocol_of(config: EvalConfig, *, dataset_sha256: str | None = None) -> dic
 PROTOCOL_KEYS = (
     "eval", "protocol", "dataset", "dataset_sha256", "questions", "shots", "shots_source",
     "prompt_mode", "max_tokens", "temperature", "repeats", "chat_template_kwargs",
+    # numerics (harness.evals.numerics): the token set, the reference it is measured against, the tail rule
+    "sequences", "window", "top_logprobs", "tail", "reference", "token_sha256", "reference_sha256",
 )
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from harness import __version__, schema
 from harness.errors import ConfigError
+from harness.metrics import METRICS
 
 
 def now_iso() -> str:
@@ -50,6 +51,10 @@ class EvalResult:
     outcomes: tuple[QuestionOutcome, ...] = ()
     request_errors: int = 0
     timings: dict[str, float] = field(default_factory=dict)
+    # Per-item values of gated metrics that are means over items (numerics: metric -> sequence id -> value),
+    # for the gate's paired test; and an eval's own facts (confidence intervals, token counts, ...).
+    item_values: dict[str, dict[str, float]] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
 
     def outcome_map(self) -> dict[str, bool] | None:
         """Question id -> correct, over the questions that got an answer; None when none were kept."""
@@ -73,6 +78,7 @@ class MetricSample:
     n: int | None = None
     outcomes: dict[str, bool] | None = None
     protocol: dict[str, Any] | None = None
+    values: dict[str, float] | None = None  # per-item values (harness.metrics MetricKind.DIVERGENCE)
 
 
 @dataclass(frozen=True)
@@ -108,10 +114,13 @@ class CellResult:
         """Every gated metric this cell measured, keyed by metric key (harness.metrics)."""
         out: dict[str, MetricSample] = {}
         for name, result in self.evals.items():
-            accuracy = result.metrics.get("accuracy")
-            if accuracy is not None:
-                out[f"{name}.accuracy"] = MetricSample(accuracy.value, accuracy.n, result.outcome_map(),
-                                                       result.protocol)
+            for metric_name, metric in result.metrics.items():
+                key = f"{name}.{metric_name}"
+                if key not in METRICS:  # informative figures (invalid rate, latency, ...) are not gated
+                    continue
+                out[key] = MetricSample(metric.value, metric.n,
+                                        result.outcome_map() if metric_name == "accuracy" else None,
+                                        result.protocol, result.item_values.get(metric_name))
         for key, value in self.memory.items():
             out[f"memory.{key}"] = MetricSample(value)
         if self.accept_length is not None:
@@ -147,6 +156,8 @@ def cell_result_from_dict(document: dict[str, Any], path: Path) -> CellResult:
                 outcomes=tuple(QuestionOutcome(**o) for o in ev.get("outcomes", [])),
                 request_errors=int(ev.get("request_errors", 0)),
                 timings=dict(ev.get("timings", {})),
+                item_values={k: dict(v) for k, v in ev.get("item_values", {}).items()},
+                details=dict(ev.get("details", {})),
             )
             for name, ev in document.get("evals", {}).items()
         }

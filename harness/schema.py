@@ -27,6 +27,7 @@ CURRENT_VERSIONS = {
     "harness.baselines": 1,
     "harness.outcomes": 1,
     "harness.run_plan": 1,
+    "harness.item_values": 1,
 }
 
 # MIGRATIONS[kind][n] turns a version-n document into version n+1. None are needed yet: version 1

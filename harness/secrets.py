@@ -86,34 +86,25 @@ def redact_argv(argv: Iterable[str]) -> list[str]:
     return out
 
 
+ENV_KEY = "env"  # where a document holds an environment (a cell's server.env): keys there name variables
+
+
 def redact_document(document: Any) -> Any:
-    """A JSON/YAML document with secrets replaced in its strings (never in numbers or keys)."""
-    if not known() and not _has_secret_key(document):
-        return document
-    return _redact_value(document, secret=False)
+    """A JSON/YAML document with secrets replaced in its strings (never in numbers or keys): known values
+    anywhere, and every value of a secret-looking variable in an environment mapping. Other keys that merely
+    contain a secret-looking word (a protocol's `token_sha256`) are figures, not secrets."""
+    return _redact_value(document, secret=False, in_env=False)
 
 
-def _has_secret_key(document: Any) -> bool:
-    stack = [document]
-    while stack:
-        value = stack.pop()
-        if isinstance(value, dict):
-            if any(isinstance(key, str) and is_secret_key(key) and isinstance(item, str) for key, item in value.items()):
-                return True
-            stack.extend(value.values())
-        elif isinstance(value, (list, tuple)):
-            stack.extend(value)
-    return False
-
-
-def _redact_value(value: Any, *, secret: bool) -> Any:
+def _redact_value(value: Any, *, secret: bool, in_env: bool) -> Any:
     if isinstance(value, str):
         return REDACTED if secret and value else redact(value)
     if isinstance(value, dict):
-        return {key: _redact_value(item, secret=isinstance(key, str) and is_secret_key(key))
+        return {key: _redact_value(item, secret=in_env and isinstance(key, str) and is_secret_key(key),
+                                   in_env=key == ENV_KEY)
                 for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_redact_value(item, secret=False) for item in value]
+        return [_redact_value(item, secret=False, in_env=False) for item in value]
     return value
 
 

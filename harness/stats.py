@@ -101,3 +101,115 @@ def wilson_interval(p: float, n: int, z: float = 1.959963984540054) -> tuple[flo
     centre = (p + z * z / (2 * n)) / denominator
     half = z * math.sqrt(p * (1.0 - p) / n + z * z / (4 * n * n)) / denominator
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+# --- per-item values (the numerics gate): Student's t, paired differences -------------------------------
+
+def _continued_fraction_beta(a: float, b: float, x: float) -> float:
+    """The continued fraction of the regularized incomplete beta function (modified Lentz)."""
+    tiny, c, d = 1e-300, 1.0, 1.0 - (a + b) * x / (a + 1.0)
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    result = d
+    for m in range(1, 400):
+        for numerator in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
+                          -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
+            d = 1.0 + numerator * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + numerator / c
+            c = c if abs(c) > tiny else tiny
+            result *= c * d
+        if abs(c * d - 1.0) < 1e-15:
+            break
+    return result
+
+
+def regularized_beta(a: float, b: float, x: float) -> float:
+    """I_x(a, b), the regularized incomplete beta function."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    log_front = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(log_front) * _continued_fraction_beta(a, b, x) / a
+    return 1.0 - math.exp(log_front) * _continued_fraction_beta(b, a, 1.0 - x) / b
+
+
+def student_t_upper_tail(t: float, df: float) -> float:
+    """P(T >= t) for Student's t with df degrees of freedom."""
+    if math.isinf(t):
+        return 0.0 if t > 0 else 1.0
+    tail = 0.5 * regularized_beta(df / 2.0, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+def student_t_quantile(p: float, df: float) -> float:
+    """The t with P(T <= t) = p (bisection on the exact tail: a few microseconds, and never far off)."""
+    if not 0.0 < p < 1.0:
+        raise ValueError("student_t_quantile needs 0 < p < 1")
+    low, high = -1e3, 1e3
+    for _ in range(200):
+        middle = (low + high) / 2.0
+        if 1.0 - student_t_upper_tail(middle, df) < p:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2.0
+
+
+@dataclass(frozen=True)
+class MeanEstimate:
+    """The mean of per-item values (e.g. one value per sequence), its SE and a t-based 95% interval."""
+
+    mean: float
+    n: int
+    stderr: float
+    ci95: tuple[float, float]
+
+
+def mean_estimate(values: list[float]) -> MeanEstimate:
+    """Mean, SE and 95% t interval of independent per-item values (n >= 1; SE is nan for n == 1)."""
+    n = len(values)
+    if n == 0:
+        raise ValueError("mean_estimate needs at least one value")
+    mean = math.fsum(values) / n
+    if n == 1:
+        return MeanEstimate(mean, 1, float("nan"), (float("-inf"), float("inf")))
+    variance = math.fsum((v - mean) ** 2 for v in values) / (n - 1)
+    stderr = math.sqrt(variance / n)
+    half = student_t_quantile(0.975, n - 1) * stderr
+    return MeanEstimate(mean, n, stderr, (mean - half, mean + half))
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Per-item differences (now - before) over the items both sides measured, with one-sided paired t-tests."""
+
+    n: int
+    mean_delta: float
+    stderr: float
+    p_increase: float  # H1: the mean rose
+    p_decrease: float  # H1: the mean fell
+
+
+def paired_difference(before: Mapping[str, float], now: Mapping[str, float]) -> PairedDifference | None:
+    """The paired t-test of now against before on their common items; None when they share fewer than two.
+
+    Identical differences on every item (zero spread) are certain evidence of a shift when they are not
+    zero, and none when they are: an engine that computes bit-identical numbers run to run (A/A) gives
+    exactly zero and never a false alarm.
+    """
+    common = sorted(before.keys() & now.keys())
+    if len(common) < 2:
+        return None
+    deltas = [now[key] - before[key] for key in common]
+    n = len(deltas)
+    mean = math.fsum(deltas) / n
+    spread = math.sqrt(math.fsum((d - mean) ** 2 for d in deltas) / (n - 1))
+    stderr = spread / math.sqrt(n)
+    if stderr == 0.0 or stderr < 1e-12 * abs(mean):
+        p_up = 0.0 if mean > 0 else 1.0
+        p_down = 0.0 if mean < 0 else 1.0
+        return PairedDifference(n, mean, stderr, p_up, p_down)
+    t = mean / stderr
+    return PairedDifference(n, mean, stderr, student_t_upper_tail(t, n - 1), student_t_upper_tail(-t, n - 1))

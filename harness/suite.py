@@ -76,6 +76,9 @@ class Model:
     server: ServerSettings
     evals: tuple[EvalConfig, ...] | None
     where: Where
+    # A planted-defect copy of another model of the suite: its cells are gated against that model's
+    # baselines and must come out REGRESSED (the gate's power, proven every run).
+    canary_of: str | None = None
 
 
 @dataclass(frozen=True)
@@ -102,12 +105,18 @@ class Timeouts:
     teardown_s: float = 60.0
 
 
+# The smallest rise of mean KLD (nats per token) that counts: above the A/A spread of bit-identical engines
+# (0) and far below what MXFP4 itself costs the tiny model (README, "Numerics").
+NUMERICS_MIN_KLD = 0.002
+
+
 @dataclass(frozen=True)
 class GateSettings:
     alpha: float = 0.01
     # The smallest drop that counts as a regression, per accuracy metric (asv's "factor AND test").
     min_effect: dict[str, float] = field(
-        default_factory=lambda: {"gsm8k.accuracy": 0.01, "gpqa.accuracy": 0.03}
+        default_factory=lambda: {"gsm8k.accuracy": 0.01, "gpqa.accuracy": 0.03,
+                                 "numerics.kld": NUMERICS_MIN_KLD, "numerics.top1_disagreement": 0.005}
     )
     memory_abs_gib: float = 0.5
     memory_rel: float = 0.05
@@ -135,6 +144,9 @@ class Suite:
     exclude: tuple[Rule, ...]
     overrides: tuple[Rule, ...]
     baselines: str = ""  # the baseline file's suite name: this suite's own unless set
+    # The Python that runs the engine's servers (e.g. an engine installed in its own virtualenv), relative
+    # to the working directory; None: harness's own, or `harness run --python`.
+    python: str | None = None
 
 
 def load_suite(path: Path) -> Suite:
@@ -170,7 +182,7 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
         document, where,
         allowed=("schema_version", "name", "description", "engine", "hardware", "timeouts", "server",
                  "speculative", "evals", "gate", "matrix", "models", "include", "exclude", "overrides",
-                 "baselines"),
+                 "baselines", "python"),
         required=("schema_version", "name", "engine", "models"),
     )
     version = strict.integer(doc["schema_version"], where.key("schema_version"))
@@ -182,7 +194,7 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
     if name != path.stem:
         raise where.key("name").error(f"'{name}' must equal the file name '{path.stem}'")
     engine = strict.choice(doc["engine"], where.key("engine"), what="engine", choices=ENGINES)
-    evals = _parse_evals(doc.get("evals", {}), where.key("evals"))
+    evals = _parse_evals(doc.get("evals", {}), where.key("evals"), engine)
     axes = _parse_axes(doc.get("matrix", {}), where.key("matrix"))
     models_where = where.key("models")
     models = tuple(
@@ -191,6 +203,7 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
     )
     _check_unique([m.id for m in models], models_where, "model id")
     model_ids = [m.id for m in models]
+    _check_canaries(models, model_ids)
     return Suite(
         name=name,
         path=path,
@@ -209,7 +222,19 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
         overrides=_parse_rules(doc.get("overrides", []), where.key("overrides"), model_ids, engine,
                                kind="override"),
         baselines=strict.string(doc.get("baselines", name), where.key("baselines")),
+        python=None if doc.get("python") is None else strict.string(doc["python"], where.key("python")),
     )
+
+
+def _check_canaries(models: tuple[Model, ...], model_ids: list[str]) -> None:
+    canaries = {m.id for m in models if m.canary_of}
+    for model in models:
+        if model.canary_of is None:
+            continue
+        where = model.where.key("canary_of")
+        strict.choice(model.canary_of, where, what="model", choices=[i for i in model_ids if i != model.id])
+        if model.canary_of in canaries:
+            raise where.error(f"'{model.canary_of}' is a canary itself: name the model whose baselines gate it")
 
 
 def _check_unique(values: list[str], where: Where, what: str) -> None:
@@ -267,12 +292,20 @@ _EVAL_KEYS = ("protocol", "shots", "questions", "max_tokens", "temperature", "re
               "chat_template_kwargs", "concurrency", "request_timeout_s", "max_error_rate", "data", "dataset")
 
 
-def _parse_evals(value: Any, where: Where) -> tuple[EvalConfig, ...]:
+def _parse_evals(value: Any, where: Where, engine: str) -> tuple[EvalConfig, ...]:
     doc = strict.mapping(value, where, allowed=tuple(PROTOCOLS))
+    if "numerics" in doc:  # prompt logprobs: an engine that has none is refused here, never reported as zero
+        from harness.evals import numerics
+
+        numerics.check_engine(engine, where.key("numerics"))
     return tuple(parse_eval(name, params, where.key(name)) for name, params in doc.items())
 
 
 def parse_eval(name: str, value: Any, where: Where) -> EvalConfig:
+    if name == "numerics":  # its own keys (harness.evals.numerics)
+        from harness.evals import numerics
+
+        return numerics.parse_config(value, where)
     doc = strict.mapping(value, where, allowed=_EVAL_KEYS, required=("protocol",))
     protocol = strict.choice(doc["protocol"], where.key("protocol"), what=f"{name} protocol",
                              choices=PROTOCOLS[name])
@@ -315,7 +348,7 @@ def _parse_gate(value: Any, where: Where) -> GateSettings:
     doc = strict.mapping(value, where, allowed=("alpha", "min_effect", "memory_abs_gib", "memory_rel",
                                                 "accept_length_abs"))
     default = GateSettings()
-    accuracy_metrics = [k for k, m in METRICS.items() if m.kind is MetricKind.ACCURACY]
+    accuracy_metrics = [k for k, m in METRICS.items() if m.kind in (MetricKind.ACCURACY, MetricKind.DIVERGENCE)]
     effects = strict.mapping(doc.get("min_effect", {}), where.key("min_effect"), allowed=accuracy_metrics)
     return GateSettings(
         alpha=strict.number(doc.get("alpha", default.alpha), where.key("alpha"), minimum=1e-9, maximum=0.5),
@@ -361,7 +394,7 @@ def _axis_value(axis: str, value: Any, where: Where) -> Any:
 def _parse_model(value: Any, where: Where, engine: str) -> Model:
     doc = strict.mapping(
         value, where,
-        allowed=("id", "checkpoints", "trust_remote_code", "draft", "fix", "matrix", "server", "evals"),
+        allowed=("id", "checkpoints", "trust_remote_code", "draft", "fix", "matrix", "server", "evals", "canary_of"),
         required=("id", "checkpoints"),
     )
     model_id = strict.string(doc["id"], where.key("id"))
@@ -382,8 +415,9 @@ def _parse_model(value: Any, where: Where, engine: str) -> Model:
         fix=None if fix is None else strict.choice(fix, where.key("fix"), what="fix id", choices=FIXES),
         axes=_parse_axes(doc.get("matrix", {}), where.key("matrix")),
         server=_parse_server(doc.get("server", {}), where.key("server"), engine),
-        evals=_parse_evals(doc["evals"], where.key("evals")) if "evals" in doc else None,
+        evals=_parse_evals(doc["evals"], where.key("evals"), engine) if "evals" in doc else None,
         where=where,
+        canary_of=None if doc.get("canary_of") is None else strict.string(doc["canary_of"], where.key("canary_of")),
     )
 
 

@@ -157,6 +157,7 @@ class Request:
     id: str
     path: str  # "/v1/completions" or "/v1/chat/completions"
     body: dict[str, Any]
+    raw: bool = False  # the response's JSON text is the Response's text, unparsed (evals that read more)
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,8 @@ async def _send(session: Any, url: str, request: Request, settings: ClientSettin
             break
         try:
             status, body, retry_header = await _post_once(session, url, payload, timeout_s)
+            if status == 200 and request.raw:
+                return Response(request.id, body.decode(), None, time.perf_counter() - start, None, attempt)
             if status == 200:
                 text, tokens = parse_completion(request.path, body)
                 return Response(request.id, text, None, time.perf_counter() - start, tokens, attempt)

@@ -128,12 +128,22 @@ def test_healthy_logs_classify_as_nothing_or_timeout():
     assert classify(lines("sglang_tp1_new.log"), exited=False) is None
     assert classify(lines("sglang_tp1_new.log"), exited=False, timed_out=True).cause == "timeout"
     assert classify(lines("sglang_tp1_new.log"), exited=True).cause == "crash"
+    assert classify(lines("vllm_cpu.log"), exited=False) is None  # its shutdown warnings are no failure
 
 
 def test_fatal_lines_end_a_wait():
     assert first_fatal_line("torch.OutOfMemoryError: HIP out of memory").cause == "oom"
     assert first_fatal_line("[x] Load weight begin. avail mem=1.00 GB") is None
     assert first_fatal_line("Traceback (most recent call last):") is None
+
+
+def test_vllm_cpu_lines():
+    # vLLM's CPU worker (vllm-cpu 0.32, the local-numerics engine) prints no "Model loading took" and no
+    # "Available KV cache memory": it states the KV cache it was given and its size in tokens instead.
+    report = parse_vllm_log(lines("vllm_cpu.log"))
+    assert report.ranks["TP0"].kv_cache_gib == 1.0 and report.ranks["TP0"].kv_tokens == 2_097_152
+    assert report.gated() == {"kv_cache_gib": 1.0} and report.ready
+    assert report.missing == ["TP0: no 'Model loading took' line"]
 
 
 # --- the corpus of real logs -------------------------------------------------------------------------

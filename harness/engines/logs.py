@@ -293,6 +293,9 @@ VLLM_RANK = re.compile(r"\((?:VllmWorker|Worker)[^)]*?(?:rank=|_TP)(?P<rank>\d+)
 VLLM_PATTERNS = (
     _p("weights", rf"(?:Model loading took|Loading model weights took) (?P<value>{_NUMBER}) Gi?B"),
     _p("kv", rf"Available KV cache memory: (?P<value>{_NUMBER}) GiB"),
+    # The CPU worker prints neither line above: the KV cache it was given (VLLM_CPU_KVCACHE_SPACE), in tokens.
+    _p("kv", rf"Explicitly set \((?P<value>{_NUMBER})/{_NUMBER}\) GiB for KV cache"),
+    _p("kv_tokens", r"CPU KV cache size: (?P<value>\d[\d,]*) tokens"),
     _p("graph", rf"Graph capturing finished in {_NUMBER} secs?, took (?P<value>{_NUMBER}) GiB"),
     _p("ready", r"Application startup complete\."),
 )
@@ -310,6 +313,8 @@ def parse_vllm_log(lines: Iterable[str]) -> MemoryReport:
                 continue
             if pattern.name == "ready":
                 report.ready = True
+            elif pattern.name == "kv_tokens":
+                _vllm_kv_tokens(report.rank(label), int(found["value"].replace(",", "")))
             else:
                 _apply_vllm(report.rank(label), pattern.name, float(found["value"]))
             break
@@ -317,9 +322,16 @@ def parse_vllm_log(lines: Iterable[str]) -> MemoryReport:
     return report
 
 
+def _vllm_kv_tokens(rank: RankMemory, tokens: int) -> None:
+    """The CPU worker's token count, after the budget line it belongs to."""
+    budget = rank.kv_pools[0].kv_gib if rank.kv_pools else None
+    rank.kv_pools = [KvPool(tokens=tokens, kv_gib=budget)]
+
+
 def _apply_vllm(rank: RankMemory, name: str, value: float) -> None:
     if name == "kv":
-        rank.kv_pools = [KvPool(tokens=None, kv_gib=value)]  # vLLM states the budget, not the token count
+        tokens = rank.kv_pools[0].tokens if rank.kv_pools else None
+        rank.kv_pools = [KvPool(tokens=tokens, kv_gib=value)]  # vLLM states the budget; the CPU worker its tokens
     else:
         setattr(rank, {"weights": "weights_gib", "graph": "graph_gib"}[name], value)
 

@@ -3,6 +3,10 @@
     local:tiny-qwen3/bf16                 the committed weights (models/tiny-qwen3)
     local:tiny-qwen3/mxfp4, .../fp8       amd-quark exports, made once and cached
     local:tiny-qwen3/mxfp4-scale-defect   the MXFP4 export with one layer's E8M0 scales one exponent too high
+    local:tiny-qwen3/fq-mxfp4             BF16 weights fake-quantized by harness's reference MXFP4
+                                          (harness.local.fakequant), for engines without MXFP4 kernels
+    local:tiny-qwen3/fq-mxfp4-scale-defect, .../fq-mxfp4-sparse-scale-defect   the same with a scale defect
+    local:tiny-qwen3-moe/...              the same variants of the tiny Qwen3-MoE (models/tiny-qwen3-moe)
     local:tiny-dsv3/bf16, ...             the real-SGLang rig's random-weight checkpoints in the fix
                                           architectures (harness.rig.checkpoints), built once and cached
 
@@ -21,10 +25,12 @@ from pathlib import Path
 from harness.errors import ConfigError
 
 PREFIX = "local:"
-MODELS = ("tiny-qwen3",)
+MODELS = ("tiny-qwen3", "tiny-qwen3-moe")
 EXPORTS = {"mxfp4": "mxfp4", "fp8": "fp8"}
 DEFECTS = {"mxfp4-scale-defect": "mxfp4"}
-VARIANTS = ("bf16", *EXPORTS, *DEFECTS)
+# Fake-quantized BF16 checkpoints -> the harness.local.fakequant defect they carry (None: none).
+FAKE_QUANT = {"fq-mxfp4": None, "fq-mxfp4-scale-defect": "scale", "fq-mxfp4-sparse-scale-defect": "sparse-scale"}
+VARIANTS = ("bf16", *EXPORTS, *DEFECTS, *FAKE_QUANT)
 # The tensor whose scales the defect corrupts: an MLP projection of the first layer.
 DEFECT_TENSOR = "model.layers.0.mlp.down_proj.weight_scale"
 
@@ -90,7 +96,17 @@ def resolve(reference: str) -> Path:
         return rig_dir() / model / variant
     if variant == "bf16":
         return source_dir(model)
+    if variant in FAKE_QUANT:  # the code that made them is part of the key: an MXFP4 fix is never served stale
+        return cache_dir() / f"{model}-{source_digest(model)}-{variant}-{fake_quant_code_digest()}"
     return cache_dir() / f"{model}-{source_digest(model)}-{variant}"
+
+
+def fake_quant_code_digest() -> str:
+    package = Path(__file__).resolve().parent.parent
+    digest = hashlib.sha256()
+    for path in (package / "local" / "fakequant.py", package / "loading" / "mxfp4.py"):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:8]
 
 
 def ensure(reference: str, *, python: str = sys.executable, log=print) -> Path:
@@ -105,6 +121,15 @@ def ensure(reference: str, *, python: str = sys.executable, log=print) -> Path:
         log(f"harness: building {reference} (once; cached in {rig_dir()})")
         run_python_module(python, "harness.rig", ["build", str(rig_dir()), "--only", f"{model}/{variant}"],
                           timeout_s=1800)
+        return target
+    if variant in FAKE_QUANT:
+        from harness.engines.probe import run_python_module
+
+        defect = FAKE_QUANT[variant]
+        log(f"harness: fake-quantizing {reference} (once; cached in {target.parent})")
+        run_python_module(python, "harness.local.fakequant", [str(source_dir(model)), str(target),
+                                                              *(["--defect", defect] if defect else [])],
+                          timeout_s=600)
         return target
     if variant in EXPORTS:
         log(f"harness: exporting {reference} with amd-quark (once; cached in {target.parent})")

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from harness.compare import Verdict
-from harness.report.format import STATE_MARKS, delta, figure, headline, p_value
+from harness.report.format import delta, figure, headline, mark, p_value
 
 
 def render_console(verdicts: list[Verdict], exit_code: int | None) -> str:
     header = ("cell", "metric", "value", "baseline", "delta", "p", "verdict")
     rows = [header] + [
         (v.cell_id, v.metric, figure(v.metric, v.value), figure(v.metric, v.baseline), delta(v), p_value(v),
-         STATE_MARKS[v.state.value])
+         mark(v))
         for v in verdicts
     ]
     widths = [max(len(row[i]) for row in rows) for i in range(len(header))]

@@ -9,7 +9,12 @@ STATE_MARKS = {
     "PASS": "pass", "REGRESSED": "REGRESSED", "IMPROVED": "improved", "NO_BASELINE": "no baseline",
     "NOT_COMPARABLE": "NOT COMPARABLE", "MISSING": "MISSING", "INFRA_ERROR": "INFRA ERROR",
     "CONFIG_ERROR": "CONFIG ERROR",
+    "CAUGHT": "caught",  # a canary's expected REGRESSED: its planted defect was seen
 }
+
+
+def mark(verdict: Verdict) -> str:
+    return STATE_MARKS["CAUGHT" if verdict.expected else verdict.state.value]
 
 
 def figure(metric: str, value: float | None) -> str:
@@ -20,6 +25,8 @@ def figure(metric: str, value: float | None) -> str:
         return f"{value:.4f}"
     if kind is MetricKind.MEMORY_GIB:
         return f"{value:.2f} GiB"
+    if kind is MetricKind.DIVERGENCE:
+        return f"{value:.5f}"  # KLD in nats per token: MXFP4 costs thousandths
     return f"{value:.2f}"
 
 
@@ -31,6 +38,8 @@ def delta(verdict: Verdict) -> str:
         return f"{verdict.delta * 100:+.2f} pt"
     if kind is MetricKind.MEMORY_GIB:
         return f"{verdict.delta:+.2f} GiB"
+    if kind is MetricKind.DIVERGENCE:
+        return f"{verdict.delta:+.5f}"
     return f"{verdict.delta:+.2f}"
 
 
@@ -43,7 +52,8 @@ def p_value(verdict: Verdict) -> str:
 def counts(verdicts: list[Verdict]) -> dict[str, int]:
     out: dict[str, int] = {}
     for verdict in verdicts:
-        out[verdict.state.value] = out.get(verdict.state.value, 0) + 1
+        key = "CAUGHT" if verdict.expected else verdict.state.value
+        out[key] = out.get(key, 0) + 1
     return out
 
 

@@ -11,7 +11,7 @@ import html
 import re
 
 from harness.compare import State, Verdict
-from harness.report.format import STATE_MARKS, delta, figure, headline, p_value
+from harness.report.format import delta, figure, headline, mark, p_value
 from harness.results import RunResult
 
 LOG_TAIL_LINES = 30
@@ -55,18 +55,18 @@ def render_markdown(run: RunResult, verdicts: list[Verdict]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for v in verdicts:
-        mark = STATE_MARKS[v.state.value]
-        if v.state in (State.REGRESSED, State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE, State.CONFIG_ERROR):
-            mark = f"**{mark}**"
+        shown = mark(v)
+        if not v.expected and v.state in (State.REGRESSED, State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE,
+                                           State.CONFIG_ERROR):
+            shown = f"**{shown}**"
         lines.append(
             f"| {code(v.cell_id)} | {v.metric} | {figure(v.metric, v.value)} | {figure(v.metric, v.baseline)} "
-            f"| {delta(v)} | {p_value(v)} | {mark} | {v.fix or '-'} |"
+            f"| {delta(v)} | {p_value(v)} | {shown} | {v.fix or '-'} |"
         )
     explained = [v for v in verdicts if v.state not in (State.PASS, State.NO_BASELINE)]
     if explained:
         lines += ["", "### Why", ""]
-        lines += [f"- {code(v.cell_id)} {v.metric}: {STATE_MARKS[v.state.value]}: {text(v.reason)}"
-                  for v in explained]
+        lines += [f"- {code(v.cell_id)} {v.metric}: {mark(v)}: {text(v.reason)}" for v in explained]
     gaps = [(c.cell_id, c.preflight["memory_vs_prediction"]) for c in run.cells
             if not c.preflight.get("memory_vs_prediction", {}).get("within_tolerance", True)]
     if gaps:

@@ -18,6 +18,11 @@ FAKE_SGLANG_LATENCY_S delays every completion; with --api-key, /v1/* answers 401
 
 Answers: for a prompt whose last question is "What is A plus B?", it answers correctly unless
 FAKE_SGLANG_WRONG_EVERY=k makes every k-th question wrong; anything else gets "#### 0".
+
+Prompt logprobs (the numerics eval): `/tokenize` maps each character to a token id below VOCAB, and
+`/generate` with `return_logprob` answers in SGLang 0.5.17's literal shapes from a toy language model
+whose next-token logits depend on the previous token only; a model path containing "noise<x>" adds a
+perturbation of size x to every logit (a "quantization error"), so two cells differ as much as asked.
 """
 
 from __future__ import annotations
@@ -104,6 +109,41 @@ def answer(prompt: str) -> str:
     return f" {a} plus {b} is {total}.\n#### {total}"
 
 
+VOCAB = 40
+
+
+def toy_logprobs(previous: int, noise: float) -> list[float]:
+    """The toy model's next-token logprobs after `previous` (peaked, deterministic)."""
+    import math
+
+    logits = [4.0 * math.sin(previous * 1.7 + token * 0.9) + 2.0 * math.cos(token * 0.37)
+              + noise * math.sin(previous * 3.1 + token * 5.3) for token in range(VOCAB)]
+    top = max(logits)
+    norm = top + math.log(sum(math.exp(v - top) for v in logits))
+    return [v - norm for v in logits]
+
+
+def model_noise(model_path: str) -> float:
+    found = re.search(r"noise([0-9.]+)", model_path)
+    return float(found.group(1).rstrip(".")) if found else 0.0
+
+
+def generate_logprobs(body: dict, noise: float) -> dict:
+    """`/generate` with max_new_tokens 0 and input logprobs, as SGLang 0.5.17 returns it."""
+    ids, k = body["input_ids"], int(body.get("top_logprobs_num", 0))
+    token_logprobs = [[None, ids[0], None]]
+    top_logprobs: list = [None]
+    for position in range(1, len(ids)):
+        logprobs = toy_logprobs(ids[position - 1], noise)
+        token_logprobs.append([logprobs[ids[position]], ids[position], None])
+        ranked = sorted(range(VOCAB), key=lambda token: -logprobs[token])[:k]
+        top_logprobs.append([[logprobs[token], token, None] for token in ranked])
+    return {"text": "", "meta_info": {"id": "fake", "finish_reason": {"type": "length", "length": 0},
+                                      "prompt_tokens": len(ids), "completion_tokens": 0,
+                                      "input_token_logprobs": token_logprobs, "output_token_logprobs": [],
+                                      "input_top_logprobs": top_logprobs, "output_top_logprobs": []}}
+
+
 class Handler(BaseHTTPRequestHandler):
     server_version = "fake-sglang"
 
@@ -152,7 +192,12 @@ class Handler(BaseHTTPRequestHandler):
             log("Scheduler hit an exception: Traceback (most recent call last):", "TP0")
             print("RuntimeError: fake engine died mid-eval", flush=True)
             os._exit(1)
-        if self.path == "/v1/completions":
+        if self.path == "/tokenize":
+            tokens = [ord(char) % VOCAB for char in body["prompt"]]
+            self._json(200, {"tokens": tokens, "count": len(tokens), "max_model_len": 32768})
+        elif self.path == "/generate" and body.get("return_logprob"):
+            self._json(200, generate_logprobs(body, model_noise(self.server.model)))
+        elif self.path == "/v1/completions":
             text = answer(body.get("prompt", ""))
             self._json(200, {"id": f"cmpl-{count}", "object": "text_completion", "model": self.server.model,
                              "choices": [{"index": 0, "text": text, "finish_reason": "stop"}],
