@@ -6,11 +6,16 @@
 # There:        bash benchmarks/gpu_sglang_run.sh        (device tool: carry .sgl and .rig; $OUT collects)
 #
 # STAGES (default "fixes main"): `fixes` loads every fix checkpoint (suite gpu-sglang-fixes, 8 cells sharing
-# the GPU), `main` runs suite gpu-sglang (one cell at a time: its memory figures are the cell's own).
+# the GPU), `main` runs suite gpu-sglang (one cell at a time: its memory figures are the cell's own),
+# `numerics` runs suite gpu-sglang-numerics (the BF16 cell, its reference promoted, then the FP8 cell);
+# `a+b` runs two stages at once (both share the GPU: neither may be `main`).
+# FIXES_CELLS: glob patterns restricting `fixes`.
 # MAIN_CELLS: glob patterns (space-separated) restricting `main`: a suite too long for one device call runs in
 # parts, joined afterwards with `harness merge`. BUDGET: seconds for the whole script (a device call is cut at
 # 600 s); each stage is interrupted (SIGINT: harness tears down and saves what it measured) before it runs out.
-# Writes to $OUT: <stage>.results.json, <stage>.summary.md, preflight.txt, logs.tar.gz, run.log.
+# Writes to $OUT (the device tool brings back 8 files): <stage>.results.json, run.log, preflight.txt,
+# logs.tar.gz (every run directory: summaries, server logs; the bundle's prepare.log), and for `numerics`
+# numerics.tar.gz (the promoted reference and its baseline file).
 set -uo pipefail
 T0=$(date +%s)
 BUDGET=${BUDGET:-560}
@@ -25,7 +30,7 @@ left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 
 # 1. The SGLang bundle: unpacked once per machine (a warm machine keeps it), the environment its README gives.
 if [ ! -f /tmp/sglsite/.sgl_bundle_ok ]; then
-  RS_MODE=prepare bash .sgl/run_sglang.sh > "$OUT/prepare.log" 2>&1 || { say "bundle prepare failed"; tail -30 "$OUT/prepare.log"; exit 3; }
+  RS_MODE=prepare bash .sgl/run_sglang.sh > "$REPORTS/prepare.log" 2>&1 || { say "bundle prepare failed"; tail -30 "$REPORTS/prepare.log"; exit 3; }
 fi
 CUDART=$(python3 -c 'import os,torch; print(os.path.realpath(os.path.join(os.path.dirname(torch.__file__),"..","nvidia","cu13","lib")))' 2>/dev/null)
 mkdir -p /tmp/sgl_cudart_link
@@ -43,11 +48,14 @@ if [ ! -f "$HARNESS_CACHE_DIR/.unpacked" ]; then
 fi
 say "checkpoints: $(find "$HARNESS_CACHE_DIR" -name config.json | wc -l)"
 
-# 3. Preflight on every cell, recorded beside what SGLang does with it.
-for suite in gpu-sglang-fixes gpu-sglang; do
-  python3 -m harness preflight --suite "$suite" >> "$OUT/preflight.txt" 2>&1
-  echo "exit $?" >> "$OUT/preflight.txt"
-done
+# 3. Preflight on every cell, recorded beside what SGLang does with it (PREFLIGHT=0 skips it: CPU tests
+# recompute the same predictions from the checkpoints' headers).
+if [ "${PREFLIGHT:-1}" = 1 ]; then
+  for suite in gpu-sglang-fixes gpu-sglang; do
+    python3 -m harness preflight --suite "$suite" >> "$OUT/preflight.txt" 2>&1
+    echo "exit $?" >> "$OUT/preflight.txt"
+  done
+fi
 
 run_stage() {  # name, suite, extra args...
   local name=$1 suite=$2; shift 2
@@ -58,15 +66,29 @@ run_stage() {  # name, suite, extra args...
     --run-id "$name-$T0" "$@"
   say "stage $name: exit $?"
   cp "$REPORTS/$name-$T0/results.json" "$OUT/$name.results.json" 2>/dev/null
-  cp "$REPORTS/$name-$T0/summary.md" "$OUT/$name.summary.md" 2>/dev/null
+}
+numerics_stage() {
+  run_stage numerics-ref gpu-sglang-numerics --cell 'tiny-qwen3/bf16/*' --share-gpus 2
+  python3 -m harness baseline update --from "$REPORTS/numerics-ref-$T0" --cell 'tiny-qwen3/bf16/*' \
+    && run_stage numerics gpu-sglang-numerics --cell 'tiny-qwen3/quark-fp8/*' --share-gpus 2
+  tar -czf "$OUT/numerics.tar.gz" baselines/gpu-sglang-numerics.yaml baselines/references/gpu-sglang-numerics \
+    2>/dev/null
+}
+one_stage() {
+  local cells=()
+  case $1 in
+    # --no-preflight: every checkpoint is loaded, whatever preflight predicts (preflight.txt holds that).
+    fixes) for pattern in ${FIXES_CELLS:-}; do cells+=(--cell "$pattern"); done
+           run_stage fixes gpu-sglang-fixes --share-gpus 8 --no-preflight "${cells[@]}" ;;
+    main) for pattern in ${MAIN_CELLS:-}; do cells+=(--cell "$pattern"); done
+          run_stage main gpu-sglang "${cells[@]}" ;;
+    numerics) numerics_stage ;;
+  esac
 }
 for stage in $STAGES; do
-  case $stage in
-    # --no-preflight: every checkpoint is loaded, whatever preflight predicts (preflight.txt holds that).
-    fixes) run_stage fixes gpu-sglang-fixes --share-gpus 8 --no-preflight ;;
-    main) cells=(); for pattern in ${MAIN_CELLS:-}; do cells+=(--cell "$pattern"); done
-          run_stage main gpu-sglang "${cells[@]}" ;;
-  esac
+  pids=()
+  for part in ${stage//+/ }; do one_stage "$part" & pids+=($!); done
+  wait "${pids[@]}"
 done
 nvidia-smi --query-gpu=memory.used --format=csv,noheader | sed 's/^/[rig] GPU memory used after the runs: /'
 echo "[rig] sglang server processes left: $(pgrep -fc sglang.launch_server)"
