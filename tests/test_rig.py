@@ -117,3 +117,65 @@ def test_rig_headers_are_json(tmp_path):
     (tmp_path / "m").mkdir()
     (tmp_path / "m" / "config.json").write_text(json.dumps({"architectures": ["X"]}))
     assert rig_pack.headers(tmp_path) == {"m": {"config": {"architectures": ["X"]}, "tensors": {}}}
+
+
+# --- the fix table: preflight's predictions against what real SGLang 0.5.17 did (tests/fixtures/rig) --------
+
+RIG = ROOT / "tests" / "fixtures" / "rig"
+
+
+def rig_outcomes() -> dict:
+    import yaml
+
+    return yaml.safe_load((RIG / "outcomes.yaml").read_text())
+
+
+def rig_headers() -> dict:
+    import gzip
+
+    return json.loads(gzip.decompress((RIG / "headers.json.gz").read_bytes()))
+
+
+def predicted_failures(tmp_path: Path, checkpoint: str, spec: str, capsys) -> list[str]:
+    """The FAILs of `harness preflight` on the recorded headers (data as holes), SGLang 0.5.17's loader."""
+    from harness.cli import main
+    from tests.checkpoints import write_checkpoint
+
+    recorded = rig_headers()[checkpoint]
+    root = write_checkpoint(tmp_path / checkpoint.replace("/", "__"), recorded["config"],
+                            {name: (t["dtype"], tuple(t["shape"])) for name, t in recorded["tensors"].items()})
+    argv = ["preflight", "--checkpoint", str(root), "--tp", "1", "--engine-version", "0.5.17", "--json"]
+    if spec != "none":
+        argv += ["--spec", spec]
+    capsys.readouterr()
+    main(argv)
+    (check,) = json.loads(capsys.readouterr().out)
+    return [f"{rule['fix']}: {rule['reason']}" for rule in check["rules"] if rule["outcome"] == "FAIL"]
+
+
+@pytest.mark.parametrize("row", [row for row in rig_outcomes()["cells"] if row.get("reached", True)],
+                         ids=lambda row: row["cell"])
+def test_preflight_agrees_with_real_sglang(row, tmp_path, capsys):
+    failures = predicted_failures(tmp_path, row["checkpoint"], row["cell"].split("/")[2], capsys)
+    if row["sglang"] == "loaded":
+        assert failures == [], failures  # a false alarm would block a cell that loads
+    else:
+        assert failures, f"SGLang failed ({row['line']}) but preflight predicted a load"
+
+
+@pytest.mark.parametrize("row", rig_outcomes()["cells"] + rig_outcomes()["classified"], ids=lambda row: row["log"])
+def test_real_rig_logs_classify_as_recorded(row):
+    lines = (RIG / "logs" / row["log"]).read_text(encoding="utf-8", errors="replace").splitlines()
+    if row.get("sglang") == "loaded":
+        assert any("The server is fired up and ready to roll!" in line for line in lines)
+        return
+    failure = classify(lines, exited=True)
+    assert failure.cause == row["cause"]
+    assert any(row["line"] in line for line in lines)
+
+
+def test_every_rig_log_is_in_the_table():
+    named = {row["log"] for row in rig_outcomes()["cells"] + rig_outcomes()["classified"]}
+    fix_logs = {path.name for path in (RIG / "logs").glob("*.log")
+                if path.name.startswith(("fixes.", "call"))}
+    assert fix_logs == named

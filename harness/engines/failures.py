@@ -20,10 +20,12 @@ class Signature:
 
 
 SIGNATURES = (
-    # SGLang's Quark MXFP4 GEMMs (and online MXFP4) come from aiter, which exists only on ROCm: on CUDA such a
-    # checkpoint loads, then its first forward fails. A platform limit, named before the scheduler's crash.
+    # SGLang's Quark MXFP4 GEMMs (and online MXFP4) come from aiter, which exists only on ROCm: on CUDA an MXFP4
+    # linear loads, then its first forward fails; an MXFP4 MoE fails already after loading (e8m0_shuffle, seen
+    # on the rig). A platform limit, named before the scheduler's crash.
     Signature("aiter_missing", re.compile(
-        r"name 'dynamic_mxfp4_quant' is not defined|No module named 'aiter'|Failed to import aiter"), fatal=True),
+        r"name '(?:dynamic_mxfp4_quant|e8m0_shuffle|shuffle_weight)' is not defined|No module named 'aiter'|"
+        r"Failed to import aiter"), fatal=True),
     # The fused module's shards are stored (or excluded) differently: SGLang refuses to build it.
     Signature("fused_shard_disagreement", re.compile(
         r"Found different quantization schemes for .* SGLang requires all to use the same scheme|"

@@ -72,7 +72,10 @@ def kimi_vision_config() -> dict[str, Any]:
     """The smallest MoonViT SGLang's KimiK25Config accepts; its weights are left out (text-only use)."""
     return {"patch_size": 14, "init_pos_emb_height": 4, "init_pos_emb_width": 4, "init_pos_emb_time": 4,
             "num_attention_heads": 2, "num_hidden_layers": 1, "hidden_size": 64, "intermediate_size": 128,
-            "merge_kernel_size": [2, 2], "mm_hidden_size": 64, "text_hidden_size": HIDDEN}
+            "merge_kernel_size": [2, 2], "mm_hidden_size": 64, "text_hidden_size": HIDDEN,
+            # K2VLMultiModalProjector reads vt_hidden_size, which SGLang 0.5.17's KimiK25VisionConfig does not
+            # declare (real Kimi-K2.5 configs carry it): without it the wrapper failed to build on the rig.
+            "vt_hidden_size": 64}
 
 
 # --- weights ------------------------------------------------------------------------------------------
