@@ -59,7 +59,8 @@ def test_bad_suite_file_is_a_one_line_error_naming_file_and_key(capsys, tmp_path
 def test_validate_checks_the_shipped_files(capsys):
     assert main(["validate", *SUITES, "--baselines-dir", str(ROOT / "baselines")]) == 0
     out = capsys.readouterr().out
-    assert "checked 6 suites (16 cells) and 5 baseline files (17 entries): no problems" in out
+    assert "checked 7 suites (22 cells) and 6 baseline files (33 entries): no problems" in out
+    assert "tiny-qwen3__bf16__none__tp1.numerics.npz: numerics reference, 64 windows of 128 tokens" in out
 
 
 def test_validate_refuses_a_baseline_for_an_unknown_cell(capsys, tmp_path):
