@@ -619,8 +619,9 @@ def _result(config: EvalConfig, protocol: dict[str, Any], reference: TopKSet | N
 
     timings = {"wall_s": round(wall, 3), "sequences_per_s": round(len(measured) / wall, 2) if wall else 0.0,
                "prompt_tokens_per_s": round(details["tokens"]["prompt"] / wall, 1) if wall else 0.0}
-    if reference is None or not measured:
+    if reference is None:
         details["note"] = "no stored reference to compare with: these distributions are only recorded"
+    if reference is None or not measured:
         return EvalResult(NAME, protocol, {}, request_errors=len(errors), timings=timings, details=details)
     per_sequence = compare_sets(reference, measured)
     summary = summarize(per_sequence)
