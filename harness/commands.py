@@ -38,8 +38,17 @@ DRY_RUN_PORT = 30000  # SGLang's default; a real launch takes a free port
 
 def _describe_cell(cell: Cell) -> str:
     fix = FIXES.get(cell.fix) if cell.fix else None
-    evals = ", ".join(f"{e.name}:{e.protocol}/{e.shots}-shot/{e.questions}q" for e in cell.evals) or "no evals"
-    return f"{cell.id}  [{fix.id} {fix.pr}]  {evals}" if fix else f"{cell.id}  {evals}"
+    evals = ", ".join(_describe_eval(e) for e in cell.evals) or "no evals"
+    canary = f"  [canary of {cell.baseline_id}: must regress]" if cell.baseline_id else ""
+    return (f"{cell.id}  [{fix.id} {fix.pr}]  {evals}" if fix else f"{cell.id}  {evals}") + canary
+
+
+def _describe_eval(config: EvalConfig) -> str:
+    if config.name == "numerics":
+        from harness.evals import numerics
+
+        return numerics.describe(config)
+    return f"{config.name}:{config.protocol}/{config.shots}-shot/{config.questions}q"
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -388,6 +397,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
         baselines = load_baselines(path, must_exist=True)
         entry_count += check_baselines(baselines, suites)
         print(f"ok  {path}: {sum(len(m) for m in baselines.cells.values())} entries over {len(baselines.cells)} cells")
+    for path in sorted((args.baselines_dir / "references").glob("*/*.numerics.npz")):
+        from harness.evals import numerics
+
+        numerics.require_numpy()
+        reference = numerics.load_reference(path)  # kind, version and digest checked
+        windows, window = reference.token_ids.shape
+        print(f"ok  {path}: numerics reference, {windows} windows of {window} tokens, "
+              f"sha256 {reference.meta['sha256'][:12]}")
     print(f"checked {len(suites)} suites ({cell_count} cells) and {len(baseline_files)} baseline files "
           f"({entry_count} entries): no problems")
     return EXIT_OK

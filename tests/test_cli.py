@@ -63,6 +63,7 @@ def test_validate_checks_the_shipped_files(capsys):
     suites, baselines = len(list((ROOT / "suites").glob("*.yaml"))), len(list((ROOT / "baselines").glob("*.yaml")))
     assert re.search(rf"^checked {suites} suites \(\d+ cells\) and {baselines} baseline files \(\d+ entries\): "
                      r"no problems$", out, re.M), out
+    assert "tiny-qwen3__bf16__none__tp1.numerics.npz: numerics reference, 64 windows of 128 tokens" in out
 
 
 def test_validate_refuses_a_baseline_for_an_unknown_cell(capsys, tmp_path):

@@ -148,17 +148,16 @@ def test_a_caught_canary_passes_and_a_missed_one_regresses():
 
 
 def test_a_canary_that_did_not_measure_keeps_its_infrastructure_verdict():
-    from harness.compare import Verdict
-
-    failed = [Verdict("bad/fq/none/tp1", "numerics.kld", State.INFRA_ERROR, reason="crash")]
-    assert canary_verdicts("bad/fq/none/tp1", "m/fq/none/tp1", []) [0].metric == "cell"
     from harness.baselines import Baselines
 
     result = CellResult("bad/fq/none/tp1", "s", "infra_error", {"canary_of": "m/fq/none/tp1"})
     verdicts = compare_results(["bad/fq/none/tp1"], {"bad/fq/none/tp1": result},
                                Baselines("s", None, {"m/fq/none/tp1": {"numerics.kld": entry(values(0.1, 0.01))}}),
                                GATE, canaries={"bad/fq/none/tp1": "m/fq/none/tp1"})
-    assert [v.state for v in verdicts] == [State.INFRA_ERROR] and exit_code(verdicts) == 3 and failed
+    assert [v.state for v in verdicts] == [State.INFRA_ERROR] and exit_code(verdicts) == 3
+    # Measured but no verdict at all (a cell without gated figures): still not caught.
+    (missed,) = canary_verdicts("bad/fq/none/tp1", "m/fq/none/tp1", [])
+    assert missed.state is State.REGRESSED and missed.metric == "cell"
 
 
 def test_canaries_are_checked_in_the_suite(write_suite, base_suite):
@@ -268,10 +267,12 @@ def test_from_the_first_run_to_a_caught_defect(tmp_path, capsys):
     assert "update  m/bf16/none/tp1 numerics reference: none -> " in out
     stored = tmp_path / "baselines" / "references" / "fake-numerics" / "m__bf16__none__tp1.numerics.npz"
     assert stored.exists()
-    # 3. Every cell measures against it; the canary is gated against m's cell, which has no baseline yet.
-    assert harness(tmp_path, "run", "--suite", "fake-numerics", "--run-id", "second") == 1
+    # 3. Every cell measures against it; the canary's counterpart has no baselines yet: nothing to catch it by.
+    assert harness(tmp_path, "run", "--suite", "fake-numerics", "--run-id", "second") == 0
     capsys.readouterr()
     results = json.loads((tmp_path / "reports" / "second" / "results.json").read_text())
+    (canary,) = [v for v in results["verdicts"] if v["cell_id"].startswith("m-defect") and v["metric"] == "cell"]
+    assert canary["state"] == "NO_BASELINE" and "canary: m/quark-fp8/none/tp1 has no baselines yet" in canary["reason"]
     kld = {c["cell_id"]: c["evals"]["numerics"]["metrics"]["kld"]["value"] for c in results["cells"]}
     assert kld["m/bf16/none/tp1"] < 1e-6 < 1e-3 < kld["m/quark-fp8/none/tp1"] < kld["m-defect/quark-fp8/none/tp1"]
     assert harness(tmp_path, "baseline", "update", "--from", str(tmp_path / "reports" / "second")) == 0
@@ -288,3 +289,26 @@ def test_from_the_first_run_to_a_caught_defect(tmp_path, capsys):
     assert states[("m-defect/quark-fp8/none/tp1", "numerics.kld")] == ("REGRESSED", True)
     junit = (tmp_path / "reports" / "third" / "junit.xml").read_text()
     assert 'failures="0"' in junit
+
+
+def test_the_engine_python_comes_from_the_suite_and_must_exist(tmp_path, capsys):
+    numerics_suite(tmp_path)
+    path = tmp_path / "suites" / "fake-numerics.yaml"
+    suite = yaml.safe_load(path.read_text())
+    suite["python"] = "no-such-venv/bin/python"
+    path.write_text(yaml.safe_dump(suite))
+    assert harness(tmp_path, "run", "--suite", "fake-numerics", "--dry-run") == 0
+    assert "argv no-such-venv/bin/python -m sglang.launch_server" in capsys.readouterr().out
+    assert harness(tmp_path, "run", "--suite", "fake-numerics", "--run-id", "x") == 2
+    assert ("fake-numerics.yaml: python: no-such-venv/bin/python does not exist (relative paths start in the "
+            "working directory") in capsys.readouterr().err
+
+
+def test_list_names_the_numerics_protocol_and_the_canaries(tmp_path, capsys):
+    from harness.cli import main
+
+    numerics_suite(tmp_path)
+    assert main(["list", "--suite", "fake-numerics", "--suites-dir", str(tmp_path / "suites")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "m/bf16/none/tp1  numerics:topk-kld/8x32 tokens/top-5 vs m/bf16/none/tp1"
+    assert out[2].endswith("[canary of m/quark-fp8/none/tp1: must regress]")

@@ -118,6 +118,24 @@ def protocol_of(config: EvalConfig, *, dataset_sha256: str | None = None, token_
 RECORD_FILE = "numerics-reference.npz"  # in the reference cell's directory of a run
 
 
+def require_numpy() -> None:
+    """One line instead of a traceback where the optional extra is missing."""
+    import importlib.util
+
+    from harness.errors import ConfigError
+
+    if importlib.util.find_spec("numpy") is None:
+        raise ConfigError("the numerics eval needs numpy in harness's environment: "
+                          "pip install 'sglang-harness[numerics]'")
+
+
+def describe(config: EvalConfig) -> str:
+    """`numerics:topk-kld/64x128 tokens/top-20 vs m/bf16/none/tp1`, for `harness list`."""
+    params = config.params
+    return (f"{NAME}:{config.protocol}/{params['sequences']}x{params['window']} tokens/top-{params['top_logprobs']} "
+            f"vs {params['reference']}")
+
+
 def stored_reference_path(config: EvalConfig, references: Path) -> Path:
     """Where `harness baseline update` stores the eval's reference: `references` is
     baselines/references/<the suite's baselines name>; `reference: other-suite:cell` reads another suite's."""
@@ -146,6 +164,7 @@ def reference_problem(cell: Cell, references: Path) -> str | None:
     """Why a cell's numerics eval could not measure anything (checked before launch), or None.
 
     The reference cell itself runs without a stored reference: it records the one to promote."""
+    require_numpy()
     for config in cell.evals:
         if config.name != NAME or is_reference_cell(cell, config, references):
             continue
@@ -565,6 +584,7 @@ def run(config: EvalConfig, base_url: str, *, model: str, target: Target, data_r
     if target.engine not in APIS:
         raise ConfigError(f"numerics: not supported by engine '{target.engine}': "
                           f"{UNSUPPORTED.get(target.engine, 'no prompt-logprob API')}")
+    require_numpy()
     api = APIS[target.engine]
     if target.reference is not None:
         windows = target.reference.token_ids.tolist()
@@ -599,8 +619,9 @@ def _result(config: EvalConfig, protocol: dict[str, Any], reference: TopKSet | N
 
     timings = {"wall_s": round(wall, 3), "sequences_per_s": round(len(measured) / wall, 2) if wall else 0.0,
                "prompt_tokens_per_s": round(details["tokens"]["prompt"] / wall, 1) if wall else 0.0}
-    if reference is None or not measured:
+    if reference is None:
         details["note"] = "no stored reference to compare with: these distributions are only recorded"
+    if reference is None or not measured:
         return EvalResult(NAME, protocol, {}, request_errors=len(errors), timings=timings, details=details)
     per_sequence = compare_sets(reference, measured)
     summary = summarize(per_sequence)

@@ -9,7 +9,8 @@ Why dense and not MoE: amd-quark 0.13 does export a tiny Qwen3-MoE to MXFP4 (aft
 experts, see harness.local.export), but transformers 5 loads Qwen3-MoE experts only as fused 3-D
 parameters and cannot map Quark's per-expert packed uint8 tensors back into them (a size-mismatch
 report at load), so `transformers serve`, the local engine, cannot serve a quantized MoE. `--moe`
-still builds the MoE model, for export tests.
+builds the MoE model: models/tiny-qwen3-moe/ is `--moe --steps 800` (4 experts, top 2), served by vLLM's
+CPU build in the local-numerics suite.
 """
 
 from __future__ import annotations
