@@ -179,3 +179,31 @@ def test_every_rig_log_is_in_the_table():
     fix_logs = {path.name for path in (RIG / "logs").glob("*.log")
                 if path.name.startswith(("fixes.", "call"))}
     assert fix_logs == named
+
+
+def test_an_mxfp4_forward_without_aiter_is_named_at_once(tmp_path, capsys):
+    """What the rig saw with a Quark MXFP4 checkpoint on CUDA: loaded, then the first forward needs aiter.
+    The cell is INFRA_ERROR `aiter_missing` (a platform limit, exit 3), found after the first failed requests,
+    not a bare scheduler exception after every question failed."""
+    from harness.cli import main
+    from tests.test_faults import reports_written, suite_with_eval
+    from tests.test_launcher import assert_nothing_survives
+    from tests.test_run_cli import dirs
+
+    root = suite_with_eval(tmp_path, scenario="aiter_first_forward", questions=200)
+    started = __import__("time").monotonic()
+    assert main(["run", "--suite", "fake", "--run-id", "mxfp4", *dirs(root)]) == 3
+    elapsed = __import__("time").monotonic() - started
+    (cell,) = reports_written(root / "reports" / "mxfp4")["cells"]
+    assert cell["error"]["cause"] == "aiter_missing"
+    assert "NameError: name 'dynamic_mxfp4_quant' is not defined" in cell["error"]["message"]
+    err = capsys.readouterr().err
+    # The client stopped sending once more than the 2% of failures the eval allows (4 of 200) had failed:
+    # a handful of failed requests (those in flight at concurrency 2 included), the rest never sent.
+    import re
+
+    failed, unsent = map(int, re.search(r"(\d+) failed requests, (\d+) not sent \(stopped after too many failures\)",
+                                        err).groups())
+    assert failed <= 4 + 2 and failed + unsent == 200, err
+    assert elapsed < 60
+    assert_nothing_survives(tmp_path)

@@ -128,7 +128,7 @@ def run_eval(config: EvalConfig, base_url: str, *, model: str, data_root: Path |
     def on_done(response: Response) -> None:
         if response.error is None:
             scored[response.id] = prepared.scorer(response.id, response.text or "")
-        progress.update(scored[response.id][1] if response.error is None else None)
+        progress.update(scored[response.id][1] if response.error is None else None, sent=response.attempts > 0)
 
     allowed = math.floor(config.max_error_rate * prepared.count + 1e-9)
     settings = ClientSettings(concurrency=config.concurrency, timeout_s=config.request_timeout_s, max_errors=allowed)

@@ -11,6 +11,7 @@ Prints SGLang-format logs (per TP rank, as in ../shared/reference/sglang.md), sp
   shape_mismatch      the GLM-5 MTP eh_proj failure of #23142, then stays alive
   fp8_block           the Qwen3-Next TP4 failure of #23467, then exit 1
   exit_mid_eval       exits after FAKE_SGLANG_EXIT_AFTER completions
+  aiter_first_forward the first request dies as a Quark MXFP4 forward does on CUDA (no aiter)
   stubborn_children   schedulers and a setsid grandchild ignore SIGINT and SIGTERM
 
 FAKE_SGLANG_LATENCY_S delays every completion; with --api-key, /v1/* answers 401 without
@@ -188,6 +189,14 @@ class Handler(BaseHTTPRequestHandler):
             COMPLETIONS["count"] += 1
             count = COMPLETIONS["count"]
         exit_after = int(os.environ.get("FAKE_SGLANG_EXIT_AFTER", "0"))
+        if SCENARIO == "aiter_first_forward":
+            # SGLang 0.5.17 with a Quark MXFP4 checkpoint on CUDA: it loads, then its first forward needs aiter.
+            log("Scheduler hit an exception: Traceback (most recent call last):", "TP0")
+            print('  File "/tmp/sglsite/sglang/srt/layers/quantization/quark/schemes/quark_w4a4_mxfp4.py", '
+                  'line 497, in apply_weights', flush=True)
+            print("    x_q, x_s = dynamic_mxfp4_quant(x)", flush=True)
+            print("NameError: name 'dynamic_mxfp4_quant' is not defined", flush=True)
+            os._exit(1)
         if SCENARIO == "exit_mid_eval" and count > exit_after:
             log("Scheduler hit an exception: Traceback (most recent call last):", "TP0")
             print("RuntimeError: fake engine died mid-eval", flush=True)
