@@ -8,6 +8,7 @@
 # STAGES (default "fixes main"): `fixes` loads every fix checkpoint (suite gpu-sglang-fixes, 8 cells sharing
 # the GPU), `main` runs suite gpu-sglang (one cell at a time: its memory figures are the cell's own),
 # `numerics` runs suite gpu-sglang-numerics (the BF16 cell, its reference promoted, then the FP8 cell);
+# `tp` runs suite gpu-sglang-tp (TP 1/2/4 packed on a 4-GPU host, and #23973 at TP 4);
 # `a+b` runs two stages at once (both share the GPU: neither may be `main`).
 # FIXES_CELLS: glob patterns restricting `fixes`.
 # MAIN_CELLS: glob patterns (space-separated) restricting `main`: a suite too long for one device call runs in
@@ -83,6 +84,8 @@ one_stage() {
     main) for pattern in ${MAIN_CELLS:-}; do cells+=(--cell "$pattern"); done
           run_stage main gpu-sglang "${cells[@]}" ;;
     numerics) numerics_stage ;;
+    # Issue 16, on a host of 4 GPUs (nvidia-h200-x4): every cell on its own GPUs, packed.
+    tp) run_stage tp gpu-sglang-tp ;;
   esac
 }
 for stage in $STAGES; do

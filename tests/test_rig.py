@@ -207,3 +207,47 @@ def test_an_mxfp4_forward_without_aiter_is_named_at_once(tmp_path, capsys):
     assert failed <= 4 + 2 and failed + unsent == 200, err
     assert elapsed < 60
     assert_nothing_survives(tmp_path)
+
+
+# --- the rig at TP 4 (issue 16): what runs without the 4-GPU machine -----------------------------------------
+
+def test_tp_cells_pin_every_rank_and_keep_multicast_off():
+    cells = expand(load_suite(find_suite("gpu-sglang-tp", ROOT / "suites")))
+    (tp4,) = select(cells, ["tiny-qwen3/bf16/none/tp4"])
+    command = SGLANG.command(tp4, python="python", port=1234, devices=[0, 1, 2, 3])
+    argv = list(command.argv)
+    assert argv[argv.index("--tp") + 1] == "4" and "--disable-custom-all-reduce" in argv
+    assert command.env["CUDA_VISIBLE_DEVICES"] == "0,1,2,3"
+    assert {command.env[k] for k in ("NCCL_NVLS_ENABLE", "TORCH_SYMM_MEM_DISABLE_MULTICAST")} == {"0", "1"}
+
+
+def test_tp_suite_packs_the_tp2_cell_beside_two_tp1_cells():
+    from harness.schedule import run_packed
+
+    cells = [c for c in expand(load_suite(find_suite("gpu-sglang-tp", ROOT / "suites"))) if c.tp in (1, 2)]
+    starts = []
+    results, interrupted = run_packed(cells, [0, 1, 2, 3], lambda cell, devices: starts.append(
+        (cell.id, tuple(devices))) or None, on_done=lambda result: None)
+    assert not interrupted
+    placed = dict(starts)
+    assert len(placed["tiny-qwen3/bf16/none/tp2"]) == 2
+    used = [d for devices in placed.values() for d in devices]
+    assert sorted(used) == [0, 1, 2, 3]  # all three at once, no GPU held twice
+
+
+@pytest.mark.parametrize(("checkpoint", "fails"), [("tiny-qwen3-next/tp4-fp8-ba-skipped", False),
+                                                  ("tiny-qwen3-next/tp4-fp8-ba-quantized", True)])
+def test_23973_at_tp4_prediction(checkpoint, fails, tmp_path, capsys):
+    from harness.cli import main
+    from tests.checkpoints import write_checkpoint
+
+    recorded = rig_headers()[checkpoint]
+    root = write_checkpoint(tmp_path / "ckpt", recorded["config"],
+                            {name: (t["dtype"], tuple(t["shape"])) for name, t in recorded["tensors"].items()})
+    capsys.readouterr()
+    main(["preflight", "--checkpoint", str(root), "--tp", "4", "--engine-version", "0.5.17", "--json"])
+    (check,) = json.loads(capsys.readouterr().out)
+    failures = [rule["reason"] for rule in check["rules"] if rule["outcome"] == "FAIL"]
+    assert bool(failures) == fails
+    if fails:
+        assert "output_partition_size = 2 is not divisible by weight quantization block_n = 128" in failures[0]

@@ -52,20 +52,28 @@ def dsv3_config(num_hidden_layers: int = 2) -> dict[str, Any]:
     }
 
 
-def qwen3_next_config() -> dict[str, Any]:
-    return {
-        "architectures": ["Qwen3NextForCausalLM"], "model_type": "qwen3_next", "torch_dtype": "bfloat16",
-        "vocab_size": 78, "hidden_size": 256, "intermediate_size": 256, "num_hidden_layers": 2,
-        "full_attention_interval": 2, "layer_types": ["linear_attention", "full_attention"],
-        "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 128, "partial_rotary_factor": 0.25,
-        "linear_num_key_heads": 2, "linear_num_value_heads": 4, "linear_key_head_dim": 128,
-        "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4, "num_experts": 4, "num_experts_per_tok": 2,
-        "moe_intermediate_size": 128, "shared_expert_intermediate_size": 128, "decoder_sparse_step": 1,
-        "mlp_only_layers": [], "norm_topk_prob": True, "hidden_act": "silu", "max_position_embeddings": 512,
-        "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "attention_bias": False, "attention_dropout": 0.0,
-        "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
-        "output_router_logits": False, "router_aux_loss_coef": 0.001,
-    }
+def qwen3_next_config(tp4: bool = False) -> dict[str, Any]:
+    """`tp4`: heads, linear-attention heads and expert widths that split into whole 128-blocks at TP 4, so that
+    only in_proj_ba (2 x 8 outputs: 2 per rank) decides whether block FP8 loads (#23973 at its real TP)."""
+    wide = {"intermediate_size": 512, "num_attention_heads": 4, "num_key_value_heads": 4,
+            "linear_num_key_heads": 4, "linear_num_value_heads": 8, "moe_intermediate_size": 512,
+            "shared_expert_intermediate_size": 512} if tp4 else {}
+    return {**_QWEN3_NEXT_TP1, **wide}
+
+
+_QWEN3_NEXT_TP1 = {
+    "architectures": ["Qwen3NextForCausalLM"], "model_type": "qwen3_next", "torch_dtype": "bfloat16",
+    "vocab_size": 78, "hidden_size": 256, "intermediate_size": 256, "num_hidden_layers": 2,
+    "full_attention_interval": 2, "layer_types": ["linear_attention", "full_attention"],
+    "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 128, "partial_rotary_factor": 0.25,
+    "linear_num_key_heads": 2, "linear_num_value_heads": 4, "linear_key_head_dim": 128,
+    "linear_value_head_dim": 128, "linear_conv_kernel_dim": 4, "num_experts": 4, "num_experts_per_tok": 2,
+    "moe_intermediate_size": 128, "shared_expert_intermediate_size": 128, "decoder_sparse_step": 1,
+    "mlp_only_layers": [], "norm_topk_prob": True, "hidden_act": "silu", "max_position_embeddings": 512,
+    "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "attention_bias": False, "attention_dropout": 0.0,
+    "tie_word_embeddings": False, "bos_token_id": 1, "eos_token_id": 2, "pad_token_id": 0,
+    "output_router_logits": False, "router_aux_loss_coef": 0.001,
+}
 
 
 def kimi_vision_config() -> dict[str, Any]:
@@ -233,8 +241,7 @@ def build_dsv3_bf16(out: Path, tokenizer_from: Path) -> Path:
 FP8_BLOCK = 128
 
 
-def qwen3_next_shapes() -> dict[str, tuple[int, ...]]:
-    c = qwen3_next_config()
+def qwen3_next_shapes(c: dict[str, Any]) -> dict[str, tuple[int, ...]]:
     hidden, heads, head_dim = c["hidden_size"], c["num_attention_heads"], c["head_dim"]
     key_dim = c["linear_num_key_heads"] * c["linear_key_head_dim"]
     value_dim = c["linear_num_value_heads"] * c["linear_value_head_dim"]
@@ -283,9 +290,8 @@ def fp8_block_quantize(weight, block: int = FP8_BLOCK):
     return quantized[:out_features, :in_features].to(torch.float8_e4m3fn), scale
 
 
-def qwen3_next_not_converted(skip_ba: bool) -> list[str]:
+def qwen3_next_not_converted(c: dict[str, Any], skip_ba: bool) -> list[str]:
     """`modules_to_not_convert` as Qwen's FP8 releases write it: full names, layer by layer."""
-    c = qwen3_next_config()
     names = ["lm_head"]
     for layer, kind in enumerate(c["layer_types"]):
         p = f"model.layers.{layer}"
@@ -295,12 +301,13 @@ def qwen3_next_not_converted(skip_ba: bool) -> list[str]:
     return names
 
 
-def _qwen3_next_fp8(skip_ba: bool) -> Callable[[Path, Path], Path]:
+def _qwen3_next_fp8(skip_ba: bool, tp4: bool = False) -> Callable[[Path, Path], Path]:
     def build(out: Path, tokenizer_from: Path) -> Path:
         from harness.loading.skip import is_layer_skipped
 
-        state = seeded_state(qwen3_next_shapes())
-        ignored = qwen3_next_not_converted(skip_ba)
+        model_config = qwen3_next_config(tp4)
+        state = seeded_state(qwen3_next_shapes(model_config))
+        ignored = qwen3_next_not_converted(model_config, skip_ba)
         tensors = {}
         for name, tensor in state.items():
             module = name.removesuffix(".weight")
@@ -309,7 +316,7 @@ def _qwen3_next_fp8(skip_ba: bool) -> Callable[[Path, Path], Path]:
                 tensors[name], tensors[module + ".weight_scale_inv"] = fp8_block_quantize(tensor)
             else:
                 tensors[name] = tensor
-        config = {**qwen3_next_config(), "quantization_config": {
+        config = {**model_config, "quantization_config": {
             "quant_method": "fp8", "fmt": "e4m3", "activation_scheme": "dynamic",
             "weight_block_size": [FP8_BLOCK, FP8_BLOCK], "modules_to_not_convert": ignored}}
         return save_checkpoint(out, config, tensors, tokenizer_from)
@@ -413,6 +420,10 @@ VARIANTS: tuple[Variant, ...] = (
             _qwen3_next_fp8(skip_ba=True)),
     Variant("tiny-qwen3-next", "fp8-ba-quantized", "block FP8, in_proj_ba quantized (2 x 4 outputs, block 128)",
             _qwen3_next_fp8(skip_ba=False)),
+    Variant("tiny-qwen3-next", "tp4-fp8-ba-skipped", "wide enough for TP 4 (every other layer whole 128-blocks "
+            "per rank), in_proj_ba skipped", _qwen3_next_fp8(skip_ba=True, tp4=True)),
+    Variant("tiny-qwen3-next", "tp4-fp8-ba-quantized", "the same with in_proj_ba quantized (2 outputs per rank "
+            "at TP 4)", _qwen3_next_fp8(skip_ba=False, tp4=True)),
     Variant("tiny-kimi-k25", "quark-mxfp4", "KimiK25 wrapper, text model under language_model., q_a_proj and "
             "kv_a_proj_with_mqa MXFP4; MLPs excluded by shard names, as amd-quark writes them",
             _kimi_quark(lambda exclude: exclude)),
