@@ -1,8 +1,9 @@
 """Log parsing and failure classification: synthetic fixtures per format variant, and a corpus of real logs.
 
 tests/fixtures/logs/*.log are synthetic (one per format variant, golden = the parser's JSON, reviewed);
-tests/fixtures/logs/real/ holds real logs from public reports, each with a hand-written golden of the
-figures a person reads off it (tests/golden/logs/real/, sources in real/INDEX.yaml).
+the real corpus is tests/fixtures/logs/real/ (logs from public reports) and the GPU rig's SGLang 0.5.17
+server logs (tests/fixtures/rig/logs/, named by `path:` in real/INDEX.yaml), each with a hand-written
+golden of the figures a person reads off it (tests/golden/logs/real/, sources in real/INDEX.yaml).
 """
 
 from __future__ import annotations
@@ -22,6 +23,11 @@ GOLDEN = Path(__file__).parent / "golden" / "logs"
 REAL = FIXTURES / "real"
 REAL_GOLDEN = GOLDEN / "real"
 REAL_INDEX = yaml.safe_load((REAL / "INDEX.yaml").read_text(encoding="utf-8"))
+# Real logs that live beside other fixtures (their tests use them where they are): an entry names one by
+# `path:`, relative to tests/fixtures. Every log in these folders belongs to the corpus.
+ALL_FIXTURES = FIXTURES.parent
+ELSEWHERE = (ALL_FIXTURES / "rig" / "logs",)
+RIG_SOURCE = "harness GPU rig (benchmarks/gpu_sglang_run.sh), SGLang 0.5.17 bundle, NVIDIA H200"
 
 
 def lines(name: str) -> list[str]:
@@ -198,17 +204,30 @@ def expected_gate(golden: dict) -> dict:
     return figures
 
 
+def corpus_log(name: str) -> Path:
+    """A corpus entry's log: `real/<name>.log`, or the fixture its `path:` names."""
+    path = REAL_INDEX[name].get("path")
+    return REAL / f"{name}.log" if path is None else ALL_FIXTURES / path
+
+
 def test_real_corpus_every_log_has_an_index_entry_and_a_golden():
-    logs = {p.stem for p in REAL.glob("*.log")}
     goldens = {p.stem for p in REAL_GOLDEN.glob("*.yaml")}
-    assert logs == set(REAL_INDEX) == goldens
+    assert set(REAL_INDEX) == goldens
+    here = {name for name, entry in REAL_INDEX.items() if "path" not in entry}
+    assert {p.stem for p in REAL.glob("*.log")} == here
+    elsewhere = sorted(corpus_log(name) for name in set(REAL_INDEX) - here)
+    assert elsewhere == sorted(p for folder in ELSEWHERE for p in folder.glob("*.log"))  # each once, all
     for name, entry in REAL_INDEX.items():
-        assert entry["source"]["url"].startswith("https://github.com/"), name
+        if name in here:
+            assert entry["source"]["url"].startswith("https://github.com/"), name
+        else:
+            assert entry["source"] == RIG_SOURCE and str(entry["date"]) == "2026-11-29", name
+            assert entry["sglang"] == "0.5.17" and entry["setup"], name
 
 
 @pytest.mark.parametrize("name", sorted(REAL_INDEX))
 def test_real_log_reads_as_its_golden(name):
-    lines = (REAL / f"{name}.log").read_text(encoding="utf-8").splitlines()
+    lines = corpus_log(name).read_text(encoding="utf-8").splitlines()
     golden = yaml.safe_load((REAL_GOLDEN / f"{name}.yaml").read_text(encoding="utf-8"))
     report = parse_sglang_log(lines)
     assert reading(report) == expected_reading(golden)
@@ -265,7 +284,7 @@ def test_a_memory_looking_line_of_no_known_form_is_listed_not_guessed():
 
 
 def lines_of(name: str) -> list[str]:
-    return (REAL / f"{name}.log").read_text(encoding="utf-8").splitlines()
+    return corpus_log(name).read_text(encoding="utf-8").splitlines()
 
 
 def test_memory_report_table_shows_k_v_pools_and_leaves_out_empty_columns():

@@ -167,7 +167,8 @@ def _apply_graph(rank: RankMemory, name: str, found: re.Match[str]) -> None:
 
 
 def _set_init_dist(rank: RankMemory, found: re.Match[str]) -> None:
-    rank.init_dist_gib = float(found["usage"])
+    if rank.init_dist_gib is None:  # a second one is the draft / MTP worker's (0.00 on the rig's NEXTN logs)
+        rank.init_dist_gib = float(found["usage"])
 
 
 def _set_load_begin(rank: RankMemory, found: re.Match[str]) -> None:
