@@ -156,9 +156,11 @@ class SuitePage:
                  run_pages: dict[str, str], window: int):
         self.suite, self.series, self.baselines = suite, series, baselines
         self.history, self.run_pages, self.window = history, run_pages, window
+        self.columns: list[tuple[str, str | None]] = []
 
     def render(self, title: str) -> str:
         runs = [r for r in self.history.runs if self.history.suite_of(r.suite or "?") == self.suite]
+        self.columns = [(r.run_id, r.started_at) for r in runs]
         body = [f'<p><a href="index.html">{esc(title)}</a></p>', f"<h1>suite {esc(self.suite)}</h1>",
                 f'<p class="muted">{len(runs)} run(s); steps: the gate\'s own test between the {self.window} '
                 f"runs before and from each run; band: where the gate's verdict against the current "
@@ -199,7 +201,7 @@ class SuitePage:
         if entry is not None and trend.metric != "cell":
             band = tolerance_band(trend.metric, entry, self.history.gate_for(self.suite), latest_n)
         baseline = entry.value if entry is not None else None
-        svg = render_plot(trend, baseline=baseline, band=band,
+        svg = render_plot(trend, self.columns, baseline=baseline, band=band,
                           href=lambda p: self.run_pages[p.run_id], title=_tooltip)
         return f"<figure>{svg}<figcaption>{_caption(trend, baseline, band, latest_n, entry is not None)}</figcaption></figure>"
 

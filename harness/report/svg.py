@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import html
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from harness.history import Point
@@ -57,38 +57,41 @@ class Scale:
         return TOP + (HEIGHT - TOP - BOTTOM) * (self.high - value) / span
 
 
-def render_plot(trend: Trend, *, baseline: float | None, band: Band,
+def render_plot(trend: Trend, columns: Sequence[tuple[str, str | None]], *, baseline: float | None, band: Band,
                 href: Callable[[Point], str], title: Callable[[Point], str]) -> str:
-    """The SVG element of one series; `href` and `title` give each run's link and tooltip text."""
+    """The SVG element of one series. `columns`: (run id, date) of every run of the suite, oldest first, so
+    that the plots of a page line up (a run without this cell is a gap); `href` and `title` give each
+    point's link and tooltip text."""
     points = list(trend.points)
-    scale = _scale(points, baseline, band)
+    column = {run_id: index for index, (run_id, _) in enumerate(columns)}
+    scale = _scale(points, baseline, band, len(columns))
     parts = [f'<svg class="plot" xmlns="http://www.w3.org/2000/svg" width="{WIDTH}" height="{HEIGHT}" '
              f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{esc(trend.metric)} over runs">',
              f'<rect x="0" y="0" width="{WIDTH}" height="{HEIGHT}" fill="#ffffff"/>']
-    parts += _band(scale, band) + _axes(scale, trend.metric, points)
+    parts += _band(scale, band) + _axes(scale, trend.metric, columns)
     if baseline is not None:
         y = scale.y(baseline)
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{BASELINE}" '
                      f'stroke-width="1.5" stroke-dasharray="6 3"/>')
-    measured = [(i, p) for i, p in enumerate(points) if p.value is not None]
+    measured = [p for p in points if p.value is not None]
     if len(measured) > 1:
-        path = " ".join(f"{scale.x(i):.1f},{scale.y(p.value):.1f}" for i, p in measured)
+        path = " ".join(f"{scale.x(column[p.run_id]):.1f},{scale.y(p.value):.1f}" for p in measured)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{LINE}" stroke-width="2"/>')
-    parts += _steps(scale, trend)
-    for index, point in enumerate(points):
-        parts.append(_marker(scale, index, point, href(point), title(point)))
+    parts += _steps(scale, trend, column)
+    for point in points:
+        parts.append(_marker(scale, column[point.run_id], point, href(point), title(point)))
     parts.append("</svg>")
     return "\n".join(parts)
 
 
-def _scale(points: list[Point], baseline: float | None, band: Band) -> Scale:
+def _scale(points: list[Point], baseline: float | None, band: Band, count: int) -> Scale:
     values = [p.value for p in points if p.value is not None]
     values += [v for v in (baseline, band.low, band.high) if v is not None]
     if not values:
-        return Scale(0.0, 1.0, len(points))
+        return Scale(0.0, 1.0, count)
     low, high = min(values), max(values)
     span = high - low or max(abs(high) * 0.02, 1e-3)
-    return Scale(low - 0.08 * span, high + 0.08 * span, len(points))
+    return Scale(low - 0.08 * span, high + 0.08 * span, count)
 
 
 def _band(scale: Scale, band: Band) -> list[str]:
@@ -110,7 +113,7 @@ def ticks(low: float, high: float, most: int = 5) -> list[float]:
     return [round(first + i * step, 12) for i in range(int((high - first) / step) + 1)]
 
 
-def _axes(scale: Scale, metric: str, points: list[Point]) -> list[str]:
+def _axes(scale: Scale, metric: str, columns: Sequence[tuple[str, str | None]]) -> list[str]:
     parts = []
     for value in ticks(scale.low, scale.high):
         y = scale.y(value)
@@ -120,11 +123,11 @@ def _axes(scale: Scale, metric: str, points: list[Point]) -> list[str]:
     bottom = HEIGHT - BOTTOM
     parts.append(f'<line x1="{LEFT}" x2="{LEFT}" y1="{TOP}" y2="{bottom}" stroke="{AXIS}"/>')
     parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{bottom}" y2="{bottom}" stroke="{AXIS}"/>')
-    every = max(1, math.ceil(len(points) / 8))
-    for index, point in enumerate(points):
-        if index % every == 0 or index == len(points) - 1:
+    every = max(1, math.ceil(len(columns) / 6))
+    for index, (run_id, date) in enumerate(columns):
+        if index % every == 0:
             parts.append(f'<text x="{scale.x(index):.1f}" y="{bottom + 15}" text-anchor="middle" font-size="10" '
-                         f'fill="{AXIS}">{esc(_date_label(point, points))}</text>')
+                         f'fill="{AXIS}">{esc(_date_label(run_id, date, columns))}</text>')
     parts.append(f'<text x="{LEFT}" y="16" font-size="12" font-weight="bold" fill="#222222">{esc(metric)}</text>')
     return parts
 
@@ -133,18 +136,20 @@ def _tick_label(metric: str, value: float) -> str:
     return figure(metric, value).replace(" GiB", "") if metric != "cell" else f"{value:g}"
 
 
-def _date_label(point: Point, points: list[Point]) -> str:
-    """The run's date, with the time of day when several runs share a day."""
-    if not point.date:
-        return point.run_id[:10]
-    days = {p.date[:10] for p in points if p.date}
-    return point.date[5:10] if len(days) == len([p for p in points if p.date]) else point.date[5:16].replace("T", " ")
+def _date_label(run_id: str, date: str | None, columns: Sequence[tuple[str, str | None]]) -> str:
+    """The run's date (month-day), with the time of day when several runs share a day."""
+    if not date:
+        return run_id[:12]
+    dates = [d for _, d in columns if d]
+    return date[5:10] if len({d[:10] for d in dates}) == len(dates) else date[5:16].replace("T", " ")
 
 
-def _steps(scale: Scale, trend: Trend) -> list[str]:
+def _steps(scale: Scale, trend: Trend, column: dict[str, int]) -> list[str]:
     parts = []
     for step in trend.steps:
-        x = (scale.x(step.index - 1) + scale.x(step.index)) / 2 if step.index else scale.x(0)
+        before = [p for p in trend.points[:step.index] if p.value is not None]
+        here = column[step.point.run_id]
+        x = (scale.x(column[before[-1].run_id]) + scale.x(here)) / 2 if before else scale.x(here)
         colour = STEP_COLOURS.get(step.direction, "#7f7f7f")
         arrow = {"REGRESSED": "\u25bc", "IMPROVED": "\u25b2"}.get(step.direction, "\u25c6")
         parts.append(f'<line class="step" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP - 4}" y2="{HEIGHT - BOTTOM}" '
