@@ -204,6 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_history_args(publish)
     publish.add_argument("--out", type=Path, required=True, help="the site's directory (new, or an earlier site)")
     publish.add_argument("--title", default="harness", help="the site's title")
+    publish.add_argument("--log-runs", type=int, default=14, metavar="N",
+                         help="copy the server logs of the newest N runs into the site (default: 14)")
     _add_dirs(publish, "baselines")
 
     upgrade = commands.add_parser("upgrade", help="rewrite a result or baseline file at the current schema")

@@ -677,7 +677,8 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from harness.report.site import publish
 
     history = _history(args)
-    site = publish(history, args.out, baselines_dir=args.baselines_dir, window=args.window, title=args.title)
+    site = publish(history, args.out, baselines_dir=args.baselines_dir, window=args.window, title=args.title,
+                   log_runs=args.log_runs)
     print(f"wrote {site.root}/index.html: {len(site.pages)} page(s) over {len(history.runs)} run(s)")
     return EXIT_OK
 

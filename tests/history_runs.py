@@ -28,7 +28,7 @@ def night_result(accuracy_correct: int, *, memory: float = 40.0, accept: float =
 
 def write_run(root: Path, run_id: str, cells: list[CellResult], *, suite: str = "glm5", day: int = 1,
               baselines: Baselines | None = None, shard: str | None = None, machine: dict | None = None,
-              conclude: bool = True) -> Path:
+              conclude: bool = True, started_at: str | None = None) -> Path:
     """reports/<run_id>/ as `harness run` leaves it: plan.json, cells/*/result.json and, when the run
     concluded, results.json, summary.md and junit.xml with the gate's verdicts."""
     run_dir = root / run_id
@@ -40,7 +40,7 @@ def write_run(root: Path, run_id: str, cells: list[CellResult], *, suite: str = 
         planned = [c.cell_id for c in cells]
         verdicts = compare_results(planned, {c.cell_id: c for c in cells},
                                    baselines or Baselines(suite, root / f"{suite}.yaml", {}), GateSettings())
-        stamp = f"2026-11-{day:02d}T02:00:00Z"
+        stamp = started_at or f"2026-11-{day:02d}T02:00:00Z"
         run = RunResult(run_id=run_id, suite=suite, planned=tuple(planned), cells=tuple(cells),
                         verdicts=tuple(v.to_dict() for v in verdicts), exit_code=exit_code(verdicts),
                         machine=machine or {"cpu": "AMD EPYC"}, started_at=stamp,

@@ -100,8 +100,11 @@ def test_publish_writes_an_offline_site_whose_links_all_resolve(tmp_path, capsys
     assert 'href="summary.md"' in run and 'href="tiny-qwen3__quark-mxfp4__none__tp1/server.log.txt"' in run
     log = site / "runs" / "local-4-defect" / "tiny-qwen3__quark-mxfp4__none__tp1" / "server.log.txt"
     assert log.read_text().startswith("# harness: ")
-    # Published again into its own directory: rebuilt. Into someone else's: refused.
-    assert main(["publish", str(reports), "--out", str(site), *dirs()]) == 0
+    # Published again into its own directory: rebuilt (here with the logs of the newest two runs only).
+    assert main(["publish", str(reports), "--out", str(site), "--log-runs", "2", *dirs()]) == 0
+    assert sorted(p.parts[-3] for p in site.rglob("server.log.txt")) == ["local-4-defect", *["local-5"] * 3]
+    assert "only the newest runs' are copied here" in (site / "runs" / "local-1" / "index.html").read_text()
+    # Into someone else's directory: refused, and nothing of it touched.
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep")
     assert main(["publish", str(reports), "--out", str(tmp_path / "mine"), *dirs()]) == 2

@@ -30,6 +30,7 @@ from harness.steps import DEFAULT_WINDOW, Band, Step, Trend, tolerance_band, tre
 
 MARKER = "harness-site.json"  # a directory holding it was written by publish and may be rewritten
 MAX_LOG_BYTES = 1 << 20  # a server log's tail kept in the site; the run's own directory keeps all of it
+DEFAULT_LOG_RUNS = 14  # two weeks of nightlies carry their logs; a site over months stays small
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'none'"
 STYLE = """
 body { font-family: sans-serif; margin: 1.5em 2em; color: #222; }
@@ -52,12 +53,14 @@ class Site:
 
 
 def publish(history: History, out: Path, *, baselines_dir: Path | None, window: int = DEFAULT_WINDOW,
-            title: str = "harness") -> Site:
-    """Write the site under `out` (a new directory, or one an earlier publish wrote, which is replaced)."""
+            title: str = "harness", log_runs: int = DEFAULT_LOG_RUNS) -> Site:
+    """Write the site under `out` (a new directory, or one an earlier publish wrote, which is replaced).
+    The server logs of the newest `log_runs` runs are copied (their last MAX_LOG_BYTES each)."""
     _prepare(out)
     found = trends(history, window=window)
     run_pages = {record.run_id: f"runs/{_slug(record.run_id)}/index.html" for record in history.runs}
-    pages = [_write_run(out, record) for record in history.runs]
+    with_logs = {record.run_id for record in history.runs[len(history.runs) - log_runs:]} if log_runs > 0 else set()
+    pages = [_write_run(out, record, logs=record.run_id in with_logs) for record in history.runs]
     suites = sorted({t.suite for t in found} | {history.suite_of(r.suite or "?") for r in history.runs})
     for suite in suites:
         series = [t for t in found if t.suite == suite]
@@ -264,20 +267,23 @@ def _index(history: History, found: list[Trend], suites: list[str], run_pages: d
     return page(title, body)
 
 
-def _write_run(out: Path, record: RunRecord) -> Path:
-    """The run's page (its verdict table, as summary.md has it), its summary.md and each cell's server log."""
+def _write_run(out: Path, record: RunRecord, *, logs: bool) -> Path:
+    """The run's page (its verdict table, as summary.md has it), its summary.md and (`logs`) each cell's
+    server log."""
     directory = out / "runs" / _slug(record.run_id)
     directory.mkdir(parents=True, exist_ok=True)
     links = []
     if (record.path / "summary.md").is_file():
         shutil.copyfile(record.path / "summary.md", directory / "summary.md")
         links.append(_link("summary.md", "summary.md"))
-    logs = {}
-    for cell_id in record.cells:
+    copied = {}
+    for cell_id in record.cells if logs else ():
         source = record.path / "cells" / cell_dir_name(cell_id) / "server.log"
         if source.is_file():
-            logs[cell_id] = f"{_slug(cell_dir_name(cell_id))}/server.log.txt"
-            _copy_tail(source, directory / logs[cell_id])
+            copied[cell_id] = f"{_slug(cell_dir_name(cell_id))}/server.log.txt"
+            _copy_tail(source, directory / copied[cell_id])
+    if not logs:
+        links.append("server logs: in the run's own directory (only the newest runs' are copied here)")
     result = record.result
     verdicts = [Verdict.from_dict(v) for v in result.verdicts] if result is not None else []
     body = ['<p><a href="../../index.html">index</a></p>', f"<h1>run {esc(record.run_id)}</h1>",
@@ -286,7 +292,7 @@ def _write_run(out: Path, record: RunRecord) -> Path:
             f"</p>", f"<p>{' | '.join(links) or 'no summary.md'}</p>"]
     rows = [[esc(v.cell_id), esc(v.metric), esc(figure(v.metric, v.value)), esc(figure(v.metric, v.baseline)),
              esc(delta(v)), esc(p_value(v)), badge(v.state.value, v.expected), esc(v.reason),
-             _link(logs[v.cell_id], "server.log") if v.cell_id in logs else "-"] for v in verdicts]
+             _link(copied[v.cell_id], "server.log") if v.cell_id in copied else "-"] for v in verdicts]
     body += _table(("cell", "metric", "value", "baseline", "delta", "p", "verdict", "why", "log"), rows)
     for cell in record.cells.values():
         if cell.error is not None:

@@ -170,7 +170,10 @@ def _marker(scale: Scale, index: int, point: Point, href: str, title: str) -> st
         shape = (f'<path d="M{x - 5:.1f},{y - 5:.1f} L{x + 5:.1f},{y + 5:.1f} M{x - 5:.1f},{y + 5:.1f} '
                  f'L{x + 5:.1f},{y - 5:.1f}" stroke="{colour}" stroke-width="2.5"/>')
     else:
-        radius = 4.5 if point.verdict in ("PASS", None) and not point.expected else 6.5
+        column_width = (WIDTH - LEFT - RIGHT) / max(scale.count, 1)
+        radius = min(4.5, max(2.0, column_width * 0.35))  # ninety nightlies still leave each its own marker
+        if point.expected or point.verdict not in ("PASS", "NO_BASELINE", None):
+            radius += 2  # what needs a look stands out
         shape = (f'<circle cx="{x:.1f}" cy="{scale.y(point.value):.1f}" r="{radius}" fill="{colour}" '
                  f'stroke="#ffffff" stroke-width="1"/>')
     return f'<a href="{esc(href)}"><title>{esc(title)}</title>{shape}</a>'
