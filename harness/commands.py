@@ -29,7 +29,7 @@ from harness.matrix import Cell, expand, select
 from harness.pipeline import Plan, check_baselines, conclude, make_run_dir, new_run_id, plan, run_cells
 from harness.protocols import EvalConfig
 from harness.report import render_console
-from harness.results import CellResult, load_run, now_iso
+from harness.results import CellResult, now_iso
 from harness.strict import Where
 from harness.suite import GateSettings, load_suite
 
@@ -420,7 +420,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline_update(args: argparse.Namespace) -> int:
-    run = load_run(args.source)
+    from harness.history import open_run
+
+    run = open_run(args.source)
     path = baseline_path(args.baselines_dir, run.suite)
     baselines = load_baselines(path)
     today = _dt.date.today().isoformat()
@@ -459,7 +461,9 @@ def _promote_references(args: argparse.Namespace, run) -> tuple[list[str], list[
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    run = load_run(args.run)
+    from harness.history import open_run
+
+    run = open_run(args.run)
     verdicts = [Verdict.from_dict(v) for v in run.verdicts]
     print(render_console(verdicts, run.exit_code), end="")
     return EXIT_OK
