@@ -45,6 +45,14 @@ def _add_dirs(parser: argparse.ArgumentParser, *names: str) -> None:
                             help=f"the {name}/ directory (default: ./{name})")
 
 
+def _add_history_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("roots", type=Path, nargs="*", metavar="DIR",
+                        help="directories holding runs, at any depth (default: the reports directory)")
+    parser.add_argument("--window", type=int, default=3,
+                        help="runs on each side of a candidate step that the gate's test compares (default: 3)")
+    _add_dirs(parser, "suites", "reports")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", description="Accuracy and memory regression gate for SGLang quantized MoE serving.",
@@ -183,6 +191,23 @@ def build_parser() -> argparse.ArgumentParser:
     fixes.add_argument("--json", action="store_true")
     _add_dirs(fixes, "suites", "reports")
 
+    history = commands.add_parser("history", help="each cell's metrics across runs, with the steps found in them")
+    _add_history_args(history)
+    history.add_argument("--format", choices=("text", "csv", "json"), default="text",
+                         help="csv: one row per cell x metric x run; json: the series with their steps")
+    history.add_argument("--runs", action="store_true", help="text: also list every run of every series")
+    history.add_argument("--suite", action="append", help="only this suite's series (repeatable)")
+    history.add_argument("--cell", action="append", help="glob on cell ids (repeatable)")
+    history.add_argument("--metric", action="append", help="glob on metric keys, e.g. 'memory.*' (repeatable)")
+
+    publish = commands.add_parser("publish", help="write a static HTML site of the runs' history (offline)")
+    _add_history_args(publish)
+    publish.add_argument("--out", type=Path, required=True, help="the site's directory (new, or an earlier site)")
+    publish.add_argument("--title", default="harness", help="the site's title")
+    publish.add_argument("--log-runs", type=int, default=14, metavar="N",
+                         help="copy the server logs of the newest N runs into the site (default: 14)")
+    _add_dirs(publish, "baselines")
+
     upgrade = commands.add_parser("upgrade", help="rewrite a result or baseline file at the current schema")
     upgrade.add_argument("path", type=Path)
     return parser
@@ -212,6 +237,7 @@ def _main(argv: Sequence[str] | None) -> int:
         "upgrade": commands.cmd_upgrade, "memory": commands.cmd_memory, "eval": commands.cmd_eval,
         "data": commands.cmd_data_fetch, "local": commands.cmd_local_prepare, "preflight": commands.cmd_preflight,
         "fixes": commands.cmd_fixes, "plan": commands.cmd_plan, "merge": commands.cmd_merge,
+        "history": commands.cmd_history, "publish": commands.cmd_publish,
     }[args.command]
     try:
         return handler(args)

@@ -29,7 +29,7 @@ from harness.matrix import Cell, expand, select
 from harness.pipeline import Plan, check_baselines, conclude, make_run_dir, new_run_id, plan, run_cells
 from harness.protocols import EvalConfig
 from harness.report import render_console
-from harness.results import CellResult, load_run, now_iso
+from harness.results import CellResult, now_iso
 from harness.strict import Where
 from harness.suite import GateSettings, load_suite
 
@@ -411,7 +411,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    run_a, run_b = load_run(args.run_a), load_run(args.run_b)
+    from harness.history import open_run
+
+    run_a, run_b = open_run(args.run_a), open_run(args.run_b)
     cells = {}
     for result in run_a.cells:
         if result.status == "ok":
@@ -435,7 +437,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_baseline_update(args: argparse.Namespace) -> int:
-    run = load_run(args.source)
+    from harness.history import open_run
+
+    run = open_run(args.source)
     path = baseline_path(args.baselines_dir, run.suite)
     baselines = load_baselines(path)
     today = _dt.date.today().isoformat()
@@ -474,7 +478,9 @@ def _promote_references(args: argparse.Namespace, run) -> tuple[list[str], list[
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    run = load_run(args.run)
+    from harness.history import open_run
+
+    run = open_run(args.run)
     verdicts = [Verdict.from_dict(v) for v in run.verdicts]
     print(render_console(verdicts, run.exit_code), end="")
     return EXIT_OK
@@ -637,7 +643,9 @@ def cmd_fixes(args: argparse.Namespace) -> int:
         for cell in expand(load_suite(path)):
             if cell.fix in guarding:
                 guarding[cell.fix].append(f"{cell.suite}:{cell.id}")
-    latest = latest_verdicts(args.reports_dir)
+    from harness.history import latest_verdicts
+
+    latest = latest_verdicts([args.reports_dir])
     rows = []
     for fix in FIXES.values():
         cells = [{"cell": name, **latest.get(name, {"state": "never run"})} for name in guarding[fix.id]]
@@ -661,28 +669,37 @@ def cmd_fixes(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def latest_verdicts(reports_dir: Path) -> dict[str, dict[str, str]]:
-    """"suite:cell" -> the worst verdict of that cell in the newest run that has it, and that run's id."""
-    from harness.compare import State
+def _history(args: argparse.Namespace):
+    from harness.history import History
 
-    order = [State.REGRESSED, State.CONFIG_ERROR, State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE,
-             State.IMPROVED, State.NO_BASELINE, State.PASS]
-    runs = []
-    for path in reports_dir.glob("*/results.json"):
-        try:
-            runs.append(load_run(path))
-        except ConfigError:
-            continue  # a broken or foreign file is no fix's latest result
-    latest: dict[str, dict[str, str]] = {}
-    for run in sorted(runs, key=lambda r: r.finished_at or "", reverse=True):
-        states: dict[str, list[State]] = {}
-        figures: dict[str, list[str]] = {}
-        for verdict in run.verdicts:
-            states.setdefault(verdict["cell_id"], []).append(State(verdict["state"]))
-            if verdict.get("value") is not None:
-                figures.setdefault(verdict["cell_id"], []).append(f"{verdict['metric']} {verdict['value']:.4g}")
-        for cell_id, found in states.items():
-            latest.setdefault(f"{run.suite}:{cell_id}",
-                              {"state": min(found, key=order.index).value, "run": run.run_id,
-                               "figures": ", ".join(figures.get(cell_id, []))})
-    return latest
+    if args.window < 1:
+        raise ConfigError(f"--window {args.window}: must be at least 1")
+    return History.load(args.roots or [args.reports_dir], suites_dir=args.suites_dir, must_exist=True)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    """Each cell's metrics across the runs under the roots, with the steps the gate's test finds in them."""
+    from harness.report import history as render
+    from harness.steps import trends
+
+    history = _history(args)
+    found = trends(history, suites=args.suite, cells=args.cell, metrics=args.metric, window=args.window)
+    if args.format == "csv":
+        print(render.render_csv(found), end="")
+    elif args.format == "json":
+        print(render.render_json(history, found), end="")
+    else:
+        print(render.render_text(history, found, every_run=args.runs), end="")
+    return EXIT_OK
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    """A static site of the runs' history: a page per suite with plots, a page per run."""
+    from harness.report.site import publish
+
+    history = _history(args)
+    site = publish(history, args.out, baselines_dir=args.baselines_dir, window=args.window, title=args.title,
+                   log_runs=args.log_runs)
+    print(f"wrote {site.root}/index.html: {len(site.pages)} page(s) over {len(history.runs)} run(s)")
+    return EXIT_OK
+

@@ -8,7 +8,6 @@ result.attempt-N.json (and server.attempt-N.log).
 
 from __future__ import annotations
 
-import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,6 @@ from harness.results import (
     STATUS_OK,
     CellResult,
     cell_dir_name,
-    cell_result_from_dict,
     now_iso,
 )
 
@@ -46,12 +44,10 @@ def read_plan(run_dir: Path) -> dict[str, Any]:
 
 
 def read_results(run_dir: Path) -> dict[str, CellResult]:
-    """Every cell result in a run directory, by cell id."""
-    results = {}
-    for path in sorted((run_dir / "cells").glob("*/result.json")):
-        result = cell_result_from_dict(schema.read_document(path), path)
-        results[result.cell_id] = result
-    return results
+    """Every cell result in a run directory, by cell id (harness.history reads them; a malformed one is an error)."""
+    from harness.history import read_cells
+
+    return read_cells(run_dir, strict=True)
 
 
 def finished(result: CellResult, *, retry_failed: bool) -> bool:
@@ -84,6 +80,8 @@ def merge(run_dirs: list[Path], target: Path) -> tuple[str, list[str], dict[str,
 
     The shards must come from one suite and share no cell: a cell measured twice has no single answer.
     """
+    from harness import history
+
     suite: str | None = None
     planned: list[str] = []
     owner: dict[str, Path] = {}
@@ -108,8 +106,7 @@ def merge(run_dirs: list[Path], target: Path) -> tuple[str, list[str], dict[str,
             results[cell_id] = result
             source = run_dir / "cells" / cell_dir_name(cell_id)
             shutil.copytree(source, target / "cells" / cell_dir_name(cell_id))
-        run_file = run_dir / "results.json"
-        machine = json.loads(run_file.read_text()).get("machine", {}) if run_file.exists() else {}
+        machine = history.run_machine(run_dir)
         machines.append({"run": str(run_dir), "shard": plan.get("shard"), **machine})
     assert suite is not None
     return suite, planned, results, machines

@@ -62,19 +62,7 @@ def split(cells: list[Cell], count: int, known_s: dict[str, float]) -> list[Shar
 
 
 def past_durations(reports_dir: Path, suite: str) -> dict[str, float]:
-    """Cell id -> wall seconds of its newest measured run in reports/ (failed cells say little: skipped)."""
-    import json
+    """Cell id -> wall seconds of its newest measured run under reports_dir (harness.history reads the runs)."""
+    from harness.history import past_durations as from_history
 
-    newest: dict[str, tuple[str, float]] = {}
-    for path in reports_dir.glob("*/cells/*/result.json"):
-        try:
-            body = json.loads(path.read_text())
-        except (OSError, ValueError):
-            continue
-        seconds = (body.get("timings") or {}).get("total_s")
-        if body.get("suite") != suite or body.get("status") != "ok" or not seconds:
-            continue
-        stamp = body.get("finished_at") or ""
-        if body["cell_id"] not in newest or stamp > newest[body["cell_id"]][0]:
-            newest[body["cell_id"]] = (stamp, float(seconds))
-    return {cell_id: seconds for cell_id, (_, seconds) in newest.items()}
+    return from_history([reports_dir], suite)
