@@ -49,7 +49,7 @@ test: install
 	$(BIN)/python -m pytest -q
 
 lint: install
-	$(BIN)/ruff check harness tests benchmarks
+	$(BIN)/ruff check harness tests benchmarks tools
 
 validate: install
 	$(BIN)/harness validate
