@@ -665,8 +665,6 @@ def latest_verdicts(reports_dir: Path) -> dict[str, dict[str, str]]:
     """"suite:cell" -> the worst verdict of that cell in the newest run that has it, and that run's id."""
     from harness.compare import State
 
-    order = [State.REGRESSED, State.CONFIG_ERROR, State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE,
-             State.IMPROVED, State.NO_BASELINE, State.PASS]
     runs = []
     for path in reports_dir.glob("*/results.json"):
         try:
@@ -683,6 +681,6 @@ def latest_verdicts(reports_dir: Path) -> dict[str, dict[str, str]]:
                 figures.setdefault(verdict["cell_id"], []).append(f"{verdict['metric']} {verdict['value']:.4g}")
         for cell_id, found in states.items():
             latest.setdefault(f"{run.suite}:{cell_id}",
-                              {"state": min(found, key=order.index).value, "run": run.run_id,
+                              {"state": max(found, key=lambda s: s.meaning.severity).value, "run": run.run_id,
                                "figures": ", ".join(figures.get(cell_id, []))})
     return latest

@@ -36,15 +36,47 @@ LOAD_REGRESSION_CAUSES = frozenset({"weight_shape_mismatch", "fp8_block_divisibi
 CELL_METRIC = "cell"  # the metric name of rows about a whole cell (it failed, or did not run)
 
 
+@dataclass(frozen=True)
+class Meaning:
+    """What a verdict state means wherever it lands: the exit code, the reports, the "worst of" order."""
+
+    key: str  # how counts and the headline name it: the state's value, or CAUGHT
+    mark: str  # the console's and summary.md's label
+    severity: int  # the worse state of two has the higher severity; the run's exit code is the worst's
+    exit_code: int  # what this state alone makes of the run's exit code
+    junit: str  # failure | error | skipped | pass
+    explained: bool = True  # summary.md's "Why" lists its reason
+
+    @property
+    def problem(self) -> bool:
+        """Anything that keeps the run from exiting 0 (shown in bold in summary.md)."""
+        return self.exit_code != EXIT_OK
+
+
 class State(str, enum.Enum):
-    PASS = "PASS"
-    REGRESSED = "REGRESSED"
-    IMPROVED = "IMPROVED"
-    NO_BASELINE = "NO_BASELINE"
-    NOT_COMPARABLE = "NOT_COMPARABLE"
-    MISSING = "MISSING"
-    INFRA_ERROR = "INFRA_ERROR"
-    CONFIG_ERROR = "CONFIG_ERROR"  # never launched: the checkpoint or config fails a preflight rule
+    """The verdict states, each with its meaning (exit code 1 regression > 3 infra > 2 config > 0)."""
+
+    meaning: Meaning
+
+    def __new__(cls, value: str, meaning: Meaning) -> State:
+        state = str.__new__(cls, value)
+        state._value_ = value
+        state.meaning = meaning
+        return state
+
+    REGRESSED = "REGRESSED", Meaning("REGRESSED", "REGRESSED", 7, EXIT_REGRESSION, "failure")
+    INFRA_ERROR = "INFRA_ERROR", Meaning("INFRA_ERROR", "INFRA ERROR", 6, EXIT_INFRA, "error")
+    MISSING = "MISSING", Meaning("MISSING", "MISSING", 5, EXIT_INFRA, "error")
+    # never launched: the checkpoint or config fails a preflight rule, or an eval has nothing to measure against
+    CONFIG_ERROR = "CONFIG_ERROR", Meaning("CONFIG_ERROR", "CONFIG ERROR", 4, EXIT_USAGE, "error")
+    NOT_COMPARABLE = "NOT_COMPARABLE", Meaning("NOT_COMPARABLE", "NOT COMPARABLE", 3, EXIT_USAGE, "error")
+    IMPROVED = "IMPROVED", Meaning("IMPROVED", "improved", 2, EXIT_OK, "pass")
+    NO_BASELINE = "NO_BASELINE", Meaning("NO_BASELINE", "no baseline", 1, EXIT_OK, "skipped", explained=False)
+    PASS = "PASS", Meaning("PASS", "pass", 0, EXIT_OK, "pass", explained=False)
+
+
+# A canary's REGRESSED verdict: its planted defect was seen, which is a pass.
+CAUGHT = Meaning("CAUGHT", "caught", 0, EXIT_OK, "pass")
 
 
 @dataclass(frozen=True)
@@ -62,6 +94,10 @@ class Verdict:
     n: int | None = None
     baseline_n: int | None = None
     expected: bool = False  # a canary's REGRESSED: the planted defect was caught, which is a pass
+
+    @property
+    def meaning(self) -> Meaning:
+        return CAUGHT if self.expected else self.state.meaning
 
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
@@ -280,14 +316,8 @@ def canary_verdicts(cell_id: str, gated_as: str, verdicts: list[Verdict]) -> lis
 
 
 def exit_code(verdicts: Iterable[Verdict]) -> int:
-    """1 on any regression (a canary's expected one excepted); else 3 on an infrastructure failure or a
-    missing cell; else 2 when a protocol mismatch left a figure ungated or a cell failed its preflight (a
-    config problem); else 0."""
-    states = {v.state for v in verdicts if not v.expected}
-    if State.REGRESSED in states:
-        return EXIT_REGRESSION
-    if states & {State.INFRA_ERROR, State.MISSING}:
-        return EXIT_INFRA
-    if states & {State.NOT_COMPARABLE, State.CONFIG_ERROR}:
-        return EXIT_USAGE
-    return EXIT_OK
+    """The exit code of the worst verdict (State's meanings): 1 on any regression (a canary's caught one
+    excepted); else 3 on an infrastructure failure or a missing cell; else 2 when a protocol mismatch left a
+    figure ungated or a cell was never launched (a config problem); else 0."""
+    meanings = [v.meaning for v in verdicts]
+    return max(meanings, key=lambda m: m.severity).exit_code if meanings else EXIT_OK

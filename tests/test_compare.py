@@ -7,7 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from harness.baselines import BaselineEntry
-from harness.compare import State, compare_cell, compare_metric, exit_code
+from harness.compare import State, Verdict, compare_cell, compare_metric, exit_code
 from harness.results import MetricSample
 from harness.suite import GateSettings
 from tests.builders import (
@@ -163,6 +163,38 @@ def test_exit_code_precedence():
     assert exit_code(verdicts(State.PASS, State.NOT_COMPARABLE)) == 2
     assert exit_code(verdicts(State.NOT_COMPARABLE, State.MISSING)) == 3
     assert exit_code(verdicts(State.INFRA_ERROR, State.REGRESSED)) == 1
+    assert exit_code(verdicts(State.CONFIG_ERROR, State.INFRA_ERROR)) == 3
+    assert exit_code(verdicts()) == 0
+
+
+# Each state's meaning, spelled once in harness.compare.State and read by the exit code, the console,
+# summary.md, junit.xml and `harness fixes`: (exit code, console mark, junit element, bold in summary.md).
+MEANINGS = {
+    State.REGRESSED: (1, "REGRESSED", "failure", True),
+    State.INFRA_ERROR: (3, "INFRA ERROR", "error", True),
+    State.MISSING: (3, "MISSING", "error", True),
+    State.CONFIG_ERROR: (2, "CONFIG ERROR", "error", True),
+    State.NOT_COMPARABLE: (2, "NOT COMPARABLE", "error", True),
+    State.IMPROVED: (0, "improved", "pass", False),
+    State.NO_BASELINE: (0, "no baseline", "skipped", False),
+    State.PASS: (0, "pass", "pass", False),
+}
+
+
+def test_every_state_carries_its_meaning():
+    assert set(MEANINGS) == set(State)
+    for state, (code, mark, junit, problem) in MEANINGS.items():
+        meaning = state.meaning
+        assert (meaning.exit_code, meaning.mark, meaning.junit, meaning.problem) == (code, mark, junit, problem)
+        assert State(state.value) is state  # results.json stores the value; it reads back as the same state
+    severities = [state.meaning.severity for state in MEANINGS]  # worst first
+    assert severities == sorted(severities, reverse=True) and len(set(severities)) == len(severities)
+
+
+def test_a_caught_canary_is_a_pass_everywhere():
+    caught = Verdict(CELL, "gsm8k.accuracy", State.REGRESSED, expected=True)
+    assert caught.meaning.mark == "caught" and caught.meaning.junit == "pass" and not caught.meaning.problem
+    assert exit_code([caught]) == 0 and exit_code([caught, Verdict(CELL, "m", State.MISSING)]) == 3
 
 
 @given(st.lists(st.booleans(), min_size=20, max_size=400))
