@@ -14,7 +14,7 @@ import yaml
 
 from harness import strict
 from harness.axes import DEFAULT_EAGLE_PARAMS, QUANT_KINDS, SPEC_KINDS
-from harness.engines import ENGINES, refused_flag
+from harness.engine_flags import ENGINE_NAMES, refused_flag
 from harness.errors import ConfigError
 from harness.fixes import FIXES
 from harness.metrics import METRICS, MetricKind
@@ -193,7 +193,7 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
     name = strict.string(doc["name"], where.key("name"))
     if name != path.stem:
         raise where.key("name").error(f"'{name}' must equal the file name '{path.stem}'")
-    engine = strict.choice(doc["engine"], where.key("engine"), what="engine", choices=ENGINES)
+    engine = strict.choice(doc["engine"], where.key("engine"), what="engine", choices=ENGINE_NAMES)
     evals = _parse_evals(doc.get("evals", {}), where.key("evals"), engine)
     axes = _parse_axes(doc.get("matrix", {}), where.key("matrix"))
     models_where = where.key("models")

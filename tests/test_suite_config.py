@@ -174,3 +174,12 @@ def test_unknown_cell_selection_is_an_error(base_suite, write_suite):
     with pytest.raises(ConfigError, match=r"--cell 'glm5/quark-mxfp4/mtp/tp16' matches no cell; did you mean "
                                           r"'glm5/quark-mxfp4/mtp/tp8'\?"):
         select(cells, ["glm5/quark-mxfp4/mtp/tp16"])
+
+
+def test_the_suites_engine_facts_are_the_adapters():
+    """harness.engine_flags is what loading a suite knows of the engines; each adapter reads it too."""
+    from harness.engine_flags import ENGINE_NAMES, MANAGED_FLAGS
+    from harness.engines import ENGINES
+
+    assert ENGINE_NAMES == tuple(ENGINES)
+    assert all(ENGINES[name].managed_flags == MANAGED_FLAGS[name] for name in ENGINE_NAMES)

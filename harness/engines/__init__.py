@@ -18,24 +18,4 @@ def get_engine(name: str) -> Engine:
     return ENGINES[name]
 
 
-def managed_flags(name: str) -> frozenset[str]:
-    """Flags the harness sets itself for this engine; a suite must not pass them by hand."""
-    return ENGINES[name].managed_flags
-
-
-def refused_flag(name: str, arg: str) -> str | None:
-    """The managed flag that `arg` would set on this engine, or None. The engines parse with argparse, which
-    expands any unambiguous prefix (`--hos` is `--host`) and vLLM reads `_` as `-`: so an exact name, an
-    abbreviation and an underscore spelling are all refused (argparse's allow_abbrev=False, for our flags)."""
-    if not arg.startswith("-") or arg in ("-", "--"):
-        return None
-    flag = arg.split("=", 1)[0]
-    dashes = len(flag) - len(flag.lstrip("-"))
-    flag = flag[:dashes] + flag[dashes:].replace("_", "-")
-    for managed in sorted(managed_flags(name)):
-        if managed == flag or (len(flag) > dashes and managed.startswith(flag)):
-            return managed
-    return None
-
-
-__all__ = ["ENGINES", "Engine", "ServerCommand", "get_engine", "managed_flags", "refused_flag"]
+__all__ = ["ENGINES", "Engine", "ServerCommand", "get_engine"]
