@@ -15,6 +15,7 @@ from pathlib import Path
 
 from harness import __version__
 from harness.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HarnessError
+from harness.evals.registry import fetchable, question_evals
 
 EXIT_CODES_HELP = """exit codes:
   0    every gated figure passed (or improved, or has no baseline yet)
@@ -126,9 +127,11 @@ def build_parser() -> argparse.ArgumentParser:
     memory.add_argument("--json", action="store_true", help="print the report as JSON")
 
     evaluate = commands.add_parser("eval", help="run one eval against a server that is already up")
-    evaluate.add_argument("eval", choices=("gsm8k", "gpqa"))
+    evaluate.add_argument("eval", choices=tuple(question_evals()))
     evaluate.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:30000")
-    evaluate.add_argument("--protocol", help="gsm8k: sglang-fewshot (default) | lm-eval | chat; gpqa: simple-evals")
+    # Checked by the eval's own parser, which names the nearest protocol of that eval.
+    evaluate.add_argument("--protocol", help="; ".join(f"{e.name}: {' | '.join(e.protocols)} (default "
+                                                       f"{e.default_protocol})" for e in question_evals().values()))
     evaluate.add_argument("--questions", type=int, help="number of questions (default: all)")
     evaluate.add_argument("--shots", type=int)
     evaluate.add_argument("--max-tokens", type=int)
@@ -148,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     data = commands.add_parser("data", help="datasets: fetch into the cache and verify")
     data_commands = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     fetch = data_commands.add_parser("fetch", help="download a dataset into $HARNESS_DATA_DIR and verify it")
-    fetch.add_argument("dataset", choices=("gsm8k", "gpqa"))
+    fetch.add_argument("dataset", choices=tuple(fetchable()))
     fetch.add_argument("--hf-token", help="gpqa: fetch the gated hub copy (Idavidrein/gpqa) with this token")
     fetch.add_argument("--sha256", help="gpqa: the SHA-256 the file must have")
 

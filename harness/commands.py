@@ -24,12 +24,13 @@ from harness.baselines import (
 from harness.compare import Verdict, compare_results, exit_code
 from harness.engines import get_engine
 from harness.errors import EXIT_INFRA, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, ConfigError, HarnessError
+from harness.evals.base import EvalConfig
+from harness.evals.registry import EVALS
 from harness.fixes import FIXES
 from harness.matrix import Cell, expand, select
 from harness.pipeline import Plan, check_baselines, conclude, make_run_dir, new_run_id, plan, run_cells
-from harness.protocols import EvalConfig
 from harness.report import render_console
-from harness.results import CellResult, load_run, now_iso
+from harness.results import STATUS_CONFIG_ERROR, CellError, CellResult, load_run, now_iso
 from harness.strict import Where
 from harness.suite import GateSettings, load_suite
 
@@ -44,11 +45,7 @@ def _describe_cell(cell: Cell) -> str:
 
 
 def _describe_eval(config: EvalConfig) -> str:
-    if config.name == "numerics":
-        from harness.evals import numerics
-
-        return numerics.describe(config)
-    return f"{config.name}:{config.protocol}/{config.shots}-shot/{config.questions}q"
+    return EVALS[config.name].describe(config)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -156,7 +153,7 @@ def _execute(args: argparse.Namespace, the_plan: Plan, run_dir: Path, host_gpus:
     to_run = [materialize(cell, create=False) for cell in to_run]
     checks = {} if args.no_preflight else _preflight_cells(
         to_run, _engine_versions(to_run, options.python, args.engine_version))
-    unmeasurable = _numerics_problems(to_run, references)
+    unmeasurable = _unmeasurable(to_run, references)
 
     def checked_run_cell(cell: Cell, cell_run_dir: Path, devices: list[int]) -> CellResult:
         from harness.preflight import config_failure, with_preflight
@@ -165,10 +162,8 @@ def _execute(args: argparse.Namespace, the_plan: Plan, run_dir: Path, host_gpus:
         check = checks.get(cell.id)
         if check is not None and check.failures:
             return config_failure(cell, check)  # never launched: the load would fail as the rule says
-        if cell.id in unmeasurable:
-            from harness.evals import numerics
-
-            return numerics.config_failure(cell, unmeasurable[cell.id])  # nothing to measure it against
+        if cell.id in unmeasurable:  # an eval has nothing to measure it against
+            return not_launched(cell, unmeasurable[cell.id])
         result = run_cell(cell, cell_run_dir, options, devices=devices)
         return result if check is None else with_preflight(result, cell, check)
 
@@ -344,19 +339,24 @@ def _with_engine_python(cells: list[Cell], flag: str | None, suite) -> list[Cell
     return cells
 
 
-def _numerics_problems(cells: list[Cell], references: Path) -> dict[str, str]:
-    """Cells whose numerics eval has no stored reference to measure against: they are not launched."""
-    if not any(config.name == "numerics" for cell in cells for config in cell.evals):
-        return {}
-    from harness.evals import numerics
-
+def _unmeasurable(cells: list[Cell], references: Path) -> dict[str, CellError]:
+    """Cells an eval cannot measure (numerics: no stored reference to measure against): not launched."""
     problems = {}
     for cell in cells:
-        problem = numerics.reference_problem(cell, references)
-        if problem:
-            problems[cell.id] = problem
-            print(f"harness: {cell.id}: not launched: {problem}", file=sys.stderr, flush=True)
+        for name in dict.fromkeys(config.name for config in cell.evals):
+            hook = EVALS[name].unmeasurable
+            problem = hook(cell, references) if hook is not None else None
+            if problem is not None and cell.id not in problems:
+                problems[cell.id] = problem
+                print(f"harness: {cell.id}: not launched: {problem.message}", file=sys.stderr, flush=True)
     return problems
+
+
+def not_launched(cell: Cell, error: CellError) -> CellResult:
+    """The result of a cell kept from launching by a config problem (CONFIG_ERROR)."""
+    stamp = now_iso()
+    return CellResult(cell_id=cell.id, suite=cell.suite, status=STATUS_CONFIG_ERROR, cell=cell.resolved(),
+                      error=error, started_at=stamp, finished_at=stamp)
 
 
 def _print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
@@ -397,14 +397,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
         baselines = load_baselines(path, must_exist=True)
         entry_count += check_baselines(baselines, suites)
         print(f"ok  {path}: {sum(len(m) for m in baselines.cells.values())} entries over {len(baselines.cells)} cells")
-    for path in sorted((args.baselines_dir / "references").glob("*/*.numerics.npz")):
-        from harness.evals import numerics
-
-        numerics.require_numpy()
-        reference = numerics.load_reference(path)  # kind, version and digest checked
-        windows, window = reference.token_ids.shape
-        print(f"ok  {path}: numerics reference, {windows} windows of {window} tokens, "
-              f"sha256 {reference.meta['sha256'][:12]}")
+    for evaluation in EVALS.values():  # the files evals keep beside the baselines (numerics references)
+        for line in evaluation.check_stored(args.baselines_dir) if evaluation.check_stored else ():
+            print(line)
     print(f"checked {len(suites)} suites ({cell_count} cells) and {len(baseline_files)} baseline files "
           f"({entry_count} entries): no problems")
     return EXIT_OK
@@ -459,18 +454,22 @@ def cmd_baseline_update(args: argparse.Namespace) -> int:
 
 
 def _promote_references(args: argparse.Namespace, run) -> tuple[list[str], list[str]]:
-    """The numerics references the run's reference cells recorded, stored beside the baselines."""
+    """The files the run's cells recorded for their evals (numerics references), stored beside the baselines."""
     import fnmatch
 
-    cells = [c for c in run.cells if "numerics" in c.evals and c.status == "ok"
-             and (not args.cell or any(fnmatch.fnmatchcase(c.cell_id, p) for p in args.cell))]
-    if not cells:
-        return [], []
-    from harness.evals import numerics
-
+    stored: list[str] = []
+    refused: list[str] = []
     run_dir = args.source if args.source.is_dir() else args.source.parent
-    return numerics.promote_references(run_dir, cells, args.baselines_dir / "references" / run.suite,
-                                       force=args.force, dry_run=args.dry_run)
+    for evaluation in EVALS.values():
+        cells = [c for c in run.cells if evaluation.name in c.evals and c.status == "ok"
+                 and (not args.cell or any(fnmatch.fnmatchcase(c.cell_id, p) for p in args.cell))]
+        if evaluation.promote is None or not cells:
+            continue
+        done, kept = evaluation.promote(run_dir, cells, args.baselines_dir / "references" / run.suite,
+                                        force=args.force, dry_run=args.dry_run)
+        stored += done
+        refused += kept
+    return stored, refused
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -516,9 +515,8 @@ def cmd_memory(args: argparse.Namespace) -> int:
 
 def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
     """An EvalConfig from `harness eval` flags, through the suite's own strict parser."""
-    from harness.suite import parse_eval
-
-    given = {"protocol": args.protocol or ("sglang-fewshot" if args.eval == "gsm8k" else "simple-evals"),
+    evaluation = EVALS[args.eval]
+    given = {"protocol": args.protocol or evaluation.default_protocol,
              "questions": args.questions, "shots": args.shots, "max_tokens": args.max_tokens,
              "temperature": args.temperature, "repeats": args.repeats, "seed": args.seed,
              "concurrency": args.concurrency, "data": args.data}
@@ -527,11 +525,13 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
             given["chat_template_kwargs"] = json.loads(args.chat_template_kwargs)
         except json.JSONDecodeError as error:
             raise ConfigError(f"--chat-template-kwargs: not JSON: {error}") from None
-    return parse_eval(args.eval, {k: v for k, v in given.items() if v is not None}, Where("command line"))
+    return evaluation.parse({k: v for k, v in given.items() if v is not None}, Where("command line"))
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from harness.evals.runner import EvalInfraError, run_eval, served_model
+    from harness.evals.base import EvalInfraError
+    from harness.evals.registry import run_eval
+    from harness.evals.runner import served_model
     from harness.results import cell_result_to_dict
     from harness.transport import set_api_key
 
@@ -567,11 +567,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_data_fetch(args: argparse.Namespace) -> int:
     from harness.evals import data
 
-    if args.dataset == "gsm8k":
-        paths = data.fetch_gsm8k()
-    else:
-        paths = [data.fetch_gpqa(hf_token=args.hf_token, sha256=args.sha256)]
-    for path in paths:
+    fetch = EVALS[args.dataset].fetch
+    assert fetch is not None  # the parser offers only the evals that fetch
+    for path in fetch(hf_token=args.hf_token, sha256=args.sha256):
         print(f"{path}  sha256 {data.sha256_of(path)}")
     return EXIT_OK
 

@@ -15,6 +15,7 @@ from typing import Any
 from harness.baselines import BaselineEntry, Baselines
 from harness.errors import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
 from harness.metrics import METRICS, MetricKind
+from harness.metrics import samples as metric_samples
 from harness.protocols import protocol_differences
 from harness.results import STATUS_CONFIG_ERROR, STATUS_OK, CellResult, MetricSample
 from harness.stats import (
@@ -263,7 +264,7 @@ def compare_cell(cell_id: str, result: CellResult | None, baseline: dict[str, Ba
                              reason=reason) for m in metrics)
 
     verdicts = []
-    samples = result.samples()
+    samples = metric_samples(result)
     for metric, sample in samples.items():
         entry = baseline.get(metric)
         if entry is None:

@@ -13,8 +13,9 @@ from typing import Any
 
 from harness.axes import DEFAULT_EAGLE_PARAMS, QUANT_KINDS, SPEC_KINDS
 from harness.errors import ConfigError
+from harness.evals.base import EvalConfig
 from harness.fixes import FIXES
-from harness.protocols import EvalConfig, protocol_of
+from harness.protocols import protocol_of
 from harness.strict import Where
 from harness.suite import AXES, Checkpoint, Draft, Hardware, Model, Rule, ServerSettings, Suite, Timeouts
 

@@ -1,4 +1,5 @@
-"""The metrics the gate knows, and how each one is judged.
+"""The metrics the gate knows, and how each one is judged: the engine's figures (memory, speculative
+decoding) here, every eval's from harness.evals.registry.
 
 Metric keys are `<family>.<name>`: `gsm8k.accuracy`, `memory.weights_gib`, `spec.accept_length`.
 Results, baselines and report rows all use these keys.
@@ -6,31 +7,13 @@ Results, baselines and report rows all use these keys.
 
 from __future__ import annotations
 
-import enum
-from dataclasses import dataclass
+from harness.evals.registry import EVAL_METRICS
+from harness.metric_kinds import MetricDef, MetricKind
+from harness.results import CellResult, MetricSample
 
-
-class MetricKind(enum.Enum):
-    ACCURACY = "accuracy"  # a proportion over n questions; higher is better; statistical test
-    MEMORY_GIB = "memory_gib"  # GiB, max over ranks; lower is better; tolerance + ceiling
-    ACCEPT_LENGTH = "accept_length"  # mean accepted tokens per verify step; higher is better
-    # A mean over items (sequences) of a distance from a reference; lower is better; paired test on the
-    # per-item values AND a minimum effect, or above a hard ceiling (harness.evals.numerics).
-    DIVERGENCE = "divergence"
-
-
-@dataclass(frozen=True)
-class MetricDef:
-    key: str
-    kind: MetricKind
-    description: str
-
-
-METRICS: dict[str, MetricDef] = {
+ENGINE_METRICS: dict[str, MetricDef] = {
     m.key: m
     for m in (
-        MetricDef("gsm8k.accuracy", MetricKind.ACCURACY, "GSM8K exact-match accuracy"),
-        MetricDef("gpqa.accuracy", MetricKind.ACCURACY, "GPQA Diamond accuracy (mean over repeats)"),
         MetricDef("memory.weights_gib", MetricKind.MEMORY_GIB,
                   "weights on the device after load ('Load weight end ... mem usage'), max over TP ranks"),
         MetricDef("memory.load_peak_gib", MetricKind.MEMORY_GIB,
@@ -44,14 +27,33 @@ METRICS: dict[str, MetricDef] = {
         MetricDef("memory.host_rss_peak_gib", MetricKind.MEMORY_GIB,
                   "peak RSS of the server's process tree, on machines without a GPU sampler"),
         MetricDef("spec.accept_length", MetricKind.ACCEPT_LENGTH, "speculative decoding average accept length"),
-        MetricDef("numerics.kld", MetricKind.DIVERGENCE,
-                  "mean KL(reference || candidate) of next-token distributions per position (top-k bucket bound)"),
-        MetricDef("numerics.top1_disagreement", MetricKind.DIVERGENCE,
-                  "share of positions whose most likely next token differs from the reference's"),
     )
 }
+
+METRICS: dict[str, MetricDef] = {**EVAL_METRICS, **ENGINE_METRICS}
+
+
+def samples(result: CellResult) -> dict[str, MetricSample]:
+    """Every gated figure a cell measured, keyed by metric key, as the gate and the baselines read it."""
+    out: dict[str, MetricSample] = {}
+    for name, evaluation in result.evals.items():
+        for metric_name, metric in evaluation.metrics.items():
+            key = f"{name}.{metric_name}"
+            if key not in METRICS:  # informative figures (invalid rate, latency, ...) are not gated
+                continue
+            out[key] = MetricSample(metric.value, metric.n,
+                                    evaluation.outcome_map() if metric_name == "accuracy" else None,
+                                    evaluation.protocol, evaluation.item_values.get(metric_name))
+    for key, value in result.memory.items():
+        out[f"memory.{key}"] = MetricSample(value)
+    if result.accept_length is not None:
+        out["spec.accept_length"] = MetricSample(result.accept_length)
+    return out
 
 
 def eval_of(metric_key: str) -> str:
     """The family a metric belongs to: the eval name for accuracies, else 'memory' or 'spec'."""
     return metric_key.split(".", 1)[0]
+
+
+__all__ = ["ENGINE_METRICS", "METRICS", "MetricDef", "MetricKind", "eval_of", "samples"]

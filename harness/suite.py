@@ -16,9 +16,10 @@ from harness import strict
 from harness.axes import DEFAULT_EAGLE_PARAMS, QUANT_KINDS, SPEC_KINDS
 from harness.engine_flags import ENGINE_NAMES, refused_flag
 from harness.errors import ConfigError
+from harness.evals.base import EvalConfig
+from harness.evals.registry import EVALS
 from harness.fixes import FIXES
 from harness.metrics import METRICS, MetricKind
-from harness.protocols import ALTERNATE_DATASETS, DATASETS, PROTOCOLS, EvalConfig
 from harness.strict import Where
 
 SUITE_SCHEMA_VERSION = 1
@@ -105,19 +106,16 @@ class Timeouts:
     teardown_s: float = 60.0
 
 
-# The smallest rise of mean KLD (nats per token) that counts: above the A/A spread of bit-identical engines
-# (0) and far below what MXFP4 itself costs the tiny model (README, "Numerics").
-NUMERICS_MIN_KLD = 0.002
+def _default_min_effects() -> dict[str, float]:
+    """Each eval metric's own minimum effect (harness.evals.registry)."""
+    return {key: m.min_effect for key, m in METRICS.items() if m.min_effect is not None}
 
 
 @dataclass(frozen=True)
 class GateSettings:
     alpha: float = 0.01
     # The smallest drop that counts as a regression, per accuracy metric (asv's "factor AND test").
-    min_effect: dict[str, float] = field(
-        default_factory=lambda: {"gsm8k.accuracy": 0.01, "gpqa.accuracy": 0.03,
-                                 "numerics.kld": NUMERICS_MIN_KLD, "numerics.top1_disagreement": 0.005}
-    )
+    min_effect: dict[str, float] = field(default_factory=_default_min_effects)
     memory_abs_gib: float = 0.5
     memory_rel: float = 0.05
     accept_length_abs: float = 0.15
@@ -288,60 +286,18 @@ def _parse_speculative(value: Any, where: Where) -> dict[str, dict[str, int]]:
     return out
 
 
-_EVAL_KEYS = ("protocol", "shots", "questions", "max_tokens", "temperature", "repeats", "seed",
-              "chat_template_kwargs", "concurrency", "request_timeout_s", "max_error_rate", "data", "dataset")
-
-
 def _parse_evals(value: Any, where: Where, engine: str) -> tuple[EvalConfig, ...]:
-    doc = strict.mapping(value, where, allowed=tuple(PROTOCOLS))
-    if "numerics" in doc:  # prompt logprobs: an engine that has none is refused here, never reported as zero
-        from harness.evals import numerics
-
-        numerics.check_engine(engine, where.key("numerics"))
+    doc = strict.mapping(value, where, allowed=tuple(EVALS))
+    for name in doc:  # e.g. prompt logprobs: an engine that has none is refused here, never reported as zero
+        check_engine = EVALS[name].check_engine
+        if check_engine is not None:
+            check_engine(engine, where.key(name))
     return tuple(parse_eval(name, params, where.key(name)) for name, params in doc.items())
 
 
 def parse_eval(name: str, value: Any, where: Where) -> EvalConfig:
-    if name == "numerics":  # its own keys (harness.evals.numerics)
-        from harness.evals import numerics
-
-        return numerics.parse_config(value, where)
-    doc = strict.mapping(value, where, allowed=_EVAL_KEYS, required=("protocol",))
-    protocol = strict.choice(doc["protocol"], where.key("protocol"), what=f"{name} protocol",
-                             choices=PROTOCOLS[name])
-    defaults = PROTOCOLS[name][protocol]
-    dataset = doc.get("dataset")
-    if dataset is not None:
-        dataset = strict.choice(dataset, where.key("dataset"), what=f"{name} dataset",
-                                choices=ALTERNATE_DATASETS.get(name, {}))
-    full_size = (ALTERNATE_DATASETS[name][dataset] if dataset else DATASETS[name])["full_size"]
-    questions = strict.integer(doc.get("questions", full_size), where.key("questions"), minimum=1)
-    if questions > full_size:
-        raise where.key("questions").error(f"{name} has {full_size} questions, asked for {questions}")
-    seed = doc.get("seed")
-    kwargs = doc.get("chat_template_kwargs", {})
-    if not isinstance(kwargs, dict):
-        raise where.key("chat_template_kwargs").error("expected a mapping of template variables")
-    data = doc.get("data")
-    return EvalConfig(
-        name=name,
-        protocol=protocol,
-        shots=strict.integer(doc.get("shots", defaults.shots), where.key("shots"), minimum=0),
-        questions=questions,
-        max_tokens=strict.integer(doc.get("max_tokens", defaults.max_tokens), where.key("max_tokens"), minimum=1),
-        temperature=strict.number(doc.get("temperature", defaults.temperature), where.key("temperature"),
-                                  minimum=0.0),
-        repeats=strict.integer(doc.get("repeats", defaults.repeats), where.key("repeats"), minimum=1),
-        seed=None if seed is None else strict.integer(seed, where.key("seed")),
-        chat_template_kwargs=dict(kwargs),
-        concurrency=strict.integer(doc.get("concurrency", 128), where.key("concurrency"), minimum=1),
-        request_timeout_s=strict.number(doc.get("request_timeout_s", 600.0), where.key("request_timeout_s"),
-                                        minimum=1.0),
-        max_error_rate=strict.number(doc.get("max_error_rate", 0.02), where.key("max_error_rate"), minimum=0.0,
-                                     maximum=1.0),
-        data=None if data is None else strict.string(data, where.key("data")),
-        dataset=dataset,
-    )
+    """One eval's mapping, by its own parser (harness.evals.registry)."""
+    return EVALS[name].parse(value, where)
 
 
 def _parse_gate(value: Any, where: Where) -> GateSettings:

@@ -181,5 +181,5 @@ def test_the_suites_engine_facts_are_the_adapters():
     from harness.engine_flags import ENGINE_NAMES, MANAGED_FLAGS
     from harness.engines import ENGINES
 
-    assert ENGINE_NAMES == tuple(ENGINES)
+    assert tuple(ENGINES) == ENGINE_NAMES
     assert all(ENGINES[name].managed_flags == MANAGED_FLAGS[name] for name in ENGINE_NAMES)
