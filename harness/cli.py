@@ -14,19 +14,16 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness import __version__
-from harness.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, HarnessError
+from harness.errors import (
+    EXIT_CODES_HELP,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_USAGE,
+    HarnessError,
+    report_internal_error,
+)
 from harness.evals.registry import fetchable, question_evals
-
-EXIT_CODES_HELP = """exit codes:
-  0    every gated figure passed (or improved, or has no baseline yet)
-  1    a regression: a significant and large accuracy drop, memory over tolerance or ceiling,
-       accept length too low, or a model-loading failure the guarded fixes removed
-  2    usage or configuration error (a protocol that differs from the baseline's, a failed preflight)
-  3    infrastructure failure without regression (server crash, timeout, OOM, missing cell)
-  4    internal error: a bug in harness outside any cell (traceback printed; what was measured is saved)
-  130  interrupted (Ctrl-C, SIGTERM or SIGHUP): servers torn down, what was measured is saved
-"""
-
 
 ENGINE_VERSION_HELP = ("the SGLang release whose loader preflight predicts, e.g. 0.5.17 (default: the engine's "
                        "version in the engine's Python; the newest known release when it has none)")
@@ -229,14 +226,6 @@ def _main(argv: Sequence[str] | None) -> int:
     except Exception as error:  # noqa: BLE001 - a bug in harness: never exit 1, the regression code
         report_internal_error(error)
         return EXIT_INTERNAL
-
-
-def report_internal_error(error: BaseException) -> None:
-    import traceback
-
-    traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
-    print(f"harness: internal error (a bug in harness, exit {EXIT_INTERNAL}): {type(error).__name__}: {error}",
-          file=sys.stderr)
 
 
 def print_json(document: object) -> None:

@@ -210,12 +210,12 @@ def test_a_harness_bug_in_one_cell_costs_that_cell_only(tmp_path, capsys, monkey
 
 
 def test_a_harness_bug_outside_cells_exits_4_and_writes_what_it_has(tmp_path, capsys, monkeypatch):
-    import harness.commands
+    import harness.pipeline
 
     def broken_preflight(*args):
         raise RuntimeError("planted bug outside any cell")
 
-    monkeypatch.setattr(harness.commands, "_preflight_cells", broken_preflight)
+    monkeypatch.setattr(harness.pipeline, "preflight_cells", broken_preflight)
     root = suite_with_eval(tmp_path)
     code = main(["run", "--suite", "fake", "--run-id", "outside", *dirs(root)])
     err = capsys.readouterr().err
