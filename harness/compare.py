@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from harness.baselines import BaselineEntry, Baselines
+from harness.engines.failures import LOAD_REGRESSION_CAUSES
 from harness.errors import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
 from harness.metrics import METRICS, MetricKind
 from harness.metrics import samples as metric_samples
@@ -27,12 +28,6 @@ from harness.stats import (
     two_proportion_gain,
 )
 from harness.suite import GateSettings
-
-# Log signatures of a model-loading bug of the Quark / FP8 loading stack (the very failures the guarded fixes
-# removed, and the ones preflight predicts): a cell that dies with one of these has regressed, it is not an
-# infrastructure hiccup.
-LOAD_REGRESSION_CAUSES = frozenset({"weight_shape_mismatch", "fp8_block_divisibility", "fused_shard_disagreement",
-                                    "quark_fp8_shared_experts", "unexpected_checkpoint_tensor"})
 
 CELL_METRIC = "cell"  # the metric name of rows about a whole cell (it failed, or did not run)
 

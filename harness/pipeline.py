@@ -485,7 +485,6 @@ def print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
     from harness import secrets
     from harness.cellrun import materialize, server_command
     from harness.engines import get_engine
-    from harness.report.format import describe_cell
 
     for index, cell in enumerate(cells):
         cell = materialize(cell, create=False)
@@ -495,7 +494,7 @@ def print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
         secrets.register_env(command.env)
         if index:
             print()
-        print(describe_cell(cell))
+        print(cell.describe())
         for key, value in sorted(secrets.redact_env(command.env).items()):
             print(f"  env  {key}={value}")
         print(f"  argv {shlex.join(secrets.redact_argv(command.argv))}")

@@ -60,7 +60,7 @@ def finished(result: CellResult, *, retry_failed: bool) -> bool:
     if result.error is not None and result.error.cause == "interrupted":
         return False
     if retry_failed:
-        from harness.compare import LOAD_REGRESSION_CAUSES
+        from harness.engines.failures import LOAD_REGRESSION_CAUSES
 
         return (result.status in (STATUS_OK, STATUS_CONFIG_ERROR)
                 or (result.error is not None and result.error.cause in LOAD_REGRESSION_CAUSES))

@@ -1,8 +1,9 @@
-"""The architecture the README's layout section documents, checked: a new eval is one module plus one
-registration line."""
+"""The architecture the README's layout section documents, checked: the layers and their one-way imports, a
+start-up path free of heavy imports, and a new eval as one module plus one registration line."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import shutil
@@ -103,3 +104,111 @@ def test_a_new_eval_is_one_module_and_one_registration_line(tmp_path):
     verdicts = json.loads((reports / "second" / "results.json").read_text())["verdicts"]
     (sums,) = [v for v in verdicts if v["metric"] == "sums.accuracy"]
     assert sums["state"] == "PASS" and sums["test"] == "mcnemar-exact"  # gated like any accuracy
+
+
+# The layers of the README's layout section, in order: a module imports only modules of its own layer or of
+# layers before it, so that the run's data flows one way. Each entry is a module or a package prefix.
+LAYERS = (
+    ("foundation", ("harness", "harness.errors", "harness.strict", "harness.schema", "harness.secrets",
+                    "harness.interrupts", "harness.stats", "harness.transport", "harness.machine", "harness.axes",
+                    "harness.fixes", "harness.memory", "harness.metric_kinds", "harness.engine_flags")),
+    ("records", ("harness.results", "harness.local.problems")),
+    ("evals", ("harness.evals",)),
+    ("vocabulary", ("harness.protocols", "harness.metrics")),
+    ("config", ("harness.suite",)),
+    ("matrix", ("harness.matrix",)),
+    ("baselines", ("harness.baselines",)),
+    ("preflight", ("harness.loading", "harness.preflight")),
+    ("engines", ("harness.engines", "harness.local", "harness.rig")),
+    ("cells", ("harness.schedule", "harness.cellrun", "harness.shard", "harness.rundir")),
+    ("compare", ("harness.compare",)),
+    ("report", ("harness.report",)),
+    ("pipeline", ("harness.pipeline",)),
+    ("commands", ("harness.commands",)),
+    ("cli", ("harness.cli", "harness.__main__")),
+)
+# Never imported on the CLI's start-up path (`import quark.torch` alone costs ~17 s).
+HEAVY = ("numpy", "pandas", "torch", "quark", "aiohttp", "transformers", "lm_eval", "safetensors", "datasets",
+         "huggingface_hub", "vllm", "sglang")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(path): path for path in (ROOT / "harness").rglob("*.py")}
+
+
+def _layer(module: str) -> int:
+    matches = [(len(prefix), index) for index, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
+               if module == prefix or (prefix != "harness" and module.startswith(prefix + "."))]
+    assert matches, f"{module} stands in no layer of LAYERS (and of the README's layout section)"
+    return max(matches)[1]  # the most specific prefix decides (harness.local.problems before harness.local)
+
+
+def _imports(module: str, path: Path, known: set[str]) -> set[str]:
+    """Every harness module `module` imports, at the top or inside a function (lazily), but not the imports
+    only a type checker runs (`if TYPE_CHECKING:`)."""
+    found: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
+                continue
+            if isinstance(child, ast.Import):
+                found.update(alias.name for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                assert not child.level, f"{module}: a relative import (harness imports absolutely)"
+                base = child.module or ""
+                found.update(f"{base}.{a.name}" if f"{base}.{a.name}" in known else base for a in child.names)
+            visit(child)
+
+    visit(ast.parse(path.read_text()))
+    if module == "harness.evals.registry":  # registered by name (one line per eval)
+        from harness.evals.registry import REGISTERED
+
+        found.update(f"harness.evals.{name}" for name in REGISTERED)
+    return {name for name in found if name in known and name != module}
+
+
+def test_every_module_imports_only_modules_that_stand_before_it():
+    modules = _modules()
+    known = set(modules)
+    backwards = [f"{module} ({LAYERS[_layer(module)][0]}) imports {imported} ({LAYERS[_layer(imported)][0]})"
+                 for module, path in sorted(modules.items()) for imported in sorted(_imports(module, path, known))
+                 if _layer(imported) > _layer(module)]
+    assert backwards == []
+
+
+def test_the_import_graph_has_no_cycle():
+    """Within a layer too, data flows one way: no module reaches itself through its imports."""
+    modules = _modules()
+    graph = {module: _imports(module, path, set(modules)) for module, path in modules.items()}
+    state: dict[str, int] = {}
+
+    def cycle_from(module: str, trail: list[str]) -> list[str] | None:
+        state[module] = 1
+        for imported in sorted(graph[module]):
+            if state.get(imported) == 1:
+                return [*trail, module, imported]
+            if imported not in state and (found := cycle_from(imported, [*trail, module])):
+                return found
+        state[module] = 2
+        return None
+
+    cycles = [found for module in sorted(graph) if module not in state and (found := cycle_from(module, []))]
+    assert cycles == []
+
+
+def test_the_cli_start_up_path_imports_nothing_heavy(tmp_path):
+    """`harness list` as a user runs it, timed by the interpreter: none of the heavy stacks is loaded."""
+    done = subprocess.run([sys.executable, "-X", "importtime", "-m", "harness", "list", "--suite", "local"],
+                          capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    loaded = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "harness.cli" in loaded and "harness.suite" in loaded
+    heavy = sorted(name for name in loaded if name.split(".")[0] in HEAVY)
+    assert heavy == []

@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from harness.compare import Meaning, Verdict
-from harness.evals.registry import EVALS
-from harness.fixes import FIXES
 from harness.metrics import METRICS, MetricKind
-
-if TYPE_CHECKING:
-    from harness.matrix import Cell
 
 
 def mark(verdict: Verdict) -> str:
@@ -62,10 +55,3 @@ def headline(verdicts: list[Verdict], exit_code: int | None) -> str:
     parts = [f"{count} {meaning.mark.lower()}" for meaning, count in tally]
     return f"{', '.join(parts) or 'no verdicts'}; exit code {exit_code}"
 
-
-def describe_cell(cell: Cell) -> str:
-    """`glm5/quark-mxfp4/mtp/tp8  [glm5-mxfp4-mtp #23219]  gsm8k:...`: the cell, the fix it guards, its evals."""
-    fix = FIXES.get(cell.fix) if cell.fix else None
-    evals = ", ".join(EVALS[e.name].describe(e) for e in cell.evals) or "no evals"
-    canary = f"  [canary of {cell.baseline_id}: must regress]" if cell.baseline_id else ""
-    return (f"{cell.id}  [{fix.id} {fix.pr}]  {evals}" if fix else f"{cell.id}  {evals}") + canary

@@ -1,0 +1,78 @@
+"""`harness fixes`: the guarded fixes, their rules, the cells that guard them and their latest verdicts."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from harness.commands.base import Command, add_dirs, print_json
+
+
+def arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true")
+    add_dirs(parser, "suites", "reports")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.errors import EXIT_OK
+    from harness.fixes import FIXES
+    from harness.loading.rules import RULE_FIXES
+    from harness.matrix import expand
+    from harness.suite import load_suite
+
+    guarding: dict[str, list[str]] = {fix_id: [] for fix_id in FIXES}
+    for path in sorted(args.suites_dir.glob("*.yaml")):
+        for cell in expand(load_suite(path)):
+            if cell.fix in guarding:
+                guarding[cell.fix].append(f"{cell.suite}:{cell.id}")
+    latest = latest_verdicts(args.reports_dir)
+    rows = []
+    for fix in FIXES.values():
+        cells = [{"cell": name, **latest.get(name, {"state": "never run"})} for name in guarding[fix.id]]
+        rows.append({"fix": fix.id, "kind": fix.kind, "pr": fix.pr, "model": fix.model,
+                     "validated_with": fix.validated_with,
+                     "rules": sorted(rule for rule, fix_id in RULE_FIXES.items() if fix_id == fix.id),
+                     "cells": cells})
+    if args.json:
+        print_json(rows)
+        return EXIT_OK
+    for row in rows:
+        print(f"{row['fix']}{' [guard]' if row['kind'] == 'guard' else ''} ({row['pr']}): {row['model']}")
+        print(f"  validated with: {row['validated_with']}")
+        print(f"  rules: {', '.join(row['rules'])}")
+        for cell in row["cells"] or [{"cell": "(no suite cell guards it)", "state": ""}]:
+            where = f"  [{cell['run']}]" if "run" in cell else ""
+            figures = f"  {cell['figures']}" if cell.get("figures") else ""
+            print(f"  {cell['cell']:<52} {cell['state']}{where}{figures}")
+    return EXIT_OK
+
+
+def latest_verdicts(reports_dir: Path) -> dict[str, dict[str, str]]:
+    """"suite:cell" -> the worst verdict of that cell in the newest run that has it, and that run's id."""
+    from harness.compare import State
+    from harness.errors import ConfigError
+    from harness.results import load_run
+
+    runs = []
+    for path in reports_dir.glob("*/results.json"):
+        try:
+            runs.append(load_run(path))
+        except ConfigError:
+            continue  # a broken or foreign file is no fix's latest result
+    latest: dict[str, dict[str, str]] = {}
+    for run_result in sorted(runs, key=lambda r: r.finished_at or "", reverse=True):
+        states: dict[str, list[State]] = {}
+        figures: dict[str, list[str]] = {}
+        for verdict in run_result.verdicts:
+            states.setdefault(verdict["cell_id"], []).append(State(verdict["state"]))
+            if verdict.get("value") is not None:
+                figures.setdefault(verdict["cell_id"], []).append(f"{verdict['metric']} {verdict['value']:.4g}")
+        for cell_id, found in states.items():
+            latest.setdefault(f"{run_result.suite}:{cell_id}",
+                              {"state": max(found, key=lambda s: s.meaning.severity).value,
+                               "run": run_result.run_id, "figures": ", ".join(figures.get(cell_id, []))})
+    return latest
+
+
+COMMAND = Command("fixes", "the guarded fixes: their rules, the cells that guard them, and their latest results",
+                  arguments, run)
