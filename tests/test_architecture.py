@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -212,3 +213,33 @@ def test_the_cli_start_up_path_imports_nothing_heavy(tmp_path):
     assert "harness.cli" in loaded and "harness.suite" in loaded
     heavy = sorted(name for name in loaded if name.split(".")[0] in HEAVY)
     assert heavy == []
+
+
+def _readme_layers() -> list[tuple[str, list[str]]]:
+    """The README layout section's table: (layer, the modules its row names, as module names)."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("## Layout\n"):]
+    section = section[:section.index("\n## ", 1)]
+    rows = []
+    for line in section.splitlines():
+        cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
+        if len(cells) != 3 or cells[0] in ("layer", "---"):
+            continue
+        names = re.findall(r"`([a-z0-9_/]+)`", cells[1].split(" (")[0] + " " + " ".join(
+            part.split(")")[-1] for part in cells[1].split(" (")[1:]))
+        rows.append((cells[0], ["harness." + name.strip("/").replace("/", ".") for name in names]))
+    return rows
+
+
+def test_the_readme_layout_names_the_layers_the_test_checks():
+    rows = _readme_layers()
+    assert [layer for layer, _ in rows] == [name for name, _ in LAYERS]
+    named = {module for _, modules in rows for module in modules}
+    for index, (layer, modules) in enumerate(rows):
+        assert modules, layer
+        for module in modules:
+            assert module in _modules() or any(m.startswith(module + ".") for m in _modules()), module
+            assert _layer(module) == index, f"README puts {module} in {layer}, the test in {LAYERS[_layer(module)][0]}"
+    unnamed = [prefix for _, prefixes in LAYERS for prefix in prefixes if prefix not in ("harness", "harness.__main__")
+               and not any(m == prefix or m.startswith(prefix + ".") for m in named)]
+    assert unnamed == []
