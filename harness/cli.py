@@ -26,13 +26,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="harness", description="Accuracy and memory regression gate for SGLang quantized MoE serving.",
         epilog=EXIT_CODES_HELP, formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,  # a prefix is never taken for another flag (`--suite` for `--suites-dir`)
     )
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         gates = {"epilog": EXIT_CODES_HELP, "formatter_class": argparse.RawDescriptionHelpFormatter}
         command.arguments(commands.add_parser(command.name, help=command.help, description=command.description,
-                                              **(gates if command.exit_codes else {})))
+                                              allow_abbrev=False, **(gates if command.exit_codes else {})))
     return parser
 
 

@@ -139,3 +139,25 @@ def test_help_documents_exit_codes(capsys, argv):
     with pytest.raises(SystemExit):
         main(argv)
     assert "130  interrupted" in capsys.readouterr().out
+
+
+def _parsers(parser):
+    """The parser and every subparser under it."""
+    import argparse
+
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_no_parser_takes_a_prefix_for_a_flag(capsys):
+    from harness.cli import build_parser
+
+    parsers = list(_parsers(build_parser()))
+    assert len(parsers) > 15 and all(parser.allow_abbrev is False for parser in parsers)
+    # `--suite` on a command that has only `--suites-dir` was silently read as the directory
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", "--suite", "local"])
+    assert exit_info.value.code == 2 and "unrecognized arguments: --suite local" in capsys.readouterr().err

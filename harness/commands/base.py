@@ -42,9 +42,11 @@ def add_dirs(parser: argparse.ArgumentParser, *names: str) -> None:
                             help=f"the {name}/ directory (default: ./{name})")
 
 
-def subcommands(parser: argparse.ArgumentParser, dest: str) -> argparse._SubParsersAction:
-    """A command's own actions (`baseline update`, `data fetch`); argparse's prefix matching off, as everywhere."""
-    return parser.add_subparsers(dest=dest, required=True, metavar="ACTION")
+def action(parser: argparse.ArgumentParser, dest: str, name: str, summary: str) -> argparse.ArgumentParser:
+    """A command's own action (`baseline update`, `data fetch`), with argparse's prefix matching off as on
+    every parser of harness: `--suite` must never be taken for `--suites-dir`."""
+    actions = parser.add_subparsers(dest=dest, required=True, metavar="ACTION")
+    return actions.add_parser(name, help=summary, allow_abbrev=False)
 
 
 def print_json(document: object) -> None:

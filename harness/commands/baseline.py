@@ -6,12 +6,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands.base import Command, add_dirs, subcommands
+from harness.commands.base import Command, action, add_dirs
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    update = subcommands(parser, "baseline_command").add_parser(
-        "update", help="promote a run's figures to baselines (shows the diff)")
+    update = action(parser, "baseline_command", "update", "promote a run's figures to baselines (shows the diff)")
     update.add_argument("--from", dest="source", type=Path, required=True, help="reports/<run>")
     update.add_argument("--cell", action="append", help="glob on cell ids (repeatable)")
     update.add_argument("--force", action="store_true", help="promote regressed or failed cells too")

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from harness.commands.base import Command, subcommands
+from harness.commands.base import Command, action
 from harness.evals.registry import fetchable
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    fetch = subcommands(parser, "data_command").add_parser(
-        "fetch", help="download a dataset into $HARNESS_DATA_DIR and verify it")
+    fetch = action(parser, "data_command", "fetch", "download a dataset into $HARNESS_DATA_DIR and verify it")
     fetch.add_argument("dataset", choices=tuple(fetchable()))
     fetch.add_argument("--hf-token", help="gpqa: fetch the gated hub copy (Idavidrein/gpqa) with this token")
     fetch.add_argument("--sha256", help="gpqa: the SHA-256 the file must have")

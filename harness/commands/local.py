@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from harness.commands.base import Command, subcommands
+from harness.commands.base import Command, action
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    prepare = subcommands(parser, "local_command").add_parser(
-        "prepare", help="export (amd-quark) and cache every local variant")
+    prepare = action(parser, "local_command", "prepare", "export (amd-quark) and cache every local variant")
     prepare.add_argument("--variant", action="append", help="e.g. mxfp4, fp8, mxfp4-scale-defect (default: all)")
 
 
