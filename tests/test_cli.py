@@ -17,7 +17,7 @@ from harness.compare import compare_results, exit_code
 from harness.report import write_reports
 from harness.results import RunResult
 from harness.suite import GateSettings
-from tests.builders import gsm8k_result, outcomes
+from tests.builders import accuracy_entry, gsm8k_result, outcomes
 from tests.conftest import ROOT
 
 SUITES = ["--suites-dir", str(ROOT / "suites")]
@@ -84,9 +84,10 @@ def test_validate_refuses_a_baseline_whose_protocol_the_suite_does_not_run(capsy
            "'sglang-fewshot'" in capsys.readouterr().err
 
 
-def write_run_dir(path: Path, table: dict[str, bool], run_id: str) -> Path:
+def write_run_dir(path: Path, table: dict[str, bool], run_id: str, baseline: dict | None = None) -> Path:
     result = gsm8k_result("glm5/quark-mxfp4/mtp/tp8", table)
-    verdicts = compare_results([result.cell_id], {result.cell_id: result}, Baselines("glm5", path, {}),
+    cells = {result.cell_id: {"gsm8k.accuracy": accuracy_entry(baseline)}} if baseline else {}
+    verdicts = compare_results([result.cell_id], {result.cell_id: result}, Baselines("glm5", path, cells),
                                GateSettings())
     run = RunResult(run_id=run_id, suite="glm5", planned=(result.cell_id,), cells=(result,),
                     verdicts=tuple(v.to_dict() for v in verdicts), exit_code=exit_code(verdicts),
@@ -161,3 +162,10 @@ def test_no_parser_takes_a_prefix_for_a_flag(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["validate", "--suite", "local"])
     assert exit_info.value.code == 2 and "unrecognized arguments: --suite local" in capsys.readouterr().err
+
+
+def test_report_exits_with_the_runs_exit_code(capsys, tmp_path):
+    regressed = write_run_dir(tmp_path / "regressed", outcomes(1180, 1319), "regressed", baseline=outcomes(1241, 1319))
+    assert main(["report", str(regressed)]) == 1
+    assert capsys.readouterr().out.rstrip().endswith("1 regressed; exit code 1")
+    assert main(["report", str(write_run_dir(tmp_path / "fine", outcomes(9, 10), "fine"))]) == 0

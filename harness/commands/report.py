@@ -1,4 +1,5 @@
-"""`harness report RUN`: the verdict table of a finished run."""
+"""`harness report RUN`: the verdict table of a finished run, and its exit code (a CI step that reports a
+regressed run fails as the run did)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.compare import Verdict
-    from harness.errors import EXIT_OK
+    from harness.compare import Verdict, exit_code
     from harness.report import render_console
     from harness.results import load_run
 
     run_result = load_run(args.run)
     verdicts = [Verdict.from_dict(v) for v in run_result.verdicts]
-    print(render_console(verdicts, run_result.exit_code), end="")
-    return EXIT_OK
+    # The code the run recorded (4 when comparing failed); an older file without one: its verdicts'.
+    code = run_result.exit_code if run_result.exit_code is not None else exit_code(verdicts)
+    print(render_console(verdicts, code), end="")
+    return code
 
 
 COMMAND = Command("report", "print the verdict table of a finished run", arguments, run)
