@@ -56,7 +56,8 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         return BY_NAME[args.command].run(args)
     except HarnessError as error:
-        print(f"harness: error: {error}", file=sys.stderr)
+        for line in str(error).splitlines() or [""]:  # several problems of one file: one line each
+            print(f"harness: error: {line}", file=sys.stderr)
         return error.exit_code
     except KeyboardInterrupt as interrupt:
         print(f"harness: interrupted{f' ({interrupt})' if str(interrupt) else ''}", file=sys.stderr)

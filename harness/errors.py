@@ -36,6 +36,14 @@ class ConfigError(HarnessError):
     exit_code = EXIT_USAGE
 
 
+class ConfigErrors(ConfigError):
+    """Several independent problems of one file, one line each (`harness validate` reports every one)."""
+
+    def __init__(self, errors: list[ConfigError]):
+        super().__init__("\n".join(str(error) for error in errors))
+        self.errors = list(errors)
+
+
 class InfraError(HarnessError):
     """The machine or engine failed in a way that says nothing about the model."""
 

@@ -97,16 +97,24 @@ def shards(the_plan: Plan, count: int, durations_from: Path | None) -> list[Shar
 def check_baselines(baselines: Baselines, suites: dict[str, dict[str, Cell]]) -> int:
     """Every baseline entry names a cell and an eval protocol of its suite; returns how many entries there are.
     A baseline whose cell no longer exists is an error, never silently ignored (its gate would be off)."""
+    count, problems = baseline_problems(baselines, suites)
+    if problems:
+        raise problems[0]
+    return count
+
+
+def baseline_problems(baselines: Baselines, suites: dict[str, dict[str, Cell]]) -> tuple[int, list[ConfigError]]:
+    """(the number of entries, every entry's problem): check_baselines' check, all of it (`harness validate`)."""
     where = Where(str(baselines.path))
     if baselines.suite not in suites:
-        raise where.error(f"no suite '{baselines.suite}'{did_you_mean(baselines.suite, suites)}")
+        return 0, [where.error(f"no suite '{baselines.suite}'{did_you_mean(baselines.suite, suites)}")]
     cells = suites[baselines.suite]
-    count = 0
+    count, problems = 0, []
     for cell_id, metrics in baselines.cells.items():
         if cell_id not in cells:
-            raise where.key("cells").key(cell_id).error(
-                f"no such cell in suite '{baselines.suite}'{did_you_mean(cell_id, cells)}"
-            )
+            problems.append(where.key("cells").key(cell_id).error(
+                f"no such cell in suite '{baselines.suite}'{did_you_mean(cell_id, cells)}"))
+            continue
         declared = {e.name: protocol_of(e) for e in cells[cell_id].evals}
         for metric, entry in metrics.items():
             count += 1
@@ -115,13 +123,13 @@ def check_baselines(baselines: Baselines, suites: dict[str, dict[str, Cell]]) ->
             eval_name = metric.split(".", 1)[0]
             metric_where = where.key("cells").key(cell_id).key(metric)
             if eval_name not in declared:
-                raise metric_where.error(f"the suite runs no '{eval_name}' eval for this cell")
+                problems.append(metric_where.error(f"the suite runs no '{eval_name}' eval for this cell"))
+                continue
             differences = protocol_differences(declared[eval_name], entry.protocol, result_may_be_unknown=True)
             if differences:
-                raise metric_where.key("protocol").error(
-                    "differs from the suite's, so the gate could never compare: " + "; ".join(differences)
-                )
-    return count
+                problems.append(metric_where.key("protocol").error(
+                    "differs from the suite's, so the gate could never compare: " + "; ".join(differences)))
+    return count, problems
 
 
 def new_run_id(suite: str) -> str:

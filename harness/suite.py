@@ -164,6 +164,8 @@ def find_suite(name_or_path: str, suites_dir: Path) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") or candidate.exists():
         return candidate
+    if not suites_dir.is_dir():
+        raise ConfigError(f"{suites_dir}: no such directory (--suites-dir), so no suite '{name_or_path}'")
     path = suites_dir / f"{name_or_path}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in suites_dir.glob("*.yaml"))
@@ -192,36 +194,48 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
     if name != path.stem:
         raise where.key("name").error(f"'{name}' must equal the file name '{path.stem}'")
     engine = strict.choice(doc["engine"], where.key("engine"), what="engine", choices=ENGINE_NAMES)
-    evals = _parse_evals(doc.get("evals", {}), where.key("evals"), engine)
-    axes = _parse_axes(doc.get("matrix", {}), where.key("matrix"))
+    # The parts below are independent: every problem among them is reported, not only the first.
+    problems = strict.Problems()
     models_where = where.key("models")
-    models = tuple(
-        _parse_model(item, models_where.key(i), engine)
-        for i, item in enumerate(strict.sequence(doc["models"], models_where, non_empty=True))
-    )
-    _check_unique([m.id for m in models], models_where, "model id")
-    model_ids = [m.id for m in models]
-    _check_canaries(models, model_ids)
-    return Suite(
+    items = strict.sequence(doc["models"], models_where, non_empty=True)
+    parsed = [problems.check(lambda i=i, item=item: _parse_model(item, models_where.key(i), engine), None)
+              for i, item in enumerate(items)]
+    models = tuple(model for model in parsed if model is not None)
+    # Rules may name a model whose entry has an error of its own: its id still counts as known.
+    raw_ids = [item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+               for item in items]
+    model_ids = [model_id for model_id in raw_ids if model_id is not None]
+    problems.check(lambda: _check_unique(raw_ids, models_where, "model id"), None)
+    problems.check(lambda: _check_canaries(models, model_ids), None)
+
+    def rules(kind: str, key: str) -> tuple[Rule, ...]:
+        return problems.check(lambda: _parse_rules(doc.get(key, []), where.key(key), model_ids, engine, kind=kind), ())
+
+    suite = Suite(
         name=name,
         path=path,
-        description=strict.string(doc["description"], where.key("description")) if "description" in doc else "",
+        description=problems.check(lambda: strict.string(doc["description"], where.key("description")), "")
+        if "description" in doc else "",
         engine=engine,
-        hardware=_parse_hardware(doc.get("hardware", {}), where.key("hardware")),
-        timeouts=_parse_timeouts(doc.get("timeouts", {}), where.key("timeouts")),
-        server=_parse_server(doc.get("server", {}), where.key("server"), engine),
-        speculative=_parse_speculative(doc.get("speculative", {}), where.key("speculative")),
-        evals=evals,
-        gate=_parse_gate(doc.get("gate", {}), where.key("gate")),
-        axes=axes,
+        hardware=problems.check(lambda: _parse_hardware(doc.get("hardware", {}), where.key("hardware")), Hardware()),
+        timeouts=problems.check(lambda: _parse_timeouts(doc.get("timeouts", {}), where.key("timeouts")), Timeouts()),
+        server=problems.check(lambda: _parse_server(doc.get("server", {}), where.key("server"), engine),
+                              ServerSettings()),
+        speculative=problems.check(lambda: _parse_speculative(doc.get("speculative", {}), where.key("speculative")),
+                                   {}),
+        evals=problems.check(lambda: _parse_evals(doc.get("evals", {}), where.key("evals"), engine), ()),
+        gate=problems.check(lambda: _parse_gate(doc.get("gate", {}), where.key("gate")), GateSettings()),
+        axes=problems.check(lambda: _parse_axes(doc.get("matrix", {}), where.key("matrix")), Axes()),
         models=models,
-        include=_parse_rules(doc.get("include", []), where.key("include"), model_ids, engine, kind="include"),
-        exclude=_parse_rules(doc.get("exclude", []), where.key("exclude"), model_ids, engine, kind="exclude"),
-        overrides=_parse_rules(doc.get("overrides", []), where.key("overrides"), model_ids, engine,
-                               kind="override"),
-        baselines=strict.string(doc.get("baselines", name), where.key("baselines")),
-        python=None if doc.get("python") is None else strict.string(doc["python"], where.key("python")),
+        include=rules("include", "include"),
+        exclude=rules("exclude", "exclude"),
+        overrides=rules("override", "overrides"),
+        baselines=problems.check(lambda: strict.string(doc.get("baselines", name), where.key("baselines")), name),
+        python=problems.check(lambda: None if doc.get("python") is None
+                              else strict.string(doc["python"], where.key("python")), None),
     )
+    problems.raise_any()
+    return suite
 
 
 def _check_canaries(models: tuple[Model, ...], model_ids: list[str]) -> None:
@@ -235,9 +249,11 @@ def _check_canaries(models: tuple[Model, ...], model_ids: list[str]) -> None:
             raise where.error(f"'{model.canary_of}' is a canary itself: name the model whose baselines gate it")
 
 
-def _check_unique(values: list[str], where: Where, what: str) -> None:
+def _check_unique(values: list[str | None], where: Where, what: str) -> None:
     seen = set()
     for i, value in enumerate(values):
+        if value is None:  # an entry whose own problem is reported already
+            continue
         if value in seen:
             raise where.key(i).error(f"duplicate {what} '{value}'")
         seen.add(value)

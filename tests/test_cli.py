@@ -169,3 +169,37 @@ def test_report_exits_with_the_runs_exit_code(capsys, tmp_path):
     assert main(["report", str(regressed)]) == 1
     assert capsys.readouterr().out.rstrip().endswith("1 regressed; exit code 1")
     assert main(["report", str(write_run_dir(tmp_path / "fine", outcomes(9, 10), "fine"))]) == 0
+
+
+def test_validate_reports_every_problem_of_every_file(capsys, tmp_path):
+    suites, baselines = tmp_path / "suites", tmp_path / "baselines"
+    shutil.copytree(ROOT / "suites", suites)
+    shutil.copytree(ROOT / "baselines", baselines)
+    glm5 = yaml.safe_load((suites / "glm5.yaml").read_text())
+    glm5["timeouts"] = {"launch_s": "soon"}
+    glm5["models"][0]["trust_remote_code"] = "yes"
+    (suites / "glm5.yaml").write_text(yaml.safe_dump(glm5))
+    kimi = (baselines / "kimi.yaml").read_text()
+    first_cell = next(line.strip().rstrip(":") for line in kimi.splitlines() if line.startswith("  ") and
+                      not line.startswith("   "))
+    (baselines / "kimi.yaml").write_text(kimi.replace(first_cell, first_cell.replace("tp", "tp1"), 1))
+    (baselines / "qwen3-next.yaml").write_text("kind: harness.baselines\nschema_version: 1\nsuite: qwen3-next\n")
+    assert main(["validate", "--suites-dir", str(suites), "--baselines-dir", str(baselines)]) == 2
+    out, err = capsys.readouterr()
+    problems = [line for line in err.splitlines() if line.startswith("error  ")]
+    assert any("glm5.yaml: timeouts.launch_s: expected a number" in line for line in problems), err
+    assert any("glm5.yaml: models[0].trust_remote_code" in line for line in problems), err
+    assert any("kimi.yaml: cells." in line and "no such cell in suite 'kimi'" in line for line in problems), err
+    assert any("qwen3-next.yaml: missing required key 'cells'" in line for line in problems), err
+    assert err.rstrip().endswith(f"{len(problems)} problems in 3 files")
+    assert "skip  " in out and "baselines/glm5.yaml: not checked against suite glm5" in out  # its suite is broken
+    assert re.search(r"^ok  .*suites/kimi.yaml: \d+ cells$", out, re.M)
+
+
+def test_a_missing_directory_is_named(capsys, tmp_path):
+    assert main(["validate", "--suites-dir", str(tmp_path / "nope")]) == 2
+    assert f"{tmp_path / 'nope'}: no such directory (--suites-dir)" in capsys.readouterr().err
+    assert main(["list", "--suite", "local", "--suites-dir", str(tmp_path / "nope")]) == 2
+    assert "no such directory (--suites-dir), so no suite 'local'" in capsys.readouterr().err
+    assert main(["validate", *SUITES, "--baselines-dir", str(tmp_path / "nope")]) == 2
+    assert "no such directory (--baselines-dir)" in capsys.readouterr().err

@@ -42,6 +42,15 @@ def add_dirs(parser: argparse.ArgumentParser, *names: str) -> None:
                             help=f"the {name}/ directory (default: ./{name})")
 
 
+def existing_dir(path: Path, flag: str) -> Path:
+    """A directory a command reads, which must exist: a mistyped one is named, never read as empty."""
+    if not path.is_dir():
+        from harness.errors import ConfigError
+
+        raise ConfigError(f"{path}: no such directory ({flag})")
+    return path
+
+
 def action(parser: argparse.ArgumentParser, dest: str, name: str, summary: str) -> argparse.ArgumentParser:
     """A command's own action (`baseline update`, `data fetch`), with argparse's prefix matching off as on
     every parser of harness: `--suite` must never be taken for `--suites-dir`."""

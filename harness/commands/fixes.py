@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands.base import Command, add_dirs, print_json
+from harness.commands.base import Command, add_dirs, existing_dir, print_json
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     from harness.suite import load_suite
 
     guarding: dict[str, list[str]] = {fix_id: [] for fix_id in FIXES}
-    for path in sorted(args.suites_dir.glob("*.yaml")):
+    for path in sorted(existing_dir(args.suites_dir, "--suites-dir").glob("*.yaml")):
         for cell in expand(load_suite(path)):
             if cell.fix in guarding:
                 guarding[cell.fix].append(f"{cell.suite}:{cell.id}")

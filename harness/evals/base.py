@@ -95,11 +95,12 @@ class Eval:
     prepare: Callable[..., Prepared] | None = None
     fetch: Callable[..., list[Path]] | None = None  # `harness data fetch <name>` (hf_token=, sha256=)
     # Optional hooks: refuse an engine at load time; keep a cell from launching (CellError, CONFIG_ERROR);
-    # promote files a run recorded beside the baselines; check those files (`harness validate`).
+    # promote files a run recorded beside the baselines; check those files (`harness validate`: per file, its
+    # line and its problem or None).
     check_engine: Callable[[str, Where], None] | None = None
     unmeasurable: Callable[[Cell, Path], CellError | None] | None = None
     promote: Callable[..., tuple[list[str], list[str]]] | None = None
-    check_stored: Callable[[Path], list[str]] | None = None
+    check_stored: Callable[[Path], list[tuple[str, str | None]]] | None = None
 
 
 __all__ = ["Eval", "EvalConfig", "EvalContext", "EvalInfraError", "ProtocolDefaults"]

@@ -694,16 +694,23 @@ def promote_references(run_dir: Path, cells: list[CellResult], references: Path,
     return stored, refused
 
 
-def check_stored(baselines_dir: Path) -> list[str]:
-    """`harness validate`: every stored reference read back (kind, version and digest checked)."""
-    lines = []
+def check_stored(baselines_dir: Path) -> list[tuple[str, str | None]]:
+    """`harness validate`: every stored reference read back (kind, version and digest checked), as
+    (its line, its problem or None)."""
+    from harness.errors import ConfigError
+
+    checked: list[tuple[str, str | None]] = []
     for path in sorted((baselines_dir / "references").glob("*/*.numerics.npz")):
-        require_numpy()
-        reference = load_reference(path)
+        try:
+            require_numpy()
+            reference = load_reference(path)
+        except ConfigError as problem:
+            checked.append((str(path), str(problem)))
+            continue
         windows, window = reference.token_ids.shape
-        lines.append(f"ok  {path}: numerics reference, {windows} windows of {window} tokens, "
-                     f"sha256 {reference.meta['sha256'][:12]}")
-    return lines
+        checked.append((f"{path}: numerics reference, {windows} windows of {window} tokens, "
+                        f"sha256 {reference.meta['sha256'][:12]}", None))
+    return checked
 
 
 def _run(config: EvalConfig, base_url: str, model: str, context: EvalContext) -> EvalResult:

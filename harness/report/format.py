@@ -55,3 +55,8 @@ def headline(verdicts: list[Verdict], exit_code: int | None) -> str:
     parts = [f"{count} {meaning.mark.lower()}" for meaning, count in tally]
     return f"{', '.join(parts) or 'no verdicts'}; exit code {exit_code}"
 
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """`1 cell`, `2 cells`, `0 entries`."""
+    return f"{count} {singular if count == 1 else plural_form or singular + 's'}"
