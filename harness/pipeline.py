@@ -33,7 +33,17 @@ from harness.evals.registry import EVALS
 from harness.matrix import Cell, expand, select
 from harness.protocols import protocol_differences, protocol_of
 from harness.report import render_console, write_reports
-from harness.results import STATUS_CONFIG_ERROR, CellError, CellResult, RunResult, now_iso, write_cell_result
+from harness.report.format import plural
+from harness.results import (
+    STATUS_CONFIG_ERROR,
+    STATUS_INFRA_ERROR,
+    STATUS_OK,
+    CellError,
+    CellResult,
+    RunResult,
+    now_iso,
+    write_cell_result,
+)
 from harness.strict import Where, did_you_mean
 from harness.suite import Suite, find_suite, load_suite
 
@@ -288,7 +298,7 @@ def _execute(request: RunRequest, the_plan: Plan, run_dir: Path, host_gpus: list
         kept = {cell_id: result for cell_id, result in rundir.read_results(run_dir).items()
                 if rundir.finished(result, retry_failed=request.retry_failed)}
     to_run = [cell for cell in the_plan.cells if cell.id not in kept]
-    print(f"harness: run {run_dir.name}: {len(to_run)} cell(s) of suite {the_plan.suite.name}"
+    print(f"harness: run {run_dir.name}: {plural(len(to_run), 'cell')} of suite {the_plan.suite.name}"
           + (f" ({len(kept)} finished earlier, kept)" if kept else ""), file=sys.stderr)
     to_run = _with_engine_python(to_run, request.python, the_plan.suite)
     prepare_local_checkpoints(to_run, options.python)
@@ -417,11 +427,21 @@ def run_cells(cells: list[Cell], run_dir: Path, runner: CellRunner, host_gpus: l
         nonlocal done
         done += 1
         write_cell_result(run_dir, result)
-        status = result.status if result.error is None else f"{result.status} ({result.error.cause})"
-        progress(f"[{done}/{len(cells)}] {result.cell_id}: {status} in {result.timings.get('total_s', 0):.1f} s")
+        progress(f"[{done}/{len(cells)}] {result.cell_id}: {_finished_as(result)} in "
+                 f"{result.timings.get('total_s', 0):.1f} s")
 
     return run_packed(cells, host_gpus, lambda cell, devices: runner(cell, run_dir, devices),
                       on_start=started, on_done=finished, max_parallel=max_parallel)
+
+
+# What a finished cell's status means before the gate has spoken: "ok" would read as a verdict.
+_FINISHED_AS = {STATUS_OK: "measured", STATUS_INFRA_ERROR: "failed", STATUS_CONFIG_ERROR: "not launched"}
+
+
+def _finished_as(result: CellResult) -> str:
+    """`measured` (the verdicts come with the table at the end), `failed (oom_load)`, `not launched (preflight)`."""
+    text = _FINISHED_AS.get(result.status, result.status)
+    return text if result.error is None else f"{text} ({result.error.cause})"
 
 
 # --- collect, compare, report ---------------------------------------------------------------------------
@@ -480,7 +500,7 @@ def merge(runs: list[Path], *, run_id: str | None, suites_dir: Path, baselines_d
     merged, verdicts = conclude(the_plan, run_id, target, [results[c] for c in planned if c in results],
                                 started_at=started, machine={"shards": machines})
     print(render_console(verdicts, merged.exit_code), end="")
-    print(f"reports: {target}/ (results.json, summary.md, junit.xml), merged from {len(runs)} run(s)")
+    print(f"reports: {target}/ (results.json, summary.md, junit.xml), merged from {plural(len(runs), 'run')}")
     return merged.exit_code
 
 
@@ -506,4 +526,4 @@ def print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
         for key, value in sorted(secrets.redact_env(command.env).items()):
             print(f"  env  {key}={value}")
         print(f"  argv {shlex.join(secrets.redact_argv(command.argv))}")
-    print(f"\n{len(cells)} cell(s); nothing launched (a real run picks a free port instead of {DRY_RUN_PORT})")
+    print(f"\n{plural(len(cells), 'cell')}; nothing launched (a real run picks a free port instead of {DRY_RUN_PORT})")

@@ -38,7 +38,7 @@ def test_dry_run_prints_argv_and_env_and_launches_nothing(capsys, tmp_path):
     assert "glm5/quark-mxfp4/mtp/tp8  [glm5-mxfp4-mtp #23219]" in out
     assert "  env  HIP_VISIBLE_DEVICES=0,1,2,3,4,5,6,7" in out and "  env  SGLANG_USE_AITER=1" in out
     assert "-m sglang.launch_server --model-path amd/GLM-5-MXFP4" in out and "--speculative-algorithm NEXTN" in out
-    assert "1 cell(s); nothing launched" in out
+    assert "\n1 cell; nothing launched" in out
     assert not (tmp_path / "reports").exists()
 
 

@@ -67,7 +67,7 @@ def test_local_dry_run_resolves_auto_to_this_machine(capsys, tmp_path, monkeypat
                  "--baselines-dir", str(ROOT / "baselines")]) == 0
     out = capsys.readouterr().out
     assert "-m transformers.cli.transformers serve " + str(ROOT / "models" / "tiny-qwen3") in out
-    assert "--device cpu" in out and "3 cell(s); nothing launched" in out
+    assert "--device cpu" in out and "3 cells; nothing launched" in out
     assert str(tmp_path / "tiny-qwen3-") in out  # the cached export the quantized cells would read
     assert not list(tmp_path.iterdir())  # a dry run exports nothing
 

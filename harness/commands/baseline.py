@@ -23,6 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     from harness.baselines import baseline_path, load_baselines, plan_update, save_baselines
     from harness.errors import EXIT_OK
+    from harness.report.format import plural
     from harness.results import load_run
 
     run_result = load_run(args.source)
@@ -45,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"dry run: {path} unchanged")
         return EXIT_OK
     save_baselines(updated)
-    print(f"wrote {path} ({len(changes)} entries from run {run_result.run_id})")
+    print(f"wrote {path} ({plural(len(changes), 'entry', 'entries')} from run {run_result.run_id})")
     return EXIT_OK
 
 

@@ -23,6 +23,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from harness import pipeline
     from harness.errors import EXIT_OK
+    from harness.report.format import plural
 
     the_plan = pipeline.plan(args.suite, suites_dir=args.suites_dir, baselines_dir=args.baselines_dir,
                              cell_patterns=args.cell)
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
                     for s in shards])
     else:
         for s in shards:
-            print(f"shard {s.label}: {len(s.cells)} cell(s), ~{s.estimated_gpu_s / 3600:.2f} GPU-hours")
+            print(f"shard {s.label}: {plural(len(s.cells), 'cell')}, ~{s.estimated_gpu_s / 3600:.2f} GPU-hours")
             for cell in s.cells:
                 print(f"  {cell.id}")
     return EXIT_OK
