@@ -203,3 +203,15 @@ def test_a_missing_directory_is_named(capsys, tmp_path):
     assert "no such directory (--suites-dir), so no suite 'local'" in capsys.readouterr().err
     assert main(["validate", *SUITES, "--baselines-dir", str(tmp_path / "nope")]) == 2
     assert "no such directory (--baselines-dir)" in capsys.readouterr().err
+
+
+def test_the_fixes_table_keeps_its_column_on_long_cell_ids(capsys, tmp_path):
+    suites = tmp_path / "suites"
+    shutil.copytree(ROOT / "suites", suites)
+    glm5 = yaml.safe_load((suites / "glm5.yaml").read_text())
+    glm5["models"][0]["id"] = "glm5-with-a-model-id-far-longer-than-the-old-fixed-column-of-52"
+    (suites / "glm5.yaml").write_text(yaml.safe_dump(glm5))
+    assert main(["fixes", "--suites-dir", str(suites), "--reports-dir", str(tmp_path / "reports")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.endswith("never run")]
+    assert any("far-longer" in row for row in rows) and len(rows) > 5
+    assert len({row.index("never run") for row in rows}) == 1  # one column, whatever the ids

@@ -36,15 +36,25 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print_json(rows)
         return EXIT_OK
+    print("\n".join(render(rows)))
+    return EXIT_OK
+
+
+def render(rows: list[dict]) -> list[str]:
+    """The fixes as text: each cell's state in one column, however long the cell ids are."""
+    width = max((len(cell["cell"]) for row in rows for cell in row["cells"]), default=0)
+    lines = []
     for row in rows:
-        print(f"{row['fix']}{' [guard]' if row['kind'] == 'guard' else ''} ({row['pr']}): {row['model']}")
-        print(f"  validated with: {row['validated_with']}")
-        print(f"  rules: {', '.join(row['rules'])}")
-        for cell in row["cells"] or [{"cell": "(no suite cell guards it)", "state": ""}]:
+        lines.append(f"{row['fix']}{' [guard]' if row['kind'] == 'guard' else ''} ({row['pr']}): {row['model']}")
+        lines.append(f"  validated with: {row['validated_with']}")
+        lines.append(f"  rules: {', '.join(row['rules'])}")
+        if not row["cells"]:
+            lines.append("  (no suite cell guards it)")
+        for cell in row["cells"]:
             where = f"  [{cell['run']}]" if "run" in cell else ""
             figures = f"  {cell['figures']}" if cell.get("figures") else ""
-            print(f"  {cell['cell']:<52} {cell['state']}{where}{figures}")
-    return EXIT_OK
+            lines.append(f"  {cell['cell']:<{width}}  {cell['state']}{where}{figures}")
+    return lines
 
 
 def latest_verdicts(reports_dir: Path) -> dict[str, dict[str, str]]:
