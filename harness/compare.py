@@ -117,8 +117,15 @@ def compare_metric(metric: str, sample: MetricSample, entry: BaselineEntry, gate
     return _compare_accept_length(metric, sample, entry, gate)
 
 
+def difference(value: float, baseline: float) -> float:
+    """value - baseline without the binary noise of the subtraction (0.8 - 0.5918 is 0.20819999999999994):
+    the figures carry at most ten significant digits, so twelve keep every real difference, in results.json
+    and in the tolerance comparisons alike."""
+    return float(f"{value - baseline:.12g}")
+
+
 def _verdict(metric: str, sample: MetricSample, entry: BaselineEntry, state: State, **extra: Any) -> Verdict:
-    delta = None if entry.value is None else sample.value - entry.value
+    delta = None if entry.value is None else difference(sample.value, entry.value)
     return Verdict(cell_id="", metric=metric, state=state, value=sample.value, baseline=entry.value, delta=delta,
                    n=sample.n, baseline_n=entry.n, **extra)
 
@@ -144,7 +151,7 @@ def _compare_accuracy(metric: str, sample: MetricSample, entry: BaselineEntry, g
         p_drop, p_gain = mcnemar_exact_drop(paired), mcnemar_exact_gain(paired)
         test, detail = "mcnemar-exact", f"b={paired.b} c={paired.c} over {paired.n} paired questions"
     elif sample.n and entry.n:
-        delta = sample.value - entry.value
+        delta = difference(sample.value, entry.value)
         p_drop = two_proportion_drop(entry.value, entry.n, sample.value, sample.n)
         p_gain = two_proportion_gain(entry.value, entry.n, sample.value, sample.n)
         test, detail = "two-proportion-z", f"n={sample.n} vs baseline n={entry.n}"
@@ -204,7 +211,7 @@ def _compare_memory(metric: str, sample: MetricSample, entry: BaselineEntry, gat
         return _verdict(metric, sample, entry, State.PASS, test="ceiling",
                         reason=f"under the ceiling {entry.ceiling:.2f} GiB")
     tolerance = max(gate.memory_abs_gib, gate.memory_rel * entry.value)
-    excess = sample.value - entry.value
+    excess = difference(sample.value, entry.value)
     if excess > tolerance:
         return _verdict(metric, sample, entry, State.REGRESSED, test="tolerance",
                         reason=f"+{excess:.2f} GiB exceeds the tolerance {tolerance:.2f} GiB")
@@ -222,7 +229,7 @@ def _compare_accept_length(metric: str, sample: MetricSample, entry: BaselineEnt
     if entry.value is None:
         return _verdict(metric, sample, entry, State.PASS, test="floor", reason=f"at or above {entry.floor:.2f}")
     tolerance = gate.accept_length_abs
-    delta = sample.value - entry.value
+    delta = difference(sample.value, entry.value)
     if delta < -tolerance:
         return _verdict(metric, sample, entry, State.REGRESSED, test="tolerance",
                         reason=f"{delta:.2f} below baseline, beyond the tolerance {tolerance:.2f}")

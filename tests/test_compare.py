@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -215,3 +217,10 @@ def test_verdict_is_monotone_in_the_drop(drop):
     state = compare_metric("gsm8k.accuracy", sample_of(now), accuracy_entry(before), GATE).state
     # A 1-point drop (>= 13.19 questions) with p < 0.01 (b >= 7) is the boundary.
     assert state is (State.REGRESSED if drop >= 14 else State.PASS)
+
+
+def test_deltas_carry_no_float_noise():
+    verdict = compare_metric("memory.host_rss_peak_gib", MetricSample(0.8), memory_entry(0.5918,
+                             metric="memory.host_rss_peak_gib"), GATE)
+    assert 0.8 - 0.5918 != 0.2082 and verdict.delta == 0.2082  # the subtraction alone: 0.20820000000000005
+    assert json.loads(json.dumps(verdict.to_dict()))["delta"] == 0.2082
