@@ -215,3 +215,12 @@ def test_the_fixes_table_keeps_its_column_on_long_cell_ids(capsys, tmp_path):
     rows = [line for line in capsys.readouterr().out.splitlines() if line.endswith("never run")]
     assert any("far-longer" in row for row in rows) and len(rows) > 5
     assert len({row.index("never run") for row in rows}) == 1  # one column, whatever the ids
+
+
+def test_preflight_that_checked_nothing_does_not_pass(capsys, monkeypatch, tmp_path):
+    """Every checkpoint of the suite unreadable (hub ids, no token, no cache): exit 3, never a silent 0."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    assert main(["preflight", "--suite", "glm5", *SUITES, "--engine-version", "0.5.17"]) == 3
+    out, err = capsys.readouterr()
+    assert "SKIPPED" in out and "0 cells checked, 0 failed, 2 skipped" in err and "checked nothing" in err

@@ -29,15 +29,30 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Exit 1 when a rule fails; 3 when no cell could be checked at all (every checkpoint unreadable: a CI
+    step must not read that as checked); else 0, with a count of the cells skipped."""
+    import sys
+
     from harness import preflight
-    from harness.errors import EXIT_OK
+    from harness.errors import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION
+    from harness.report.format import plural
 
     checks = _suite_checks(args) if args.suite else [_checkpoint_check(args)]
     if args.json:
         print_json([{"cell": c.cell_id, **c.to_dict()} for c in checks])
     else:
         print("\n".join(line for check in checks for line in preflight.describe(check)))
-    return 1 if any(check.failures for check in checks) else EXIT_OK
+    skipped = [check for check in checks if check.unavailable]
+    failed = [check for check in checks if check.failures]
+    print(f"harness: preflight: {plural(len(checks) - len(skipped), 'cell')} checked, {len(failed)} failed, "
+          f"{len(skipped)} skipped (checkpoint not readable)", file=sys.stderr)
+    if failed:
+        return EXIT_REGRESSION
+    if checks and len(skipped) == len(checks):
+        print("harness: error: preflight checked nothing: no cell's checkpoint could be read (download them, "
+              "or give --hf-token for hub ids)", file=sys.stderr)
+        return EXIT_INFRA
+    return EXIT_OK
 
 
 def _suite_checks(args: argparse.Namespace) -> list:
