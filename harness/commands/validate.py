@@ -1,6 +1,6 @@
 """`harness validate`: every suite and baseline file checked, and each baseline's cell and protocol against
 its suite; the files evals keep beside the baselines (numerics references) read back. Every problem of every
-file is reported (one line each), then the count; exit 2 when there is any."""
+file is reported (one line each on stderr), then the count; exit 2 when there is any."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ class _Tally:
 
     def problem(self, file: Path | str, error: Exception) -> None:
         for line in str(error).splitlines():
-            print(f"error  {line}", file=sys.stderr)
+            print(f"harness: error: {line}", file=sys.stderr)
             self.problems.setdefault(str(file), []).append(line)
 
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
                f"and {plural(len(baseline_files), 'baseline file')} ({plural(entry_count, 'entry', 'entries')})")
     if tally.problems:
         count = sum(len(lines) for lines in tally.problems.values())
-        print(f"{checked}: {plural(count, 'problem')} in {plural(len(tally.problems), 'file')}", file=sys.stderr)
+        print(f"{checked}: {plural(count, 'problem')} in {plural(len(tally.problems), 'file')}")
         return EXIT_USAGE
     print(f"{checked}: no problems")
     return EXIT_OK
