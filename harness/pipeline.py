@@ -300,6 +300,8 @@ def _execute(request: RunRequest, the_plan: Plan, run_dir: Path, host_gpus: list
     to_run = [cell for cell in the_plan.cells if cell.id not in kept]
     print(f"harness: run {run_dir.name}: {plural(len(to_run), 'cell')} of suite {the_plan.suite.name}"
           + (f" ({len(kept)} finished earlier, kept)" if kept else ""), file=sys.stderr)
+    if to_run:  # the engines' own output never reaches this terminal
+        say(f"each server's output: {run_dir}/cells/<cell>/server.log")
     to_run = _with_engine_python(to_run, request.python, the_plan.suite)
     prepare_local_checkpoints(to_run, options.python)
     # As they will run here: `vendor: auto` decided (a CPU machine's cells hold no GPUs), local paths resolved.
