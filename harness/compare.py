@@ -210,16 +210,17 @@ def _compare_memory(metric: str, sample: MetricSample, entry: BaselineEntry, gat
     if entry.value is None:
         return _verdict(metric, sample, entry, State.PASS, test="ceiling",
                         reason=f"under the ceiling {entry.ceiling:.2f} GiB")
-    tolerance = max(gate.memory_abs_gib, gate.memory_rel * entry.value)
+    rule = gate.memory_tolerance(metric)
+    tolerance = rule.of(entry.value)
     excess = difference(sample.value, entry.value)
+    why = f"{tolerance:.2f} GiB ({rule.describe(entry.value)})"
     if excess > tolerance:
         return _verdict(metric, sample, entry, State.REGRESSED, test="tolerance",
-                        reason=f"+{excess:.2f} GiB exceeds the tolerance {tolerance:.2f} GiB")
+                        reason=f"+{excess:.2f} GiB exceeds the tolerance {why}")
     if -excess > tolerance:
         return _verdict(metric, sample, entry, State.IMPROVED, test="tolerance",
-                        reason=f"{excess:.2f} GiB, beyond the tolerance {tolerance:.2f} GiB")
-    return _verdict(metric, sample, entry, State.PASS, test="tolerance",
-                    reason=f"within {tolerance:.2f} GiB")
+                        reason=f"{excess:.2f} GiB, beyond the tolerance {why}")
+    return _verdict(metric, sample, entry, State.PASS, test="tolerance", reason=f"within {why}")
 
 
 def _compare_accept_length(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:

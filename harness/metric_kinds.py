@@ -20,9 +20,26 @@ class MetricKind(enum.Enum):
 
 
 @dataclass(frozen=True)
+class Tolerance:
+    """How far a memory figure may move from its baseline: `rel` of the baseline, at least `abs_gib`. The
+    relative part decides at every realistic size; the floor only where a figure is so small that its own
+    rounding (0.01 GiB in SGLang's log) or the allocator's granularity would otherwise trip it."""
+
+    rel: float
+    abs_gib: float
+
+    def of(self, baseline: float) -> float:
+        return max(self.abs_gib, self.rel * baseline)
+
+    def describe(self, baseline: float) -> str:
+        return f"{self.rel:.0%} of {baseline:.2f} GiB, at least {self.abs_gib:.2f} GiB"
+
+
+@dataclass(frozen=True)
 class MetricDef:
     key: str
     kind: MetricKind
     description: str
     # ACCURACY and DIVERGENCE: the smallest change that counts (asv's "factor AND test"), the gate's default.
     min_effect: float | None = None
+    tolerance: Tolerance | None = None  # MEMORY_GIB: the gate's default tolerance

@@ -19,7 +19,7 @@ from harness.errors import ConfigError
 from harness.evals.base import EvalConfig
 from harness.evals.registry import EVALS
 from harness.fixes import FIXES
-from harness.metrics import METRICS, MetricKind
+from harness.metrics import METRICS, MetricKind, Tolerance
 from harness.strict import Where
 
 SUITE_SCHEMA_VERSION = 1
@@ -111,17 +111,38 @@ def _default_min_effects() -> dict[str, float]:
     return {key: m.min_effect for key, m in METRICS.items() if m.min_effect is not None}
 
 
+def _default_memory_tolerances() -> dict[str, Tolerance]:
+    """Each memory metric's own tolerance (harness.metrics)."""
+    return {key: m.tolerance for key, m in METRICS.items() if m.tolerance is not None}
+
+
 @dataclass(frozen=True)
 class GateSettings:
     alpha: float = 0.01
     # The smallest drop that counts as a regression, per accuracy metric (asv's "factor AND test").
     min_effect: dict[str, float] = field(default_factory=_default_min_effects)
-    memory_abs_gib: float = 0.5
-    memory_rel: float = 0.05
+    # How far each memory figure may rise over its baseline (harness.metrics TOLERANCES).
+    memory: dict[str, Tolerance] = field(default_factory=_default_memory_tolerances)
     accept_length_abs: float = 0.15
 
     def min_effect_for(self, metric: str) -> float:
         return self.min_effect.get(metric, 0.01)
+
+    def memory_tolerance(self, metric: str) -> Tolerance:
+        return self.memory.get(metric) or _default_memory_tolerances()[metric]
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> GateSettings:
+        """The gate a run recorded (results.json `gate`). A run of an older harness recorded one memory
+        tolerance for every figure (`memory_abs_gib`, `memory_rel`): it is read as exactly that."""
+        body = dict(body)
+        old_abs, old_rel = body.pop("memory_abs_gib", None), body.pop("memory_rel", None)
+        if old_abs is not None or old_rel is not None:
+            uniform = Tolerance(rel=0.05 if old_rel is None else old_rel, abs_gib=0.5 if old_abs is None else old_abs)
+            body["memory"] = {key: uniform for key in _default_memory_tolerances()}
+        else:
+            body["memory"] = {key: Tolerance(**value) for key, value in body.get("memory", {}).items()}
+        return cls(**body)
 
 
 @dataclass(frozen=True)
@@ -317,23 +338,31 @@ def parse_eval(name: str, value: Any, where: Where) -> EvalConfig:
 
 
 def _parse_gate(value: Any, where: Where) -> GateSettings:
-    doc = strict.mapping(value, where, allowed=("alpha", "min_effect", "memory_abs_gib", "memory_rel",
-                                                "accept_length_abs"))
+    doc = strict.mapping(value, where, allowed=("alpha", "min_effect", "memory", "accept_length_abs",
+                                                "memory_abs_gib", "memory_rel"))
+    for replaced in ("memory_abs_gib", "memory_rel"):
+        if replaced in doc:
+            raise where.key(replaced).error("replaced by a tolerance per memory metric: gate.memory.<metric>: "
+                                            "{rel: 0.05, abs_gib: 0.05} (README, \"The gate\")")
     default = GateSettings()
     accuracy_metrics = [k for k, m in METRICS.items() if m.kind in (MetricKind.ACCURACY, MetricKind.DIVERGENCE)]
     effects = strict.mapping(doc.get("min_effect", {}), where.key("min_effect"), allowed=accuracy_metrics)
+    tolerances = strict.mapping(doc.get("memory", {}), where.key("memory"), allowed=default.memory)
     return GateSettings(
         alpha=strict.number(doc.get("alpha", default.alpha), where.key("alpha"), minimum=1e-9, maximum=0.5),
         min_effect={**default.min_effect, **{
             k: strict.number(v, where.key("min_effect").key(k), minimum=0.0, maximum=1.0) for k, v in effects.items()
         }},
-        memory_abs_gib=strict.number(doc.get("memory_abs_gib", default.memory_abs_gib),
-                                     where.key("memory_abs_gib"), minimum=0.0),
-        memory_rel=strict.number(doc.get("memory_rel", default.memory_rel), where.key("memory_rel"),
-                                 minimum=0.0, maximum=1.0),
+        memory={**default.memory, **{k: _parse_tolerance(v, where.key("memory").key(k)) for k, v in tolerances.items()}},
         accept_length_abs=strict.number(doc.get("accept_length_abs", default.accept_length_abs),
                                         where.key("accept_length_abs"), minimum=0.0),
     )
+
+
+def _parse_tolerance(value: Any, where: Where) -> Tolerance:
+    doc = strict.mapping(value, where, allowed=("rel", "abs_gib"), required=("rel", "abs_gib"))
+    return Tolerance(rel=strict.number(doc["rel"], where.key("rel"), minimum=0.0, maximum=1.0),
+                     abs_gib=strict.number(doc["abs_gib"], where.key("abs_gib"), minimum=0.0))
 
 
 def _parse_axes(value: Any, where: Where) -> Axes:

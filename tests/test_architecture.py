@@ -76,6 +76,8 @@ def test_a_new_eval_is_one_module_and_one_registration_line(tmp_path):
         "timeouts": {"launch_s": 30, "eval_s": 60, "teardown_s": 6},
         "server": {"env": {"PYTHONPATH": str(FAKE_ENGINES), "FAKE_SGLANG_LOAD_S": "0"}},
         "evals": {"sums": {"protocol": "plain", "questions": 40, "concurrency": 8}},
+        # The test double lives a second: its sampled RSS (a few samples, 8 to 64 MB) is no figure to gate.
+        "gate": {"memory": {"memory.host_rss_peak_gib": {"rel": 1.0, "abs_gib": 1.0}}},
         "matrix": {"quant": ["bf16"], "spec": ["none"], "tp": [1]},
         "models": [{"id": "toy", "checkpoints": {"bf16": "toy/model"}}],
     }))

@@ -16,7 +16,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import asdict
+    from dataclasses import replace
 
     from harness.baselines import Baselines, entries_from_result
     from harness.compare import compare_results, exit_code
@@ -30,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
         if result.status == "ok":
             cells[result.cell_id] = entries_from_result(run_a.suite, result, run_a, run_a.started_at or "")
     reference = Baselines(run_a.suite, args.run_a, cells)
-    gate = GateSettings(**run_b.gate) if run_b.gate else GateSettings()
+    gate = GateSettings.from_dict(run_b.gate) if run_b.gate else GateSettings()
     if args.alpha is not None:
-        gate = GateSettings(**{**asdict(gate), "alpha": args.alpha})
+        gate = replace(gate, alpha=args.alpha)
     planned = list(dict.fromkeys([*run_b.planned, *(c.cell_id for c in run_a.cells)]))
     verdicts = compare_results(planned, {c.cell_id: c for c in run_b.cells}, reference, gate)
     code = exit_code(verdicts)
