@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= test,lint
+# Extra pip arguments for .venv, e.g. PyTorch's CPU index on a machine without a GPU (README, "Set-up"):
+# make local PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
+PIP_ARGS ?=
 SUITES := kimi glm5 qwen3-next online-mxfp4
 
 # vLLM's CPU build, the engine of `local-numerics`, in its own environment: it pins transformers<5.20 and the
@@ -22,7 +25,7 @@ $(BIN)/python:
 # Reinstalled only when the project's metadata changes.
 $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[$(EXTRAS)]"
+	$(BIN)/python -m pip install --quiet $(PIP_ARGS) -e ".[$(EXTRAS)]"
 	touch $@
 
 install: $(VENV)/.installed-$(EXTRAS)

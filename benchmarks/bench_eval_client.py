@@ -39,8 +39,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HARNESS_DATA_DIR", str(ROOT.parent / "shared" / "data"))
 
-from harness.evals.runner import prepare_gsm8k, run_eval  # noqa: E402
-from harness.protocols import EvalConfig  # noqa: E402
+from harness.evals.base import EvalConfig  # noqa: E402
+from harness.evals.gsm8k import prepare as prepare_gsm8k  # noqa: E402
+from harness.evals.registry import run_eval  # noqa: E402
 from harness.transport import get_json  # noqa: E402
 
 N = 1319
@@ -74,7 +75,7 @@ def handwritten_client(url: str, concurrency: int) -> None:
 
     import handwritten_client as handwritten
 
-    with mock.patch("harness.evals.runner.run_requests", handwritten.run_requests):
+    with mock.patch("harness.transport.run_requests", handwritten.run_requests):
         harness_client(url, concurrency)
 
 

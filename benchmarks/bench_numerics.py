@@ -34,7 +34,8 @@ from harness.baselines import BaselineEntry, Provenance  # noqa: E402
 from harness.cellrun import RunOptions, materialize, run_cell  # noqa: E402
 from harness.compare import State, compare_metric  # noqa: E402
 from harness.evals import numerics  # noqa: E402
-from harness.evals.runner import prepare_gsm8k, served_model  # noqa: E402
+from harness.evals.gsm8k import prepare as prepare_gsm8k  # noqa: E402
+from harness.evals.runner import served_model  # noqa: E402
 from harness.matrix import expand  # noqa: E402
 from harness.results import MetricSample  # noqa: E402
 from harness.strict import Where  # noqa: E402

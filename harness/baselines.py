@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import schema, strict
-from harness.metrics import METRICS, MetricKind
+from harness.metrics import METRICS, MetricKind, samples
 from harness.protocols import PROTOCOL_KEYS
 from harness.results import CellResult, RunResult, cell_dir_name
 from harness.strict import Where
@@ -314,7 +314,7 @@ def entries_from_result(suite: str, result: CellResult, run: RunResult, today: s
         engine_version=_engine_summary(result.engine),
     )
     entries = {}
-    for metric, sample in result.samples().items():
+    for metric, sample in samples(result).items():
         per_item = sample.outcomes or sample.values
         outcomes_file = outcomes_relpath(suite, result.cell_id, metric) if per_item else None
         entries[metric] = BaselineEntry(metric=metric, provenance=provenance, value=sample.value,

@@ -24,7 +24,8 @@ from harness.engines.base import Engine, ServerCommand, engine_version
 from harness.engines.devices import PeakSampler, assign, detect_vendor, used_by_device, wait_until_released
 from harness.engines.failures import classify
 from harness.engines.launcher import ServerProcess, launch, log_tail, teardown, wait_ready
-from harness.evals.runner import EvalInfraError
+from harness.evals.base import EvalContext, EvalInfraError
+from harness.evals.registry import run_eval
 from harness.matrix import Cell
 from harness.results import (
     STATUS_INFRA_ERROR,
@@ -48,20 +49,15 @@ def no_evals(cell: Cell, base_url: str, cell_dir: Path) -> dict[str, EvalResult]
 def run_cell_evals(cell: Cell, base_url: str, cell_dir: Path, *,
                    references: Path | None = None) -> dict[str, EvalResult]:
     """Every eval of the cell, in order; a failing one keeps the results of those before it.
-    `references`: the stored numerics references of the suite's baselines (harness.evals.numerics)."""
-    from harness.evals.runner import run_eval, served_model
+    `references`: the stored references of the suite's baselines (harness.evals.numerics)."""
+    from harness.evals.runner import served_model
 
     model = get_engine(cell.engine).request_model(cell.checkpoint.path) or served_model(base_url, cell.checkpoint.path)
+    context = EvalContext(cell=cell, cell_dir=cell_dir, references=references)
     results: dict[str, EvalResult] = {}
     for config in cell.evals:
         try:
-            if config.name == "numerics":
-                from harness.evals import numerics
-
-                target = numerics.target_for(cell, config, cell_dir, references)
-                results[config.name] = numerics.run(config, base_url, model=model, target=target)
-            else:
-                results[config.name] = run_eval(config, base_url, model=model)
+            results[config.name] = run_eval(config, base_url, model=model, context=context)
         except EvalInfraError as problem:
             raise EvalInfraError(problem.cause, str(problem), {**results, **problem.partial}) from None
     return results

@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from harness.baselines import BaselineEntry, Baselines
+from harness.engines.failures import LOAD_REGRESSION_CAUSES
 from harness.errors import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
 from harness.metrics import METRICS, MetricKind
+from harness.metrics import samples as metric_samples
 from harness.protocols import protocol_differences
 from harness.results import STATUS_CONFIG_ERROR, STATUS_OK, CellResult, MetricSample
 from harness.stats import (
@@ -27,24 +29,50 @@ from harness.stats import (
 )
 from harness.suite import GateSettings
 
-# Log signatures of a model-loading bug of the Quark / FP8 loading stack (the very failures the guarded fixes
-# removed, and the ones preflight predicts): a cell that dies with one of these has regressed, it is not an
-# infrastructure hiccup.
-LOAD_REGRESSION_CAUSES = frozenset({"weight_shape_mismatch", "fp8_block_divisibility", "fused_shard_disagreement",
-                                    "quark_fp8_shared_experts", "unexpected_checkpoint_tensor"})
-
 CELL_METRIC = "cell"  # the metric name of rows about a whole cell (it failed, or did not run)
 
 
+@dataclass(frozen=True)
+class Meaning:
+    """What a verdict state means wherever it lands: the exit code, the reports, the "worst of" order."""
+
+    key: str  # how counts and the headline name it: the state's value, or CAUGHT
+    mark: str  # the console's and summary.md's label
+    severity: int  # the worse state of two has the higher severity; the run's exit code is the worst's
+    exit_code: int  # what this state alone makes of the run's exit code
+    junit: str  # failure | error | skipped | pass
+    explained: bool = True  # summary.md's "Why" lists its reason
+
+    @property
+    def problem(self) -> bool:
+        """Anything that keeps the run from exiting 0 (shown in bold in summary.md)."""
+        return self.exit_code != EXIT_OK
+
+
 class State(str, enum.Enum):
-    PASS = "PASS"
-    REGRESSED = "REGRESSED"
-    IMPROVED = "IMPROVED"
-    NO_BASELINE = "NO_BASELINE"
-    NOT_COMPARABLE = "NOT_COMPARABLE"
-    MISSING = "MISSING"
-    INFRA_ERROR = "INFRA_ERROR"
-    CONFIG_ERROR = "CONFIG_ERROR"  # never launched: the checkpoint or config fails a preflight rule
+    """The verdict states, each with its meaning (exit code 1 regression > 3 infra > 2 config > 0)."""
+
+    meaning: Meaning
+
+    def __new__(cls, value: str, meaning: Meaning) -> State:
+        state = str.__new__(cls, value)
+        state._value_ = value
+        state.meaning = meaning
+        return state
+
+    REGRESSED = "REGRESSED", Meaning("REGRESSED", "REGRESSED", 7, EXIT_REGRESSION, "failure")
+    INFRA_ERROR = "INFRA_ERROR", Meaning("INFRA_ERROR", "INFRA ERROR", 6, EXIT_INFRA, "error")
+    MISSING = "MISSING", Meaning("MISSING", "MISSING", 5, EXIT_INFRA, "error")
+    # never launched: the checkpoint or config fails a preflight rule, or an eval has nothing to measure against
+    CONFIG_ERROR = "CONFIG_ERROR", Meaning("CONFIG_ERROR", "CONFIG ERROR", 4, EXIT_USAGE, "error")
+    NOT_COMPARABLE = "NOT_COMPARABLE", Meaning("NOT_COMPARABLE", "NOT COMPARABLE", 3, EXIT_USAGE, "error")
+    IMPROVED = "IMPROVED", Meaning("IMPROVED", "improved", 2, EXIT_OK, "pass")
+    NO_BASELINE = "NO_BASELINE", Meaning("NO_BASELINE", "no baseline", 1, EXIT_OK, "skipped", explained=False)
+    PASS = "PASS", Meaning("PASS", "pass", 0, EXIT_OK, "pass", explained=False)
+
+
+# A canary's REGRESSED verdict: its planted defect was seen, which is a pass.
+CAUGHT = Meaning("CAUGHT", "caught", 0, EXIT_OK, "pass")
 
 
 @dataclass(frozen=True)
@@ -62,6 +90,10 @@ class Verdict:
     n: int | None = None
     baseline_n: int | None = None
     expected: bool = False  # a canary's REGRESSED: the planted defect was caught, which is a pass
+
+    @property
+    def meaning(self) -> Meaning:
+        return CAUGHT if self.expected else self.state.meaning
 
     def to_dict(self) -> dict[str, Any]:
         body = asdict(self)
@@ -85,8 +117,15 @@ def compare_metric(metric: str, sample: MetricSample, entry: BaselineEntry, gate
     return _compare_accept_length(metric, sample, entry, gate)
 
 
+def difference(value: float, baseline: float) -> float:
+    """value - baseline without the binary noise of the subtraction (0.8 - 0.5918 is 0.20819999999999994):
+    the figures carry at most ten significant digits, so twelve keep every real difference, in results.json
+    and in the tolerance comparisons alike."""
+    return float(f"{value - baseline:.12g}")
+
+
 def _verdict(metric: str, sample: MetricSample, entry: BaselineEntry, state: State, **extra: Any) -> Verdict:
-    delta = None if entry.value is None else sample.value - entry.value
+    delta = None if entry.value is None else difference(sample.value, entry.value)
     return Verdict(cell_id="", metric=metric, state=state, value=sample.value, baseline=entry.value, delta=delta,
                    n=sample.n, baseline_n=entry.n, **extra)
 
@@ -112,7 +151,7 @@ def _compare_accuracy(metric: str, sample: MetricSample, entry: BaselineEntry, g
         p_drop, p_gain = mcnemar_exact_drop(paired), mcnemar_exact_gain(paired)
         test, detail = "mcnemar-exact", f"b={paired.b} c={paired.c} over {paired.n} paired questions"
     elif sample.n and entry.n:
-        delta = sample.value - entry.value
+        delta = difference(sample.value, entry.value)
         p_drop = two_proportion_drop(entry.value, entry.n, sample.value, sample.n)
         p_gain = two_proportion_gain(entry.value, entry.n, sample.value, sample.n)
         test, detail = "two-proportion-z", f"n={sample.n} vs baseline n={entry.n}"
@@ -171,16 +210,17 @@ def _compare_memory(metric: str, sample: MetricSample, entry: BaselineEntry, gat
     if entry.value is None:
         return _verdict(metric, sample, entry, State.PASS, test="ceiling",
                         reason=f"under the ceiling {entry.ceiling:.2f} GiB")
-    tolerance = max(gate.memory_abs_gib, gate.memory_rel * entry.value)
-    excess = sample.value - entry.value
+    rule = gate.memory_tolerance(metric)
+    tolerance = rule.of(entry.value)
+    excess = difference(sample.value, entry.value)
+    why = f"{tolerance:.2f} GiB ({rule.describe(entry.value)})"
     if excess > tolerance:
         return _verdict(metric, sample, entry, State.REGRESSED, test="tolerance",
-                        reason=f"+{excess:.2f} GiB exceeds the tolerance {tolerance:.2f} GiB")
+                        reason=f"+{excess:.2f} GiB exceeds the tolerance {why}")
     if -excess > tolerance:
         return _verdict(metric, sample, entry, State.IMPROVED, test="tolerance",
-                        reason=f"{excess:.2f} GiB, beyond the tolerance {tolerance:.2f} GiB")
-    return _verdict(metric, sample, entry, State.PASS, test="tolerance",
-                    reason=f"within {tolerance:.2f} GiB")
+                        reason=f"{excess:.2f} GiB, beyond the tolerance {why}")
+    return _verdict(metric, sample, entry, State.PASS, test="tolerance", reason=f"within {why}")
 
 
 def _compare_accept_length(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
@@ -190,7 +230,7 @@ def _compare_accept_length(metric: str, sample: MetricSample, entry: BaselineEnt
     if entry.value is None:
         return _verdict(metric, sample, entry, State.PASS, test="floor", reason=f"at or above {entry.floor:.2f}")
     tolerance = gate.accept_length_abs
-    delta = sample.value - entry.value
+    delta = difference(sample.value, entry.value)
     if delta < -tolerance:
         return _verdict(metric, sample, entry, State.REGRESSED, test="tolerance",
                         reason=f"{delta:.2f} below baseline, beyond the tolerance {tolerance:.2f}")
@@ -227,7 +267,7 @@ def compare_cell(cell_id: str, result: CellResult | None, baseline: dict[str, Ba
                              reason=reason) for m in metrics)
 
     verdicts = []
-    samples = result.samples()
+    samples = metric_samples(result)
     for metric, sample in samples.items():
         entry = baseline.get(metric)
         if entry is None:
@@ -280,14 +320,8 @@ def canary_verdicts(cell_id: str, gated_as: str, verdicts: list[Verdict]) -> lis
 
 
 def exit_code(verdicts: Iterable[Verdict]) -> int:
-    """1 on any regression (a canary's expected one excepted); else 3 on an infrastructure failure or a
-    missing cell; else 2 when a protocol mismatch left a figure ungated or a cell failed its preflight (a
-    config problem); else 0."""
-    states = {v.state for v in verdicts if not v.expected}
-    if State.REGRESSED in states:
-        return EXIT_REGRESSION
-    if states & {State.INFRA_ERROR, State.MISSING}:
-        return EXIT_INFRA
-    if states & {State.NOT_COMPARABLE, State.CONFIG_ERROR}:
-        return EXIT_USAGE
-    return EXIT_OK
+    """The exit code of the worst verdict (State's meanings): 1 on any regression (a canary's caught one
+    excepted); else 3 on an infrastructure failure or a missing cell; else 2 when a protocol mismatch left a
+    figure ungated or a cell was never launched (a config problem); else 0."""
+    meanings = [v.meaning for v in verdicts]
+    return max(meanings, key=lambda m: m.severity).exit_code if meanings else EXIT_OK

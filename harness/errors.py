@@ -13,6 +13,16 @@ EXIT_INFRA = 3
 EXIT_INTERNAL = 4  # a bug in harness itself, outside any cell; what was measured is still written
 EXIT_INTERRUPTED = 130
 
+EXIT_CODES_HELP = """exit codes:
+  0    every gated figure passed (or improved, or has no baseline yet)
+  1    a regression: a significant and large accuracy drop, memory over tolerance or ceiling,
+       accept length too low, or a model-loading failure the guarded fixes removed
+  2    usage or configuration error (a protocol that differs from the baseline's, a failed preflight)
+  3    infrastructure failure without regression (server crash, timeout, OOM, missing cell)
+  4    internal error: a bug in harness outside any cell (traceback printed; what was measured is saved)
+  130  interrupted (Ctrl-C, SIGTERM or SIGHUP): servers torn down, what was measured is saved
+"""
+
 
 class HarnessError(Exception):
     """An error the user can fix; printed as one line."""
@@ -26,7 +36,25 @@ class ConfigError(HarnessError):
     exit_code = EXIT_USAGE
 
 
+class ConfigErrors(ConfigError):
+    """Several independent problems of one file, one line each (`harness validate` reports every one)."""
+
+    def __init__(self, errors: list[ConfigError]):
+        super().__init__("\n".join(str(error) for error in errors))
+        self.errors = list(errors)
+
+
 class InfraError(HarnessError):
     """The machine or engine failed in a way that says nothing about the model."""
 
     exit_code = EXIT_INFRA
+
+
+def report_internal_error(error: BaseException) -> None:
+    """A bug in harness: its traceback and one line saying so (exit EXIT_INTERNAL, never 1)."""
+    import sys
+    import traceback
+
+    traceback.print_exception(type(error), error, error.__traceback__, file=sys.stderr)
+    print(f"harness: internal error (a bug in harness, exit {EXIT_INTERNAL}): {type(error).__name__}: {error}",
+          file=sys.stderr)

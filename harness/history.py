@@ -33,8 +33,22 @@ from harness.results import (
     cell_result_from_dict,
     load_run,
 )
-from harness.rundir import PLAN_FILE, read_plan
 from harness.suite import GateSettings
+
+PLAN_FILE = "plan.json"
+PLAN_KIND = "harness.run_plan"
+
+
+def read_plan(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / PLAN_FILE
+    if not path.exists():
+        raise ConfigError(f"{run_dir}: no {PLAN_FILE} (not a run directory, or written by an older harness)")
+    document = schema.check_version(schema.read_document(path), path, PLAN_KIND, migrate=True)
+    for key, kind in (("suite", str), ("cells", list), ("run_id", str)):
+        if not isinstance(document.get(key), kind):
+            raise ConfigError(f"{path}: {key}: expected a {kind.__name__}")
+    return document
+
 
 if TYPE_CHECKING:
     import pandas
@@ -160,7 +174,7 @@ class RunRecord:
         """The gate settings the run was judged with (the defaults when it never concluded)."""
         recorded = self.result.gate if self.result is not None else {}
         try:
-            return GateSettings(**recorded) if recorded else GateSettings()
+            return GateSettings.from_dict(recorded) if recorded else GateSettings()
         except TypeError:  # written by a newer harness with more settings: the defaults, not a crash
             return GateSettings()
 
@@ -312,7 +326,9 @@ def _points(record: RunRecord, suite: str) -> Iterator[Point]:
 
 def _figures(cell: CellResult) -> Iterator[tuple[str, MetricSample, float | None]]:
     """(metric, sample, standard error) of every gated figure the cell measured."""
-    for metric, sample in cell.samples().items():
+    from harness.metrics import samples
+
+    for metric, sample in samples(cell).items():
         eval_name, _, name = metric.partition(".")
         evaluated = cell.evals.get(eval_name)
         stderr = evaluated.metrics[name].stderr if evaluated is not None and name in evaluated.metrics else None
@@ -348,28 +364,6 @@ def past_durations(roots: Iterable[Path], suite: str) -> dict[str, float]:
             if cell_id not in newest or stamp > newest[cell_id][0]:
                 newest[cell_id] = (stamp, float(seconds))
     return {cell_id: seconds for cell_id, (_, seconds) in newest.items()}
-
-
-def latest_verdicts(roots: Iterable[Path]) -> dict[str, dict[str, str]]:
-    """"suite:cell" -> the worst verdict of that cell in the newest concluded run that has it, and that run's id."""
-    from harness.compare import State
-
-    order = [State.REGRESSED, State.CONFIG_ERROR, State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE,
-             State.IMPROVED, State.NO_BASELINE, State.PASS]
-    runs = [record.result for record in History.load(roots).records if record.result is not None]
-    latest: dict[str, dict[str, str]] = {}
-    for run in sorted(runs, key=lambda r: r.finished_at or "", reverse=True):
-        states: dict[str, list[State]] = {}
-        figures: dict[str, list[str]] = {}
-        for verdict in run.verdicts:
-            states.setdefault(verdict["cell_id"], []).append(State(verdict["state"]))
-            if verdict.get("value") is not None:
-                figures.setdefault(verdict["cell_id"], []).append(f"{verdict['metric']} {verdict['value']:.4g}")
-        for cell_id, found in states.items():
-            latest.setdefault(f"{run.suite}:{cell_id}",
-                              {"state": min(found, key=order.index).value, "run": run.run_id,
-                               "figures": ", ".join(figures.get(cell_id, []))})
-    return latest
 
 
 def run_machine(run_dir: Path) -> dict[str, Any]:

@@ -13,8 +13,10 @@ from typing import Any
 
 from harness.axes import DEFAULT_EAGLE_PARAMS, QUANT_KINDS, SPEC_KINDS
 from harness.errors import ConfigError
+from harness.evals.base import EvalConfig
+from harness.evals.registry import EVALS
 from harness.fixes import FIXES
-from harness.protocols import EvalConfig, protocol_of
+from harness.protocols import protocol_of
 from harness.strict import Where
 from harness.suite import AXES, Checkpoint, Draft, Hardware, Model, Rule, ServerSettings, Suite, Timeouts
 
@@ -55,6 +57,13 @@ class Cell:
 
     def coordinate(self) -> dict[str, Any]:
         return {"model": self.model, "quant": self.quant, "spec": self.spec, "tp": self.tp, "ep": self.ep}
+
+    def describe(self) -> str:
+        """`glm5/quark-mxfp4/mtp/tp8  [glm5-mxfp4-mtp #23219]  gsm8k:...`: the id, the fix it guards, its evals."""
+        fix = FIXES.get(self.fix) if self.fix else None
+        evals = ", ".join(EVALS[e.name].describe(e) for e in self.evals) or "no evals"
+        canary = f"  [canary of {self.baseline_id}: must regress]" if self.baseline_id else ""
+        return (f"{self.id}  [{fix.id} {fix.pr}]  {evals}" if fix else f"{self.id}  {evals}") + canary
 
     def resolved(self) -> dict[str, Any]:
         """The fully resolved configuration, as results record it."""

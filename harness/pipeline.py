@@ -1,12 +1,19 @@
-"""The run as a pipeline of small steps (nox's workflow):
+"""`harness run` and `harness merge` as a pipeline of small steps (nox's workflow), the one home of the run:
 
-load suite -> expand matrix -> select -> run cells -> collect -> compare -> report -> exit code.
-Each step is a function returning data; only the cell runner touches processes.
+load suite -> expand matrix -> select (a shard, or the cells a resumed run planned) -> preflight -> run cells
+-> collect -> compare -> report -> exit code.
+
+Each step is a function returning data; processes are started only by the cell runner (harness.cellrun)
+through the engine layer. The CLI builds a RunRequest and calls `run` (or `merge`); nothing of the run's
+logic lives in harness.commands.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
+import re
+import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -14,19 +21,48 @@ from typing import TYPE_CHECKING
 
 from harness.baselines import Baselines, baseline_path, load_baselines
 from harness.compare import Verdict, compare_results, exit_code
-from harness.errors import ConfigError
+from harness.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    ConfigError,
+    HarnessError,
+    report_internal_error,
+)
+from harness.evals.registry import EVALS
 from harness.matrix import Cell, expand, select
 from harness.protocols import protocol_differences, protocol_of
-from harness.report import write_reports
-from harness.results import CellResult, RunResult, now_iso, write_cell_result
+from harness.report import render_console, write_reports
+from harness.report.format import plural
+from harness.results import (
+    STATUS_CONFIG_ERROR,
+    STATUS_INFRA_ERROR,
+    STATUS_OK,
+    CellError,
+    CellResult,
+    RunResult,
+    now_iso,
+    write_cell_result,
+)
 from harness.strict import Where, did_you_mean
 from harness.suite import Suite, find_suite, load_suite
 
 if TYPE_CHECKING:
+    from harness.preflight import CellPreflight
     from harness.schedule import Placement
+    from harness.shard import Shard
 
 CellRunner = Callable[[Cell, Path, list[int]], CellResult]  # (cell, run dir, its GPUs) -> result
+DRY_RUN_PORT = 30000  # SGLang's default; a real launch takes a free port
+RUN_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}")
 
+
+def say(line: str) -> None:
+    """A progress line of harness's own, on stderr (engine and exporter output go to log files)."""
+    print(f"harness: {line}", file=sys.stderr, flush=True)
+
+
+# --- plan: load suite, expand, select --------------------------------------------------------------------
 
 @dataclass(frozen=True)
 class Plan:
@@ -48,19 +84,47 @@ def plan(suite_name: str, *, suites_dir: Path, baselines_dir: Path, cell_pattern
     return Plan(suite, select(every_cell, cell_patterns), baselines)
 
 
+def replan(suite_name: str, cell_ids: list[str], *, suites_dir: Path, baselines_dir: Path, source: str) -> Plan:
+    """The cells a run recorded (a resumed run's plan.json, merged shards), as the suite defines them now."""
+    the_plan = plan(suite_name, suites_dir=suites_dir, baselines_dir=baselines_dir, cell_patterns=None)
+    by_id = {cell.id: cell for cell in the_plan.cells}
+    unknown = [cell_id for cell_id in cell_ids if cell_id not in by_id]
+    if unknown:
+        raise ConfigError(f"{source}: cells: {unknown[0]} is no longer a cell of suite {suite_name} (the suite "
+                          f"changed since the run was planned)")
+    return dataclasses.replace(the_plan, cells=[by_id[cell_id] for cell_id in cell_ids])
+
+
+def shards(the_plan: Plan, count: int, durations_from: Path | None) -> list[Shard]:
+    """The plan's cells in `count` shards balanced by estimated GPU-seconds (past wall times from
+    `durations_from`, which every runner must be given alike)."""
+    from harness.shard import past_durations, split
+
+    known = past_durations(durations_from, the_plan.suite.name) if durations_from else {}
+    return split(the_plan.cells, count, known)
+
+
 def check_baselines(baselines: Baselines, suites: dict[str, dict[str, Cell]]) -> int:
     """Every baseline entry names a cell and an eval protocol of its suite; returns how many entries there are.
     A baseline whose cell no longer exists is an error, never silently ignored (its gate would be off)."""
+    count, problems = baseline_problems(baselines, suites)
+    if problems:
+        raise problems[0]
+    return count
+
+
+def baseline_problems(baselines: Baselines, suites: dict[str, dict[str, Cell]]) -> tuple[int, list[ConfigError]]:
+    """(the number of entries, every entry's problem): check_baselines' check, all of it (`harness validate`)."""
     where = Where(str(baselines.path))
     if baselines.suite not in suites:
-        raise where.error(f"no suite '{baselines.suite}'{did_you_mean(baselines.suite, suites)}")
+        return 0, [where.error(f"no suite '{baselines.suite}'{did_you_mean(baselines.suite, suites)}")]
     cells = suites[baselines.suite]
-    count = 0
+    count, problems = 0, []
     for cell_id, metrics in baselines.cells.items():
         if cell_id not in cells:
-            raise where.key("cells").key(cell_id).error(
-                f"no such cell in suite '{baselines.suite}'{did_you_mean(cell_id, cells)}"
-            )
+            problems.append(where.key("cells").key(cell_id).error(
+                f"no such cell in suite '{baselines.suite}'{did_you_mean(cell_id, cells)}"))
+            continue
         declared = {e.name: protocol_of(e) for e in cells[cell_id].evals}
         for metric, entry in metrics.items():
             count += 1
@@ -69,17 +133,25 @@ def check_baselines(baselines: Baselines, suites: dict[str, dict[str, Cell]]) ->
             eval_name = metric.split(".", 1)[0]
             metric_where = where.key("cells").key(cell_id).key(metric)
             if eval_name not in declared:
-                raise metric_where.error(f"the suite runs no '{eval_name}' eval for this cell")
+                problems.append(metric_where.error(f"the suite runs no '{eval_name}' eval for this cell"))
+                continue
             differences = protocol_differences(declared[eval_name], entry.protocol, result_may_be_unknown=True)
             if differences:
-                raise metric_where.key("protocol").error(
-                    "differs from the suite's, so the gate could never compare: " + "; ".join(differences)
-                )
-    return count
+                problems.append(metric_where.key("protocol").error(
+                    "differs from the suite's, so the gate could never compare: " + "; ".join(differences)))
+    return count, problems
 
 
 def new_run_id(suite: str) -> str:
     return f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-{suite}"
+
+
+def checked_run_id(run_id: str | None) -> str | None:
+    """--run-id names one directory under reports/: a plain name, never a path out of it."""
+    if run_id is not None and (not RUN_ID.fullmatch(run_id) or ".." in run_id):
+        raise ConfigError(f"--run-id {run_id!r}: expected a plain name (letters, digits, '.', '_', '+', '-'; "
+                          f"at most 128; no '/' or '..'), as it names reports/<run-id>/")
+    return run_id
 
 
 def make_run_dir(reports_dir: Path, run_id: str) -> Path:
@@ -89,6 +161,252 @@ def make_run_dir(reports_dir: Path, run_id: str) -> Path:
         raise ConfigError(f"{run_dir}: a run with this id exists already; choose another --run-id")
     run_dir.mkdir(parents=True)
     return run_dir
+
+
+# --- the run --------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RunRequest:
+    """What `harness run` was asked: which cells (a suite's selection, one shard, or a run to resume), where
+    and how to run them."""
+
+    suite: str | None = None
+    resume: Path | None = None
+    retry_failed: bool = False
+    cells: list[str] | None = None  # globs on cell ids
+    shard: str | None = None  # "k/n"
+    durations_from: Path | None = None
+    gpus: str | None = None
+    max_parallel: int | None = None
+    share_gpus: int = 1
+    dry_run: bool = False
+    run_id: str | None = None
+    python: str | None = None
+    api_key: str | None = None
+    preflight: bool = True
+    engine_version: str | None = None
+    suites_dir: Path = Path("suites")
+    baselines_dir: Path = Path("baselines")
+    reports_dir: Path = Path("reports")
+
+
+def run(request: RunRequest) -> int:
+    """Run the plan's cells. Once the run directory exists every way out (the end, a signal, a bug in
+    harness) tears the servers down and writes results.json, summary.md and junit.xml from what was measured."""
+    from harness import interrupts, rundir
+    from harness.engines.devices import discover
+
+    the_plan, run_id, run_dir = _resumed_plan(request) if request.resume else _fresh_plan(request)
+    if request.dry_run:
+        print_dry_run(the_plan.cells, api_key=request.api_key)
+        return EXIT_OK
+    sweep_leftovers()
+    gpus, runtime = discover()
+    if request.share_gpus < 1:
+        raise ConfigError(f"--share-gpus {request.share_gpus}: must be at least 1")
+    host_gpus = _host_gpus(request.gpus, gpus, the_plan.suite) * request.share_gpus
+    if run_dir is None:
+        run_dir = make_run_dir(request.reports_dir, run_id)
+        rundir.write_plan(run_dir, run_id=run_id, suite=the_plan.suite.name, cells=[c.id for c in the_plan.cells],
+                          shard=request.shard)
+    started_at = now_iso()
+    machine: dict = {}
+    interrupted, failure = False, None
+    try:
+        machine = _execute(request, the_plan, run_dir, host_gpus, (gpus, runtime))
+    except KeyboardInterrupt:
+        interrupted = True
+    except Exception as error:  # noqa: BLE001 - a harness bug outside the cells: reported after the reports
+        failure = error
+    with interrupts.deferred():  # a signal now would only cut the reports short
+        finished = _conclude_with_what_exists(the_plan, run_id, run_dir, started_at, machine)
+    print(f"reports: {run_dir}/ (results.json, summary.md, junit.xml)")
+    if failure is not None:
+        if isinstance(failure, HarnessError):
+            raise failure
+        report_internal_error(failure)
+        return EXIT_INTERNAL
+    if interrupted or interrupts.received():
+        print(f"harness: interrupted ({interrupts.received() or 'SIGINT'}); servers torn down, the cells measured "
+              f"so far are saved (harness run --resume {run_dir})", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return finished.exit_code if finished is not None else EXIT_INTERNAL
+
+
+def _resumed_plan(request: RunRequest) -> tuple[Plan, str, Path]:
+    """The plan of a run being resumed: the cells its plan.json names, as the suite defines them now."""
+    from harness import rundir
+
+    assert request.resume is not None
+    if request.shard or request.cells or request.run_id:
+        raise ConfigError("--resume: the run directory's plan.json decides the cells; drop --shard/--cell/--run-id")
+    recorded = rundir.read_plan(request.resume)
+    the_plan = replan(recorded["suite"], recorded["cells"], suites_dir=request.suites_dir,
+                      baselines_dir=request.baselines_dir, source=str(request.resume / rundir.PLAN_FILE))
+    return the_plan, recorded["run_id"], request.resume
+
+
+def _fresh_plan(request: RunRequest) -> tuple[Plan, str, None]:
+    """A new run's plan: the suite's selected cells, or one shard of them; its directory is made at launch."""
+    assert request.suite is not None
+    the_plan = plan(request.suite, suites_dir=request.suites_dir, baselines_dir=request.baselines_dir,
+                    cell_patterns=request.cells)
+    suffix = ""
+    if request.shard:
+        from harness.shard import parse_shard
+
+        index, count = parse_shard(request.shard)
+        the_plan = dataclasses.replace(the_plan,
+                                       cells=list(shards(the_plan, count, request.durations_from)[index - 1].cells))
+        suffix = f"-shard{request.shard.replace('/', 'of')}"
+    return the_plan, checked_run_id(request.run_id) or new_run_id(the_plan.suite.name) + suffix, None
+
+
+def _host_gpus(flag: str | None, discovered: list[dict], suite: Suite) -> list[int]:
+    """The GPUs cells are packed onto: --gpus, else the GPUs found, else the suite's declared host size
+    (test doubles and dry machines: device ids only, nothing is allocated on them)."""
+    if flag:
+        try:
+            return sorted({int(part) for part in flag.split(",") if part.strip()})
+        except ValueError:
+            raise ConfigError(f"--gpus {flag!r}: expected device indices such as 0,1,2,3") from None
+    if discovered:
+        return [gpu["index"] for gpu in discovered]
+    return list(range(suite.hardware.gpus or 0)) if suite.hardware.vendor != "cpu" else []
+
+
+def sweep_leftovers() -> None:
+    """Servers a killed harness left on this host (harness.engines.leftovers) are torn down first."""
+    from harness.engines import leftovers
+
+    leftovers.sweep(say=lambda line: say(f"leftovers: {line}"))
+
+
+def _execute(request: RunRequest, the_plan: Plan, run_dir: Path, host_gpus: list[int],
+             discovered: tuple[list[dict], dict]) -> dict:
+    """Preflight and run the cells not finished yet; returns the machine description."""
+    from harness import rundir
+    from harness.cellrun import RunOptions, materialize
+    from harness.machine import machine_info
+
+    references = request.baselines_dir / "references" / the_plan.suite.baselines
+    options = RunOptions(python=request.python or sys.executable, machine=machine_info(*discovered),
+                         evaluator=_evaluator(references), api_key=request.api_key,
+                         exclusive_devices=request.share_gpus == 1)
+    kept = {}
+    if request.resume:
+        kept = {cell_id: result for cell_id, result in rundir.read_results(run_dir).items()
+                if rundir.finished(result, retry_failed=request.retry_failed)}
+    to_run = [cell for cell in the_plan.cells if cell.id not in kept]
+    print(f"harness: run {run_dir.name}: {plural(len(to_run), 'cell')} of suite {the_plan.suite.name}"
+          + (f" ({len(kept)} finished earlier, kept)" if kept else ""), file=sys.stderr)
+    if to_run:  # the engines' own output never reaches this terminal
+        say(f"each server's output: {run_dir}/cells/<cell>/server.log")
+    to_run = _with_engine_python(to_run, request.python, the_plan.suite)
+    prepare_local_checkpoints(to_run, options.python)
+    # As they will run here: `vendor: auto` decided (a CPU machine's cells hold no GPUs), local paths resolved.
+    to_run = [materialize(cell, create=False) for cell in to_run]
+    checks = preflight_cells(to_run, engine_versions(to_run, options.python, request.engine_version)) \
+        if request.preflight else {}
+    unmeasurable = unmeasurable_cells(to_run, references)
+    _, interrupted = run_cells(to_run, run_dir, _gated_runner(options, checks, unmeasurable), host_gpus,
+                               max_parallel=request.max_parallel, progress=say)
+    if interrupted:
+        raise KeyboardInterrupt
+    return options.machine
+
+
+def _gated_runner(options, checks: dict[str, CellPreflight], unmeasurable: dict[str, CellError]) -> CellRunner:
+    """The cell runner behind the checks made before launch: a cell that failed preflight, or that an eval
+    cannot measure, is never launched (CONFIG_ERROR)."""
+    from harness import rundir
+    from harness.cellrun import run_cell
+    from harness.preflight import config_failure, with_preflight
+
+    def checked_run_cell(cell: Cell, cell_run_dir: Path, devices: list[int]) -> CellResult:
+        rundir.keep_previous_attempt(cell_run_dir, cell.id)  # a resumed cell's earlier attempt stays on disk
+        check = checks.get(cell.id)
+        if check is not None and check.failures:
+            return config_failure(cell, check)  # never launched: the load would fail as the rule says
+        if cell.id in unmeasurable:  # an eval has nothing to measure it against
+            return not_launched(cell, unmeasurable[cell.id])
+        result = run_cell(cell, cell_run_dir, options, devices=devices)
+        return result if check is None else with_preflight(result, cell, check)
+
+    return checked_run_cell
+
+
+def _evaluator(references: Path):
+    """The evals that run against each ready server (stored references from `references`)."""
+    import functools
+
+    from harness.cellrun import run_cell_evals
+
+    return functools.partial(run_cell_evals, references=references)
+
+
+def _with_engine_python(cells: list[Cell], flag: str | None, suite: Suite) -> list[Cell]:
+    """--python, else the suite's `python:` (which must exist), for every server the cells start."""
+    if flag:
+        return [dataclasses.replace(cell, python=flag) for cell in cells]
+    if suite.python and cells and not Path(suite.python).exists():
+        raise Where(str(suite.path)).key("python").error(
+            f"{suite.python} does not exist (relative paths start in the working directory; `make vllm-env` "
+            f"makes .venv-vllm)")
+    return cells
+
+
+def prepare_local_checkpoints(cells: list[Cell], python: str) -> None:
+    """Export the `local:` checkpoints the cells need before any server starts (once; then cached)."""
+    from harness.local import models
+
+    for reference in dict.fromkeys(c.checkpoint.path for c in cells if models.is_local(c.checkpoint.path)):
+        models.ensure(reference, python=python, log=lambda line: print(line, file=sys.stderr, flush=True))
+
+
+def engine_versions(cells: list[Cell], python: str, override: str | None) -> dict[str, str | None]:
+    """The SGLang version the cells' Python has (`--engine-version` wins): the release whose loader the rules
+    predict. Probed once (a Python start); other engines' cells get none (the newest known release)."""
+    from harness.engines import get_engine
+    from harness.engines.probe import package_version
+
+    if not any(cell.engine == "sglang" for cell in cells):
+        return {}
+    return {"sglang": override or package_version(python, get_engine("sglang").distribution)[0]}
+
+
+def preflight_cells(cells: list[Cell], versions: dict[str, str | None]) -> dict[str, CellPreflight]:
+    """Each cell's preflight (headers only: seconds even for a trillion parameters), printed as it goes.
+    The cells come materialized: their checkpoints are the directories that will be served."""
+    from harness.preflight import check_cell
+
+    checks = {}
+    for cell in cells:
+        check = checks[cell.id] = check_cell(cell, engine_version=versions.get(cell.engine))
+        verdict = ("FAIL: " + check.message() if check.failures else
+                   f"skipped ({check.unavailable})" if check.unavailable else "pass")
+        say(f"preflight {cell.id}: {verdict}")
+    return checks
+
+
+def unmeasurable_cells(cells: list[Cell], references: Path) -> dict[str, CellError]:
+    """Cells an eval cannot measure (numerics: no stored reference to measure against): not launched."""
+    problems: dict[str, CellError] = {}
+    for cell in cells:
+        for name in dict.fromkeys(config.name for config in cell.evals):
+            hook = EVALS[name].unmeasurable
+            problem = hook(cell, references) if hook is not None else None
+            if problem is not None and cell.id not in problems:
+                problems[cell.id] = problem
+                say(f"{cell.id}: not launched: {problem.message}")
+    return problems
+
+
+def not_launched(cell: Cell, error: CellError) -> CellResult:
+    """The result of a cell kept from launching by a config problem (CONFIG_ERROR)."""
+    stamp = now_iso()
+    return CellResult(cell_id=cell.id, suite=cell.suite, status=STATUS_CONFIG_ERROR, cell=cell.resolved(),
+                      error=error, started_at=stamp, finished_at=stamp)
 
 
 def run_cells(cells: list[Cell], run_dir: Path, runner: CellRunner, host_gpus: list[int],
@@ -111,12 +429,24 @@ def run_cells(cells: list[Cell], run_dir: Path, runner: CellRunner, host_gpus: l
         nonlocal done
         done += 1
         write_cell_result(run_dir, result)
-        status = result.status if result.error is None else f"{result.status} ({result.error.cause})"
-        progress(f"[{done}/{len(cells)}] {result.cell_id}: {status} in {result.timings.get('total_s', 0):.1f} s")
+        progress(f"[{done}/{len(cells)}] {result.cell_id}: {_finished_as(result)} in "
+                 f"{result.timings.get('total_s', 0):.1f} s")
 
     return run_packed(cells, host_gpus, lambda cell, devices: runner(cell, run_dir, devices),
                       on_start=started, on_done=finished, max_parallel=max_parallel)
 
+
+# What a finished cell's status means before the gate has spoken: "ok" would read as a verdict.
+_FINISHED_AS = {STATUS_OK: "measured", STATUS_INFRA_ERROR: "failed", STATUS_CONFIG_ERROR: "not launched"}
+
+
+def _finished_as(result: CellResult) -> str:
+    """`measured` (the verdicts come with the table at the end), `failed (oom_load)`, `not launched (preflight)`."""
+    text = _FINISHED_AS.get(result.status, result.status)
+    return text if result.error is None else f"{text} ({result.error.cause})"
+
+
+# --- collect, compare, report ---------------------------------------------------------------------------
 
 def conclude(the_plan: Plan, run_id: str, run_dir: Path, results: list[CellResult], *, started_at: str,
              machine: dict) -> tuple[RunResult, list[Verdict]]:
@@ -125,10 +455,77 @@ def conclude(the_plan: Plan, run_id: str, run_dir: Path, results: list[CellResul
     verdicts = compare_results(planned, {r.cell_id: r for r in results}, the_plan.baselines,
                                the_plan.suite.gate, {c.id: c.fix for c in the_plan.cells},
                                {c.id: c.baseline_id for c in the_plan.cells if c.baseline_id})
-    run = RunResult(
+    run_result = RunResult(
         run_id=run_id, suite=the_plan.suite.name, planned=tuple(planned), cells=tuple(results),
         verdicts=tuple(v.to_dict() for v in verdicts), exit_code=exit_code(verdicts), machine=machine,
         started_at=started_at, finished_at=now_iso(), gate=asdict(the_plan.suite.gate),
     )
-    write_reports(run_dir, run, verdicts)
-    return run, verdicts
+    write_reports(run_dir, run_result, verdicts)
+    return run_result, verdicts
+
+
+def _conclude_with_what_exists(the_plan: Plan, run_id: str, run_dir: Path, started_at: str,
+                               machine: dict) -> RunResult | None:
+    """Compare and report every cell result on disk (each was written as its cell finished); None when even
+    that failed (the error is printed, results.json then lists the results without verdicts)."""
+    from harness import rundir
+    from harness.results import write_run
+
+    results: list[CellResult] = []
+    try:
+        order = {cell.id: index for index, cell in enumerate(the_plan.cells)}
+        results = sorted((r for r in rundir.read_results(run_dir).values() if r.cell_id in order),
+                         key=lambda r: order[r.cell_id])
+        finished, verdicts = conclude(the_plan, run_id, run_dir, results, started_at=started_at, machine=machine)
+    except Exception as error:  # noqa: BLE001 - a bug in comparing or reporting: keep the results regardless
+        report_internal_error(error)
+        write_run(run_dir, RunResult(run_id=run_id, suite=the_plan.suite.name,
+                                     planned=tuple(c.id for c in the_plan.cells), cells=tuple(results),
+                                     exit_code=EXIT_INTERNAL, machine=machine, started_at=started_at,
+                                     finished_at=now_iso()))
+        return None
+    print(render_console(verdicts, finished.exit_code), end="")
+    return finished
+
+
+def merge(runs: list[Path], *, run_id: str | None, suites_dir: Path, baselines_dir: Path, reports_dir: Path) -> int:
+    """Shard runs merged into one run, compared and reported as one."""
+    from harness import rundir
+
+    run_id = checked_run_id(run_id) or f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-merged"
+    target = make_run_dir(reports_dir, run_id)
+    suite, planned, results, machines = rundir.merge(runs, target)
+    the_plan = replan(suite, planned, suites_dir=suites_dir, baselines_dir=baselines_dir,
+                      source=f"{' + '.join(str(r) for r in runs)} ({rundir.PLAN_FILE})")
+    rundir.write_plan(target, run_id=run_id, suite=suite, cells=planned, shard=None)
+    started = min((r.started_at for r in results.values() if r.started_at), default=now_iso())
+    merged, verdicts = conclude(the_plan, run_id, target, [results[c] for c in planned if c in results],
+                                started_at=started, machine={"shards": machines})
+    print(render_console(verdicts, merged.exit_code), end="")
+    print(f"reports: {target}/ (results.json, summary.md, junit.xml), merged from {plural(len(runs), 'run')}")
+    return merged.exit_code
+
+
+# --- the dry run ----------------------------------------------------------------------------------------
+
+def print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
+    """Per cell, the exact server argv and environment a run would launch; launches nothing."""
+    import shlex
+
+    from harness import secrets
+    from harness.cellrun import materialize, server_command
+    from harness.engines import get_engine
+
+    for index, cell in enumerate(cells):
+        cell = materialize(cell, create=False)
+        engine = get_engine(cell.engine)
+        command = server_command(engine, cell, python=cell.python or sys.executable, port=DRY_RUN_PORT,
+                                 devices=list(range(cell.gpus)), api_key=api_key)
+        secrets.register_env(command.env)
+        if index:
+            print()
+        print(cell.describe())
+        for key, value in sorted(secrets.redact_env(command.env).items()):
+            print(f"  env  {key}={value}")
+        print(f"  argv {shlex.join(secrets.redact_argv(command.argv))}")
+    print(f"\n{plural(len(cells), 'cell')}; nothing launched (a real run picks a free port instead of {DRY_RUN_PORT})")

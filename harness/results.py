@@ -15,7 +15,6 @@ from typing import Any
 
 from harness import __version__, schema
 from harness.errors import ConfigError
-from harness.metrics import METRICS
 
 
 def now_iso() -> str:
@@ -78,7 +77,7 @@ class MetricSample:
     n: int | None = None
     outcomes: dict[str, bool] | None = None
     protocol: dict[str, Any] | None = None
-    values: dict[str, float] | None = None  # per-item values (harness.metrics MetricKind.DIVERGENCE)
+    values: dict[str, float] | None = None  # per-item values (MetricKind.DIVERGENCE)
 
 
 @dataclass(frozen=True)
@@ -109,23 +108,6 @@ class CellResult:
     def fix(self) -> str | None:
         fix = self.cell.get("fix")
         return fix.get("id") if isinstance(fix, dict) else None
-
-    def samples(self) -> dict[str, MetricSample]:
-        """Every gated metric this cell measured, keyed by metric key (harness.metrics)."""
-        out: dict[str, MetricSample] = {}
-        for name, result in self.evals.items():
-            for metric_name, metric in result.metrics.items():
-                key = f"{name}.{metric_name}"
-                if key not in METRICS:  # informative figures (invalid rate, latency, ...) are not gated
-                    continue
-                out[key] = MetricSample(metric.value, metric.n,
-                                        result.outcome_map() if metric_name == "accuracy" else None,
-                                        result.protocol, result.item_values.get(metric_name))
-        for key, value in self.memory.items():
-            out[f"memory.{key}"] = MetricSample(value)
-        if self.accept_length is not None:
-            out["spec.accept_length"] = MetricSample(self.accept_length)
-        return out
 
 
 def cell_result_to_dict(result: CellResult) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from typing import Any
 
 from harness import schema
 from harness.errors import ConfigError
+from harness.history import PLAN_FILE, PLAN_KIND, read_plan  # noqa: F401 - run directories' plan, read there
 from harness.results import (
     STATUS_CONFIG_ERROR,
     STATUS_OK,
@@ -22,25 +23,11 @@ from harness.results import (
     now_iso,
 )
 
-PLAN_FILE = "plan.json"
-PLAN_KIND = "harness.run_plan"
-
 
 def write_plan(run_dir: Path, *, run_id: str, suite: str, cells: list[str], shard: str | None) -> None:
     schema.write_json(run_dir / PLAN_FILE, {"kind": PLAN_KIND, "schema_version": schema.CURRENT_VERSIONS[PLAN_KIND],
                                             "run_id": run_id, "suite": suite, "shard": shard, "cells": cells,
                                             "started_at": now_iso()})
-
-
-def read_plan(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / PLAN_FILE
-    if not path.exists():
-        raise ConfigError(f"{run_dir}: no {PLAN_FILE} (not a run directory, or written by an older harness)")
-    document = schema.check_version(schema.read_document(path), path, PLAN_KIND, migrate=True)
-    for key, kind in (("suite", str), ("cells", list), ("run_id", str)):
-        if not isinstance(document.get(key), kind):
-            raise ConfigError(f"{path}: {key}: expected a {kind.__name__}")
-    return document
 
 
 def read_results(run_dir: Path) -> dict[str, CellResult]:
@@ -56,7 +43,7 @@ def finished(result: CellResult, *, retry_failed: bool) -> bool:
     if result.error is not None and result.error.cause == "interrupted":
         return False
     if retry_failed:
-        from harness.compare import LOAD_REGRESSION_CAUSES
+        from harness.engines.failures import LOAD_REGRESSION_CAUSES
 
         return (result.status in (STATUS_OK, STATUS_CONFIG_ERROR)
                 or (result.error is not None and result.error.cause in LOAD_REGRESSION_CAUSES))

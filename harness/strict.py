@@ -10,13 +10,15 @@ from __future__ import annotations
 import difflib
 import json
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import yaml
 
-from harness.errors import ConfigError
+from harness.errors import ConfigError, ConfigErrors
+
+T = TypeVar("T")
 
 # Bounds on what a document may expand to: a YAML alias "bomb" (each alias naming a list of the previous
 # one) stays small as text and as shared Python objects, but anything that walks it (str(), json.dumps)
@@ -40,6 +42,29 @@ class Where:
     def error(self, message: str) -> ConfigError:
         location = f"{self.file}: {self.path}" if self.path else self.file
         return ConfigError(f"{location}: {message}")
+
+
+@dataclass
+class Problems:
+    """The independent problems of one document, collected so that one reading reports all of them: each
+    part parsed through `check` that fails leaves its error here and a stand-in value behind."""
+
+    errors: list[ConfigError] = field(default_factory=list)
+
+    def check(self, parse: Callable[[], T], stand_in: T) -> T:
+        try:
+            return parse()
+        except ConfigErrors as several:
+            self.errors.extend(several.errors)
+        except ConfigError as error:
+            self.errors.append(error)
+        return stand_in
+
+    def raise_any(self) -> None:
+        if len(self.errors) == 1:
+            raise self.errors[0]
+        if self.errors:
+            raise ConfigErrors(self.errors)
 
 
 def did_you_mean(word: str, choices: Iterable[str]) -> str:

@@ -14,11 +14,12 @@ import yaml
 
 from harness import strict
 from harness.axes import DEFAULT_EAGLE_PARAMS, QUANT_KINDS, SPEC_KINDS
-from harness.engines import ENGINES, refused_flag
+from harness.engine_flags import ENGINE_NAMES, refused_flag
 from harness.errors import ConfigError
+from harness.evals.base import EvalConfig
+from harness.evals.registry import EVALS
 from harness.fixes import FIXES
-from harness.metrics import METRICS, MetricKind
-from harness.protocols import ALTERNATE_DATASETS, DATASETS, PROTOCOLS, EvalConfig
+from harness.metrics import METRICS, MetricKind, Tolerance
 from harness.strict import Where
 
 SUITE_SCHEMA_VERSION = 1
@@ -105,25 +106,43 @@ class Timeouts:
     teardown_s: float = 60.0
 
 
-# The smallest rise of mean KLD (nats per token) that counts: above the A/A spread of bit-identical engines
-# (0) and far below what MXFP4 itself costs the tiny model (README, "Numerics").
-NUMERICS_MIN_KLD = 0.002
+def _default_min_effects() -> dict[str, float]:
+    """Each eval metric's own minimum effect (harness.evals.registry)."""
+    return {key: m.min_effect for key, m in METRICS.items() if m.min_effect is not None}
+
+
+def _default_memory_tolerances() -> dict[str, Tolerance]:
+    """Each memory metric's own tolerance (harness.metrics)."""
+    return {key: m.tolerance for key, m in METRICS.items() if m.tolerance is not None}
 
 
 @dataclass(frozen=True)
 class GateSettings:
     alpha: float = 0.01
     # The smallest drop that counts as a regression, per accuracy metric (asv's "factor AND test").
-    min_effect: dict[str, float] = field(
-        default_factory=lambda: {"gsm8k.accuracy": 0.01, "gpqa.accuracy": 0.03,
-                                 "numerics.kld": NUMERICS_MIN_KLD, "numerics.top1_disagreement": 0.005}
-    )
-    memory_abs_gib: float = 0.5
-    memory_rel: float = 0.05
+    min_effect: dict[str, float] = field(default_factory=_default_min_effects)
+    # How far each memory figure may rise over its baseline (harness.metrics TOLERANCES).
+    memory: dict[str, Tolerance] = field(default_factory=_default_memory_tolerances)
     accept_length_abs: float = 0.15
 
     def min_effect_for(self, metric: str) -> float:
         return self.min_effect.get(metric, 0.01)
+
+    def memory_tolerance(self, metric: str) -> Tolerance:
+        return self.memory.get(metric) or _default_memory_tolerances()[metric]
+
+    @classmethod
+    def from_dict(cls, body: dict[str, Any]) -> GateSettings:
+        """The gate a run recorded (results.json `gate`). A run of an older harness recorded one memory
+        tolerance for every figure (`memory_abs_gib`, `memory_rel`): it is read as exactly that."""
+        body = dict(body)
+        old_abs, old_rel = body.pop("memory_abs_gib", None), body.pop("memory_rel", None)
+        if old_abs is not None or old_rel is not None:
+            uniform = Tolerance(rel=0.05 if old_rel is None else old_rel, abs_gib=0.5 if old_abs is None else old_abs)
+            body["memory"] = {key: uniform for key in _default_memory_tolerances()}
+        else:
+            body["memory"] = {key: Tolerance(**value) for key, value in body.get("memory", {}).items()}
+        return cls(**body)
 
 
 @dataclass(frozen=True)
@@ -166,6 +185,8 @@ def find_suite(name_or_path: str, suites_dir: Path) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix in (".yaml", ".yml") or candidate.exists():
         return candidate
+    if not suites_dir.is_dir():
+        raise ConfigError(f"{suites_dir}: no such directory (--suites-dir), so no suite '{name_or_path}'")
     path = suites_dir / f"{name_or_path}.yaml"
     if not path.exists():
         known = sorted(p.stem for p in suites_dir.glob("*.yaml"))
@@ -193,37 +214,49 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
     name = strict.string(doc["name"], where.key("name"))
     if name != path.stem:
         raise where.key("name").error(f"'{name}' must equal the file name '{path.stem}'")
-    engine = strict.choice(doc["engine"], where.key("engine"), what="engine", choices=ENGINES)
-    evals = _parse_evals(doc.get("evals", {}), where.key("evals"), engine)
-    axes = _parse_axes(doc.get("matrix", {}), where.key("matrix"))
+    engine = strict.choice(doc["engine"], where.key("engine"), what="engine", choices=ENGINE_NAMES)
+    # The parts below are independent: every problem among them is reported, not only the first.
+    problems = strict.Problems()
     models_where = where.key("models")
-    models = tuple(
-        _parse_model(item, models_where.key(i), engine)
-        for i, item in enumerate(strict.sequence(doc["models"], models_where, non_empty=True))
-    )
-    _check_unique([m.id for m in models], models_where, "model id")
-    model_ids = [m.id for m in models]
-    _check_canaries(models, model_ids)
-    return Suite(
+    items = strict.sequence(doc["models"], models_where, non_empty=True)
+    parsed = [problems.check(lambda i=i, item=item: _parse_model(item, models_where.key(i), engine), None)
+              for i, item in enumerate(items)]
+    models = tuple(model for model in parsed if model is not None)
+    # Rules may name a model whose entry has an error of its own: its id still counts as known.
+    raw_ids = [item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+               for item in items]
+    model_ids = [model_id for model_id in raw_ids if model_id is not None]
+    problems.check(lambda: _check_unique(raw_ids, models_where, "model id"), None)
+    problems.check(lambda: _check_canaries(models, model_ids), None)
+
+    def rules(kind: str, key: str) -> tuple[Rule, ...]:
+        return problems.check(lambda: _parse_rules(doc.get(key, []), where.key(key), model_ids, engine, kind=kind), ())
+
+    suite = Suite(
         name=name,
         path=path,
-        description=strict.string(doc["description"], where.key("description")) if "description" in doc else "",
+        description=problems.check(lambda: strict.string(doc["description"], where.key("description")), "")
+        if "description" in doc else "",
         engine=engine,
-        hardware=_parse_hardware(doc.get("hardware", {}), where.key("hardware")),
-        timeouts=_parse_timeouts(doc.get("timeouts", {}), where.key("timeouts")),
-        server=_parse_server(doc.get("server", {}), where.key("server"), engine),
-        speculative=_parse_speculative(doc.get("speculative", {}), where.key("speculative")),
-        evals=evals,
-        gate=_parse_gate(doc.get("gate", {}), where.key("gate")),
-        axes=axes,
+        hardware=problems.check(lambda: _parse_hardware(doc.get("hardware", {}), where.key("hardware")), Hardware()),
+        timeouts=problems.check(lambda: _parse_timeouts(doc.get("timeouts", {}), where.key("timeouts")), Timeouts()),
+        server=problems.check(lambda: _parse_server(doc.get("server", {}), where.key("server"), engine),
+                              ServerSettings()),
+        speculative=problems.check(lambda: _parse_speculative(doc.get("speculative", {}), where.key("speculative")),
+                                   {}),
+        evals=problems.check(lambda: _parse_evals(doc.get("evals", {}), where.key("evals"), engine), ()),
+        gate=problems.check(lambda: _parse_gate(doc.get("gate", {}), where.key("gate")), GateSettings()),
+        axes=problems.check(lambda: _parse_axes(doc.get("matrix", {}), where.key("matrix")), Axes()),
         models=models,
-        include=_parse_rules(doc.get("include", []), where.key("include"), model_ids, engine, kind="include"),
-        exclude=_parse_rules(doc.get("exclude", []), where.key("exclude"), model_ids, engine, kind="exclude"),
-        overrides=_parse_rules(doc.get("overrides", []), where.key("overrides"), model_ids, engine,
-                               kind="override"),
-        baselines=strict.string(doc.get("baselines", name), where.key("baselines")),
-        python=None if doc.get("python") is None else strict.string(doc["python"], where.key("python")),
+        include=rules("include", "include"),
+        exclude=rules("exclude", "exclude"),
+        overrides=rules("override", "overrides"),
+        baselines=problems.check(lambda: strict.string(doc.get("baselines", name), where.key("baselines")), name),
+        python=problems.check(lambda: None if doc.get("python") is None
+                              else strict.string(doc["python"], where.key("python")), None),
     )
+    problems.raise_any()
+    return suite
 
 
 def _check_canaries(models: tuple[Model, ...], model_ids: list[str]) -> None:
@@ -237,9 +270,11 @@ def _check_canaries(models: tuple[Model, ...], model_ids: list[str]) -> None:
             raise where.error(f"'{model.canary_of}' is a canary itself: name the model whose baselines gate it")
 
 
-def _check_unique(values: list[str], where: Where, what: str) -> None:
+def _check_unique(values: list[str | None], where: Where, what: str) -> None:
     seen = set()
     for i, value in enumerate(values):
+        if value is None:  # an entry whose own problem is reported already
+            continue
         if value in seen:
             raise where.key(i).error(f"duplicate {what} '{value}'")
         seen.add(value)
@@ -288,80 +323,46 @@ def _parse_speculative(value: Any, where: Where) -> dict[str, dict[str, int]]:
     return out
 
 
-_EVAL_KEYS = ("protocol", "shots", "questions", "max_tokens", "temperature", "repeats", "seed",
-              "chat_template_kwargs", "concurrency", "request_timeout_s", "max_error_rate", "data", "dataset")
-
-
 def _parse_evals(value: Any, where: Where, engine: str) -> tuple[EvalConfig, ...]:
-    doc = strict.mapping(value, where, allowed=tuple(PROTOCOLS))
-    if "numerics" in doc:  # prompt logprobs: an engine that has none is refused here, never reported as zero
-        from harness.evals import numerics
-
-        numerics.check_engine(engine, where.key("numerics"))
+    doc = strict.mapping(value, where, allowed=tuple(EVALS))
+    for name in doc:  # e.g. prompt logprobs: an engine that has none is refused here, never reported as zero
+        check_engine = EVALS[name].check_engine
+        if check_engine is not None:
+            check_engine(engine, where.key(name))
     return tuple(parse_eval(name, params, where.key(name)) for name, params in doc.items())
 
 
 def parse_eval(name: str, value: Any, where: Where) -> EvalConfig:
-    if name == "numerics":  # its own keys (harness.evals.numerics)
-        from harness.evals import numerics
-
-        return numerics.parse_config(value, where)
-    doc = strict.mapping(value, where, allowed=_EVAL_KEYS, required=("protocol",))
-    protocol = strict.choice(doc["protocol"], where.key("protocol"), what=f"{name} protocol",
-                             choices=PROTOCOLS[name])
-    defaults = PROTOCOLS[name][protocol]
-    dataset = doc.get("dataset")
-    if dataset is not None:
-        dataset = strict.choice(dataset, where.key("dataset"), what=f"{name} dataset",
-                                choices=ALTERNATE_DATASETS.get(name, {}))
-    full_size = (ALTERNATE_DATASETS[name][dataset] if dataset else DATASETS[name])["full_size"]
-    questions = strict.integer(doc.get("questions", full_size), where.key("questions"), minimum=1)
-    if questions > full_size:
-        raise where.key("questions").error(f"{name} has {full_size} questions, asked for {questions}")
-    seed = doc.get("seed")
-    kwargs = doc.get("chat_template_kwargs", {})
-    if not isinstance(kwargs, dict):
-        raise where.key("chat_template_kwargs").error("expected a mapping of template variables")
-    data = doc.get("data")
-    return EvalConfig(
-        name=name,
-        protocol=protocol,
-        shots=strict.integer(doc.get("shots", defaults.shots), where.key("shots"), minimum=0),
-        questions=questions,
-        max_tokens=strict.integer(doc.get("max_tokens", defaults.max_tokens), where.key("max_tokens"), minimum=1),
-        temperature=strict.number(doc.get("temperature", defaults.temperature), where.key("temperature"),
-                                  minimum=0.0),
-        repeats=strict.integer(doc.get("repeats", defaults.repeats), where.key("repeats"), minimum=1),
-        seed=None if seed is None else strict.integer(seed, where.key("seed")),
-        chat_template_kwargs=dict(kwargs),
-        concurrency=strict.integer(doc.get("concurrency", 128), where.key("concurrency"), minimum=1),
-        request_timeout_s=strict.number(doc.get("request_timeout_s", 600.0), where.key("request_timeout_s"),
-                                        minimum=1.0),
-        max_error_rate=strict.number(doc.get("max_error_rate", 0.02), where.key("max_error_rate"), minimum=0.0,
-                                     maximum=1.0),
-        data=None if data is None else strict.string(data, where.key("data")),
-        dataset=dataset,
-    )
+    """One eval's mapping, by its own parser (harness.evals.registry)."""
+    return EVALS[name].parse(value, where)
 
 
 def _parse_gate(value: Any, where: Where) -> GateSettings:
-    doc = strict.mapping(value, where, allowed=("alpha", "min_effect", "memory_abs_gib", "memory_rel",
-                                                "accept_length_abs"))
+    doc = strict.mapping(value, where, allowed=("alpha", "min_effect", "memory", "accept_length_abs",
+                                                "memory_abs_gib", "memory_rel"))
+    for replaced in ("memory_abs_gib", "memory_rel"):
+        if replaced in doc:
+            raise where.key(replaced).error("replaced by a tolerance per memory metric: gate.memory.<metric>: "
+                                            "{rel: 0.05, abs_gib: 0.05} (README, \"The gate\")")
     default = GateSettings()
     accuracy_metrics = [k for k, m in METRICS.items() if m.kind in (MetricKind.ACCURACY, MetricKind.DIVERGENCE)]
     effects = strict.mapping(doc.get("min_effect", {}), where.key("min_effect"), allowed=accuracy_metrics)
+    tolerances = strict.mapping(doc.get("memory", {}), where.key("memory"), allowed=default.memory)
     return GateSettings(
         alpha=strict.number(doc.get("alpha", default.alpha), where.key("alpha"), minimum=1e-9, maximum=0.5),
         min_effect={**default.min_effect, **{
             k: strict.number(v, where.key("min_effect").key(k), minimum=0.0, maximum=1.0) for k, v in effects.items()
         }},
-        memory_abs_gib=strict.number(doc.get("memory_abs_gib", default.memory_abs_gib),
-                                     where.key("memory_abs_gib"), minimum=0.0),
-        memory_rel=strict.number(doc.get("memory_rel", default.memory_rel), where.key("memory_rel"),
-                                 minimum=0.0, maximum=1.0),
+        memory={**default.memory, **{k: _parse_tolerance(v, where.key("memory").key(k)) for k, v in tolerances.items()}},
         accept_length_abs=strict.number(doc.get("accept_length_abs", default.accept_length_abs),
                                         where.key("accept_length_abs"), minimum=0.0),
     )
+
+
+def _parse_tolerance(value: Any, where: Where) -> Tolerance:
+    doc = strict.mapping(value, where, allowed=("rel", "abs_gib"), required=("rel", "abs_gib"))
+    return Tolerance(rel=strict.number(doc["rel"], where.key("rel"), minimum=0.0, maximum=1.0),
+                     abs_gib=strict.number(doc["abs_gib"], where.key("abs_gib"), minimum=0.0))
 
 
 def _parse_axes(value: Any, where: Where) -> Axes:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from harness.baselines import BaselineEntry, Provenance
-from harness.protocols import EvalConfig, protocol_of
+from harness.evals.base import EvalConfig
+from harness.protocols import protocol_of
 from harness.results import CellError, CellResult, EvalResult, Metric, QuestionOutcome
 
 GSM8K_PROTOCOL = protocol_of(EvalConfig(name="gsm8k", protocol="sglang-fewshot", shots=5, questions=1319,

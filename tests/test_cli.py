@@ -17,7 +17,7 @@ from harness.compare import compare_results, exit_code
 from harness.report import write_reports
 from harness.results import RunResult
 from harness.suite import GateSettings
-from tests.builders import gsm8k_result, outcomes
+from tests.builders import accuracy_entry, gsm8k_result, outcomes
 from tests.conftest import ROOT
 
 SUITES = ["--suites-dir", str(ROOT / "suites")]
@@ -38,7 +38,7 @@ def test_dry_run_prints_argv_and_env_and_launches_nothing(capsys, tmp_path):
     assert "glm5/quark-mxfp4/mtp/tp8  [glm5-mxfp4-mtp #23219]" in out
     assert "  env  HIP_VISIBLE_DEVICES=0,1,2,3,4,5,6,7" in out and "  env  SGLANG_USE_AITER=1" in out
     assert "-m sglang.launch_server --model-path amd/GLM-5-MXFP4" in out and "--speculative-algorithm NEXTN" in out
-    assert "1 cell(s); nothing launched" in out
+    assert "\n1 cell; nothing launched" in out
     assert not (tmp_path / "reports").exists()
 
 
@@ -84,9 +84,10 @@ def test_validate_refuses_a_baseline_whose_protocol_the_suite_does_not_run(capsy
            "'sglang-fewshot'" in capsys.readouterr().err
 
 
-def write_run_dir(path: Path, table: dict[str, bool], run_id: str) -> Path:
+def write_run_dir(path: Path, table: dict[str, bool], run_id: str, baseline: dict | None = None) -> Path:
     result = gsm8k_result("glm5/quark-mxfp4/mtp/tp8", table)
-    verdicts = compare_results([result.cell_id], {result.cell_id: result}, Baselines("glm5", path, {}),
+    cells = {result.cell_id: {"gsm8k.accuracy": accuracy_entry(baseline)}} if baseline else {}
+    verdicts = compare_results([result.cell_id], {result.cell_id: result}, Baselines("glm5", path, cells),
                                GateSettings())
     run = RunResult(run_id=run_id, suite="glm5", planned=(result.cell_id,), cells=(result,),
                     verdicts=tuple(v.to_dict() for v in verdicts), exit_code=exit_code(verdicts),
@@ -139,3 +140,88 @@ def test_help_documents_exit_codes(capsys, argv):
     with pytest.raises(SystemExit):
         main(argv)
     assert "130  interrupted" in capsys.readouterr().out
+
+
+def _parsers(parser):
+    """The parser and every subparser under it."""
+    import argparse
+
+    yield parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                yield from _parsers(sub)
+
+
+def test_no_parser_takes_a_prefix_for_a_flag(capsys):
+    from harness.cli import build_parser
+
+    parsers = list(_parsers(build_parser()))
+    assert len(parsers) > 15 and all(parser.allow_abbrev is False for parser in parsers)
+    # `--suite` on a command that has only `--suites-dir` was silently read as the directory
+    with pytest.raises(SystemExit) as exit_info:
+        main(["validate", "--suite", "local"])
+    assert exit_info.value.code == 2 and "unrecognized arguments: --suite local" in capsys.readouterr().err
+
+
+def test_report_exits_with_the_runs_exit_code(capsys, tmp_path):
+    regressed = write_run_dir(tmp_path / "regressed", outcomes(1180, 1319), "regressed", baseline=outcomes(1241, 1319))
+    assert main(["report", str(regressed)]) == 1
+    assert capsys.readouterr().out.rstrip().endswith("1 regressed; exit code 1")
+    assert main(["report", str(write_run_dir(tmp_path / "fine", outcomes(9, 10), "fine"))]) == 0
+
+
+def test_validate_reports_every_problem_of_every_file(capsys, tmp_path):
+    suites, baselines = tmp_path / "suites", tmp_path / "baselines"
+    shutil.copytree(ROOT / "suites", suites)
+    shutil.copytree(ROOT / "baselines", baselines)
+    glm5 = yaml.safe_load((suites / "glm5.yaml").read_text())
+    glm5["timeouts"] = {"launch_s": "soon"}
+    glm5["models"][0]["trust_remote_code"] = "yes"
+    (suites / "glm5.yaml").write_text(yaml.safe_dump(glm5))
+    kimi = (baselines / "kimi.yaml").read_text()
+    first_cell = next(line.strip().rstrip(":") for line in kimi.splitlines() if line.startswith("  ") and
+                      not line.startswith("   "))
+    (baselines / "kimi.yaml").write_text(kimi.replace(first_cell, first_cell.replace("tp", "tp1"), 1))
+    (baselines / "qwen3-next.yaml").write_text("kind: harness.baselines\nschema_version: 1\nsuite: qwen3-next\n")
+    assert main(["validate", "--suites-dir", str(suites), "--baselines-dir", str(baselines)]) == 2
+    out, err = capsys.readouterr()
+    problems = err.splitlines()
+    assert all(line.startswith("harness: error: ") for line in problems)
+    assert any("glm5.yaml: timeouts.launch_s: expected a number" in line for line in problems), err
+    assert any("glm5.yaml: models[0].trust_remote_code" in line for line in problems), err
+    assert any("kimi.yaml: cells." in line and "no such cell in suite 'kimi'" in line for line in problems), err
+    assert any("qwen3-next.yaml: missing required key 'cells'" in line for line in problems), err
+    assert out.rstrip().endswith(f"{len(problems)} problems in 3 files") and len(problems) >= 4
+    assert "skip  " in out and "baselines/glm5.yaml: not checked against suite glm5" in out  # its suite is broken
+    assert re.search(r"^ok  .*suites/kimi.yaml: \d+ cells$", out, re.M)
+
+
+def test_a_missing_directory_is_named(capsys, tmp_path):
+    assert main(["validate", "--suites-dir", str(tmp_path / "nope")]) == 2
+    assert f"{tmp_path / 'nope'}: no such directory (--suites-dir)" in capsys.readouterr().err
+    assert main(["list", "--suite", "local", "--suites-dir", str(tmp_path / "nope")]) == 2
+    assert "no such directory (--suites-dir), so no suite 'local'" in capsys.readouterr().err
+    assert main(["validate", *SUITES, "--baselines-dir", str(tmp_path / "nope")]) == 2
+    assert "no such directory (--baselines-dir)" in capsys.readouterr().err
+
+
+def test_the_fixes_table_keeps_its_column_on_long_cell_ids(capsys, tmp_path):
+    suites = tmp_path / "suites"
+    shutil.copytree(ROOT / "suites", suites)
+    glm5 = yaml.safe_load((suites / "glm5.yaml").read_text())
+    glm5["models"][0]["id"] = "glm5-with-a-model-id-far-longer-than-the-old-fixed-column-of-52"
+    (suites / "glm5.yaml").write_text(yaml.safe_dump(glm5))
+    assert main(["fixes", "--suites-dir", str(suites), "--reports-dir", str(tmp_path / "reports")]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.endswith("never run")]
+    assert any("far-longer" in row for row in rows) and len(rows) > 5
+    assert len({row.index("never run") for row in rows}) == 1  # one column, whatever the ids
+
+
+def test_preflight_that_checked_nothing_does_not_pass(capsys, monkeypatch, tmp_path):
+    """Every checkpoint of the suite unreadable (hub ids, no token, no cache): exit 3, never a silent 0."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    assert main(["preflight", "--suite", "glm5", *SUITES, "--engine-version", "0.5.17"]) == 3
+    out, err = capsys.readouterr()
+    assert "SKIPPED" in out and "0 cells checked, 0 failed, 2 skipped" in err and "checked nothing" in err

@@ -7,7 +7,7 @@ import json
 import yaml
 
 from harness.cli import main
-from harness.evals import data
+from harness.evals import gpqa, gsm8k
 from tests.fake_cells import FAKE_ENGINES
 
 
@@ -37,11 +37,11 @@ def test_eval_against_nothing_is_an_infra_error(capsys):
 
 def test_offline_fetch_is_one_line_saying_what_to_do(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path))
-    monkeypatch.setattr(data, "GSM8K_BASE_URL", "http://127.0.0.1:9/")
+    monkeypatch.setattr(gsm8k, "GSM8K_BASE_URL", "http://127.0.0.1:9/")
     assert main(["data", "fetch", "gsm8k"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "cannot download http://127.0.0.1:9/test.jsonl" in err and "offline?" in err
-    monkeypatch.setattr(data, "GPQA_CSV_URL", "http://127.0.0.1:9/gpqa_diamond.csv")
+    monkeypatch.setattr(gpqa, "GPQA_CSV_URL", "http://127.0.0.1:9/gpqa_diamond.csv")
     assert main(["data", "fetch", "gpqa"]) == 2
 
 

@@ -210,12 +210,12 @@ def test_a_harness_bug_in_one_cell_costs_that_cell_only(tmp_path, capsys, monkey
 
 
 def test_a_harness_bug_outside_cells_exits_4_and_writes_what_it_has(tmp_path, capsys, monkeypatch):
-    import harness.commands
+    import harness.pipeline
 
     def broken_preflight(*args):
         raise RuntimeError("planted bug outside any cell")
 
-    monkeypatch.setattr(harness.commands, "_preflight_cells", broken_preflight)
+    monkeypatch.setattr(harness.pipeline, "preflight_cells", broken_preflight)
     root = suite_with_eval(tmp_path)
     code = main(["run", "--suite", "fake", "--run-id", "outside", *dirs(root)])
     err = capsys.readouterr().err
@@ -235,8 +235,8 @@ def test_a_harness_bug_outside_cells_exits_4_and_writes_what_it_has(tmp_path, ca
     ('{"choices": []}', "no choices[0]"),
 ])
 def test_a_200_of_the_wrong_shape_is_a_failed_request(stub_server, tmp_path, body, problem):
-    from harness.evals.runner import run_eval
-    from harness.protocols import EvalConfig
+    from harness.evals.base import EvalConfig
+    from harness.evals.registry import run_eval
 
     reply = tmp_path / "reply.json"
     reply.write_text(body)

@@ -11,8 +11,8 @@ import zipfile
 import pytest
 
 from harness.evals import gpqa
-from harness.evals.runner import run_eval
-from harness.protocols import EvalConfig
+from harness.evals.base import EvalConfig
+from harness.evals.registry import run_eval
 
 FIELDS = ["Record ID", "Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"]
 

@@ -8,19 +8,19 @@ import re
 
 import pytest
 
-from harness.evals import data, gsm8k
+from harness.evals import gsm8k
 
 needs_lm_eval = pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None, reason="lm-eval not installed")
 
 
 @pytest.fixture(scope="module")
 def test_rows():
-    return data.read_gsm8k("test")
+    return gsm8k.read_gsm8k("test")
 
 
 @pytest.fixture(scope="module")
 def train_rows():
-    return data.read_gsm8k("train")
+    return gsm8k.read_gsm8k("train")
 
 
 def sglang_get_answer_value(answer_str):
@@ -61,9 +61,9 @@ def test_gsm8k_files_are_verified_by_hash(tmp_path):
     (tmp_path / "gsm8k").mkdir()
     (tmp_path / "gsm8k" / "test.jsonl").write_text('{"question": "q", "answer": "#### 1"}\n')
     with pytest.raises(Exception, match="is not GSM8K's"):
-        data.read_gsm8k("test", tmp_path)
+        gsm8k.read_gsm8k("test", tmp_path)
     with pytest.raises(Exception, match="train.jsonl is missing; run `harness data fetch gsm8k`"):
-        data.read_gsm8k("train", tmp_path)
+        gsm8k.read_gsm8k("train", tmp_path)
 
 
 def test_sglang_prompt_shape(test_rows):

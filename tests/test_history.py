@@ -11,8 +11,9 @@ import pytest
 
 from harness.baselines import BaselineEntry, Baselines
 from harness.cli import main
+from harness.commands.fixes import latest_verdicts
 from harness.errors import ConfigError
-from harness.history import RECORD_COLUMNS, History, latest_verdicts, past_durations, read_cells, run_dirs
+from harness.history import RECORD_COLUMNS, History, past_durations, read_cells, run_dirs
 from tests.builders import PROVENANCE, accuracy_entry, memory_entry, outcomes
 from tests.history_runs import CELL, night_result, write_run
 

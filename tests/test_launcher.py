@@ -11,7 +11,7 @@ import pytest
 
 from harness.cellrun import CellInterrupted, RunOptions, run_cell
 from harness.compare import State, compare_cell
-from harness.evals.runner import EvalInfraError
+from harness.evals.base import EvalInfraError
 from harness.suite import GateSettings
 from tests.fake_cells import fake_cell, recorded_pids
 

@@ -7,8 +7,8 @@ import json
 
 import pytest
 
-from harness.evals.runner import run_eval
-from harness.protocols import EvalConfig
+from harness.evals.base import EvalConfig
+from harness.evals.registry import run_eval
 
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None, reason="lm-eval not installed")
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
@@ -67,7 +69,7 @@ def test_local_dry_run_resolves_auto_to_this_machine(capsys, tmp_path, monkeypat
                  "--baselines-dir", str(ROOT / "baselines")]) == 0
     out = capsys.readouterr().out
     assert "-m transformers.cli.transformers serve " + str(ROOT / "models" / "tiny-qwen3") in out
-    assert "--device cpu" in out and "3 cell(s); nothing launched" in out
+    assert "--device cpu" in out and "3 cells; nothing launched" in out
     assert str(tmp_path / "tiny-qwen3-") in out  # the cached export the quantized cells would read
     assert not list(tmp_path.iterdir())  # a dry run exports nothing
 
@@ -79,3 +81,42 @@ def test_the_defect_suite_is_gated_against_the_local_baselines(capsys):
 
     the_plan = plan("local-defects", suites_dir=ROOT / "suites", baselines_dir=ROOT / "baselines", cell_patterns=None)
     assert the_plan.baselines.path == ROOT / "baselines" / "local.yaml"
+
+
+CHATTY = '''import sys
+for i in range(130):
+    print(f"\\x1b[32m[QUARK-INFO]\\x1b[0m quantization config line {i}")
+print("done", file=sys.stderr)
+sys.exit(int(sys.argv[1]))
+'''
+
+
+def test_an_exporters_output_goes_to_its_log_not_to_harnesss_output(tmp_path, monkeypatch, capfd):
+    """What `make local` showed before harness's own first line: the exporter's ~130 lines of configuration
+    dumps and colour codes. They now land in a log file beside the cache entry, named on harness's line."""
+    from harness.engines.probe import run_python_module
+    from harness.errors import InfraError
+
+    (tmp_path / "chatty_exporter.py").write_text(CHATTY)
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    log = tmp_path / "cache" / "tiny-qwen3-abc-mxfp4.log"
+    run_python_module(sys.executable, "chatty_exporter", ["0"], timeout_s=60, log=log)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""
+    assert "quantization config line 129" in log.read_text() and log.read_text().rstrip().endswith("done")
+    with pytest.raises(InfraError) as failed:
+        run_python_module(sys.executable, "chatty_exporter", ["3"], timeout_s=60, log=log)
+    assert f"exit code 3 (its output: {log}); last lines:" in str(failed.value)
+    assert "quantization config line 129" in str(failed.value) and capfd.readouterr() == ("", "")
+
+
+def test_ensure_names_the_log_of_what_it_makes(tmp_path, monkeypatch):
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    calls, said = [], []
+    monkeypatch.setattr("harness.engines.probe.run_python_module",
+                        lambda python, module, args, timeout_s, log: calls.append((module, log)))
+    models.ensure("local:tiny-qwen3/fp8", log=said.append)
+    target = models.resolve("local:tiny-qwen3/fp8")
+    assert calls == [("harness.local.export", target.with_name(target.name + ".log"))]
+    assert said == [f"harness: exporting local:tiny-qwen3/fp8 with amd-quark (once; cached in {tmp_path}; its "
+                    f"output: {target}.log)"]

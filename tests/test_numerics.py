@@ -310,7 +310,9 @@ def test_measured_values_serialize_through_the_result_schema(fake_sglang, tmp_pa
                           target=numerics.Target("sglang", numerics.load_reference(tmp_path / "ref.npz")))
     cell = CellResult("m/fq/none/tp1", "s", "ok", {}, evals={"numerics": result})
     again = cell_result_from_dict(json.loads(json.dumps(cell_result_to_dict(cell))), tmp_path / "x.json")
-    samples = again.samples()
+    from harness.metrics import samples as metric_samples
+
+    samples = metric_samples(again)
     assert set(samples) == {"numerics.kld", "numerics.top1_disagreement"}
     assert samples["numerics.kld"].values == result.item_values["kld"]
     assert samples["numerics.kld"].protocol["reference_sha256"] == result.protocol["reference_sha256"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -52,8 +53,11 @@ def dirs(root: Path) -> list[str]:
 def test_run_writes_reports_and_gates_memory(tmp_path, capsys):
     root = fake_suite(tmp_path, {"none": "ok", "mtp": "oom"})
     code = main(["run", "--suite", "fake", "--run-id", "r1", *dirs(root)])
-    out = capsys.readouterr().out
+    out, err = capsys.readouterr()
     assert code == 3, out  # the mtp cell hit an OOM: infrastructure, not a regression
+    # Progress says what happened to each cell, never "ok" (the verdicts come in the table at the end).
+    assert re.search(r"\] fake/quark-mxfp4/none/tp1: measured in \d+\.\d s$", err, re.M), err
+    assert re.search(r"\] fake/quark-mxfp4/mtp/tp1: failed \(oom_load\) in \d+\.\d s$", err, re.M), err
     run_dir = root / "reports" / "r1"
     results = json.loads((run_dir / "results.json").read_text())
     states = {(v["cell_id"], v["metric"]): v["state"] for v in results["verdicts"]}
@@ -246,7 +250,7 @@ def test_resume_and_merge_say_what_is_wrong_in_one_line(tmp_path, capsys):
     # Everything finished: resuming runs nothing, keeps every result, and gates again.
     before = (root / "reports" / "r" / "cells" / "fake__quark-mxfp4__none__tp1" / "result.json").read_text()
     assert main(["run", "--resume", str(root / "reports" / "r"), *dirs(root)]) == 0
-    assert "0 cell(s) of suite fake (1 finished earlier, kept)" in capsys.readouterr().err
+    assert "0 cells of suite fake (1 finished earlier, kept)" in capsys.readouterr().err
     assert (root / "reports" / "r" / "cells" / "fake__quark-mxfp4__none__tp1" / "result.json").read_text() == before
     assert main(["run", "--suite", "fake", "--shard", "3/2", *dirs(root)]) == 2
     assert "--shard '3/2': expected k/n" in capsys.readouterr().err

@@ -116,10 +116,12 @@ def test_divergence_steps_use_the_paired_test_on_per_item_values():
 
 def test_the_band_is_where_the_gate_itself_turns():
     band = tolerance_band("memory.weights_gib", memory_entry(40.0), GATE)
-    assert band.low == pytest.approx(38.0) and band.high == pytest.approx(42.0)  # 5% of 40 beats 0.5 GiB
+    assert band.low == pytest.approx(38.8) and band.high == pytest.approx(41.2)  # weights: 3% of 40 beats 0.02 GiB
     assert (band.below, band.above) == ("IMPROVED", "REGRESSED")
     band = tolerance_band("memory.weights_gib", memory_entry(4.0, ceiling=4.2), GATE)
-    assert band.high == pytest.approx(4.2) and band.low == pytest.approx(3.5)  # the ceiling, then 0.5 GiB
+    assert band.high == pytest.approx(4.12) and band.low == pytest.approx(3.88)  # 3% of 4, under the ceiling
+    band = tolerance_band("memory.weights_gib", memory_entry(4.0, ceiling=4.05), GATE)
+    assert band.high == pytest.approx(4.05)  # the ceiling, where it is the nearer bound
     entry = accuracy_entry(value=0.94, n=1319)
     band = tolerance_band("gsm8k.accuracy", entry, GATE)
     assert (band.below, band.above) == ("REGRESSED", "IMPROVED")

@@ -174,3 +174,27 @@ def test_unknown_cell_selection_is_an_error(base_suite, write_suite):
     with pytest.raises(ConfigError, match=r"--cell 'glm5/quark-mxfp4/mtp/tp16' matches no cell; did you mean "
                                           r"'glm5/quark-mxfp4/mtp/tp8'\?"):
         select(cells, ["glm5/quark-mxfp4/mtp/tp16"])
+
+
+def test_the_suites_engine_facts_are_the_adapters():
+    """harness.engine_flags is what loading a suite knows of the engines; each adapter reads it too."""
+    from harness.engine_flags import ENGINE_NAMES, MANAGED_FLAGS
+    from harness.engines import ENGINES
+
+    assert tuple(ENGINES) == ENGINE_NAMES
+    assert all(ENGINES[name].managed_flags == MANAGED_FLAGS[name] for name in ENGINE_NAMES)
+
+
+def test_memory_tolerances_are_per_metric_in_the_suite(base_suite, write_suite):
+    from harness.metrics import Tolerance
+
+    base_suite["gate"] = {"memory": {"memory.weights_gib": {"rel": 0.01, "abs_gib": 0.1}}}
+    gate = load_suite(write_suite(base_suite)).gate
+    assert gate.memory_tolerance("memory.weights_gib") == Tolerance(rel=0.01, abs_gib=0.1)
+    assert gate.memory_tolerance("memory.host_rss_peak_gib") == Tolerance(rel=0.10, abs_gib=0.05)  # the default
+    base_suite["gate"] = {"memory": {"memory.weight_gib": {"rel": 0.01, "abs_gib": 0.1}}}
+    assert "gate.memory.memory.weight_gib: unknown key 'memory.weight_gib'; did you mean 'memory.weights_gib'?" in \
+        error_of(write_suite(base_suite))
+    base_suite["gate"] = {"memory_rel": 0.05}
+    assert "gate.memory_rel: replaced by a tolerance per memory metric: gate.memory.<metric>" in \
+        error_of(write_suite(base_suite))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from harness.evals.runner import EvalInfraError, run_eval
-from harness.protocols import EvalConfig
+from harness.evals.base import EvalConfig, EvalInfraError
+from harness.evals.registry import run_eval
 from harness.transport import ClientSettings, Request, run_requests
 
 

@@ -53,13 +53,22 @@ def _git_commit(directory: Path) -> str | None:
     return done.stdout.strip() or None if done.returncode == 0 else None
 
 
-def run_python_module(python: str, module: str, args: list[str], *, timeout_s: float) -> None:
-    """Run `python -m module args` to completion; its output goes to this terminal."""
+def run_python_module(python: str, module: str, args: list[str], *, timeout_s: float, log: Path) -> None:
+    """Run `python -m module args` to completion, its output (amd-quark's configuration dumps, progress bars)
+    into `log`, never onto harness's own output; a failure names the log and ends with its last lines."""
     from harness.errors import InfraError
 
-    try:
-        done = subprocess.run([python, "-m", module, *args], timeout=timeout_s, check=False)
-    except subprocess.TimeoutExpired:
-        raise InfraError(f"{module} did not finish within {timeout_s:.0f} s") from None
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "wb") as sink:
+        try:
+            done = subprocess.run([python, "-m", module, *args], stdin=subprocess.DEVNULL, stdout=sink,
+                                  stderr=subprocess.STDOUT, timeout=timeout_s, check=False)
+        except subprocess.TimeoutExpired:
+            raise InfraError(f"{module} did not finish within {timeout_s:.0f} s (its output: {log})") from None
     if done.returncode != 0:
-        raise InfraError(f"{module} {' '.join(args)} failed with exit code {done.returncode}")
+        tail = log.read_text(encoding="utf-8", errors="replace").splitlines()[-_FAILURE_TAIL_LINES:]
+        raise InfraError(f"{module} {' '.join(args)} failed with exit code {done.returncode} (its output: {log}); "
+                         f"last lines: " + " | ".join(line.strip() for line in tail if line.strip()))
+
+
+_FAILURE_TAIL_LINES = 5

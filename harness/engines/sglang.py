@@ -5,17 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from harness.axes import QUANT_KINDS, SPEC_KINDS
+from harness.engine_flags import MANAGED_FLAGS, SGLANG_SPEC_PARAM_FLAGS
 from harness.engines.base import LOCALHOST, Engine, ServerCommand, device_env
 from harness.transport import get_json, post_json
 
 if TYPE_CHECKING:
     from harness.matrix import Cell
-
-_SPEC_PARAM_FLAGS = {
-    "num_steps": "--speculative-num-steps",
-    "eagle_topk": "--speculative-eagle-topk",
-    "num_draft_tokens": "--speculative-num-draft-tokens",
-}
 
 
 class SGLangEngine(Engine):
@@ -25,12 +20,7 @@ class SGLangEngine(Engine):
     takes_api_key = True
     health_paths = ("/v1/models",)
     ready_line = "The server is fired up and ready to roll!"
-    managed_flags = frozenset({
-        "--model-path", "--model", "--host", "--port", "--tp", "--tp-size", "--tensor-parallel-size",
-        "--ep", "--ep-size", "--expert-parallel-size", "--trust-remote-code", "--quantization",
-        "--speculative-algorithm", "--speculative-draft-model-path", "--speculative-draft-model-quantization",
-        *_SPEC_PARAM_FLAGS.values(),
-    })
+    managed_flags = MANAGED_FLAGS["sglang"]
 
     def command(self, cell: Cell, *, python: str, port: int, devices: list[int],
                 host: str = LOCALHOST) -> ServerCommand:
@@ -52,7 +42,7 @@ class SGLangEngine(Engine):
                 if cell.draft.quantization:
                     argv += ["--speculative-draft-model-quantization", cell.draft.quantization]
             for key, value in cell.spec_params.items():
-                argv += [_SPEC_PARAM_FLAGS[key], str(value)]
+                argv += [SGLANG_SPEC_PARAM_FLAGS[key], str(value)]
         if quant.online and "--log-level" not in cell.server.args:
             # The online-quantization peak-memory lines are logged at DEBUG only (#18005).
             argv += ["--log-level", "debug"]

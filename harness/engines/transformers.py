@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.engine_flags import MANAGED_FLAGS
 from harness.engines.base import LOCALHOST, Engine, ServerCommand, device_env
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
 class TransformersEngine(Engine):
     name = "transformers"
     distribution = "transformers"
-    managed_flags = frozenset({"--host", "--port", "--device", "--trust-remote-code", "--no-trust-remote-code"})
+    managed_flags = MANAGED_FLAGS["transformers"]
     health_paths = ("/health",)
     ready_line = "Application startup complete."
 

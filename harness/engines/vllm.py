@@ -6,6 +6,7 @@ import json
 from typing import TYPE_CHECKING
 
 from harness.axes import QUANT_KINDS, SPEC_KINDS
+from harness.engine_flags import MANAGED_FLAGS
 from harness.engines.base import LOCALHOST, Engine, ServerCommand, device_env
 from harness.transport import get_json, http_get
 
@@ -21,10 +22,7 @@ class VLLMEngine(Engine):
     distribution = "vllm"
     takes_api_key = True
     health_paths = ("/health",)
-    managed_flags = frozenset({
-        "--model", "--host", "--port", "--tensor-parallel-size", "-tp", "--enable-expert-parallel",
-        "--trust-remote-code", "--quantization", "--speculative-config",
-    })
+    managed_flags = MANAGED_FLAGS["vllm"]
 
     def command(self, cell: Cell, *, python: str, port: int, devices: list[int],
                 host: str = LOCALHOST) -> ServerCommand:

@@ -1,5 +1,4 @@
-"""Evals: GSM8K and GPQA with the exact protocols the baselines were measured with.
-
-Prompt building and scoring are pure (harness.evals.gsm8k, harness.evals.gpqa); requests go
-through harness.transport; harness.evals.runner ties them together for one server.
+"""Evals: one module per eval (gsm8k, gpqa, numerics), each exposing `EVAL` (harness.evals.base), listed by
+harness.evals.registry. Prompt building and scoring are pure; requests go through harness.transport;
+harness.evals.runner holds what the question evals share.
 """

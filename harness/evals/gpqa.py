@@ -1,4 +1,5 @@
-"""GPQA Diamond with the simple-evals protocol (openai/simple-evals gpqa_eval.py, as SGLang's run_eval uses it).
+"""GPQA Diamond with the simple-evals protocol (openai/simple-evals gpqa_eval.py, as SGLang's run_eval uses it):
+its data, prompts, scorer, metric, and the EVAL that registers it (harness.evals.registry).
 
 Question and answer text live only in memory: results, reports and logs get record ids,
 hashes, extracted letters and correctness.
@@ -14,6 +15,25 @@ import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+from harness.evals import data
+from harness.evals.base import EvalConfig, ProtocolDefaults
+from harness.evals.runner import Dataset, Prepared, question_eval, question_protocol, sampling
+from harness.metric_kinds import MetricDef, MetricKind
+
+NAME = "gpqa"
+PROTOCOLS = {
+    # openai/simple-evals gpqa_eval.py as SGLang's run_eval.py uses it.
+    "simple-evals": ProtocolDefaults(shots=0, shots_source="none", prompt_mode="chat", max_tokens=2048),
+}
+METRICS = (MetricDef("gpqa.accuracy", MetricKind.ACCURACY, "GPQA Diamond accuracy (mean over repeats)",
+                     min_effect=0.03),)
+# GPQA Diamond is gated: its hash is taken from the file the run reads, never known in advance.
+DATASET = Dataset("gpqa-diamond", None, 198)
+GPQA_CSV_URL = "https://openaipublic.blob.core.windows.net/simple-evals/gpqa_diamond.csv"
+GPQA_FILE = "gpqa_diamond.csv"
 
 QUERY_TEMPLATE = """
 Answer the following multiple choice question. The last line of your response should be of the following format: 'Answer: $LETTER' (without quotes) where LETTER is one of ABCD. Think step by step before answering.
@@ -85,3 +105,75 @@ def build_items(rows: list[dict[str, str]], repeats: int, count: int | None = No
 def extract(text: str) -> str | None:
     found = ANSWER_PATTERN.search(text)
     return found.group(1) if found else None  # as simple-evals: a lower-case letter does not match
+
+
+# --- data ------------------------------------------------------------------------------------------------
+
+def gpqa_path(explicit: str | None) -> Path:
+    if explicit:
+        path = Path(explicit).expanduser()
+        if not path.exists():
+            raise ConfigError(f"{path}: GPQA data file not found")
+        return path
+    path = data.data_dir() / "gpqa" / GPQA_FILE
+    if not path.exists():
+        raise ConfigError(f"{path}: GPQA Diamond is missing; run `harness data fetch gpqa` (needs internet; "
+                          f"--hf-token for the gated hub copy), or give a local CSV or zip with `data:` / --data")
+    return path
+
+
+def fetch(root: Path | None = None, *, hf_token: str | None = None, sha256: str | None = None) -> list[Path]:
+    """Download GPQA Diamond (simple-evals' CSV, or the gated hub copy with a token), verified when a
+    SHA-256 is given (`harness data fetch gpqa`)."""
+    target = (root or data.data_dir()) / "gpqa" / GPQA_FILE
+    if hf_token:
+        try:
+            from huggingface_hub import hf_hub_download  # optional: only for the gated hub copy
+        except ImportError:
+            raise ConfigError("--hf-token needs huggingface_hub: pip install huggingface_hub") from None
+        source = Path(hf_hub_download(repo_id="Idavidrein/gpqa", filename=GPQA_FILE, repo_type="dataset",
+                                      token=hf_token))
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(source.read_bytes())
+    else:
+        from harness.transport import download
+
+        download(GPQA_CSV_URL, target, sha256=sha256)
+    if sha256 and data.sha256_of(target) != sha256:
+        target.unlink()
+        raise ConfigError(f"{target}: SHA-256 does not match --sha256")
+    return [target]
+
+
+# --- requests ------------------------------------------------------------------------------------------
+
+def prepare(config: EvalConfig, model: str, *, zip_password: str | None = None, **_: Any) -> Prepared:
+    """One chat request per (repeated) item, and the scorer of simple-evals' answer line."""
+    import os
+
+    from harness.evals.gsm8k import strip_reasoning
+    from harness.transport import Request
+
+    rows, digest = read_rows(gpqa_path(config.data),
+                             zip_password=zip_password or os.environ.get("HARNESS_GPQA_ZIP_PASSWORD"))
+    count = config.questions if config.questions < len(rows) else None
+    items = build_items(rows, config.repeats, count)
+    answers = {item.id: item.answer for item in items}
+    requests = []
+    for item in items:
+        body = sampling(config, model)
+        body["messages"] = [{"role": "user", "content": item.prompt}]
+        if config.chat_template_kwargs:
+            body["chat_template_kwargs"] = dict(config.chat_template_kwargs)
+        requests.append(Request(item.id, "/v1/chat/completions", body))
+
+    def scorer(qid: str, text: str) -> tuple[str | None, bool, dict[str, Any]]:
+        letter = extract(strip_reasoning(text))
+        return letter, letter == answers[qid], {}
+
+    protocol = question_protocol(config, PROTOCOLS[config.protocol], DATASET, digest)
+    return Prepared(iter(requests), len(requests), scorer, digest, protocol)
+
+
+EVAL = question_eval(name=NAME, protocols=PROTOCOLS, default_protocol="simple-evals", dataset=DATASET,
+                     metrics=METRICS, prepare=prepare, fetch=fetch)

@@ -1,4 +1,5 @@
-"""GSM8K: prompts and answer extraction for each protocol, as pure functions.
+"""GSM8K: its protocols, its data, prompts and answer extraction for each protocol (pure functions), its
+metric, and the EVAL that registers it (harness.evals.registry).
 
 - sglang-fewshot: python/sglang/test/few_shot_gsm8k.py (shots from the head of the TEST set,
   commas stripped, last integer; the shot rows are asked too, as SGLang does).
@@ -11,11 +12,40 @@
 from __future__ import annotations
 
 import ast
+import json
 import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
+
+from harness.errors import ConfigError
+from harness.evals import data
+from harness.evals.base import EvalConfig, ProtocolDefaults
+from harness.evals.runner import Dataset, Prepared, question_eval, question_protocol, sampling
+from harness.metric_kinds import MetricDef, MetricKind
+
+NAME = "gsm8k"
+PROTOCOLS = {
+    # python/sglang/test/few_shot_gsm8k.py: first k TEST rows as shots, last-integer extraction.
+    "sglang-fewshot": ProtocolDefaults(shots=5, shots_source="test-head", prompt_mode="completion", max_tokens=512),
+    # lm_eval/tasks/gsm8k/gsm8k.yaml: 5 shots from TRAIN, strict-match / flexible-extract.
+    "lm-eval": ProtocolDefaults(shots=5, shots_source="train", prompt_mode="completion", max_tokens=256),
+    # One user message through the chat template (reasoning models), reasoning stripped.
+    "chat": ProtocolDefaults(shots=0, shots_source="test-head", prompt_mode="chat", max_tokens=2048),
+}
+METRICS = (MetricDef("gsm8k.accuracy", MetricKind.ACCURACY, "GSM8K exact-match accuracy", min_effect=0.01),)
+
+# The canonical GSM8K files (openai/grade-school-math), as in ../shared/data/gsm8k/SHA256SUMS.
+GSM8K_TEST_SHA256 = "3730d312f6e3440559ace48831e51066acaca737f6eabec99bccb9e4b3c39d14"
+GSM8K_TRAIN_SHA256 = "17f347dc51477c50d4efb83959dbb7c56297aba886e5544ee2aaed3024813465"
+GSM8K_BASE_URL = "https://raw.githubusercontent.com/openai/grade-school-math/master/grade_school_math/data/"
+GSM8K_FILES = {"test.jsonl": GSM8K_TEST_SHA256, "train.jsonl": GSM8K_TRAIN_SHA256}
+DATASET = Dataset("gsm8k-test", GSM8K_TEST_SHA256, 1319)
+# GSM8K-format rows made at run time (harness.local.problems); their hash is that of the rows generated.
+SYNTHETIC = "synthetic-arith-v1"
+ALTERNATES = {SYNTHETIC: Dataset(SYNTHETIC, None, 100_000)}
 
 INVALID = -9999999  # SGLang's marker for "no number in the answer"
 
@@ -171,3 +201,89 @@ def score(protocol: str, question: Question, text: str) -> Score:
 
 def stop_sequences(protocol: str) -> list[str] | None:
     return {"sglang-fewshot": SGLANG_STOP, "lm-eval": LM_EVAL_STOP}.get(protocol)
+
+
+# --- data ------------------------------------------------------------------------------------------------
+
+def gsm8k_path(split: str, root: Path | None = None) -> Path:
+    """$HARNESS_DATA_DIR/gsm8k/<split>.jsonl, verified by SHA-256 on every read."""
+    name = f"{split}.jsonl"
+    path = (root or data.data_dir()) / "gsm8k" / name
+    if not path.exists():
+        raise ConfigError(f"{path}: GSM8K {name} is missing; run `harness data fetch gsm8k` (needs internet), "
+                          f"or point HARNESS_DATA_DIR at a directory holding gsm8k/{name}")
+    digest = data.sha256_of(path)
+    if digest != GSM8K_FILES[name]:
+        raise ConfigError(f"{path}: SHA-256 {digest[:12]}... is not GSM8K's {GSM8K_FILES[name][:12]}...; "
+                          f"delete it and run `harness data fetch gsm8k`")
+    return path
+
+
+def read_gsm8k(split: str, root: Path | None = None) -> list[dict[str, str]]:
+    path = gsm8k_path(split, root)
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def fetch(root: Path | None = None, **_: Any) -> list[Path]:
+    """Download GSM8K's test and train files into the data directory, verified (`harness data fetch`)."""
+    from harness.transport import download
+
+    written = []
+    for name, digest in GSM8K_FILES.items():
+        target = (root or data.data_dir()) / "gsm8k" / name
+        if not (target.exists() and data.sha256_of(target) == digest):
+            download(GSM8K_BASE_URL + name, target, sha256=digest)
+        written.append(target)
+    return written
+
+
+def rows(config: EvalConfig, data_root: Path | None) -> tuple[list, list | None, str]:
+    """Test rows, train rows (lm-eval's shots only) and the test set's hash, from the configured dataset."""
+    if config.dataset == SYNTHETIC:
+        from harness.local import problems
+
+        test_rows = problems.held_out_rows(config.questions)
+        train_rows = problems.train_rows() if config.protocol == "lm-eval" else None
+        return test_rows, train_rows, problems.digest(test_rows)
+    test_rows = read_gsm8k("test", data_root)
+    train_rows = read_gsm8k("train", data_root) if config.protocol == "lm-eval" else None
+    return test_rows, train_rows, GSM8K_FILES["test.jsonl"]
+
+
+# --- requests ------------------------------------------------------------------------------------------
+
+def prepare(config: EvalConfig, model: str, *, data_root: Path | None = None, **_: Any) -> Prepared:
+    """The requests (built lazily, as the client sends them) and the scorer of the protocol."""
+    from harness.transport import Request
+
+    test_rows, train_rows, digest = rows(config, data_root)
+    questions = build_questions(config.protocol, test_rows, train_rows, config.shots, config.questions, config.seed)
+    by_id: dict[str, Question] = {}
+    stop = stop_sequences(config.protocol)
+    # lm-eval's local-completions sends its default seed, so the protocol does too.
+    default_seed = LM_EVAL_FEWSHOT_SEED if config.protocol == "lm-eval" else None
+
+    def requests() -> Iterator[Request]:
+        for question in questions:
+            by_id[question.id] = question  # known before its response can arrive
+            body = sampling(config, model, default_seed)
+            if config.protocol == "chat":
+                body["messages"] = [{"role": "user", "content": question.prompt}]
+                if config.chat_template_kwargs:
+                    body["chat_template_kwargs"] = dict(config.chat_template_kwargs)
+                yield Request(question.id, "/v1/chat/completions", body)
+            else:
+                body["prompt"] = question.prompt
+                body["stop"] = stop
+                yield Request(question.id, "/v1/completions", body)
+
+    def scorer(qid: str, text: str) -> tuple[str | None, bool, dict[str, Any]]:
+        result = score(config.protocol, by_id[qid], text)
+        return result.extracted, result.correct, result.extras
+
+    protocol = question_protocol(config, PROTOCOLS[config.protocol], DATASET, digest)
+    return Prepared(requests(), config.questions, scorer, digest, protocol)
+
+
+EVAL = question_eval(name=NAME, protocols=PROTOCOLS, default_protocol="sglang-fewshot", dataset=DATASET,
+                     alternates=ALTERNATES, metrics=METRICS, prepare=prepare, fetch=fetch)

@@ -28,8 +28,9 @@ from typing import Any
 import yaml
 
 from harness.errors import ConfigError
-from harness.evals import data
-from harness.protocols import EvalConfig, protocol_of
+from harness.evals import gsm8k
+from harness.evals.base import EvalConfig
+from harness.evals.registry import question_evals
 from harness.results import EvalResult, Metric, QuestionOutcome
 from harness.stats import standard_error
 
@@ -43,8 +44,8 @@ def task_document(config: EvalConfig, data_root: Path | None) -> dict[str, Any]:
     return {
         "task": TASK,
         "dataset_path": "json",
-        "dataset_kwargs": {"data_files": {"train": str(data.gsm8k_path("train", data_root)),
-                                          "test": str(data.gsm8k_path("test", data_root))}},
+        "dataset_kwargs": {"data_files": {"train": str(gsm8k.gsm8k_path("train", data_root)),
+                                          "test": str(gsm8k.gsm8k_path("test", data_root))}},
         "output_type": "generate_until",
         "training_split": "train",
         "fewshot_split": "train",
@@ -156,12 +157,14 @@ def _generation_kwargs(body: dict[str, Any]) -> dict[str, Any]:
 
 def _run_harness_prompts(config: EvalConfig, base_url: str, *, model: str, data_root: Path | None,
                          zip_password: str | None) -> EvalResult:
-    from harness.evals.runner import assemble_result, prepare_gpqa, prepare_gsm8k
+    from harness.evals.base import EvalInfraError
+    from harness.evals.runner import assemble_result
     from harness.transport import Response
 
     simple_evaluate, TaskManager = _lm_eval()
-    prepared = (prepare_gsm8k(config, model, data_root) if config.name == "gsm8k"
-                else prepare_gpqa(config, model, zip_password=zip_password))
+    prepare = question_evals()[config.name].prepare
+    assert prepare is not None
+    prepared = prepare(config, model, data_root=data_root, zip_password=zip_password)
     requests = list(prepared.requests)
     chat = requests[0].path.endswith("/chat/completions")
     with tempfile.TemporaryDirectory(prefix="harness-lm-eval-") as tmp:  # mode 0700, removed on exit
@@ -184,8 +187,6 @@ def _run_harness_prompts(config: EvalConfig, base_url: str, *, model: str, data_
             except Exception as problem:  # lm-eval gives up after its retries by re-raising the transport's error
                 if not _is_transport_error(problem):
                     raise
-                from harness.evals.runner import EvalInfraError
-
                 raise EvalInfraError("request_errors", f"{config.name}: lm-eval failed: "
                                      f"{type(problem).__name__}: {str(problem)[:200]}") from None
         wall = time.perf_counter() - start
@@ -215,7 +216,7 @@ def _to_result(config: EvalConfig, samples: list[dict[str, Any]], wall: float) -
     invalid = sum(o.extracted is None for o in outcomes) / n if n else 0.0
     flex = sum(flexible.values()) / len(flexible) if flexible else 0.0
     return EvalResult(
-        name="gsm8k", protocol={**protocol_of(config), "runner": "lm-eval"},
+        name="gsm8k", protocol={**gsm8k.EVAL.protocol_of(config), "runner": "lm-eval"},
         metrics={"accuracy": Metric(round(accuracy, 6), n, round(standard_error(accuracy, n), 6)),
                  "invalid_rate": Metric(round(invalid, 6), n),
                  "accuracy_flexible": Metric(round(flex, 6), len(flexible), round(standard_error(flex, len(flexible)), 6))},

@@ -30,7 +30,8 @@ paired test), then the mean over sequences (all windows have the same length):
   distribution counts as agreement); llama.cpp prints 1 minus it as "same top p".
 - `delta_p_rms`: RMS over positions of p_candidate(actual) - p_reference(actual).
 - `ln_ppl_ratio`: ln(PPL candidate / PPL reference), the mean of the actual token's logprob differences.
-The first two are gated (harness.metrics, kind DIVERGENCE); all four carry a t-based 95% interval.
+The first two are gated (kind DIVERGENCE, METRICS below); all four carry a t-based 95% interval.
+`EVAL` registers the eval (harness.evals.registry).
 """
 
 from __future__ import annotations
@@ -44,14 +45,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from harness.protocols import EvalConfig
+from harness.evals.base import Eval, EvalConfig, EvalContext, EvalInfraError, ProtocolDefaults
+from harness.metric_kinds import MetricDef, MetricKind
 from harness.strict import Where
 
 if TYPE_CHECKING:
     import numpy as np
 
     from harness.matrix import Cell
-    from harness.results import CellResult, EvalResult
+    from harness.results import CellError, CellResult, EvalResult
 
 NAME = "numerics"
 PROTOCOL = "topk-kld"
@@ -65,6 +67,20 @@ DEFAULTS = {"sequences": 64, "window": 128, "top_logprobs": 20}
 APIS = {"sglang": "sglang-generate", "vllm": "vllm-prompt-logprobs"}
 UNSUPPORTED = {"transformers": "`transformers serve` returns no prompt logprobs (no prompt_logprobs, no echo)"}
 GATED = ("kld", "top1_disagreement")
+# The smallest rise of mean KLD (nats per token) that counts: above the A/A spread of bit-identical engines
+# (0) and far below what MXFP4 itself costs the tiny model (README, "Numerics").
+MIN_KLD = 0.002
+METRICS = (
+    MetricDef("numerics.kld", MetricKind.DIVERGENCE,
+              "mean KL(reference || candidate) of next-token distributions per position (top-k bucket bound)",
+              min_effect=MIN_KLD),
+    MetricDef("numerics.top1_disagreement", MetricKind.DIVERGENCE,
+              "share of positions whose most likely next token differs from the reference's", min_effect=0.005),
+)
+# Teacher-forced next-token distributions: no shots, token ids in, one position's distribution per token.
+PROTOCOLS = {PROTOCOL: ProtocolDefaults(shots=0, shots_source="none", prompt_mode="token-ids", max_tokens=1)}
+PROTOCOL_KEYS = ("eval", "protocol", "dataset", "dataset_sha256", "sequences", "window", "top_logprobs", "tail",
+                 "reference", "token_sha256", "reference_sha256")
 REPORTED = ("delta_p_rms", "ln_ppl_ratio")
 _KEYS = ("protocol", "dataset", "sequences", "window", "top_logprobs", "reference", "concurrency",
          "request_timeout_s", "max_error_rate")
@@ -160,6 +176,14 @@ def usable_reference(config: EvalConfig, references: Path) -> tuple[TopKSet | No
     return (None, f"the stored reference {path} does not fit: {mismatch}") if mismatch else (reference, None)
 
 
+def unmeasurable(cell: Cell, references: Path) -> CellError | None:
+    """The cell's numerics eval has no stored reference to measure against: it is not launched (CONFIG_ERROR)."""
+    from harness.results import CellError
+
+    problem = reference_problem(cell, references)
+    return None if problem is None else CellError("numerics_reference", problem)
+
+
 def reference_problem(cell: Cell, references: Path) -> str | None:
     """Why a cell's numerics eval could not measure anything (checked before launch), or None.
 
@@ -192,9 +216,9 @@ def text_rows(dataset: str, count: int, start: int = 0, data_root: Path | None =
 
         rows = problems.held_out_rows(start + count)[start:]
     else:
-        from harness.evals import data
+        from harness.evals.gsm8k import read_gsm8k
 
-        rows = data.read_gsm8k("train", data_root)[start:start + count]
+        rows = read_gsm8k("train", data_root)[start:start + count]
     return [f"Question: {row['question']}\nAnswer: {row['answer']}\n\n" for row in rows]
 
 
@@ -212,7 +236,6 @@ def token_digest(windows: list[list[int]]) -> str:
 def build_token_set(config: EvalConfig, base_url: str, model: str,
                     data_root: Path | None = None) -> tuple[list[list[int]], str]:
     """Tokenize rows through the server's /tokenize until the windows are full: (windows, text SHA-256)."""
-    from harness.evals.runner import EvalInfraError
     from harness.transport import ClientSettings, Request, run_requests
 
     needed = config.params["sequences"] * config.params["window"]
@@ -579,7 +602,6 @@ def run(config: EvalConfig, base_url: str, *, model: str, target: Target, data_r
     """Measure the cell's next-token distributions; record them (reference cell) and compare them with the
     stored reference. Raises EvalInfraError when more requests failed than allowed."""
     from harness.errors import ConfigError
-    from harness.evals.runner import EvalInfraError
 
     if target.engine not in APIS:
         raise ConfigError(f"numerics: not supported by engine '{target.engine}': "
@@ -636,15 +658,6 @@ def _result(config: EvalConfig, protocol: dict[str, Any], reference: TopKSet | N
 
 # --- before launch and after the run: the reference's life cycle ----------------------------------------
 
-def config_failure(cell: Cell, message: str) -> CellResult:
-    """The result of a cell kept from launching: its numerics eval has no reference to measure against."""
-    from harness.results import STATUS_CONFIG_ERROR, CellError, CellResult, now_iso
-
-    stamp = now_iso()
-    return CellResult(cell_id=cell.id, suite=cell.suite, status=STATUS_CONFIG_ERROR, cell=cell.resolved(),
-                      error=CellError("numerics_reference", message), started_at=stamp, finished_at=stamp)
-
-
 def promote_references(run_dir: Path, cells: list[CellResult], references: Path, *, force: bool,
                        dry_run: bool) -> tuple[list[str], list[str]]:
     """Store the references a run's reference cells recorded: (what was (or would be) stored, what was
@@ -679,3 +692,35 @@ def promote_references(run_dir: Path, cells: list[CellResult], references: Path,
         stored.append(f"{result.cell_id} numerics reference: {before[:12] if before else 'none'} -> "
                       f"{recorded.meta['sha256'][:12]} ({target})")
     return stored, refused
+
+
+def check_stored(baselines_dir: Path) -> list[tuple[str, str | None]]:
+    """`harness validate`: every stored reference read back (kind, version and digest checked), as
+    (its line, its problem or None)."""
+    from harness.errors import ConfigError
+
+    checked: list[tuple[str, str | None]] = []
+    for path in sorted((baselines_dir / "references").glob("*/*.numerics.npz")):
+        try:
+            require_numpy()
+            reference = load_reference(path)
+        except ConfigError as problem:
+            checked.append((str(path), str(problem)))
+            continue
+        windows, window = reference.token_ids.shape
+        checked.append((f"{path}: numerics reference, {windows} windows of {window} tokens, "
+                        f"sha256 {reference.meta['sha256'][:12]}", None))
+    return checked
+
+
+def _run(config: EvalConfig, base_url: str, model: str, context: EvalContext) -> EvalResult:
+    if context.cell is None or context.cell_dir is None:
+        raise ValueError("the numerics eval runs inside a suite's cell: it needs the cell's reference")
+    target = target_for(context.cell, config, context.cell_dir, context.references)
+    return run(config, base_url, model=model, target=target, data_root=context.data_root, stream=context.stream)
+
+
+EVAL = Eval(name=NAME, protocols=PROTOCOLS, default_protocol=PROTOCOL, metrics=METRICS, parse=parse_config,
+            protocol_of=protocol_of, protocol_keys=PROTOCOL_KEYS, run=_run, describe=describe,
+            check_engine=check_engine, unmeasurable=unmeasurable, promote=promote_references,
+            check_stored=check_stored)

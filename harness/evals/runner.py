@@ -1,116 +1,157 @@
-"""Run one eval against a server and turn the responses into an EvalResult (the result schema)."""
+"""Question evals (GSM8K, GPQA): what they share. A question eval's module builds its requests and scorer
+(`prepare`); this module parses its suite mapping, states its protocol, asks every question through the
+transport and turns the scored answers into an EvalResult (the result schema).
+"""
 
 from __future__ import annotations
 
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from harness.evals import data, gpqa, gsm8k
+from harness import strict
+from harness.evals.base import Eval, EvalConfig, EvalContext, EvalInfraError, ProtocolDefaults
 from harness.evals.progress import Progress
-from harness.protocols import EvalConfig, protocol_of
+from harness.metric_kinds import MetricDef
 from harness.results import EvalResult, Metric, QuestionOutcome
 from harness.stats import standard_error
-from harness.transport import ClientSettings, DeadlineExceeded, Request, Response, get_json, run_requests
+from harness.strict import Where
 
+if TYPE_CHECKING:
+    from harness.transport import Request, Response
 
-class EvalInfraError(Exception):
-    """The eval could not be measured (too many failed requests): INFRA_ERROR, never REGRESSED."""
-
-    def __init__(self, cause: str, message: str, partial: dict[str, EvalResult] | None = None):
-        super().__init__(message)
-        self.cause = cause
-        self.partial = partial or {}
+Scorer = Callable[[str, str], tuple[str | None, bool, dict[str, Any]]]  # (id, text) -> extracted, correct, extras
 
 
 @dataclass(frozen=True)
 class Prepared:
-    """An eval ready to send: requests (an iterator, built as they are sent) and the scorer."""
+    """An eval ready to send: requests (an iterator, built as they are sent), the scorer, and the protocol
+    the result records (with the hash of the data actually read)."""
 
     requests: Iterator[Request]
     count: int
-    scorer: Callable[[str, str], tuple[str | None, bool, dict[str, Any]]]  # (id, text) -> extracted, correct, extras
+    scorer: Scorer
     dataset_sha256: str | None
+    protocol: dict[str, Any]
 
 
-def _sampling(config: EvalConfig, model: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Dataset:
+    """The rows a question eval reads: its name, the SHA-256 known in advance (None: taken from the file
+    read, or from the rows generated), and how many questions it holds."""
+
+    name: str
+    sha256: str | None
+    full_size: int
+
+
+# The protocol keys of every question eval: what must match for two accuracies to compare.
+PROTOCOL_KEYS = ("eval", "protocol", "dataset", "dataset_sha256", "questions", "shots", "shots_source",
+                 "prompt_mode", "max_tokens", "temperature", "repeats", "chat_template_kwargs")
+_KEYS = ("protocol", "shots", "questions", "max_tokens", "temperature", "repeats", "seed",
+         "chat_template_kwargs", "concurrency", "request_timeout_s", "max_error_rate", "data", "dataset")
+
+
+def question_eval(*, name: str, protocols: Mapping[str, ProtocolDefaults], default_protocol: str,
+                  dataset: Dataset, metrics: tuple[MetricDef, ...], prepare: Callable[..., Prepared],
+                  alternates: Mapping[str, Dataset] | None = None,
+                  fetch: Callable[..., list] | None = None) -> Eval:
+    """The Eval of a question eval: its module gives its protocols, data, prepare (prompts and scorer)."""
+    alternates = dict(alternates or {})
+
+    def parse(value: Any, where: Where) -> EvalConfig:
+        return parse_config(name, protocols, dataset, alternates, value, where)
+
+    def protocol_of(config: EvalConfig, *, dataset_sha256: str | None = None) -> dict[str, Any]:
+        return question_protocol(config, protocols[config.protocol], dataset, dataset_sha256)
+
+    def run(config: EvalConfig, base_url: str, model: str, context: EvalContext) -> EvalResult:
+        return run_questions(config, prepare(config, model, data_root=context.data_root), base_url,
+                             stream=context.stream)
+
+    return Eval(name=name, protocols=protocols, default_protocol=default_protocol, metrics=metrics, parse=parse,
+                protocol_of=protocol_of, protocol_keys=PROTOCOL_KEYS, run=run, describe=describe,
+                prepare=prepare, fetch=fetch)
+
+
+def parse_config(name: str, protocols: Mapping[str, ProtocolDefaults], default: Dataset,
+                 alternates: Mapping[str, Dataset], value: Any, where: Where) -> EvalConfig:
+    """A question eval's suite mapping (or `harness eval`'s flags), strictly."""
+    doc = strict.mapping(value, where, allowed=_KEYS, required=("protocol",))
+    protocol = strict.choice(doc["protocol"], where.key("protocol"), what=f"{name} protocol", choices=protocols)
+    defaults = protocols[protocol]
+    dataset = doc.get("dataset")
+    if dataset is not None:
+        dataset = strict.choice(dataset, where.key("dataset"), what=f"{name} dataset", choices=alternates)
+    full_size = (alternates[dataset] if dataset else default).full_size
+    questions = strict.integer(doc.get("questions", full_size), where.key("questions"), minimum=1)
+    if questions > full_size:
+        raise where.key("questions").error(f"{name} has {full_size} questions, asked for {questions}")
+    seed = doc.get("seed")
+    kwargs = doc.get("chat_template_kwargs", {})
+    if not isinstance(kwargs, dict):
+        raise where.key("chat_template_kwargs").error("expected a mapping of template variables")
+    data = doc.get("data")
+    return EvalConfig(
+        name=name,
+        protocol=protocol,
+        shots=strict.integer(doc.get("shots", defaults.shots), where.key("shots"), minimum=0),
+        questions=questions,
+        max_tokens=strict.integer(doc.get("max_tokens", defaults.max_tokens), where.key("max_tokens"), minimum=1),
+        temperature=strict.number(doc.get("temperature", defaults.temperature), where.key("temperature"),
+                                  minimum=0.0),
+        repeats=strict.integer(doc.get("repeats", defaults.repeats), where.key("repeats"), minimum=1),
+        seed=None if seed is None else strict.integer(seed, where.key("seed")),
+        chat_template_kwargs=dict(kwargs),
+        concurrency=strict.integer(doc.get("concurrency", 128), where.key("concurrency"), minimum=1),
+        request_timeout_s=strict.number(doc.get("request_timeout_s", 600.0), where.key("request_timeout_s"),
+                                        minimum=1.0),
+        max_error_rate=strict.number(doc.get("max_error_rate", 0.02), where.key("max_error_rate"), minimum=0.0,
+                                     maximum=1.0),
+        data=None if data is None else strict.string(data, where.key("data")),
+        dataset=dataset,
+    )
+
+
+def question_protocol(config: EvalConfig, defaults: ProtocolDefaults, dataset: Dataset,
+                      dataset_sha256: str | None) -> dict[str, Any]:
+    """The canonical protocol dict of a question eval: what must match for two figures to compare."""
+    default_hash = dataset.sha256 if config.dataset is None else None
+    return {
+        "eval": config.name,
+        "protocol": config.protocol,
+        "dataset": config.dataset or dataset.name,
+        "dataset_sha256": dataset_sha256 or default_hash,
+        "questions": config.questions,
+        "shots": config.shots,
+        "shots_source": defaults.shots_source,
+        "prompt_mode": defaults.prompt_mode,
+        "max_tokens": config.max_tokens,
+        "temperature": config.temperature,
+        "repeats": config.repeats,
+        "chat_template_kwargs": dict(config.chat_template_kwargs),
+    }
+
+
+def describe(config: EvalConfig) -> str:
+    return f"{config.name}:{config.protocol}/{config.shots}-shot/{config.questions}q"
+
+
+def sampling(config: EvalConfig, model: str, default_seed: int | None = None) -> dict[str, Any]:
+    """The request body's model and sampling fields (a protocol may send a seed of its own by default)."""
     body: dict[str, Any] = {"model": model, "max_tokens": config.max_tokens, "temperature": config.temperature}
-    if config.seed is not None:
-        body["seed"] = config.seed
-    elif config.protocol == "lm-eval":
-        body["seed"] = gsm8k.LM_EVAL_FEWSHOT_SEED  # lm-eval's local-completions sends its default seed
+    seed = config.seed if config.seed is not None else default_seed
+    if seed is not None:
+        body["seed"] = seed
     return body
 
 
-def gsm8k_rows(config: EvalConfig, data_root: Path | None) -> tuple[list, list | None, str]:
-    """Test rows, train rows (lm-eval's shots only) and the test set's hash, from the configured dataset."""
-    if config.dataset == "synthetic-arith-v1":
-        from harness.local import problems
-
-        test_rows = problems.held_out_rows(config.questions)
-        train_rows = problems.train_rows() if config.protocol == "lm-eval" else None
-        return test_rows, train_rows, problems.digest(test_rows)
-    test_rows = data.read_gsm8k("test", data_root)
-    train_rows = data.read_gsm8k("train", data_root) if config.protocol == "lm-eval" else None
-    return test_rows, train_rows, data.GSM8K_FILES["test.jsonl"]
-
-
-def prepare_gsm8k(config: EvalConfig, model: str, data_root: Path | None = None) -> Prepared:
-    test_rows, train_rows, digest = gsm8k_rows(config, data_root)
-    questions = gsm8k.build_questions(config.protocol, test_rows, train_rows, config.shots, config.questions,
-                                      config.seed)
-    by_id: dict[str, gsm8k.Question] = {}
-    stop = gsm8k.stop_sequences(config.protocol)
-
-    def requests() -> Iterator[Request]:
-        for question in questions:
-            by_id[question.id] = question  # known before its response can arrive
-            body = _sampling(config, model)
-            if config.protocol == "chat":
-                body["messages"] = [{"role": "user", "content": question.prompt}]
-                if config.chat_template_kwargs:
-                    body["chat_template_kwargs"] = dict(config.chat_template_kwargs)
-                yield Request(question.id, "/v1/chat/completions", body)
-            else:
-                body["prompt"] = question.prompt
-                body["stop"] = stop
-                yield Request(question.id, "/v1/completions", body)
-
-    def scorer(qid: str, text: str) -> tuple[str | None, bool, dict[str, Any]]:
-        result = gsm8k.score(config.protocol, by_id[qid], text)
-        return result.extracted, result.correct, result.extras
-
-    return Prepared(requests(), config.questions, scorer, digest)
-
-
-def prepare_gpqa(config: EvalConfig, model: str, *, zip_password: str | None = None) -> Prepared:
-    import os
-
-    path = data.gpqa_path(config.data)
-    rows, digest = gpqa.read_rows(path, zip_password=zip_password or os.environ.get("HARNESS_GPQA_ZIP_PASSWORD"))
-    count = config.questions if config.questions < len(rows) else None
-    items = gpqa.build_items(rows, config.repeats, count)
-    answers = {item.id: item.answer for item in items}
-    requests = []
-    for item in items:
-        body = _sampling(config, model)
-        body["messages"] = [{"role": "user", "content": item.prompt}]
-        if config.chat_template_kwargs:
-            body["chat_template_kwargs"] = dict(config.chat_template_kwargs)
-        requests.append(Request(item.id, "/v1/chat/completions", body))
-
-    def scorer(qid: str, text: str) -> tuple[str | None, bool, dict[str, Any]]:
-        letter = gpqa.extract(gsm8k.strip_reasoning(text))
-        return letter, letter == answers[qid], {}
-
-    return Prepared(iter(requests), len(requests), scorer, digest)
-
-
 def served_model(base_url: str, fallback: str) -> str:
+    from harness.transport import get_json
+
     models = get_json(base_url + "/v1/models")
     try:
         return str(models["data"][0]["id"])
@@ -118,10 +159,11 @@ def served_model(base_url: str, fallback: str) -> str:
         return fallback
 
 
-def run_eval(config: EvalConfig, base_url: str, *, model: str, data_root: Path | None = None,
-             stream: TextIO | None = None) -> EvalResult:
+def run_questions(config: EvalConfig, prepared: Prepared, base_url: str, *,
+                  stream: TextIO | None = None) -> EvalResult:
     """Ask every question, score every answer; raise EvalInfraError when too many requests failed."""
-    prepared = (prepare_gsm8k(config, model, data_root) if config.name == "gsm8k" else prepare_gpqa(config, model))
+    from harness.transport import ClientSettings, DeadlineExceeded, run_requests
+
     progress = Progress(f"{config.name}/{config.protocol}", prepared.count, stream=stream)
     scored: dict[str, tuple[str | None, bool, dict[str, Any]]] = {}
 
@@ -183,6 +225,5 @@ def assemble_result(config: EvalConfig, prepared: Prepared, responses: list[Resp
         timings.update(latency_mean_s=round(statistics.fmean(latencies), 4),
                        latency_p50_s=round(latencies[len(latencies) // 2], 4),
                        latency_p90_s=round(latencies[int(len(latencies) * 0.9)], 4))
-    return EvalResult(name=config.name, protocol=protocol_of(config, dataset_sha256=prepared.dataset_sha256),
-                      metrics=metrics, outcomes=tuple(outcomes),
+    return EvalResult(name=config.name, protocol=prepared.protocol, metrics=metrics, outcomes=tuple(outcomes),
                       request_errors=sum(r.error is not None for r in responses), timings=timings)

@@ -110,35 +110,40 @@ def fake_quant_code_digest() -> str:
 
 
 def ensure(reference: str, *, python: str = sys.executable, log=print) -> Path:
-    """The checkpoint's directory, exporting (amd-quark, in a subprocess) or deriving it first if needed."""
+    """The checkpoint's directory, exporting (amd-quark, in a subprocess) or deriving it first if needed.
+    `log` gets harness's own lines; the subprocess's output goes to `<target>.log` beside the cache entry."""
     model, variant = parse(reference)
     target = resolve(reference)
     if (variant == "bf16" and model in MODELS) or (target / "config.json").exists():
         return target
     from harness.engines.probe import run_python_module
 
+    output = export_log(target)
     if model not in MODELS:
-        log(f"harness: building {reference} (once; cached in {rig_dir()})")
+        log(f"harness: building {reference} (once; cached in {rig_dir()}; its output: {output})")
         run_python_module(python, "harness.rig", ["build", str(rig_dir()), "--only", f"{model}/{variant}"],
-                          timeout_s=1800)
+                          timeout_s=1800, log=output)
         return target
     if variant in FAKE_QUANT:
-        from harness.engines.probe import run_python_module
-
         defect = FAKE_QUANT[variant]
-        log(f"harness: fake-quantizing {reference} (once; cached in {target.parent})")
+        log(f"harness: fake-quantizing {reference} (once; cached in {target.parent}; its output: {output})")
         run_python_module(python, "harness.local.fakequant", [str(source_dir(model)), str(target),
                                                               *(["--defect", defect] if defect else [])],
-                          timeout_s=600)
+                          timeout_s=600, log=output)
         return target
     if variant in EXPORTS:
-        log(f"harness: exporting {reference} with amd-quark (once; cached in {target.parent})")
+        log(f"harness: exporting {reference} with amd-quark (once; cached in {target.parent}; its output: {output})")
         run_python_module(python, "harness.local.export", ["--scheme", EXPORTS[variant], str(source_dir(model)),
-                                                           str(target)], timeout_s=1800)
+                                                           str(target)], timeout_s=1800, log=output)
         return target
     base = ensure(f"{PREFIX}{model}/{DEFECTS[variant]}", python=python, log=log)
     make_scale_defect(base, target)
     return target
+
+
+def export_log(target: Path) -> Path:
+    """Where the subprocess that makes `target` writes its output: `<target>.log` beside it in the cache."""
+    return target.with_name(target.name + ".log")
 
 
 def make_scale_defect(source: Path, target: Path, tensor: str = DEFECT_TENSOR) -> None:

@@ -2,19 +2,12 @@
 
 from __future__ import annotations
 
-from harness.compare import Verdict
+from harness.compare import Meaning, Verdict
 from harness.metrics import METRICS, MetricKind
-
-STATE_MARKS = {
-    "PASS": "pass", "REGRESSED": "REGRESSED", "IMPROVED": "improved", "NO_BASELINE": "no baseline",
-    "NOT_COMPARABLE": "NOT COMPARABLE", "MISSING": "MISSING", "INFRA_ERROR": "INFRA ERROR",
-    "CONFIG_ERROR": "CONFIG ERROR",
-    "CAUGHT": "caught",  # a canary's expected REGRESSED: its planted defect was seen
-}
 
 
 def mark(verdict: Verdict) -> str:
-    return STATE_MARKS["CAUGHT" if verdict.expected else verdict.state.value]
+    return verdict.meaning.mark
 
 
 def figure(metric: str, value: float | None) -> str:
@@ -49,15 +42,21 @@ def p_value(verdict: Verdict) -> str:
     return f"{verdict.p_value:.2g}"
 
 
-def counts(verdicts: list[Verdict]) -> dict[str, int]:
-    out: dict[str, int] = {}
+def counts(verdicts: list[Verdict]) -> dict[Meaning, int]:
+    """How many verdicts mean each thing (a canary's caught REGRESSED counts apart)."""
+    out: dict[Meaning, int] = {}
     for verdict in verdicts:
-        key = "CAUGHT" if verdict.expected else verdict.state.value
-        out[key] = out.get(key, 0) + 1
+        out[verdict.meaning] = out.get(verdict.meaning, 0) + 1
     return out
 
 
 def headline(verdicts: list[Verdict], exit_code: int | None) -> str:
-    tally = counts(verdicts)
-    parts = [f"{count} {STATE_MARKS[state].lower()}" for state, count in sorted(tally.items())]
+    tally = sorted(counts(verdicts).items(), key=lambda item: item[0].key)
+    parts = [f"{count} {meaning.mark.lower()}" for meaning, count in tally]
     return f"{', '.join(parts) or 'no verdicts'}; exit code {exit_code}"
+
+
+
+def plural(count: int, singular: str, plural_form: str | None = None) -> str:
+    """`1 cell`, `2 cells`, `0 entries`."""
+    return f"{count} {singular if count == 1 else plural_form or singular + 's'}"

@@ -6,8 +6,9 @@ import csv
 import io
 import json
 
+from harness.compare import CAUGHT, State
 from harness.history import RECORD_COLUMNS, History
-from harness.report.format import STATE_MARKS, figure
+from harness.report.format import figure
 from harness.steps import Trend
 
 
@@ -51,7 +52,7 @@ def _row(trend: Trend) -> tuple[str, ...]:
 def _verdict(state: str | None, expected: bool) -> str:
     if state is None:
         return "(no verdict)"
-    return STATE_MARKS["CAUGHT" if expected else state]
+    return (CAUGHT if expected else State(state).meaning).mark
 
 
 def _p(value: float | None) -> str:

@@ -5,13 +5,10 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from harness.compare import State, Verdict
-from harness.report.format import counts, figure
+from harness.compare import Verdict
+from harness.report.format import figure
 from harness.results import RunResult
 
-_FAILURES = (State.REGRESSED,)
-_ERRORS = (State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE, State.CONFIG_ERROR)
-_SKIPPED = (State.NO_BASELINE,)
 # Characters XML 1.0 cannot hold at all (a server's ANSI colour codes, NULs): ElementTree would write them
 # and every JUnit reader would then refuse the file.
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
@@ -22,13 +19,13 @@ def xml_text(value: str | None) -> str | None:
 
 
 def render_junit(run: RunResult, verdicts: list[Verdict]) -> str:
-    tally = counts(verdicts)
+    kinds = [v.meaning.junit for v in verdicts]  # a canary's caught defect is a pass
     suite = ET.Element("testsuite", {
         "name": f"harness.{run.suite}",
         "tests": str(len(verdicts)),
-        "failures": str(sum(tally.get(s.value, 0) for s in _FAILURES)),  # a canary's caught defect is a pass
-        "errors": str(sum(tally.get(s.value, 0) for s in _ERRORS)),
-        "skipped": str(sum(tally.get(s.value, 0) for s in _SKIPPED)),
+        "failures": str(kinds.count("failure")),
+        "errors": str(kinds.count("error")),
+        "skipped": str(kinds.count("skipped")),
     })
     properties = ET.SubElement(suite, "properties")
     ET.SubElement(properties, "property", {"name": "run_id", "value": xml_text(run.run_id)})
@@ -38,12 +35,13 @@ def render_junit(run: RunResult, verdicts: list[Verdict]) -> str:
                                                  "name": xml_text(v.metric)})
         message = xml_text(f"{v.state.value}: value {figure(v.metric, v.value)}, baseline "
                            f"{figure(v.metric, v.baseline)}; {v.reason}")
-        if v.state in _FAILURES and not v.expected:
+        kind = v.meaning.junit
+        if kind == "failure":
             ET.SubElement(case, "failure", {"type": v.state.value, "message": message}).text = xml_text(v.reason)
-        elif v.state in _ERRORS:
+        elif kind == "error":
             ET.SubElement(case, "error", {"type": v.state.value, "message": message}).text = xml_text(
                 logs.get(v.cell_id) or v.reason)
-        elif v.state in _SKIPPED:
+        elif kind == "skipped":
             ET.SubElement(case, "skipped", {"message": message})
         else:
             ET.SubElement(case, "system-out").text = message

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 import re
 
-from harness.compare import State, Verdict
+from harness.compare import Verdict
 from harness.report.format import delta, figure, headline, mark, p_value
 from harness.results import RunResult
 
@@ -55,15 +55,12 @@ def render_markdown(run: RunResult, verdicts: list[Verdict]) -> str:
         "|---|---|---|---|---|---|---|---|",
     ]
     for v in verdicts:
-        shown = mark(v)
-        if not v.expected and v.state in (State.REGRESSED, State.INFRA_ERROR, State.MISSING, State.NOT_COMPARABLE,
-                                           State.CONFIG_ERROR):
-            shown = f"**{shown}**"
+        shown = f"**{mark(v)}**" if v.meaning.problem else mark(v)
         lines.append(
             f"| {code(v.cell_id)} | {v.metric} | {figure(v.metric, v.value)} | {figure(v.metric, v.baseline)} "
             f"| {delta(v)} | {p_value(v)} | {shown} | {v.fix or '-'} |"
         )
-    explained = [v for v in verdicts if v.state not in (State.PASS, State.NO_BASELINE)]
+    explained = [v for v in verdicts if v.meaning.explained]
     if explained:
         lines += ["", "### Why", ""]
         lines += [f"- {code(v.cell_id)} {v.metric}: {mark(v)}: {text(v.reason)}" for v in explained]

@@ -1,0 +1,106 @@
+"""What an eval is: its config, its protocol defaults, and the `Eval` record its module registers.
+
+An eval is one module (harness.evals.gsm8k, gpqa, numerics) that exposes `EVAL`: its protocols, its config
+parser, the canonical protocol of a config (what must match for two figures to compare), its gated metrics,
+how it runs against a server that is up, and the hooks only some evals need. harness.evals.registry lists
+the modules; the suite schema, the CLI's choices, harness.protocols, harness.metrics and the cell runner
+all read the registry, so a new eval touches no other file.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from harness.metric_kinds import MetricDef
+from harness.strict import Where
+
+if TYPE_CHECKING:
+    from harness.evals.runner import Prepared
+    from harness.matrix import Cell
+    from harness.results import CellError, EvalResult
+
+
+@dataclass(frozen=True)
+class ProtocolDefaults:
+    """What a named protocol fixes unless the suite overrides it."""
+
+    shots: int
+    shots_source: str  # "test-head" | "train" | "none"
+    prompt_mode: str  # "completion" | "chat" | "token-ids"
+    max_tokens: int
+    temperature: float = 0.0
+    repeats: int = 1
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """One eval as a suite declares it (protocol parameters plus transport settings)."""
+
+    name: str
+    protocol: str
+    shots: int
+    questions: int  # number of questions actually asked
+    max_tokens: int
+    temperature: float
+    repeats: int
+    seed: int | None = None
+    chat_template_kwargs: Mapping[str, Any] = field(default_factory=dict)
+    concurrency: int = 128
+    request_timeout_s: float = 600.0
+    max_error_rate: float = 0.02  # more failed requests than this and the eval is INFRA_ERROR
+    data: str | None = None  # a local file for datasets that cannot be downloaded (GPQA)
+    dataset: str | None = None  # an alternate dataset; None is the eval's own
+    params: Mapping[str, Any] = field(default_factory=dict)  # an eval's own parameters (numerics: window, ...)
+
+
+class EvalInfraError(Exception):
+    """The eval could not be measured (too many failed requests): INFRA_ERROR, never REGRESSED."""
+
+    def __init__(self, cause: str, message: str, partial: dict[str, EvalResult] | None = None):
+        super().__init__(message)
+        self.cause = cause
+        self.partial = partial or {}
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """What an eval gets beside the server: the cell (None for `harness eval` against a server already up),
+    its directory in the run, and where the suite's stored references live (harness.evals.numerics)."""
+
+    cell: Cell | None = None
+    cell_dir: Path | None = None
+    references: Path | None = None
+    data_root: Path | None = None
+    stream: TextIO | None = None
+
+
+@dataclass(frozen=True)
+class Eval:
+    """One eval, as its module registers it."""
+
+    name: str
+    protocols: Mapping[str, ProtocolDefaults]
+    default_protocol: str
+    metrics: tuple[MetricDef, ...]  # the gated ones, keys `<name>.<metric>`
+    parse: Callable[[Any, Where], EvalConfig]  # the suite's `evals.<name>` mapping, strictly
+    protocol_of: Callable[..., dict[str, Any]]  # (config, *, dataset_sha256=None) -> the canonical protocol
+    protocol_keys: tuple[str, ...]  # the protocol's keys that must match for two figures to compare
+    run: Callable[[EvalConfig, str, str, EvalContext], EvalResult]  # (config, base_url, model, context)
+    describe: Callable[[EvalConfig], str]  # one phrase for `harness list`
+    # Question evals: the requests and the scorer (harness.evals.runner), which `harness eval` and the
+    # lm-eval backend use too; None: the eval runs only inside a suite.
+    prepare: Callable[..., Prepared] | None = None
+    fetch: Callable[..., list[Path]] | None = None  # `harness data fetch <name>` (hf_token=, sha256=)
+    # Optional hooks: refuse an engine at load time; keep a cell from launching (CellError, CONFIG_ERROR);
+    # promote files a run recorded beside the baselines; check those files (`harness validate`: per file, its
+    # line and its problem or None).
+    check_engine: Callable[[str, Where], None] | None = None
+    unmeasurable: Callable[[Cell, Path], CellError | None] | None = None
+    promote: Callable[..., tuple[list[str], list[str]]] | None = None
+    check_stored: Callable[[Path], list[tuple[str, str | None]]] | None = None
+
+
+__all__ = ["Eval", "EvalConfig", "EvalContext", "EvalInfraError", "ProtocolDefaults"]
