@@ -18,16 +18,17 @@ from harness.results import CellResult, MetricSample
 #   rig's repeated cells agree within 0.01 GiB of 41.68: 5%, at least 0.05 GiB.
 # - graph capture: CUDA/HIP graphs' pool varies with the captured batch sizes: 10%, at least 0.05 GiB.
 # - device peak: a 0.5 s sampler of the GPU's used memory (driver context included): 5%, at least 0.25 GiB.
-# - host RSS: the server process tree's peak RSS on a CPU machine: 10%, at least 0.05 GiB. Measured on the
-#   local suite (6 runs of its 3 cells, README "The gate"): run-to-run spread up to 3.8% (0.887-0.921 GiB).
-#   The old rule, max(0.5 GiB, 5%), let +33% through at 0.6 GiB; this one stops anything over +10%.
+# - host RSS: the server process tree's peak RSS on a CPU machine: 20%, at least 0.05 GiB. Measured on the
+#   local suite (6 runs of its 3 cells, README "The gate"): run-to-run spread up to 3.8% within one install,
+#   8-12% between a fresh install of the same packages and another. The old rule, max(0.5 GiB, 5%), let +33%
+#   through at 0.6 GiB; this one stops anything over +20%.
 TOLERANCES = {
     "weights_gib": Tolerance(rel=0.03, abs_gib=0.02),
     "load_peak_gib": Tolerance(rel=0.05, abs_gib=0.05),
     "kv_cache_gib": Tolerance(rel=0.05, abs_gib=0.05),
     "graph_gib": Tolerance(rel=0.10, abs_gib=0.05),
     "device_peak_gib": Tolerance(rel=0.05, abs_gib=0.25),
-    "host_rss_peak_gib": Tolerance(rel=0.10, abs_gib=0.05),
+    "host_rss_peak_gib": Tolerance(rel=0.20, abs_gib=0.05),
 }
 
 ENGINE_METRICS: dict[str, MetricDef] = {

@@ -118,8 +118,8 @@ def test_unknown_protocol_fields_of_an_imported_baseline_are_not_compared():
     # device peak: 5%, at least 0.25 GiB. 49.67 GiB (the rig's H200 cells): 2.48 GiB; 2 GiB: the floor.
     ("memory.device_peak_gib", 49.67, 52.1, State.PASS), ("memory.device_peak_gib", 49.67, 52.2, State.REGRESSED),
     ("memory.device_peak_gib", 2.0, 2.24, State.PASS), ("memory.device_peak_gib", 2.0, 2.26, State.REGRESSED),
-    # host RSS: 10%, at least 0.05 GiB
-    ("memory.host_rss_peak_gib", 2.94, 3.2, State.PASS), ("memory.host_rss_peak_gib", 2.94, 3.25, State.REGRESSED),
+    # host RSS: 20%, at least 0.05 GiB
+    ("memory.host_rss_peak_gib", 2.94, 3.5, State.PASS), ("memory.host_rss_peak_gib", 2.94, 3.55, State.REGRESSED),
 ])
 def test_memory_tolerance_is_per_metric_relative_with_a_floor(metric, baseline, value, state):
     verdict = compare_metric(metric, MetricSample(value), memory_entry(baseline, metric=metric), GATE)
@@ -132,12 +132,12 @@ def test_a_third_more_rss_at_0_6_gib_regresses_and_run_to_run_noise_does_not():
     rss = "memory.host_rss_peak_gib"
     verdict = compare_metric(rss, MetricSample(0.8), memory_entry(0.6, metric=rss), GATE)
     assert verdict.state is State.REGRESSED
-    assert verdict.reason == "+0.20 GiB exceeds the tolerance 0.06 GiB (10% of 0.60 GiB, at least 0.05 GiB)"
+    assert verdict.reason == "+0.20 GiB exceeds the tolerance 0.12 GiB (20% of 0.60 GiB, at least 0.05 GiB)"
     old_gate = GateSettings.from_dict({"alpha": 0.01, "memory_abs_gib": 0.5, "memory_rel": 0.05})
     assert compare_metric(rss, MetricSample(0.8), memory_entry(0.6, metric=rss), old_gate).state is State.PASS
     for cell, figures in MEASURED_RSS.items():
         for baseline in figures:
-            for value in figures:
+            for value in figures + FRESH_INSTALL_RSS[cell]:
                 assert compare_metric(rss, MetricSample(value), memory_entry(baseline, metric=rss),
                                       GATE).state is State.PASS, (cell, baseline, value)
 
@@ -148,6 +148,16 @@ MEASURED_RSS = {
     "tiny-qwen3/bf16/none/tp1": (0.7384, 0.7443, 0.7442, 0.7304, 0.7428, 0.7418),  # spread 1.9%
     "tiny-qwen3/quark-mxfp4/none/tp1": (0.9061, 0.9056, 0.9047, 0.9015, 0.9034, 0.9139),  # 1.4%
     "tiny-qwen3/quark-fp8/none/tp1": (0.9046, 0.9206, 0.9010, 0.8974, 0.9183, 0.8869),  # 3.8%
+}
+
+
+# The same cells served from a fresh clone's fresh venv (the same package versions, `make install` then
+# `harness run --suite local`, twice, 2026-11-29): 8-12% above every figure above, which is why the host RSS
+# tolerance is 20% and not the 10% the spread within one install would suggest (a clean-clone CI run failed).
+FRESH_INSTALL_RSS = {
+    "tiny-qwen3/bf16/none/tp1": (0.8104, 0.7974),
+    "tiny-qwen3/quark-mxfp4/none/tp1": (1.0248, 0.9781),
+    "tiny-qwen3/quark-fp8/none/tp1": (0.9956, 0.9913),
 }
 
 

@@ -191,7 +191,7 @@ def test_memory_tolerances_are_per_metric_in_the_suite(base_suite, write_suite):
     base_suite["gate"] = {"memory": {"memory.weights_gib": {"rel": 0.01, "abs_gib": 0.1}}}
     gate = load_suite(write_suite(base_suite)).gate
     assert gate.memory_tolerance("memory.weights_gib") == Tolerance(rel=0.01, abs_gib=0.1)
-    assert gate.memory_tolerance("memory.host_rss_peak_gib") == Tolerance(rel=0.10, abs_gib=0.05)  # the default
+    assert gate.memory_tolerance("memory.host_rss_peak_gib") == Tolerance(rel=0.20, abs_gib=0.05)  # the default
     base_suite["gate"] = {"memory": {"memory.weight_gib": {"rel": 0.01, "abs_gib": 0.1}}}
     assert "gate.memory.memory.weight_gib: unknown key 'memory.weight_gib'; did you mean 'memory.weights_gib'?" in \
         error_of(write_suite(base_suite))
