@@ -251,3 +251,22 @@ def test_23973_at_tp4_prediction(checkpoint, fails, tmp_path, capsys):
     assert bool(failures) == fails
     if fails:
         assert "output_partition_size = 2 is not divisible by weight quantization block_n = 128" in failures[0]
+
+
+@pytest.mark.parametrize("answer", [None, "text", ["text"], [], {"meta_info": "x"}, [{"meta_info": {}}],
+                                    {"meta_info": {"spec_accept_length": "2"}}])
+def test_the_speculative_probe_takes_no_figure_from_a_malformed_answer(answer, monkeypatch):
+    import harness.engines.sglang as sglang
+
+    monkeypatch.setattr(sglang, "post_json", lambda url, body, **kw: answer)
+    assert SGLANG.spec_probe("http://127.0.0.1:1", ["q"]) == {"requests": 1, "per_request": [],
+                                                               "mean_accept_length": None}
+
+
+def test_the_speculative_probe_reads_generates_meta_info(monkeypatch):
+    import harness.engines.sglang as sglang
+
+    answers = iter([{"meta_info": {"spec_accept_length": 3.2857}}, [{"meta_info": {"spec_accept_length": 2.75}}]])
+    monkeypatch.setattr(sglang, "post_json", lambda url, body, **kw: next(answers))
+    assert SGLANG.spec_probe("http://127.0.0.1:1", ["a", "b"]) == {
+        "requests": 2, "per_request": [3.2857, 2.75], "mean_accept_length": 3.0179}

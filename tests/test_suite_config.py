@@ -179,10 +179,11 @@ def test_unknown_cell_selection_is_an_error(base_suite, write_suite):
 def test_the_suites_engine_facts_are_the_adapters():
     """harness.engine_flags is what loading a suite knows of the engines; each adapter reads it too."""
     from harness.engine_flags import ENGINE_NAMES, MANAGED_FLAGS
-    from harness.engines import ENGINES
+    from harness.engines import engines
 
-    assert tuple(ENGINES) == ENGINE_NAMES
-    assert all(ENGINES[name].managed_flags == MANAGED_FLAGS[name] for name in ENGINE_NAMES)
+    adapters = engines()
+    assert tuple(adapters) == ENGINE_NAMES
+    assert all(adapters[name].managed_flags == MANAGED_FLAGS[name] for name in ENGINE_NAMES)
 
 
 def test_memory_tolerances_are_per_metric_in_the_suite(base_suite, write_suite):

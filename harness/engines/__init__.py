@@ -8,7 +8,7 @@ reading a failure class (harness.engines.failures) costs no HTTP client.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from harness.engines.base import Engine
@@ -28,10 +28,4 @@ def get_engine(name: str) -> Engine:
     return engines()[name]
 
 
-def __getattr__(name: str) -> Any:
-    if name == "ENGINES":
-        return engines()
-    raise AttributeError(f"module 'harness.engines' has no attribute {name!r}")
-
-
-__all__ = ["ENGINES", "engines", "get_engine"]
+__all__ = ["engines", "get_engine"]

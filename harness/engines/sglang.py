@@ -74,7 +74,8 @@ class SGLangEngine(Engine):
         for prompt in prompts:
             answer = post_json(base_url + "/generate", {"text": prompt, "sampling_params": {
                 "max_new_tokens": 32, "temperature": 0}})
-            meta = (answer[0] if isinstance(answer, list) and answer else answer or {}).get("meta_info", {})
+            body = answer[0] if isinstance(answer, list) and answer else answer
+            meta = body.get("meta_info") if isinstance(body, dict) else None  # any other shape: no figure
             value = meta.get("spec_accept_length") if isinstance(meta, dict) else None
             if isinstance(value, (int, float)):
                 figures.append(round(float(value), 4))
