@@ -46,6 +46,8 @@ SIGNATURES = (
         r"size mismatch for|param_data\.shape == loaded_weight\.shape|shape mismatch|"
         # SGLang 0.5.17's weight_loader assertion (seen on the rig: a packed eh_proj built, a BF16 one stored).
         r"param\.shape=torch\.Size\(\[[\d, ]+\]\) param\.dtype=\S+ loaded_weight\.shape=|"
+        # copy_with_check (0.5.17, 0.5.23; seen on the rig: a Kimi q/kv projection built packed, stored BF16).
+        r"target\.shape=torch\.Size\(\[[\d, ]+\]\), loaded_weight\.shape=torch\.Size|"
         r"Attempted to load weight \(torch\.Size\(\[[\d, ]+\]\)\) into parameter \(torch\.Size"), fatal=True),
     # A stored tensor the built model has no parameter for: the checkpoint stores a module quantized (its
     # scales) that the config makes SGLang build unquantized (seen on the rig: a NextN draft built BF16).
