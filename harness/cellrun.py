@@ -300,6 +300,7 @@ def _assemble(cell: Cell, engine: Engine, server: ServerProcess, measured: _Meas
     report = engine.parse_log(log_lines)
     report.device_peak_gib = peaks
     report.sampler = source
+    report.shared_device = not options.exclusive_devices
     error = measured.error
     if error is None and stopped.survivors:
         error = CellError("teardown_survivors", f"processes survived teardown: {list(stopped.survivors)}",

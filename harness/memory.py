@@ -109,6 +109,9 @@ class MemoryReport:
     unparsed: list[str] = field(default_factory=list)
     device_peak_gib: dict[str, float] = field(default_factory=dict)  # from the sampler, per device
     sampler: str = ""  # the sampler's source: "nvml", "rocm-smi", ..., or "process-tree-rss"
+    # Other servers shared the device (--share-gpus): figures SGLang takes as a drop in the device's free memory
+    # (weights' and graphs' `mem usage`) count their allocations too (on the rig: -7.65 GiB of weights).
+    shared_device: bool = False
 
     def rank(self, label: str) -> RankMemory:
         if label not in self.ranks:
@@ -122,10 +125,10 @@ class MemoryReport:
     def gated(self) -> dict[str, float]:
         """The gate's memory metrics (keys of harness.metrics without 'memory.'), max over ranks."""
         figures = {
-            "weights_gib": self._max("weights_gib"),
-            "load_peak_gib": self._max("load_peak_gib"),
-            "kv_cache_gib": self._max("kv_cache_gib"),
-            "graph_gib": self._max("graph_gib"),
+            "weights_gib": None if self.shared_device else self._max("weights_gib"),
+            "load_peak_gib": self._max("load_peak_gib"),  # torch's allocator: the process's own
+            "kv_cache_gib": self._max("kv_cache_gib"),  # tokens x bytes per token
+            "graph_gib": None if self.shared_device else self._max("graph_gib"),
         }
         peak = max(self.device_peak_gib.values()) if self.device_peak_gib else None
         figures["host_rss_peak_gib" if self.sampler == "process-tree-rss" else "device_peak_gib"] = peak

@@ -50,6 +50,16 @@ def test_healthy_server_is_measured_and_torn_down(tmp_path):
     assert_nothing_survives(tmp_path)
 
 
+def test_a_shared_device_keeps_no_free_memory_deltas(tmp_path):
+    # --share-gpus: SGLang's `mem usage` of the weights is a drop in the device's free memory, which other
+    # servers' allocations move too; the KV pool (tokens x bytes) stays.
+    result = run_cell(fake_cell(tmp_path, tp=2), tmp_path / "run", RunOptions(exclusive_devices=False))
+    assert result.status == "ok" and result.memory_report["shared_device"] is True
+    assert "weights_gib" not in result.memory and result.memory["kv_cache_gib"] == 20.0
+    assert max(rank["weights_gib"] for rank in result.memory_report["ranks"].values()) == 40.1  # still reported
+    assert_nothing_survives(tmp_path)
+
+
 def test_crash_during_load_ends_the_wait_at_once(tmp_path):
     result = run(tmp_path, fake_cell(tmp_path, "crash_during_load", launch_s=60))
     assert result.status == "infra_error" and result.error.cause == "crash"
