@@ -15,8 +15,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any, TextIO
 
 REDACTED = "[redacted]"
-# TOKENIZERS_PARALLELISM and friends name tokenizers, not tokens.
-_SECRET_KEY = re.compile(r"TOKEN(?!IZER)|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
+# TOKENIZERS_PARALLELISM and friends name tokenizers, not tokens; a plural names a count (`--max-total-tokens`,
+# `--speculative-num-draft-tokens`: both were hidden in the rig's server logs).
+_SECRET_KEY = re.compile(r"TOKEN(?!IZER|S)|KEY|SECRET|PASSWORD|PASSWD|CREDENTIAL", re.IGNORECASE)
 # Shorter values are redacted by key only: replacing "true" or "1234" in free text would corrupt figures.
 MIN_SCANNED_LENGTH = 6
 

@@ -449,6 +449,15 @@ def test_secrets_never_reach_an_artifact_or_the_console(tmp_path, monkeypatch, c
     assert_nothing_survives(tmp_path)
 
 
+def test_token_counts_are_figures_not_secrets():
+    from harness.secrets import REDACTED, redact_argv
+
+    argv = ["--speculative-num-draft-tokens", "4", "--max-total-tokens=4096", "--hf-token", "hf_x", "--api-key=k",
+            "--max-prefill-tokens", "16384"]
+    assert redact_argv(argv) == ["--speculative-num-draft-tokens", "4", "--max-total-tokens=4096", "--hf-token",
+                                 REDACTED, f"--api-key={REDACTED}", "--max-prefill-tokens", "16384"]
+
+
 # --- 10. --run-id is a plain name ---------------------------------------------------------------------
 
 @pytest.mark.parametrize("run_id", ["../../escaped", "/tmp/absolute-run", "a/b", "..", ".hidden", "x\ny"])
