@@ -11,14 +11,17 @@
 # `tp` runs suite gpu-sglang-tp (TP 1/2/4 packed on a 4-GPU host, and #23973 at TP 4);
 # `a+b` runs two stages at once (both share the GPU: neither may be `main`).
 # FIXES_CELLS: glob patterns restricting `fixes`.
-# MAIN_CELLS: glob patterns (space-separated) restricting `main`: a suite too long for one device call runs in
-# parts, joined afterwards with `harness merge`. BUDGET: seconds for the whole script (a device call is cut at
-# 600 s); each stage is interrupted (SIGINT: harness tears down and saves what it measured) before it runs out.
+# MAIN_CELLS: glob patterns (space-separated) restricting `main`. BUDGET: seconds for the whole script (a device
+# call is cut at 600 s); each stage is interrupted (SIGINT: harness tears down and saves what it measured)
+# before it runs out. RIG_ID names the rig's run (default: the script's start time): called again with the same
+# RIG_ID on a warm machine, a stage whose run directory exists is resumed (`harness run --resume`: finished
+# cells kept, the rest run), so one run of the rig may span several device calls.
 # Writes to $OUT (the device tool brings back 8 files): <stage>.results.json, run.log, preflight.txt,
 # logs.tar.gz (every run directory: summaries, server logs; the bundle's prepare.log), and for `numerics`
 # numerics.tar.gz (the promoted reference and its baseline file).
 set -uo pipefail
 T0=$(date +%s)
+RIG_ID=${RIG_ID:-$T0}
 BUDGET=${BUDGET:-560}
 STAGES=${STAGES:-fixes main}
 OUT=${OUT:-/tmp/rig-out}
@@ -58,36 +61,40 @@ if [ "${PREFLIGHT:-1}" = 1 ]; then
   done
 fi
 
-run_stage() {  # name, suite, extra args...
-  local name=$1 suite=$2; shift 2
-  local budget=$(( $(left) - 25 ))
+run_stage() {  # name, suite, cell patterns (space-separated, may be empty), run flags...
+  local name=$1 suite=$2 patterns=$3; shift 3
+  local budget=$(( $(left) - 25 )) run_dir="$REPORTS/$name-$RIG_ID" what=()
   [ "$budget" -gt 30 ] || { say "no time left for $name"; return; }
-  say "stage $name: harness run --suite $suite $* (at most ${budget}s)"
-  timeout -s INT -k 20 "$budget" python3 -m harness run --suite "$suite" --reports-dir "$REPORTS" \
-    --run-id "$name-$T0" "$@"
+  if [ -f "$run_dir/plan.json" ]; then
+    what=(--resume "$run_dir")  # the recorded plan decides the cells
+  else
+    what=(--suite "$suite" --run-id "$name-$RIG_ID")
+    local pattern cell_patterns=()
+    read -ra cell_patterns <<< "$patterns"  # split on spaces, never globbed
+    for pattern in "${cell_patterns[@]}"; do what+=(--cell "$pattern"); done
+  fi
+  say "stage $name: harness run ${what[*]} $* (at most ${budget}s)"
+  timeout -s INT -k 20 "$budget" python3 -m harness run --reports-dir "$REPORTS" "${what[@]}" "$@"
   say "stage $name: exit $?"
-  cp "$REPORTS/$name-$T0/results.json" "$OUT/$name.results.json" 2>/dev/null
+  cp "$run_dir/results.json" "$OUT/$name.results.json" 2>/dev/null
 }
 numerics_stage() {
-  run_stage numerics-ref gpu-sglang-numerics --cell 'tiny-qwen3/bf16/*' --share-gpus 2
+  run_stage numerics-ref gpu-sglang-numerics 'tiny-qwen3/bf16/*' --share-gpus 2
   # Promotes the reference where none is stored yet (a stored one is kept: replacing it needs --force);
   # the FP8 cell then measures against whichever is stored.
-  python3 -m harness baseline update --from "$REPORTS/numerics-ref-$T0" --cell 'tiny-qwen3/bf16/*'
-  run_stage numerics gpu-sglang-numerics --cell 'tiny-qwen3/quark-fp8/*' --share-gpus 2
+  python3 -m harness baseline update --from "$REPORTS/numerics-ref-$RIG_ID" --cell 'tiny-qwen3/bf16/*'
+  run_stage numerics gpu-sglang-numerics 'tiny-qwen3/quark-fp8/*' --share-gpus 2
   tar -czf "$OUT/numerics.tar.gz" baselines/gpu-sglang-numerics.yaml baselines/references/gpu-sglang-numerics \
     2>/dev/null
 }
 one_stage() {
-  local cells=()
   case $1 in
     # --no-preflight: every checkpoint is loaded, whatever preflight predicts (preflight.txt holds that).
-    fixes) for pattern in ${FIXES_CELLS:-}; do cells+=(--cell "$pattern"); done
-           run_stage fixes gpu-sglang-fixes --share-gpus 8 --no-preflight "${cells[@]}" ;;
-    main) for pattern in ${MAIN_CELLS:-}; do cells+=(--cell "$pattern"); done
-          run_stage main gpu-sglang "${cells[@]}" ;;
+    fixes) run_stage fixes gpu-sglang-fixes "${FIXES_CELLS:-}" --share-gpus 8 --no-preflight ;;
+    main) run_stage main gpu-sglang "${MAIN_CELLS:-}" ;;
     numerics) numerics_stage ;;
     # Issue 16, on a host of 4 GPUs (nvidia-h200-x4): every cell on its own GPUs, packed.
-    tp) run_stage tp gpu-sglang-tp ;;
+    tp) run_stage tp gpu-sglang-tp "" ;;
   esac
 }
 for stage in $STAGES; do

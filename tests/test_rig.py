@@ -107,6 +107,8 @@ def test_ngram_cell_asks_sglang_for_ngram_drafts():
     ("ValueError: Found different quantization schemes for ['q_a_proj', 'kv_a_proj_with_mqa'] in "
      "language_model.model.layers.1.self_attn.fused_qkv_a_proj_with_mqa. SGLang requires all to use the same "
      "scheme.", "fused_shard_disagreement"),
+    ("AssertionError: target.shape=torch.Size([512, 256]), loaded_weight.shape=torch.Size([512, 512])",
+     "weight_shape_mismatch"),
 ])
 def test_rig_failure_classes(line, cause):
     lines = ["[2026-11-29 14:00:00] Scheduler hit an exception: Traceback (most recent call last):", line]
@@ -177,7 +179,7 @@ def test_real_rig_logs_classify_as_recorded(row):
 def test_every_rig_log_is_in_the_table():
     named = {row["log"] for row in rig_outcomes()["cells"] + rig_outcomes()["classified"]}
     fix_logs = {path.name for path in (RIG / "logs").glob("*.log")
-                if path.name.startswith(("fixes.", "call"))}
+                if path.name.startswith(("fixes.", "call", "early."))}
     assert fix_logs == named
 
 
@@ -270,3 +272,47 @@ def test_the_speculative_probe_reads_generates_meta_info(monkeypatch):
     monkeypatch.setattr(sglang, "post_json", lambda url, body, **kw: next(answers))
     assert SGLANG.spec_probe("http://127.0.0.1:1", ["a", "b"]) == {
         "requests": 2, "per_request": [3.2857, 2.75], "mean_accept_length": 3.0179}
+
+
+# --- the README's rig tables: rendered from the recorded run (benchmarks/rig-runs/) -------------------------
+
+RECORD = ROOT / "benchmarks" / "rig-runs" / "2026-11-29-r2"
+
+
+def test_preflight_text_parses_rules_with_nested_parentheses():
+    from harness.rig.tables import parse_preflight
+
+    text = ("a/quark-fp8/mtp/tp1  (/x/a)  [SGLang 0.5.17 loader]\n"
+            "  FAIL            quark-fp8-shared-experts (deepseek_v2.py (0.5.17)): m is QuarkW8A8Fp8\n"
+            "  PASS            glm5-mxfp4-mtp (#23219): fine\n"
+            "b/fp8/none/tp1  (/x/b)  [SGLang 0.5.17 loader]\n"
+            "  NOT_APPLICABLE  qwen3-next-fp8-skip (#23973): not FP8\n")
+    predictions = parse_preflight(text)
+    assert predictions["a/quark-fp8/mtp/tp1"].failures == ("quark-fp8-shared-experts: m is QuarkW8A8Fp8",)
+    assert predictions["b/fp8/none/tp1"].verdict == "PASS"
+    assert predictions["a/quark-fp8/mtp/tp1"].loader == "SGLang 0.5.17 loader"
+
+
+def test_the_recorded_run_agrees_on_every_checkpoint():
+    from harness.rig.tables import fix_rows, parse_preflight
+
+    fixes = json.loads((RECORD / "fixes.results.json").read_text())
+    rows = fix_rows(fixes, parse_preflight((RECORD / "preflight.txt").read_text()))
+    assert len(rows) == 13 and all(row.agrees for row in rows)
+    assert {row.prediction.loader for row in rows} == {"SGLang 0.5.17 loader"}
+    # One cause was learned after the run (copy_with_check's assertion); the table says both.
+    assert [(row.recorded_cause, row.cause) for row in rows if row.recorded_cause != row.cause] == [
+        ("scheduler_exception", "weight_shape_mismatch")]
+    outcomes = {row["cell"]: row for row in rig_outcomes()["cells"]}
+    for row in rows:  # the fixture table (replayed above from the logs) is this run's
+        assert outcomes[row.cell]["sglang"] == ("loaded" if row.loaded else "failed")
+        assert outcomes[row.cell].get("cause") == row.cause
+
+
+def test_the_readme_shows_the_recorded_run():
+    from harness.rig.checkpoints import VARIANTS
+    from harness.rig.tables import render
+
+    figures, fixes = render(RECORD, {variant.id: variant.what for variant in VARIANTS}).split("\n\n", 1)
+    readme = (ROOT / "README.md").read_text()
+    assert figures in readme and fixes in readme

@@ -350,8 +350,9 @@ def _kimi_quark(edit: Callable[[list[str]], list[str]]) -> Callable[[Path, Path]
         quant = json.loads((out / "config.json").read_text())["quantization_config"]
         named = [KIMI_PREFIX + e for e in quant.get("exclude", []) if ".mlp.experts." not in e]
         quant["exclude"] = edit(named + GENERIC_EXCLUDE[2:])
+        # The text config keeps its architectures: DeepseekV3ForCausalLM reads text_config.architectures[0]
+        # while deciding shared-expert fusion (without it the wrapper failed to build on the rig).
         text = {**dsv3_config(), "num_nextn_predict_layers": 0, "model_type": "kimi_k2"}
-        text.pop("architectures")
         config = {"architectures": ["KimiK25ForConditionalGeneration"], "model_type": "kimi_k25",
                   "torch_dtype": "bfloat16", "text_config": text, "vision_config": kimi_vision_config(),
                   "media_placeholder_token_id": 77, "pad_token_id": 0, "bos_token_id": 1, "eos_token_id": 2,

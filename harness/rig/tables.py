@@ -1,0 +1,152 @@
+"""The README's two rig tables, rendered from one run's record (benchmarks/rig-runs/<run>/): the figures of
+suite gpu-sglang per cell, and the fix table (what preflight predicted for each checkpoint of gpu-sglang-fixes
+beside what real SGLang did with it). Pure functions over the record's files; `python -m harness.rig tables DIR`.
+
+A record holds what benchmarks/gpu_sglang_run.sh brought back: main.results.json, fixes.results.json and
+preflight.txt (`harness preflight` of both suites on the GPU machine, the release it probed).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.engines.failures import LOAD_REGRESSION_CAUSES, classify
+
+_CELL_LINE = re.compile(r"^(?P<cell>\S+/\S+/\S+/tp\d+)\s+\((?P<path>[^)]*)\)\s+\[(?P<loader>[^\]]*)\]$")
+# `  FAIL            quark-fp8-shared-experts (deepseek_v2.py (0.5.17)): reason`
+_RULE_LINE = re.compile(r"^  (?P<outcome>[A-Z_]+)\s+(?P<fix>\S+) \((?P<source>.*?)\): (?P<reason>.*)$")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    cell: str
+    loader: str  # "SGLang 0.5.17 loader"
+    failures: tuple[str, ...]  # "fix: reason" of every FAIL
+
+    @property
+    def verdict(self) -> str:
+        return "FAIL" if self.failures else "PASS"
+
+
+@dataclass(frozen=True)
+class FixRow:
+    cell: str
+    checkpoint: str  # the `local:` variant id
+    prediction: Prediction
+    loaded: bool
+    recorded_cause: str | None  # what the run's classifier said
+    cause: str | None  # what today's classifier reads in the same log tail
+    message: str | None  # the line that names it
+
+    @property
+    def agrees(self) -> bool:
+        """A load matches a PASS; a load failure of the loading stack matches a FAIL. Anything else (a failure
+        of another kind, or none of either) is a disagreement: preflight claims nothing about it."""
+        if self.loaded:
+            return self.prediction.verdict == "PASS"
+        return self.cause in LOAD_REGRESSION_CAUSES and self.prediction.verdict == "FAIL"
+
+
+def parse_preflight(text: str) -> dict[str, Prediction]:
+    """`harness preflight` output (text) per cell: its loader and FAIL lines."""
+    predictions: dict[str, Prediction] = {}
+    cell, loader, failures = None, "", []
+    for line in text.splitlines():
+        header = _CELL_LINE.match(line)
+        if header:
+            if cell:
+                predictions[cell] = Prediction(cell, loader, tuple(failures))
+            cell, loader, failures = header["cell"], header["loader"], []
+            continue
+        rule = _RULE_LINE.match(line)
+        if rule and cell and rule["outcome"] == "FAIL":
+            failures.append(f"{rule['fix']}: {rule['reason']}")
+    if cell:
+        predictions[cell] = Prediction(cell, loader, tuple(failures))
+    return predictions
+
+
+def _checkpoint_of(cell: dict[str, Any]) -> str:
+    return "/".join(Path(cell["cell"]["model_path"]).parts[-2:])
+
+
+def fix_rows(fixes: dict[str, Any], predictions: dict[str, Prediction]) -> list[FixRow]:
+    rows = []
+    for cell in fixes["cells"]:
+        error = cell.get("error") or {}
+        cause, message = error.get("cause"), error.get("message")
+        if error:  # the classifier may have learned a signature since: read the recorded tail again
+            failure = classify([message or "", *(error.get("log_tail") or "").splitlines()], exited=True)
+            if failure is not None and failure.cause != cause:
+                cause, message = failure.cause, failure.message
+        rows.append(FixRow(cell=cell["cell_id"], checkpoint=_checkpoint_of(cell),
+                           prediction=predictions[cell["cell_id"]], loaded=cell["status"] == "ok",
+                           recorded_cause=error.get("cause"), cause=cause, message=message))
+    return rows
+
+
+def _gib(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f} s"
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|")
+
+
+def figures_table(main: dict[str, Any]) -> str:
+    lines = ["| cell (suite gpu-sglang) | status | accuracy (questions) | accept length (server avg / per-request "
+             "probe) | memory: weights / KV cache (log), NVML device peak, GiB | launch to ready | eval | teardown |",
+             "|---|---|---|---|---|---|---|---|"]
+    for cell in main["cells"]:
+        accuracy = (cell.get("evals") or {}).get("gsm8k", {}).get("metrics", {}).get("accuracy")
+        asked = accuracy["n"] if accuracy else 0
+        score = f"{accuracy['value']:.3f} ({asked})" if accuracy and asked else "-"
+        spec = cell.get("spec") or {}
+        probe = (spec.get("per_request") or {}).get("mean_accept_length")
+        accept = "-" if cell.get("accept_length") is None else (
+            f"{cell['accept_length']:.2f} / " + ("-" if probe is None else f"{probe:.2f}"))
+        memory = cell.get("memory") or {}
+        timings = cell.get("timings") or {}
+        error = cell.get("error") or {}
+        status = "ok" if cell["status"] == "ok" else f"{cell['status']}: {error.get('cause')} (`{error.get('message')}`)"
+        lines.append(f"| `{cell['cell_id']}` | {_cell(status)} | {score} | {accept} | "
+                     f"{_gib(memory.get('weights_gib'))} / {_gib(memory.get('kv_cache_gib'))} / "
+                     f"{_gib(memory.get('device_peak_gib'))} | {_seconds(timings.get('launch_to_ready_s'))} | "
+                     f"{_seconds(timings.get('eval_s'))} | {_seconds(timings.get('teardown_s'))} |")
+    return "\n".join(lines)
+
+
+def fix_table(rows: list[FixRow], describe: dict[str, str] | None = None) -> str:
+    describe = describe or {}
+    lines = ["| checkpoint (`local:` variant) | preflight predicted | SGLang 0.5.17 did | harness classified | agree |",
+             "|---|---|---|---|---|"]
+    for row in rows:
+        what = f" ({describe[row.checkpoint]})" if row.checkpoint in describe else ""
+        predicted = row.prediction.verdict + (": " + "; ".join(row.prediction.failures) if row.prediction.failures
+                                              else "")
+        did = "loaded" if row.loaded else f"`{row.message}`"
+        classified = "ok" if row.loaded else (
+            f"{row.cause} ({'REGRESSED' if row.cause in LOAD_REGRESSION_CAUSES else 'INFRA ERROR'})")
+        if row.recorded_cause != row.cause:
+            classified += f"; the run said {row.recorded_cause}"
+        lines.append(f"| `{row.checkpoint}`{_cell(what)} | {_cell(predicted)} | {_cell(did)} | {classified} | "
+                     f"{'yes' if row.agrees else 'NO'} |")
+    agreed = sum(row.agrees for row in rows)
+    lines.append("")
+    lines.append(f"Agreement: {agreed} of {len(rows)} checkpoints.")
+    return "\n".join(lines)
+
+
+def render(record: Path, describe: dict[str, str] | None = None) -> str:
+    main = json.loads((record / "main.results.json").read_text(encoding="utf-8"))
+    fixes = json.loads((record / "fixes.results.json").read_text(encoding="utf-8"))
+    predictions = parse_preflight((record / "preflight.txt").read_text(encoding="utf-8"))
+    return figures_table(main) + "\n\n" + fix_table(fix_rows(fixes, predictions), describe) + "\n"
