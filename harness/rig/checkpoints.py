@@ -417,6 +417,9 @@ VARIANTS: tuple[Variant, ...] = (
             _dsv3_quark("fp8", mtp_stored="bf16", mtp_config="bare")),
     Variant("tiny-dsv3", "quark-fp8-shared-excluded", "amd-quark FP8, the shared experts excluded, the MTP layer "
             "excluded", _dsv3_quark("fp8", mtp_stored="bf16", mtp_config="bare", extra=("*shared_experts*",))),
+    Variant("tiny-dsv3", "quark-fp8-mtp-quantized", "amd-quark FP8, the shared experts excluded, the MTP layer "
+            "quantized (eh_proj FP8)", _dsv3_quark("fp8", mtp_stored="quantized", mtp_config="none",
+                                                    extra=("*shared_experts*",))),
     Variant("tiny-qwen3-next", "fp8-ba-skipped", "block FP8, in_proj_ba in modules_to_not_convert (BF16)",
             _qwen3_next_fp8(skip_ba=True)),
     Variant("tiny-qwen3-next", "fp8-ba-quantized", "block FP8, in_proj_ba quantized (2 x 4 outputs, block 128)",
