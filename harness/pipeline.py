@@ -510,8 +510,6 @@ def merge(runs: list[Path], *, run_id: str | None, suites_dir: Path, baselines_d
 
 def print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
     """Per cell, the exact server argv and environment a run would launch; launches nothing."""
-    import shlex
-
     from harness import secrets
     from harness.cellrun import materialize, server_command
     from harness.engines import get_engine
@@ -527,5 +525,5 @@ def print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
         print(cell.describe())
         for key, value in sorted(secrets.redact_env(command.env).items()):
             print(f"  env  {key}={value}")
-        print(f"  argv {shlex.join(secrets.redact_argv(command.argv))}")
+        print(f"  argv {command.display()}")
     print(f"\n{plural(len(cells), 'cell')}; nothing launched (a real run picks a free port instead of {DRY_RUN_PORT})")

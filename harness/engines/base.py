@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness import secrets
 from harness.engines.logs import PARSERS
 from harness.memory import MemoryReport
 
@@ -26,8 +27,12 @@ class ServerCommand:
     host: str = LOCALHOST
     port: int = 0
 
+    def shown_argv(self) -> list[str]:
+        """The argv as harness writes or prints it anywhere: the values of secret-looking flags redacted."""
+        return secrets.redact_argv(self.argv)
+
     def display(self) -> str:
-        return shlex.join(self.argv)
+        return shlex.join(self.shown_argv())
 
     @property
     def base_url(self) -> str:

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import collections
 import os
-import shlex
 import signal
 import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -67,7 +67,8 @@ class ServerProcess:
     started: float
     # psutil.Process objects, not pids: they check the create time, so a reused pid is never signalled.
     known: dict[int, psutil.Process] = field(default_factory=dict)
-    server_id: str = ""  # the marker in its environment and the name of its leftovers record
+    # Its leftovers record (harness.engines.leftovers): the marker in its environment, its session, start time.
+    record: dict[str, Any] | None = None
 
     @property
     def pid(self) -> int:
@@ -97,9 +98,8 @@ def launch(command: ServerCommand, log_path: Path, *, ready_line: str | None) ->
     Raises OSError when the server cannot be started at all (no such interpreter, not executable)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
     secrets.register_env(command.env)
-    shown = shlex.join(secrets.redact_argv(command.argv))
     with open(log_path, "w", encoding="utf-8") as log:
-        log.write(f"# harness: {shown}\n")
+        log.write(f"# harness: {command.display()}\n")
         for key, value in sorted(secrets.redact_env(command.env).items()):
             log.write(f"# harness: env {key}={value}\n")
     server_id = leftovers.new_server_id()
@@ -107,10 +107,10 @@ def launch(command: ServerCommand, log_path: Path, *, ready_line: str | None) ->
         list(command.argv), env={**os.environ, **command.env, leftovers.MARKER: server_id},
         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True,
     )
-    leftovers.record(server_id, process.pid, secrets.redact_argv(command.argv), log_path.parent)
+    record = leftovers.record(server_id, process.pid, command.shown_argv(), log_path.parent)
     watcher = LogWatcher(process.stdout, log_path, ready_line)
     watcher.start()
-    server = ServerProcess(command, process, log_path, watcher, time.monotonic(), server_id=server_id)
+    server = ServerProcess(command, process, log_path, watcher, time.monotonic(), record=record)
     server.remember_tree()
     return server
 
@@ -184,11 +184,8 @@ def teardown(server: ServerProcess, *, grace_s: float = 5.0, kill_wait_s: float 
     """Interrupt, terminate, then kill the whole tree; report any process that survived."""
     start = time.monotonic()
     server.remember_tree()
-    if server.server_id:  # and whatever carries its marker, wherever it went (setsid, double fork)
-        marked = leftovers.processes_of({"server_id": server.server_id, "session": server.pid,
-                                         "create_time": server.known[server.pid].create_time()
-                                         if server.pid in server.known else None, "started": 0})
-        for process in marked:
+    if server.record:  # and whatever carries its marker, wherever it went (setsid, double fork)
+        for process in leftovers.processes_of(server.record):
             server.known.setdefault(process.pid, process)
     signals_sent: list[str] = []
     for sig, wait in ((signal.SIGINT, grace_s), (signal.SIGTERM, grace_s), (signal.SIGKILL, kill_wait_s)):
@@ -213,8 +210,8 @@ def teardown(server: ServerProcess, *, grace_s: float = 5.0, kill_wait_s: float 
         exit_code = None
     server.watcher.join(timeout=2.0)
     survivors = tuple(sorted(p.pid for p in _living(server.known)))
-    if not survivors and server.server_id:
-        leftovers.forget(server.server_id, server.log_path.parent)
+    if not survivors and server.record:
+        leftovers.forget(server.record["server_id"], server.log_path.parent)
     return TeardownReport(round(time.monotonic() - start, 3), tuple(signals_sent), survivors, exit_code)
 
 
