@@ -123,15 +123,12 @@ def _parse_entry(metric: str, value: Any, where: Where, baselines_dir: Path) -> 
         raise where.key("ceiling").error(f"{kind.value} metrics take a floor, not a ceiling")
     if entry_value is None and floor is None and ceiling is None:
         raise where.error("an entry needs a value, a floor or a ceiling")
-    n = None if doc.get("n") is None else strict.integer(doc["n"], where.key("n"), minimum=1)
+    n = _count(doc, where)
     protocol = None
     if kind is MetricKind.ACCURACY:
         if entry_value is not None and n is None:
             raise where.key("n").error("an accuracy value needs the number of questions it was measured on")
-        if "protocol" not in doc:
-            raise where.error("missing required key 'protocol' (an accuracy means nothing without it)")
-        protocol = strict.mapping(doc["protocol"], where.key("protocol"), allowed=PROTOCOL_KEYS,
-                                  required=("eval", "protocol"))
+        protocol = _protocol(doc, where, "an accuracy")
     elif "protocol" in doc:
         raise where.key("protocol").error(f"only accuracy metrics have a protocol, not {metric}")
     outcomes_file = doc.get("outcomes")
@@ -159,13 +156,10 @@ def _parse_divergence_entry(metric: str, doc: dict[str, Any], where: Where, base
         raise where.key("floor").error("divergence metrics take a ceiling, not a floor (lower is better)")
     if entry_value is None and ceiling is None:
         raise where.error("an entry needs a value or a ceiling")
-    n = None if doc.get("n") is None else strict.integer(doc["n"], where.key("n"), minimum=1)
+    n = _count(doc, where)
     if entry_value is not None and n is None:
         raise where.key("n").error("a divergence value needs the number of items it was measured on")
-    if "protocol" not in doc:
-        raise where.error("missing required key 'protocol' (a divergence means nothing without it)")
-    protocol = strict.mapping(doc["protocol"], where.key("protocol"), allowed=PROTOCOL_KEYS,
-                              required=("eval", "protocol"))
+    protocol = _protocol(doc, where, "a divergence")
     values_file = None if doc.get("outcomes") is None else strict.string(doc["outcomes"], where.key("outcomes"))
     values = None
     if values_file is not None:
@@ -178,6 +172,17 @@ def _parse_divergence_entry(metric: str, doc: dict[str, Any], where: Where, base
     return BaselineEntry(metric=metric, provenance=_parse_provenance(doc["provenance"], where.key("provenance")),
                          value=entry_value, n=n, ceiling=ceiling, protocol=protocol, outcomes_file=values_file,
                          values=values)
+
+
+def _count(doc: dict[str, Any], where: Where) -> int | None:
+    return None if doc.get("n") is None else strict.integer(doc["n"], where.key("n"), minimum=1)
+
+
+def _protocol(doc: dict[str, Any], where: Where, what: str) -> dict[str, Any]:
+    """The protocol an accuracy or divergence figure was measured with: required, strict."""
+    if "protocol" not in doc:
+        raise where.error(f"missing required key 'protocol' ({what} means nothing without it)")
+    return strict.mapping(doc["protocol"], where.key("protocol"), allowed=PROTOCOL_KEYS, required=("eval", "protocol"))
 
 
 def _parse_provenance(value: Any, where: Where) -> Provenance:
