@@ -65,6 +65,14 @@ def wait_for_log(path: Path, text: str, timeout_s: float = 60) -> None:
     pytest.fail(f"{path} never said {text!r}")
 
 
+def start_until_ready(root: Path, run_id: str) -> tuple[subprocess.Popen, Path]:
+    """`harness run` of the fake suite in the background, returned once its server is ready."""
+    process = start_harness(root, "--run-id", run_id)
+    cell_dir = root / "reports" / run_id / "cells" / CELL_DIR
+    wait_for_log(cell_dir / "server.log", "ready to roll")
+    return process, cell_dir
+
+
 def finish(process: subprocess.Popen, timeout_s: float = 90) -> tuple[str, str]:
     try:
         return process.communicate(timeout=timeout_s)
@@ -93,9 +101,7 @@ def reports_written(run_dir: Path) -> dict:
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_signal_mid_eval_tears_down_saves_and_reports(tmp_path, sig):
     root = suite_with_eval(tmp_path, latency_s=0.5, questions=60)
-    process = start_harness(root, "--run-id", "sig")
-    cell_dir = root / "reports" / "sig" / "cells" / CELL_DIR
-    wait_for_log(cell_dir / "server.log", "ready to roll")
+    process, cell_dir = start_until_ready(root, "sig")
     time.sleep(1.5)  # mid-eval: some questions answered, most not
     process.send_signal(sig)
     out, err = finish(process)
@@ -112,9 +118,7 @@ def test_a_second_signal_during_teardown_does_not_cut_it_short(tmp_path):
     # Stubborn children ignore SIGINT and SIGTERM: teardown takes its grace periods, and a second SIGTERM
     # arrives in the middle of them.
     root = suite_with_eval(tmp_path, latency_s=0.5, questions=60, scenario="stubborn_children")
-    process = start_harness(root, "--run-id", "twice")
-    cell_dir = root / "reports" / "twice" / "cells" / CELL_DIR
-    wait_for_log(cell_dir / "server.log", "ready to roll")
+    process, cell_dir = start_until_ready(root, "twice")
     time.sleep(1.0)
     process.send_signal(signal.SIGTERM)
     wait_for_log(cell_dir / "server.log", "Received SIGINT")  # teardown under way
@@ -133,9 +137,7 @@ def test_a_second_signal_during_teardown_does_not_cut_it_short(tmp_path):
 
 def test_servers_of_a_sigkilled_harness_are_torn_down_by_the_next_run(tmp_path):
     root = suite_with_eval(tmp_path, latency_s=0.5, questions=60, scenario="stubborn_children")
-    process = start_harness(root, "--run-id", "killed")
-    cell_dir = root / "reports" / "killed" / "cells" / CELL_DIR
-    wait_for_log(cell_dir / "server.log", "ready to roll")
+    process, cell_dir = start_until_ready(root, "killed")
     process.kill()  # SIGKILL: no teardown, no report
     finish(process)
     time.sleep(0.5)
