@@ -280,7 +280,7 @@ RECORD = ROOT / "benchmarks" / "rig-runs" / "2026-11-29-r2"
 
 
 def test_preflight_text_parses_rules_with_nested_parentheses():
-    from harness.rig.tables import parse_preflight
+    from harness.report.rig import parse_preflight
 
     text = ("a/quark-fp8/mtp/tp1  (/x/a)  [SGLang 0.5.17 loader]\n"
             "  FAIL            quark-fp8-shared-experts (deepseek_v2.py (0.5.17)): m is QuarkW8A8Fp8\n"
@@ -294,7 +294,7 @@ def test_preflight_text_parses_rules_with_nested_parentheses():
 
 
 def test_the_recorded_run_agrees_on_every_checkpoint():
-    from harness.rig.tables import fix_rows, parse_preflight
+    from harness.report.rig import fix_rows, parse_preflight
 
     fixes = json.loads((RECORD / "fixes.results.json").read_text())
     rows = fix_rows(fixes, parse_preflight((RECORD / "preflight.txt").read_text()))
@@ -310,9 +310,19 @@ def test_the_recorded_run_agrees_on_every_checkpoint():
 
 
 def test_the_readme_shows_the_recorded_run():
+    from harness.report.rig import render
     from harness.rig.checkpoints import VARIANTS
-    from harness.rig.tables import render
 
     figures, fixes = render(RECORD, {variant.id: variant.what for variant in VARIANTS}).split("\n\n", 1)
     readme = (ROOT / "README.md").read_text()
     assert figures in readme and fixes in readme
+
+
+def test_a_server_message_cannot_break_the_fix_table():
+    from harness.report.rig import FixRow, Prediction, fix_table
+
+    row = FixRow(cell="c/q/none/tp1", checkpoint="m/v", prediction=Prediction("c/q/none/tp1", "SGLang 0.5.17 loader",
+                 ("rule: why",)), loaded=False, recorded_cause="weight_shape_mismatch",
+                 cause="weight_shape_mismatch", message="AssertionError: `a|b` mismatch")
+    line = fix_table([row]).splitlines()[2]
+    assert "``AssertionError: `a\\|b` mismatch``" in line and line.count(" | ") == 4

@@ -1,4 +1,4 @@
-"""`python -m harness.rig build|pack|unpack|headers|tables`: the rig's checkpoints (see harness/rig/__init__.py)."""
+"""`python -m harness.rig build|pack|unpack|headers`: the rig's checkpoints (see harness/rig/__init__.py)."""
 
 from __future__ import annotations
 
@@ -23,8 +23,6 @@ def main() -> None:
     unpack.add_argument("out", type=Path)
     headers = verbs.add_parser("headers", help="config.json and safetensors headers of every checkpoint, as JSON")
     headers.add_argument("out", type=Path)
-    tables = verbs.add_parser("tables", help="the README's rig tables from one run's record (benchmarks/rig-runs/)")
-    tables.add_argument("record", type=Path)
     args = parser.parse_args()
     if args.verb == "build":
         from harness.local.models import source_dir
@@ -43,11 +41,6 @@ def main() -> None:
         from harness.rig.pack import unpack as do_unpack
 
         print(json.dumps({"unpacked": [str(p) for p in do_unpack(args.pack, args.out)]}))
-    elif args.verb == "tables":
-        from harness.rig.checkpoints import VARIANTS
-        from harness.rig.tables import render
-
-        print(render(args.record, {variant.id: variant.what for variant in VARIANTS}), end="")
     else:
         from harness.rig.pack import headers as read_headers
 

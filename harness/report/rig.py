@@ -1,6 +1,6 @@
 """The README's two rig tables, rendered from one run's record (benchmarks/rig-runs/<run>/): the figures of
 suite gpu-sglang per cell, and the fix table (what preflight predicted for each checkpoint of gpu-sglang-fixes
-beside what real SGLang did with it). Pure functions over the record's files; `python -m harness.rig tables DIR`.
+beside what real SGLang did with it). Pure functions over the record's files; `python -m harness.report.rig DIR`.
 
 A record holds what benchmarks/gpu_sglang_run.sh brought back: main.results.json, fixes.results.json and
 preflight.txt (`harness preflight` of both suites on the GPU machine, the release it probed).
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from harness.engines.failures import LOAD_REGRESSION_CAUSES, classify
+from harness.report.markdown import code
 
 _CELL_LINE = re.compile(r"^(?P<cell>\S+/\S+/\S+/tp\d+)\s+\((?P<path>[^)]*)\)\s+\[(?P<loader>[^\]]*)\]$")
 # `  FAIL            quark-fp8-shared-experts (deepseek_v2.py (0.5.17)): reason`
@@ -116,8 +118,8 @@ def figures_table(main: dict[str, Any]) -> str:
         memory = cell.get("memory") or {}
         timings = cell.get("timings") or {}
         error = cell.get("error") or {}
-        status = "ok" if cell["status"] == "ok" else f"{cell['status']}: {error.get('cause')} (`{error.get('message')}`)"
-        lines.append(f"| `{cell['cell_id']}` | {_cell(status)} | {score} | {accept} | "
+        status = "ok" if cell["status"] == "ok" else f"{cell['status']}: {error.get('cause')} ({code(error.get('message'))})"
+        lines.append(f"| `{cell['cell_id']}` | {status} | {score} | {accept} | "
                      f"{_gib(memory.get('weights_gib'))} / {_gib(memory.get('kv_cache_gib'))} / "
                      f"{_gib(memory.get('device_peak_gib'))} | {_seconds(timings.get('launch_to_ready_s'))} | "
                      f"{_seconds(timings.get('eval_s'))} | {_seconds(timings.get('teardown_s'))} |")
@@ -132,12 +134,12 @@ def fix_table(rows: list[FixRow], describe: dict[str, str] | None = None) -> str
         what = f" ({describe[row.checkpoint]})" if row.checkpoint in describe else ""
         predicted = row.prediction.verdict + (": " + "; ".join(row.prediction.failures) if row.prediction.failures
                                               else "")
-        did = "loaded" if row.loaded else f"`{row.message}`"
+        did = "loaded" if row.loaded else code(row.message)
         classified = "ok" if row.loaded else (
             f"{row.cause} ({'REGRESSED' if row.cause in LOAD_REGRESSION_CAUSES else 'INFRA ERROR'})")
         if row.recorded_cause != row.cause:
             classified += f"; the run said {row.recorded_cause}"
-        lines.append(f"| `{row.checkpoint}`{_cell(what)} | {_cell(predicted)} | {_cell(did)} | {classified} | "
+        lines.append(f"| `{row.checkpoint}`{_cell(what)} | {_cell(predicted)} | {did} | {classified} | "
                      f"{'yes' if row.agrees else 'NO'} |")
     agreed = sum(row.agrees for row in rows)
     lines.append("")
@@ -150,3 +152,9 @@ def render(record: Path, describe: dict[str, str] | None = None) -> str:
     fixes = json.loads((record / "fixes.results.json").read_text(encoding="utf-8"))
     predictions = parse_preflight((record / "preflight.txt").read_text(encoding="utf-8"))
     return figures_table(main) + "\n\n" + fix_table(fix_rows(fixes, predictions), describe) + "\n"
+
+
+if __name__ == "__main__":
+    from harness.rig.checkpoints import VARIANTS
+
+    print(render(Path(sys.argv[1]), {variant.id: variant.what for variant in VARIANTS}), end="")
