@@ -276,7 +276,8 @@ def test_the_speculative_probe_reads_generates_meta_info(monkeypatch):
 
 # --- the README's rig tables: rendered from the recorded run (benchmarks/rig-runs/) -------------------------
 
-RECORD = ROOT / "benchmarks" / "rig-runs" / "2026-11-29-r2"
+RECORDS = ROOT / "benchmarks" / "rig-runs"
+RECORD = RECORDS / "2026-11-29-r3"  # the run the README shows
 
 
 def test_preflight_text_parses_rules_with_nested_parentheses():
@@ -293,17 +294,28 @@ def test_preflight_text_parses_rules_with_nested_parentheses():
     assert predictions["a/quark-fp8/mtp/tp1"].loader == "SGLang 0.5.17 loader"
 
 
-def test_the_recorded_run_agrees_on_every_checkpoint():
+@pytest.mark.parametrize("run, checkpoints, learned_after", [
+    # r2: copy_with_check's assertion was a bare scheduler_exception then; the table says both causes.
+    ("2026-11-29-r2", 13, [("scheduler_exception", "weight_shape_mismatch")]),
+    ("2026-11-29-r3", 14, []),
+])
+def test_each_recorded_run_agrees_on_every_checkpoint(run, checkpoints, learned_after):
+    from harness.report.rig import fix_rows, parse_preflight
+
+    fixes = json.loads((RECORDS / run / "fixes.results.json").read_text())
+    rows = fix_rows(fixes, parse_preflight((RECORDS / run / "preflight.txt").read_text()))
+    assert len(rows) == checkpoints and all(row.agrees for row in rows)
+    assert {row.prediction.loader for row in rows} == {"SGLang 0.5.17 loader"}
+    assert [(row.recorded_cause, row.cause) for row in rows if row.recorded_cause != row.cause] == learned_after
+
+
+def test_the_fixture_outcomes_are_the_readme_run():
     from harness.report.rig import fix_rows, parse_preflight
 
     fixes = json.loads((RECORD / "fixes.results.json").read_text())
     rows = fix_rows(fixes, parse_preflight((RECORD / "preflight.txt").read_text()))
-    assert len(rows) == 13 and all(row.agrees for row in rows)
-    assert {row.prediction.loader for row in rows} == {"SGLang 0.5.17 loader"}
-    # One cause was learned after the run (copy_with_check's assertion); the table says both.
-    assert [(row.recorded_cause, row.cause) for row in rows if row.recorded_cause != row.cause] == [
-        ("scheduler_exception", "weight_shape_mismatch")]
     outcomes = {row["cell"]: row for row in rig_outcomes()["cells"]}
+    assert set(outcomes) == {row.cell for row in rows}
     for row in rows:  # the fixture table (replayed above from the logs) is this run's
         assert outcomes[row.cell]["sglang"] == ("loaded" if row.loaded else "failed")
         assert outcomes[row.cell].get("cause") == row.cause
