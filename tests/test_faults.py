@@ -48,12 +48,18 @@ def suite_with_eval(tmp_path: Path, *, latency_s: float = 0.0, questions: int = 
     return root
 
 
+def _default_signals() -> None:
+    # The default dispositions harness would get from a terminal: a background job inherits SIGINT ignored
+    # (see test_run_cli), and tests run under `nohup` inherit SIGHUP ignored, which harness keeps on purpose.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def start_harness(root: Path, *args: str, env: dict | None = None) -> subprocess.Popen:
-    # SIGINT's default disposition restored: a background job inherits it ignored (see test_run_cli).
     return subprocess.Popen([sys.executable, "-m", "harness", "run", "--suite", "fake", *args, *dirs(root)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1", **(env or {})},
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+                            preexec_fn=_default_signals)
 
 
 def wait_for_log(path: Path, text: str, timeout_s: float = 60) -> None:
@@ -112,6 +118,21 @@ def test_a_signal_mid_eval_tears_down_saves_and_reports(tmp_path, sig):
     assert f"({sig.name})" in err and "harness run --resume" in err
     assert_nothing_survives(tmp_path)
     no_records_left(root)
+
+
+@pytest.mark.parametrize("inherited, kept", [(signal.SIG_IGN, True), (signal.SIG_DFL, False)])
+def test_nohup_keeps_sighup_ignored(inherited, kept):
+    # `nohup harness run ...` asks that a closed terminal not stop the run; SIGTERM and SIGINT still do.
+    from harness import interrupts
+
+    before = signal.signal(signal.SIGHUP, inherited)
+    try:
+        with interrupts.installed():
+            assert (signal.getsignal(signal.SIGHUP) == signal.SIG_IGN) == kept
+            assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_IGN, signal.SIG_DFL)
+        assert signal.getsignal(signal.SIGHUP) == inherited
+    finally:
+        signal.signal(signal.SIGHUP, before)
 
 
 def test_a_second_signal_during_teardown_does_not_cut_it_short(tmp_path):
