@@ -11,7 +11,8 @@
 # `tp` runs suite gpu-sglang-tp (TP 1/2/4 packed on a 4-GPU host, and #23973 at TP 4);
 # `a+b` runs two stages at once (both share the GPU: neither may be `main`).
 # FIXES_CELLS: glob patterns restricting `fixes`.
-# MAIN_CELLS: glob patterns (space-separated) restricting `main`. BUDGET: seconds for the whole script (a device
+# MAIN_CELLS, TP_CELLS: glob patterns (space-separated) restricting `main`, `tp` (on a 2-GPU host:
+# TP_CELLS="*/tp1 */tp2"). BUDGET: seconds for the whole script (a device
 # call is cut at 600 s); each stage is interrupted (SIGINT: harness tears down and saves what it measured)
 # before it runs out. RIG_ID names the rig's run (default: the script's start time): called again with the same
 # RIG_ID on a warm machine, a stage whose run directory exists is resumed (`harness run --resume`: finished
@@ -94,7 +95,7 @@ one_stage() {
     main) run_stage main gpu-sglang "${MAIN_CELLS:-}" ;;
     numerics) numerics_stage ;;
     # Issue 16, on a host of 4 GPUs (nvidia-h200-x4): every cell on its own GPUs, packed.
-    tp) run_stage tp gpu-sglang-tp "" ;;
+    tp) run_stage tp gpu-sglang-tp "${TP_CELLS:-}" ;;
   esac
 }
 for stage in $STAGES; do

@@ -321,13 +321,16 @@ def test_the_fixture_outcomes_are_the_readme_run():
         assert outcomes[row.cell].get("cause") == row.cause
 
 
-def test_the_readme_shows_the_recorded_run():
+@pytest.mark.parametrize("run, tables", [("2026-11-29-r3", 2), ("2026-11-29-t1", 1)])  # t1: the TP stage
+def test_the_readme_shows_the_recorded_runs(run, tables):
     from harness.report.rig import render
     from harness.rig.checkpoints import VARIANTS
 
-    figures, fixes = render(RECORD, {variant.id: variant.what for variant in VARIANTS}).split("\n\n", 1)
+    rendered = render(RECORDS / run, {variant.id: variant.what for variant in VARIANTS})
     readme = (ROOT / "README.md").read_text()
-    assert figures in readme and fixes in readme
+    blocks = rendered.strip().split("\n\n")  # the tables, and the fix table's agreement line
+    assert sum(line.startswith("|---|") for line in rendered.splitlines()) == tables
+    assert all(block in readme for block in blocks)
 
 
 def test_a_server_message_cannot_break_the_fix_table():
