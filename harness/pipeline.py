@@ -417,8 +417,8 @@ def run_cells(cells: list[Cell], run_dir: Path, runner: CellRunner, host_gpus: l
     flight when that happened are kept, with what they had measured."""
     from harness.schedule import run_packed, too_large
 
-    for cell in too_large(cells, len(host_gpus)):
-        progress(f"{cell.id}: needs {cell.gpus} GPUs, this host has {len(host_gpus)}: not run")
+    for cell in too_large(cells, host_gpus):
+        progress(f"{cell.id}: needs {cell.gpus} GPUs, this host has {len(set(host_gpus))}: not run")
     done = 0
 
     def started(placement: Placement) -> None:

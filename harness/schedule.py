@@ -1,6 +1,9 @@
 """Cells packed onto one host's GPUs: concurrently when their GPU counts fit, largest first, never more
 GPUs in use than the host has (two TP4 cells share 8 GPUs; TP1 cells run eight at a time).
 
+With `--share-gpus N` a device is listed N times in `host_gpus` (one slot per cell that may share it); a cell
+always gets distinct devices (a TP2 cell two GPUs, never one GPU twice), the least shared first.
+
 Each cell runs in a thread of its own (the work is waiting on a server process); every result reaches
 the caller on the calling thread, in completion order, so that results are written as they come.
 Ctrl-C reaches the main thread only: it is passed on to every running cell's thread, each of which
@@ -45,6 +48,19 @@ def fits(cell: Cell, free_gpus: int, cpu_busy: bool) -> bool:
     return (not cpu_busy) if cell.gpus == 0 else cell.gpus <= free_gpus
 
 
+def take_devices(free: list[int], count: int) -> tuple[tuple[int, ...], list[int]]:
+    """`count` distinct devices from the free slots, those with the most free slots first (then by index),
+    and the slots left. The caller checked `fits` with the number of distinct free devices."""
+    distinct = sorted(set(free), key=lambda device: (-free.count(device), device))
+    if len(distinct) < count:
+        raise ValueError(f"{count} distinct devices asked, {len(distinct)} free")
+    taken = tuple(sorted(distinct[:count]))
+    left = list(free)
+    for device in taken:
+        left.remove(device)
+    return taken, left
+
+
 def simulate(durations: dict[str, float], cells: list[Cell], host_gpus: int) -> float:
     """The makespan of this packing with known durations and no overhead: the ideal a run is held to."""
     import heapq
@@ -75,7 +91,7 @@ def run_packed(cells: list[Cell], host_gpus: list[int], run_one: CellRunner, *,
     A cell that needs more GPUs than the host has can never start: it is left out of the results, and so
     shows as MISSING in the comparison; callers check `too_large` first to say why.
     """
-    pending = [cell for cell in pack_order(cells) if cell.gpus <= len(host_gpus)]
+    pending = [cell for cell in pack_order(cells) if cell.gpus <= len(set(host_gpus))]
     free = sorted(host_gpus)
     cpu_busy = False
     running: dict[str, tuple[threading.Thread, Placement]] = {}
@@ -113,10 +129,10 @@ def run_packed(cells: list[Cell], host_gpus: list[int], run_one: CellRunner, *,
             for cell in list(pending):
                 if max_parallel is not None and len(running) >= max_parallel:
                     break
-                if fits(cell, len(free), cpu_busy):
+                if fits(cell, len(set(free)), cpu_busy):
                     pending.remove(cell)
-                    placement = Placement(cell, tuple(free[:cell.gpus]))
-                    free = free[cell.gpus:]
+                    devices, free = take_devices(free, cell.gpus)
+                    placement = Placement(cell, devices)
                     cpu_busy = cpu_busy or cell.gpus == 0
                     on_start(placement)
                     thread = threading.Thread(target=work, args=(placement,), name=f"cell {cell.id}", daemon=True)
@@ -150,8 +166,9 @@ def run_packed(cells: list[Cell], host_gpus: list[int], run_one: CellRunner, *,
     return results, False
 
 
-def too_large(cells: list[Cell], host_gpus: int) -> list[Cell]:
-    return [cell for cell in cells if cell.gpus > host_gpus]
+def too_large(cells: list[Cell], host_gpus: list[int]) -> list[Cell]:
+    """The cells needing more distinct GPUs than the host has (shared slots of one GPU count once)."""
+    return [cell for cell in cells if cell.gpus > len(set(host_gpus))]
 
 
 def _interrupt(thread: threading.Thread) -> None:

@@ -12,7 +12,7 @@ import pytest
 
 from harness.errors import ConfigError
 from harness.results import STATUS_INFRA_ERROR, STATUS_OK, CellError, CellResult
-from harness.schedule import CellInterrupted, pack_order, run_packed, simulate
+from harness.schedule import CellInterrupted, pack_order, run_packed, simulate, take_devices, too_large
 from harness.shard import DEFAULT_CELL_S, parse_shard, split
 from tests.fake_cells import fake_cell
 
@@ -74,6 +74,37 @@ def test_a_cell_larger_than_the_host_never_starts(template):
     cells = cells_of(template, [16, 1])
     results, _ = run_packed(cells, list(range(8)), Recorder())
     assert [r.cell_id for r in results] == [cells[1].id]
+
+
+def test_shared_gpus_give_a_cell_distinct_devices(template):
+    # --share-gpus 2 on a 2-GPU host: slots [0, 1, 0, 1]. Each TP2 cell gets both GPUs, never GPU 0 twice
+    # (the rig's first TP2 load checks were launched on "GPUs 0,0" and "1,1"); TP1 cells spread over the GPUs.
+    starts = []
+    lock = threading.Lock()
+
+    def runner(cell, devices):
+        with lock:
+            starts.append((cell.tp, tuple(devices)))
+        time.sleep(0.05)
+        return CellResult(cell.id, cell.suite, STATUS_OK, {})
+
+    results, _ = run_packed(cells_of(template, [2, 2, 1, 1]), [0, 1] * 2, runner)
+    assert len(results) == 4
+    assert starts[:2] == [(2, (0, 1)), (2, (0, 1))] and sorted(starts[2:]) == [(1, (0,)), (1, (1,))]
+
+
+def test_shared_slots_of_one_gpu_never_make_a_larger_host(template):
+    cells = cells_of(template, [2, 1])
+    results, _ = run_packed(cells, [0, 0, 0, 0], Recorder())  # one GPU shared four ways
+    assert [r.cell_id for r in results] == [cells[1].id]
+    assert too_large(cells, [0, 0, 0, 0]) == [cells[0]]
+
+
+def test_take_devices_prefers_the_least_shared():
+    assert take_devices([0, 1, 1, 2, 2], 2) == ((1, 2), [0, 1, 2])
+    assert take_devices([3, 3], 1) == ((3,), [3])
+    with pytest.raises(ValueError):
+        take_devices([0, 0], 2)
 
 
 def test_cpu_cells_run_one_at_a_time(template):
