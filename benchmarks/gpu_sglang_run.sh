@@ -8,12 +8,13 @@
 # STAGES (default "fixes main"): `fixes` loads every fix checkpoint (suite gpu-sglang-fixes, 8 cells sharing
 # the GPU), `main` runs suite gpu-sglang (one cell at a time: its memory figures are the cell's own),
 # `numerics` runs suite gpu-sglang-numerics (the BF16 cell, its reference promoted, then the FP8 cell);
-# `tp` runs suite gpu-sglang-tp (TP 1/2/4 packed on a 4-GPU host, and #23973 at TP 4);
+# `tp` runs suite gpu-sglang-tp's tiny-qwen3 cells (TP 1/2/4 packed on a 4-GPU host), `tpfixes` its #23973
+# checkpoints at TP 2 and 4 (load only, two sharing each GPU; preflight.txt gets their predictions);
 # `a+b` runs two stages at once (both share the GPU: neither may be `main`).
 # FIXES_CELLS: glob patterns restricting `fixes`.
-# MAIN_CELLS, TP_CELLS: glob patterns (space-separated) restricting `main`, `tp` (on a 2-GPU host:
-# TP_CELLS="*/tp1 */tp2"). BUDGET: seconds for the whole script (a device
-# call is cut at 600 s); each stage is interrupted (SIGINT: harness tears down and saves what it measured)
+# MAIN_CELLS, TP_CELLS, TP_FIX_CELLS: glob patterns (space-separated) restricting `main`, `tp`, `tpfixes` (on a
+# 2-GPU host: TP_CELLS="tiny-qwen3/*/tp1 tiny-qwen3/*/tp2" TP_FIX_CELLS="qwen3-next-*/tp2").
+# BUDGET: seconds for the whole script (a device call is cut at 600 s); each stage is interrupted (SIGINT: harness tears down and saves what it measured)
 # before it runs out. RIG_ID names the rig's run (default: the script's start time): called again with the same
 # RIG_ID on a warm machine, a stage whose run directory exists is resumed (`harness run --resume`: finished
 # cells kept, the rest run), so one run of the rig may span several device calls.
@@ -56,7 +57,9 @@ say "checkpoints: $(find "$HARNESS_CACHE_DIR" -name config.json | wc -l)"
 # 3. Preflight on every cell, recorded beside what SGLang does with it (PREFLIGHT=0 skips it: CPU tests
 # recompute the same predictions from the checkpoints' headers).
 if [ "${PREFLIGHT:-1}" = 1 ]; then
-  for suite in gpu-sglang-fixes gpu-sglang; do
+  suites=(gpu-sglang-fixes gpu-sglang)
+  [[ " $STAGES " == *tpfixes* ]] && suites+=(gpu-sglang-tp)
+  for suite in "${suites[@]}"; do
     python3 -m harness preflight --suite "$suite" >> "$OUT/preflight.txt" 2>&1
     echo "exit $?" >> "$OUT/preflight.txt"
   done
@@ -95,7 +98,8 @@ one_stage() {
     main) run_stage main gpu-sglang "${MAIN_CELLS:-}" ;;
     numerics) numerics_stage ;;
     # Issue 16, on a host of 4 GPUs (nvidia-h200-x4): every cell on its own GPUs, packed.
-    tp) run_stage tp gpu-sglang-tp "${TP_CELLS:-}" ;;
+    tp) run_stage tp gpu-sglang-tp "${TP_CELLS:-tiny-qwen3/*}" ;;
+    tpfixes) run_stage tpfixes gpu-sglang-tp "${TP_FIX_CELLS:-qwen3-next-*}" --share-gpus 2 --no-preflight ;;
   esac
 }
 for stage in $STAGES; do

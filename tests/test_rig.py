@@ -226,7 +226,8 @@ def test_tp_cells_pin_every_rank_and_keep_multicast_off():
 def test_tp_suite_packs_the_tp2_cell_beside_two_tp1_cells():
     from harness.schedule import run_packed
 
-    cells = [c for c in expand(load_suite(find_suite("gpu-sglang-tp", ROOT / "suites"))) if c.tp in (1, 2)]
+    cells = [c for c in expand(load_suite(find_suite("gpu-sglang-tp", ROOT / "suites")))
+             if c.tp in (1, 2) and c.model == "tiny-qwen3"]  # the `tp` stage; #23973's cells are `tpfixes`
     starts = []
     results, interrupted = run_packed(cells, [0, 1, 2, 3], lambda cell, devices: starts.append(
         (cell.id, tuple(devices))) or None, on_done=lambda result: None)
@@ -237,9 +238,10 @@ def test_tp_suite_packs_the_tp2_cell_beside_two_tp1_cells():
     assert sorted(used) == [0, 1, 2, 3]  # all three at once, no GPU held twice
 
 
+@pytest.mark.parametrize("tp, per_rank", [(2, 4), (4, 2)])
 @pytest.mark.parametrize(("checkpoint", "fails"), [("tiny-qwen3-next/tp4-fp8-ba-skipped", False),
                                                   ("tiny-qwen3-next/tp4-fp8-ba-quantized", True)])
-def test_23973_at_tp4_prediction(checkpoint, fails, tmp_path, capsys):
+def test_23973_at_tp2_and_tp4_prediction(checkpoint, fails, tp, per_rank, tmp_path, capsys):
     from harness.cli import main
     from tests.checkpoints import write_checkpoint
 
@@ -247,12 +249,12 @@ def test_23973_at_tp4_prediction(checkpoint, fails, tmp_path, capsys):
     root = write_checkpoint(tmp_path / "ckpt", recorded["config"],
                             {name: (t["dtype"], tuple(t["shape"])) for name, t in recorded["tensors"].items()})
     capsys.readouterr()
-    main(["preflight", "--checkpoint", str(root), "--tp", "4", "--engine-version", "0.5.17", "--json"])
+    main(["preflight", "--checkpoint", str(root), "--tp", str(tp), "--engine-version", "0.5.17", "--json"])
     (check,) = json.loads(capsys.readouterr().out)
     failures = [rule["reason"] for rule in check["rules"] if rule["outcome"] == "FAIL"]
     assert bool(failures) == fails
     if fails:
-        assert "output_partition_size = 2 is not divisible by weight quantization block_n = 128" in failures[0]
+        assert f"output_partition_size = {per_rank} is not divisible by weight quantization block_n = 128" in failures[0]
 
 
 @pytest.mark.parametrize("answer", [None, "text", ["text"], [], {"meta_info": "x"}, [{"meta_info": {}}],
@@ -294,15 +296,16 @@ def test_preflight_text_parses_rules_with_nested_parentheses():
     assert predictions["a/quark-fp8/mtp/tp1"].loader == "SGLang 0.5.17 loader"
 
 
-@pytest.mark.parametrize("run, checkpoints, learned_after", [
+@pytest.mark.parametrize("run, stage, checkpoints, learned_after", [
     # r2: copy_with_check's assertion was a bare scheduler_exception then; the table says both causes.
-    ("2026-11-29-r2", 13, [("scheduler_exception", "weight_shape_mismatch")]),
-    ("2026-11-29-r3", 14, []),
+    ("2026-11-29-r2", "fixes", 13, [("scheduler_exception", "weight_shape_mismatch")]),
+    ("2026-11-29-r3", "fixes", 14, []),
+    ("2026-11-29-t2", "tpfixes", 2, []),  # #23973 at TP 2, two H200s
 ])
-def test_each_recorded_run_agrees_on_every_checkpoint(run, checkpoints, learned_after):
+def test_each_recorded_run_agrees_on_every_checkpoint(run, stage, checkpoints, learned_after):
     from harness.report.rig import fix_rows, parse_preflight
 
-    fixes = json.loads((RECORDS / run / "fixes.results.json").read_text())
+    fixes = json.loads((RECORDS / run / f"{stage}.results.json").read_text())
     rows = fix_rows(fixes, parse_preflight((RECORDS / run / "preflight.txt").read_text()))
     assert len(rows) == checkpoints and all(row.agrees for row in rows)
     assert {row.prediction.loader for row in rows} == {"SGLang 0.5.17 loader"}
@@ -321,7 +324,7 @@ def test_the_fixture_outcomes_are_the_readme_run():
         assert outcomes[row.cell].get("cause") == row.cause
 
 
-@pytest.mark.parametrize("run, tables", [("2026-11-29-r3", 2), ("2026-11-29-t1", 1)])  # t1: the TP stage
+@pytest.mark.parametrize("run, tables", [("2026-11-29-r3", 2), ("2026-11-29-t1", 1), ("2026-11-29-t2", 1)])
 def test_the_readme_shows_the_recorded_runs(run, tables):
     from harness.report.rig import render
     from harness.rig.checkpoints import VARIANTS

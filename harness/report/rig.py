@@ -3,8 +3,8 @@ suite gpu-sglang per cell, and the fix table (what preflight predicted for each 
 beside what real SGLang did with it). Pure functions over the record's files; `python -m harness.report.rig DIR`.
 
 A record holds what benchmarks/gpu_sglang_run.sh brought back: main.results.json, fixes.results.json and
-preflight.txt (`harness preflight` of both suites on the GPU machine, the release it probed), or a `tp` stage's
-tp.results.json (suite gpu-sglang-tp, on a host of several GPUs).
+preflight.txt (`harness preflight` of both suites on the GPU machine, the release it probed), or the `tp` and
+`tpfixes` stages' tp.results.json and tpfixes.results.json (suite gpu-sglang-tp, on a host of several GPUs).
 """
 
 from __future__ import annotations
@@ -149,16 +149,17 @@ def fix_table(rows: list[FixRow], describe: dict[str, str] | None = None) -> str
 
 
 def render(record: Path, describe: dict[str, str] | None = None) -> str:
-    """The tables of the stages the record holds: figures for `main` and `tp`, the fix table for `fixes`."""
+    """The tables of the stages the record holds: figures for `main` and `tp`, a fix table for `fixes` and
+    `tpfixes` (the #23973 checkpoints at TP > 1)."""
     def results(stage: str) -> dict[str, Any] | None:
         path = record / f"{stage}.results.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     tables = [figures_table(stage) for stage in (results("main"), results("tp")) if stage is not None]
-    fixes = results("fixes")
-    if fixes is not None:
-        predictions = parse_preflight((record / "preflight.txt").read_text(encoding="utf-8"))
-        tables.append(fix_table(fix_rows(fixes, predictions), describe))
+    for fixes in (results("fixes"), results("tpfixes")):
+        if fixes is not None:
+            predictions = parse_preflight((record / "preflight.txt").read_text(encoding="utf-8"))
+            tables.append(fix_table(fix_rows(fixes, predictions), describe))
     return "\n\n".join(tables) + "\n"
 
 
