@@ -14,8 +14,8 @@
 # FIXES_CELLS: glob patterns restricting `fixes`.
 # MAIN_CELLS, TP_CELLS, TP_FIX_CELLS: glob patterns (space-separated) restricting `main`, `tp`, `tpfixes` (on a
 # 2-GPU host: TP_CELLS="tiny-qwen3/*/tp1 tiny-qwen3/*/tp2" TP_FIX_CELLS="qwen3-next-*/tp2").
-# BUDGET: seconds for the whole script (a device call is cut at 600 s); each stage is interrupted (SIGINT: harness tears down and saves what it measured)
-# before it runs out. RIG_ID names the rig's run (default: the script's start time): called again with the same
+# BUDGET: seconds for the whole script (a device call is cut at 600 s); each stage is interrupted (SIGINT:
+# harness tears down and saves what it measured) before it runs out. RIG_ID names the rig's run (default: the script's start time): called again with the same
 # RIG_ID on a warm machine, a stage whose run directory exists is resumed (`harness run --resume`: finished
 # cells kept, the rest run), so one run of the rig may span several device calls.
 # Writes to $OUT (the device tool brings back 8 files): <stage>.results.json, run.log, preflight.txt,

@@ -156,10 +156,10 @@ def render(record: Path, describe: dict[str, str] | None = None) -> str:
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
     tables = [figures_table(stage) for stage in (results("main"), results("tp")) if stage is not None]
-    for fixes in (results("fixes"), results("tpfixes")):
-        if fixes is not None:
-            predictions = parse_preflight((record / "preflight.txt").read_text(encoding="utf-8"))
-            tables.append(fix_table(fix_rows(fixes, predictions), describe))
+    fix_stages = [stage for stage in (results("fixes"), results("tpfixes")) if stage is not None]
+    if fix_stages:
+        predictions = parse_preflight((record / "preflight.txt").read_text(encoding="utf-8"))
+        tables += [fix_table(fix_rows(stage, predictions), describe) for stage in fix_stages]
     return "\n\n".join(tables) + "\n"
 
 
