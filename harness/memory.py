@@ -39,6 +39,24 @@ class SwaPool:
 
 
 @dataclass
+class MambaPool:
+    """`Mamba Cache is allocated. max_mamba_cache_size: N, conv_state size: c GB, ssm_state size: s GB`: the
+    state pool of a hybrid linear-attention model (Qwen3-Next's GDN layers), beside its KV pool; speculative
+    decoding adds the intermediate SSM and conv-window caches to the same line."""
+
+    states: int
+    conv_gib: float
+    ssm_gib: float
+    intermediate_ssm_gib: float | None = None
+    intermediate_conv_window_gib: float | None = None
+
+    @property
+    def total_gib(self) -> float:
+        parts = (self.conv_gib, self.ssm_gib, self.intermediate_ssm_gib, self.intermediate_conv_window_gib)
+        return round(sum(part for part in parts if part is not None), 4)
+
+
+@dataclass
 class RankMemory:
     rank: str  # the log prefix, e.g. "TP3 EP3"; "TP0" when the server prints none (tp 1)
     init_dist_gib: float | None = None  # "Init torch distributed ends. mem usage" (NCCL, custom all-reduce)
@@ -56,6 +74,7 @@ class RankMemory:
     profiled_max_tokens: int | None = None  # "max_total_tokens=A is larger than the profiled value B"
     kv_pools: list[KvPool] = field(default_factory=list)  # in log order: target, draft, full / SWA
     swa_pool: SwaPool | None = None
+    mamba_pool: MambaPool | None = None  # not in kv_cache_gib: states per request, not tokens
     kv_dtype: str | None = None
     pool_end_avail_gib: float | None = None  # the last "Memory pool end" (after every pool)
     graph_begin_avail_gib: float | None = None  # free memory before the first capture

@@ -169,7 +169,7 @@ RANK_FIGURES = (
     "init_dist_gib", "load_begin_avail_gib", "weights_gib", "load_end_avail_gib", "load_elapsed_s",
     "model_class", "load_detail", "draft_weights_gib", "draft_model_class", "peak_before_load_gib",
     "load_increase_gib", "online_quant", "kv_dtype", "kv_available_gib", "profiled_max_tokens", "kv_pools",
-    "kv_tokens", "kv_k_gib", "kv_v_gib", "kv_cache_gib", "swa_pool", "pool_end_avail_gib",
+    "kv_tokens", "kv_k_gib", "kv_v_gib", "kv_cache_gib", "swa_pool", "mamba_pool", "pool_end_avail_gib",
     "graph_begin_avail_gib", "graph_phases", "graph_gib", "graph_avail_gib",
 )
 
@@ -261,6 +261,18 @@ def test_prefixes_before_the_bracket_and_bare_lines_are_read():
     tp1, tp0 = report.ranks["TP1"], report.ranks["TP0"]
     assert (tp1.load_begin_avail_gib, tp1.weights_gib, tp1.pool_end_avail_gib) == (190.12, 29.57, 49.2)
     assert (tp0.weights_gib, tp0.load_begin_avail_gib) == (15.04, 78.5) and report.unparsed == []
+
+
+def test_a_mamba_pool_with_speculative_decodings_intermediate_caches():
+    # The speculative form of 0.5.17's line (mem_cache/memory_pool.py), which the rig's logs do not hold.
+    rank = parse_sglang_log([
+        "[2026-11-29 12:00:00 TP1] Mamba Cache is allocated. max_mamba_cache_size: 96, conv_state size: 0.01GB, "
+        "ssm_state size: 0.30GB intermediate_ssm_state_cache size: 0.60GB intermediate_conv_window_cache size: 0.02GB ",
+    ]).ranks["TP1"]
+    pool = rank.mamba_pool
+    assert (pool.states, pool.conv_gib, pool.ssm_gib) == (96, 0.01, 0.3)
+    assert (pool.intermediate_ssm_gib, pool.intermediate_conv_window_gib, pool.total_gib) == (0.6, 0.02, 0.93)
+    assert rank.kv_cache_gib is None  # a state pool is not the KV cache
 
 
 def test_labelled_full_and_swa_pools_and_their_sum():

@@ -10,7 +10,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from harness.memory import KvPool, MemoryReport, RankMemory, SwaPool
+from harness.memory import KvPool, MambaPool, MemoryReport, RankMemory, SwaPool
 
 # SGLang's bracket: `[2026-04-20 12:00:00 DP1 TP3 EP3] `, or `[23:17:01 TP7] ` (v0.3 printed the time only).
 # Rank parts appear only when that size is > 1. Anything before the bracket is someone else's prefix
@@ -54,6 +54,13 @@ SGLANG_PATTERNS = (
                   rf"(?:K size: (?P<k>{_NUMBER}) GB, V size: (?P<v>{_NUMBER}) GB|KV size: (?P<kv>{_NUMBER}) GB)"),
     _p("swa_pool", rf"^SWAKVPool (?:mem usage|VA upper bound): (?P<usage>{_NUMBER}) GB, swa size: (?P<swa>\d+), "
                    r"full size: (?P<full>\d+)"),
+    # Hybrid linear-attention models (Qwen3-Next): `Mamba Cache is allocated. max_mamba_cache_size: N, conv_state
+    # size: c GB, ssm_state size: s GB ` (no space before GB), the intermediate caches appended with speculative
+    # decoding (0.5.17 and 0.5.23's mem_cache/memory_pool.py).
+    _p("mamba_pool", rf"^Mamba Cache is allocated\. max_mamba_cache_size: (?P<states>\d+), "
+                     rf"conv_state size: (?P<conv>{_NUMBER}) ?GB, ssm_state size: (?P<ssm>{_NUMBER}) ?GB"
+                     rf"(?: intermediate_ssm_state_cache size: (?P<issm>{_NUMBER}) ?GB"
+                     rf" intermediate_conv_window_cache size: (?P<iconv>{_NUMBER}) ?GB)?"),
     _p("pool_end", rf"^Memory pool end\. avail mem=(?P<avail>{_NUMBER}) GB"),
     # Older family, both orders of the two figures; `draft`, `draft extend` and `piecewise` captures too.
     _p("graph_old", rf"^Capture (?:(?P<phase>draft extend|draft|piecewise) )?{_GRAPH_DEVICE} graph end\. "
@@ -215,6 +222,11 @@ def _set_swa_pool(rank: RankMemory, found: re.Match[str]) -> None:
     rank.swa_pool = SwaPool(float(found["usage"]), int(found["swa"]), int(found["full"]))
 
 
+def _set_mamba_pool(rank: RankMemory, found: re.Match[str]) -> None:
+    rank.mamba_pool = MambaPool(int(found["states"]), float(found["conv"]), float(found["ssm"]),
+                                _float_or_none(found["issm"]), _float_or_none(found["iconv"]))
+
+
 def _set_pool_end(rank: RankMemory, found: re.Match[str]) -> None:
     rank.pool_end_avail_gib = float(found["avail"])
 
@@ -223,7 +235,7 @@ _RANK_LEVEL = {
     "init_dist": _set_init_dist, "load_begin": _set_load_begin, "peak_before_load": _set_peak_before_load,
     "load_increase": _set_load_increase, "online_quant": _set_online_quant, "kv_dtype": _set_kv_dtype,
     "kv_available": _set_kv_available, "profiled_tokens": _set_profiled_tokens, "kv_pool": _add_kv_pool,
-    "swa_pool": _set_swa_pool, "pool_end": _set_pool_end,
+    "swa_pool": _set_swa_pool, "mamba_pool": _set_mamba_pool, "pool_end": _set_pool_end,
 }
 
 
