@@ -98,9 +98,10 @@ def replan(suite_name: str, cell_ids: list[str], *, suites_dir: Path, baselines_
 def shards(the_plan: Plan, count: int, durations_from: Path | None) -> list[Shard]:
     """The plan's cells in `count` shards balanced by estimated GPU-seconds (past wall times from
     `durations_from`, which every runner must be given alike)."""
-    from harness.shard import past_durations, split
+    from harness.history import past_durations
+    from harness.shard import split
 
-    known = past_durations(durations_from, the_plan.suite.name) if durations_from else {}
+    known = past_durations([durations_from], the_plan.suite.name) if durations_from else {}
     return split(the_plan.cells, count, known)
 
 
@@ -235,14 +236,14 @@ def run(request: RunRequest) -> int:
 
 def _resumed_plan(request: RunRequest) -> tuple[Plan, str, Path]:
     """The plan of a run being resumed: the cells its plan.json names, as the suite defines them now."""
-    from harness import rundir
+    from harness.history import PLAN_FILE, read_plan
 
     assert request.resume is not None
     if request.shard or request.cells or request.run_id:
         raise ConfigError("--resume: the run directory's plan.json decides the cells; drop --shard/--cell/--run-id")
-    recorded = rundir.read_plan(request.resume)
+    recorded = read_plan(request.resume)
     the_plan = replan(recorded["suite"], recorded["cells"], suites_dir=request.suites_dir,
-                      baselines_dir=request.baselines_dir, source=str(request.resume / rundir.PLAN_FILE))
+                      baselines_dir=request.baselines_dir, source=str(request.resume / PLAN_FILE))
     return the_plan, recorded["run_id"], request.resume
 
 
@@ -287,6 +288,7 @@ def _execute(request: RunRequest, the_plan: Plan, run_dir: Path, host_gpus: list
     """Preflight and run the cells not finished yet; returns the machine description."""
     from harness import rundir
     from harness.cellrun import RunOptions, materialize
+    from harness.history import read_cells
     from harness.machine import machine_info
 
     references = request.baselines_dir / "references" / the_plan.suite.baselines
@@ -295,7 +297,7 @@ def _execute(request: RunRequest, the_plan: Plan, run_dir: Path, host_gpus: list
                          exclusive_devices=request.share_gpus == 1)
     kept = {}
     if request.resume:
-        kept = {cell_id: result for cell_id, result in rundir.read_results(run_dir).items()
+        kept = {cell_id: result for cell_id, result in read_cells(run_dir).items()
                 if rundir.finished(result, retry_failed=request.retry_failed)}
     to_run = [cell for cell in the_plan.cells if cell.id not in kept]
     print(f"harness: run {run_dir.name}: {plural(len(to_run), 'cell')} of suite {the_plan.suite.name}"
@@ -468,13 +470,13 @@ def _conclude_with_what_exists(the_plan: Plan, run_id: str, run_dir: Path, start
                                machine: dict) -> RunResult | None:
     """Compare and report every cell result on disk (each was written as its cell finished); None when even
     that failed (the error is printed, results.json then lists the results without verdicts)."""
-    from harness import rundir
+    from harness.history import read_cells
     from harness.results import write_run
 
     results: list[CellResult] = []
     try:
         order = {cell.id: index for index, cell in enumerate(the_plan.cells)}
-        results = sorted((r for r in rundir.read_results(run_dir).values() if r.cell_id in order),
+        results = sorted((r for r in read_cells(run_dir).values() if r.cell_id in order),
                          key=lambda r: order[r.cell_id])
         finished, verdicts = conclude(the_plan, run_id, run_dir, results, started_at=started_at, machine=machine)
     except Exception as error:  # noqa: BLE001 - a bug in comparing or reporting: keep the results regardless
@@ -491,12 +493,13 @@ def _conclude_with_what_exists(the_plan: Plan, run_id: str, run_dir: Path, start
 def merge(runs: list[Path], *, run_id: str | None, suites_dir: Path, baselines_dir: Path, reports_dir: Path) -> int:
     """Shard runs merged into one run, compared and reported as one."""
     from harness import rundir
+    from harness.history import PLAN_FILE
 
     run_id = checked_run_id(run_id) or f"{_dt.datetime.now(_dt.timezone.utc).strftime('%Y%m%dT%H%M%SZ')}-merged"
     target = make_run_dir(reports_dir, run_id)
     suite, planned, results, machines = rundir.merge(runs, target)
     the_plan = replan(suite, planned, suites_dir=suites_dir, baselines_dir=baselines_dir,
-                      source=f"{' + '.join(str(r) for r in runs)} ({rundir.PLAN_FILE})")
+                      source=f"{' + '.join(str(r) for r in runs)} ({PLAN_FILE})")
     rundir.write_plan(target, run_id=run_id, suite=suite, cells=planned, shard=None)
     started = min((r.started_at for r in results.values() if r.started_at), default=now_iso())
     merged, verdicts = conclude(the_plan, run_id, target, [results[c] for c in planned if c in results],

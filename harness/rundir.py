@@ -14,7 +14,7 @@ from typing import Any
 
 from harness import schema
 from harness.errors import ConfigError
-from harness.history import PLAN_FILE, PLAN_KIND, read_plan  # noqa: F401 - run directories' plan, read there
+from harness.history import PLAN_FILE, PLAN_KIND, read_cells, read_plan, run_machine
 from harness.results import (
     STATUS_CONFIG_ERROR,
     STATUS_OK,
@@ -28,13 +28,6 @@ def write_plan(run_dir: Path, *, run_id: str, suite: str, cells: list[str], shar
     schema.write_json(run_dir / PLAN_FILE, {"kind": PLAN_KIND, "schema_version": schema.CURRENT_VERSIONS[PLAN_KIND],
                                             "run_id": run_id, "suite": suite, "shard": shard, "cells": cells,
                                             "started_at": now_iso()})
-
-
-def read_results(run_dir: Path) -> dict[str, CellResult]:
-    """Every cell result in a run directory, by cell id (harness.history reads them; a malformed one is an error)."""
-    from harness.history import read_cells
-
-    return read_cells(run_dir, strict=True)
 
 
 def finished(result: CellResult, *, retry_failed: bool) -> bool:
@@ -67,8 +60,6 @@ def merge(run_dirs: list[Path], target: Path) -> tuple[str, list[str], dict[str,
 
     The shards must come from one suite and share no cell: a cell measured twice has no single answer.
     """
-    from harness import history
-
     suite: str | None = None
     planned: list[str] = []
     owner: dict[str, Path] = {}
@@ -86,14 +77,14 @@ def merge(run_dirs: list[Path], target: Path) -> tuple[str, list[str], dict[str,
                                   f"shards must not overlap")
             owner[cell_id] = run_dir
             planned.append(cell_id)
-        shard_results = read_results(run_dir)
+        shard_results = read_cells(run_dir)
         for cell_id, result in shard_results.items():
             if cell_id not in plan["cells"]:
                 raise ConfigError(f"{run_dir}: holds a result for {cell_id}, which its plan.json does not list")
             results[cell_id] = result
             source = run_dir / "cells" / cell_dir_name(cell_id)
             shutil.copytree(source, target / "cells" / cell_dir_name(cell_id))
-        machine = history.run_machine(run_dir)
+        machine = run_machine(run_dir)
         machines.append({"run": str(run_dir), "shard": plan.get("shard"), **machine})
     assert suite is not None
     return suite, planned, results, machines

@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 import statistics
 from dataclasses import dataclass
-from pathlib import Path
 
 from harness.errors import ConfigError
 from harness.matrix import Cell
@@ -59,10 +58,3 @@ def split(cells: list[Cell], count: int, known_s: dict[str, float]) -> list[Shar
         members[target].append(cell)
     return [Shard(i + 1, count, tuple(sorted(members[i], key=lambda c: order[c.id])), round(loads[i], 1))
             for i in range(count)]
-
-
-def past_durations(reports_dir: Path, suite: str) -> dict[str, float]:
-    """Cell id -> wall seconds of its newest measured run under reports_dir (harness.history reads the runs)."""
-    from harness.history import past_durations as from_history
-
-    return from_history([reports_dir], suite)
