@@ -217,6 +217,11 @@ class Point:
     def cell_dir(self) -> Path:
         return self.run_dir / CELLS_DIR / cell_dir_name(self.cell_id)
 
+    def engine_label(self, unknown: str = "?") -> str:
+        """`sglang 0.5.17 @ abc123`: what the point was measured with (`unknown` where the run names no engine)."""
+        text = " ".join(x for x in (self.engine, self.engine_version) if x) or unknown
+        return text + (f" @ {self.engine_commit}" if self.engine_commit else "")
+
     def to_record(self) -> dict[str, Any]:
         """The flat row of CSV, JSON and the DataFrame."""
         return {"suite": self.suite, "cell": self.cell_id, "metric": self.metric, "run": self.run_id,

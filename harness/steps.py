@@ -55,9 +55,7 @@ class Step:
         return None if self.before is None or self.after is None else self.after - self.before
 
     def describe(self) -> str:
-        engine = " ".join(x for x in (self.point.engine, self.point.engine_version) if x) or "engine unknown"
-        if self.point.engine_commit:
-            engine += f" @ {self.point.engine_commit}"
+        engine = self.point.engine_label("engine unknown")
         change = "" if self.delta is None else f": {self.before:.4g} -> {self.after:.4g}"
         return f"{self.direction} from run {self.point.run_id} ({self.point.date or 'no date'}; {engine}){change}"
 

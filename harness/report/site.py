@@ -19,11 +19,11 @@ from urllib.parse import quote
 
 from harness import schema
 from harness.baselines import Baselines, baseline_path, load_baselines
-from harness.compare import Verdict
+from harness.compare import CAUGHT, State, Verdict
 from harness.errors import ConfigError
 from harness.history import History, Point, RunRecord
 from harness.metrics import METRICS, MetricKind
-from harness.report.format import delta, figure, headline, mark, p_value
+from harness.report.format import delta, figure, headline, p_value
 from harness.report.svg import colour_of, esc, render_plot
 from harness.results import cell_dir_name
 from harness.steps import DEFAULT_WINDOW, Band, Step, Trend, tolerance_band, trends
@@ -113,14 +113,13 @@ def page(title: str, body: Iterable[str]) -> str:
 
 
 def badge(state: str | None, expected: bool = False) -> str:
-    shown = "caught" if expected else ("-" if state is None else mark(Verdict("", "", _state(state))))
-    colour = colour_of(Point("", "", "", "", "", None, None, verdict=state, expected=expected))
+    shown = CAUGHT.mark if expected else ("-" if state is None else _state(state).meaning.mark)
+    colour = colour_of(state, expected)
     return f'<span class="badge" style="background: {colour}">{esc(shown)}</span>'
 
 
-def _state(value: str):
-    from harness.compare import State
-
+def _state(value: str) -> State:
+    """A stored verdict state; a foreign file's unknown one reads as NOT_COMPARABLE."""
     try:
         return State(value)
     except ValueError:
@@ -138,18 +137,13 @@ def _link(href: str, text: str) -> str:
     return f'<a href="{esc(_href(href))}">{esc(text)}</a>'
 
 
-def _engine(point: Point) -> str:
-    text = " ".join(x for x in (point.engine, point.engine_version) if x) or "?"
-    return text + (f" @ {point.engine_commit}" if point.engine_commit else "")
-
-
 def _tooltip(point: Point) -> str:
     value = "no figure" if point.value is None else figure(point.metric, point.value)
     n = f" (n={point.n})" if point.n else ""
     verdict = "no verdict" if point.verdict is None else ("caught" if point.expected else point.verdict)
     reason = f"\n{point.reason}" if point.reason else ""
     return (f"{point.run_id} ({point.run_suite})\n{point.date or 'no date'}\n{value}{n}: {verdict}\n"
-            f"{_engine(point)}; {point.hardware or '?'}{reason}")
+            f"{point.engine_label()}; {point.hardware or '?'}{reason}")
 
 
 class SuitePage:
@@ -189,7 +183,7 @@ class SuitePage:
 
     def _steps(self) -> list[str]:
         rows = [[esc(t.cell_id), esc(t.metric), esc(s.direction), _link(self.run_pages[s.point.run_id], s.point.run_id),
-                 esc(s.point.date or "-"), esc(_engine(s.point)),
+                 esc(s.point.date or "-"), esc(s.point.engine_label()),
                  esc("-" if s.delta is None else f"{figure(t.metric, s.before)} -> {figure(t.metric, s.after)}"),
                  esc(s.reason)] for t in self.series for s in t.steps]
         if not rows:
@@ -222,7 +216,7 @@ def _caption(trend: Trend, baseline: float | None, band: Band, n: int | None, ha
         parts = ["no baseline"]
     else:
         parts = [f"baseline {figure(trend.metric, baseline)}" if baseline is not None else "a floor or ceiling only"]
-        edges = [f"{side} {figure(trend.metric, edge)}: {mark(Verdict('', '', _state(state)))}"
+        edges = [f"{side} {figure(trend.metric, edge)}: {_state(state).meaning.mark}"
                  for side, edge, state in (("below", band.low, band.below), ("above", band.high, band.above))
                  if edge is not None]
         if edges:

@@ -38,9 +38,9 @@ def esc(value: object) -> str:
     return html.escape(xml_text(str(value)) or "", quote=True)
 
 
-def colour_of(point: Point) -> str:
-    return VERDICT_COLOURS["CAUGHT" if point.expected else point.verdict] if point.verdict in VERDICT_COLOURS \
-        else VERDICT_COLOURS[None]
+def colour_of(verdict: str | None, expected: bool = False) -> str:
+    """A stored verdict state's colour (a canary's expected REGRESSED: caught)."""
+    return VERDICT_COLOURS["CAUGHT" if expected else verdict] if verdict in VERDICT_COLOURS else VERDICT_COLOURS[None]
 
 
 @dataclass(frozen=True)
@@ -163,7 +163,7 @@ def _steps(scale: Scale, trend: Trend, column: dict[str, int]) -> list[str]:
 
 
 def _marker(scale: Scale, index: int, point: Point, href: str, title: str) -> str:
-    colour = colour_of(point)
+    colour = colour_of(point.verdict, point.expected)
     x = scale.x(index)
     if point.value is None:  # the cell failed or did not run: a cross at the foot of the plot
         y = HEIGHT - BOTTOM - 7
