@@ -152,7 +152,8 @@ def _unlaunched(cell: Cell, error: CellError, started_at: str, start: float, opt
     return CellResult(cell_id=cell.id, suite=cell.suite, status=STATUS_INFRA_ERROR, cell=cell.resolved(),
                       timings={"total_s": round(time.monotonic() - start, 3)},
                       machine={**options.machine, "devices": list(devices or [])},
-                      engine={"name": cell.engine, "version": None, "commit": None}, error=error,
+                      engine={"name": cell.engine, "version": None, "commit": None, "kernels": cell.kernels},
+                      error=error,
                       started_at=started_at, finished_at=now_iso())
 
 
@@ -241,7 +242,7 @@ def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, 
         measured.error = _failure(server, exited=outcome.reason == "exited", timed_out=outcome.reason == "timeout")
         return
     base_url = server.command.base_url
-    measured.engine = engine_version(engine, cell.python or options.python, base_url)
+    measured.engine = {**engine_version(engine, cell.python or options.python, base_url), "kernels": cell.kernels}
     # A cell without evals checks that its server loads: there is no decoding to read speculative figures of.
     reads_spec = cell.spec != "none" and bool(cell.evals)
     spec_before = engine.spec_state(base_url) if reads_spec else None
@@ -315,6 +316,6 @@ def _assemble(cell: Cell, engine: Engine, server: ServerProcess, measured: _Meas
         cell=cell.resolved(), evals=measured.evals, memory=report.gated(), memory_report=memory_report,
         accept_length=measured.accept_length, spec=measured.spec_states, timings=measured.timings,
         machine={**options.machine, "devices": list(devices)},
-        engine=measured.engine or {"name": engine.name, "version": None, "commit": None},
+        engine=measured.engine or {"name": engine.name, "version": None, "commit": None, "kernels": cell.kernels},
         error=error, started_at=started_at, finished_at=now_iso(),
     )

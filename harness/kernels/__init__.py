@@ -1,0 +1,1 @@
+"""Kernels a server can be given in place of its own (harness.kernels.selection)."""
