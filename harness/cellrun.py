@@ -103,16 +103,20 @@ class _Measured:
 
 
 def materialize(cell: Cell, *, python: str = sys.executable, create: bool = True) -> Cell:
-    """The cell as it runs on this machine: `vendor: auto` resolved, `local:` checkpoints resolved to their
-    directories (exported first when `create`; a dry run only shows where they would be)."""
+    """The cell as it runs on this machine: `vendor: auto` resolved, `local:` checkpoints (and drafts) resolved to
+    their directories (exported first when `create`; a dry run only shows where they would be)."""
     from harness.local import models
 
     if cell.hardware.vendor == "auto":
         cell = dataclasses.replace(cell, hardware=dataclasses.replace(cell.hardware, vendor=detect_vendor()))
+    def local_path(reference: str) -> str:
+        return str(models.ensure(reference, python=python) if create else models.resolve(reference))
+
     if models.is_local(cell.checkpoint.path):
-        reference = cell.checkpoint.path
-        path = models.ensure(reference, python=python) if create else models.resolve(reference)
-        cell = dataclasses.replace(cell, checkpoint=dataclasses.replace(cell.checkpoint, path=str(path)))
+        cell = dataclasses.replace(cell, checkpoint=dataclasses.replace(cell.checkpoint,
+                                                                        path=local_path(cell.checkpoint.path)))
+    if cell.draft is not None and models.is_local(cell.draft.path):  # a rig draft (tiny-dsv3-eagle3/...)
+        cell = dataclasses.replace(cell, draft=dataclasses.replace(cell.draft, path=local_path(cell.draft.path)))
     return cell
 
 
