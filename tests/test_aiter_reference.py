@@ -315,3 +315,189 @@ def test_missing_aiter_names_stay_import_errors():
     """)
     done = _run([REFERENCE], code)
     assert done.stdout.strip() == "import-error", done.stderr
+
+
+# -------------------------------------------------------------------------------------------------- the MoE
+from aiter import ActivationType, QuantType  # noqa: E402
+from aiter.fused_moe import fused_moe  # noqa: E402
+from aiter.utility.fp4_utils import e8m0_shuffle, e8m0_unshuffle  # noqa: E402
+
+needs_aiter_wheel = pytest.mark.skipif(upstream.wheel("amd-aiter") is None, reason=upstream.missing_reason("amd-aiter"))
+# [rows, cols] scale shapes: SGLang's (experts * 2I or experts * H, width / 32), padded and not.
+SHUFFLE_SHAPES = ((256, 8), (512, 64), (8 * 2 * 64, 4), (3 * 96, 2), (1, 1), (300, 13), (4 * 2 * 48, 6))
+
+
+@needs_aiter_wheel
+@pytest.mark.parametrize("rows,cols", SHUFFLE_SHAPES)
+def test_e8m0_shuffle_is_aiters_own_layout(rows, cols, monkeypatch):
+    theirs = upstream.aiter_fp4_utils().e8m0_shuffle
+    scale = torch.randint(0, 256, (rows, cols), dtype=torch.uint8, generator=torch.Generator().manual_seed(rows))
+    mine = e8m0_shuffle(scale)
+    # aiter pads with torch.empty (fp4_utils.py:79-84); made zeros here so that every byte can be compared.
+    monkeypatch.setattr(torch, "empty", torch.zeros)
+    assert torch.equal(mine, theirs(scale))
+    monkeypatch.undo()
+    assert mine.shape == ((rows + 255) // 256 * 256, (cols + 7) // 8 * 8)
+    assert torch.equal(e8m0_unshuffle(mine, rows, cols), scale)
+
+
+def test_e8m0_unshuffle_refuses_what_shuffle_cannot_produce():
+    with pytest.raises(ValueError, match="not e8m0_shuffle's output"):
+        e8m0_unshuffle(torch.zeros(100, 8, dtype=torch.uint8), 100, 8)
+
+
+def test_e8m0_shuffle_passes_none_and_fp32_through():
+    assert e8m0_shuffle(None) is None
+    scale = torch.ones(3, 3)
+    assert e8m0_shuffle(scale) is scale
+
+
+def _activations(rows: int, cols: int, seed: int, dtype=torch.bfloat16) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    reach = 10 if dtype == torch.float16 else 20  # FP16 overflows beyond 2^15
+    spread = torch.randint(-reach, reach, (rows, cols // 32, 1), generator=generator).float()
+    x = torch.randn(rows, cols // 32, 32, generator=generator) * torch.exp2(spread)
+    x[0, 0] = 0.0  # an all-zero block (the HIP quantizer's 1e-10 floor)
+    x[1, 1, :] = torch.tensor([0.25, 0.75, 1.25, 1.75, 2.5, 3.5, 5.0, 6.0] * 4)  # E2M1 ties, scale 2^0
+    return x.reshape(rows, cols).to(dtype)
+
+
+@needs_aiter_wheel
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
+def test_moe_activation_quantizer_is_bit_exact_with_aiters_torch_mirror(dtype):
+    """aiter's fused MoE quantizes activations with its HIP kernel; `per_1x32_f4_quant` is aiter's torch mirror
+    of it. Blocks whose |max| is below the kernel's 1e-10 floor are the one place they differ by design."""
+    theirs = upstream.aiter_per_1x32_f4_quant()
+    x = _activations(64, 256, 21, dtype)
+    x[2, :32] = 0.0
+    packed, scales = _harness.hip_quant(x)
+    expected_packed, expected_scales = theirs(x)
+    expected_scales = expected_scales.view(torch.uint8)
+    assert torch.equal(packed, expected_packed.view(torch.uint8))
+    floor = x.float().reshape(64, 8, 32).abs().amax(dim=-1) < 1e-10
+    assert int(floor.sum()) == 2  # the two all-zero blocks
+    assert torch.equal(scales[~floor], expected_scales[~floor])
+    # The kernel starts |max| at 1e-10 (quant_kernels.cu:87): byte 92 where the mirror writes 0; the codes are
+    # zeros either way.
+    assert bool((scales[floor] == 92).all()) and bool((expected_scales[floor] == 0).all())
+
+
+def _moe_weights(experts: int, hidden: int, inter: int, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    w13 = torch.randn(experts, 2 * inter, hidden, generator=generator) * 0.05
+    w2 = torch.randn(experts, hidden, inter, generator=generator) * 0.05
+    w13_q, w13_s = quark_mxfp4.quantize(w13.to(torch.bfloat16))
+    w2_q, w2_s = quark_mxfp4.quantize(w2.to(torch.bfloat16))
+    return w13_q, w13_s, w2_q, w2_s
+
+
+def _routing(tokens: int, experts: int, topk: int, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    logits = torch.randn(tokens, experts, generator=generator)
+    weights, ids = torch.softmax(logits, dim=-1).topk(topk, dim=-1)
+    return weights.float(), ids.to(torch.int32)
+
+
+def _shuffled(scales: torch.Tensor) -> torch.Tensor:
+    """As SGLang's process_weights_after_loading stores them (quark_w4a4_mxfp4_moe.py:579-587)."""
+    e, rows, _ = scales.shape
+    return e8m0_shuffle(scales.reshape(e * rows, -1)).view(e, rows, -1)
+
+
+MOE_CASES = ((5, 8, 128, 64, 2), (1, 4, 64, 32, 1), (33, 16, 256, 96, 4))
+
+
+@needs_aiter_wheel
+@pytest.mark.parametrize("tokens,experts,hidden,inter,topk", MOE_CASES)
+def test_fused_moe_is_aiters_two_stage_torch_reference(tokens, experts, hidden, inter, topk):
+    stage1, stage2 = upstream.aiter_torch_moe_stages(QuantType, ActivationType)
+    quant = upstream.aiter_per_1x32_f4_quant()
+    w13, w13_s, w2, w2_s = _moe_weights(experts, hidden, inter, tokens)
+    weights, ids = _routing(tokens, experts, topk, tokens + 1)
+    x = _activations(max(tokens, 2), hidden, tokens + 2)[:tokens]
+    mine = fused_moe(x, w13.view(torch.float4_e2m1fn_x2), w2.view(torch.float4_e2m1fn_x2), weights, ids,
+                     activation=ActivationType.Silu, quant_type=QuantType.per_1x32, w1_scale=_shuffled(w13_s),
+                     w2_scale=_shuffled(w2_s), a1_scale=None, expert_mask=None)
+    a1, a1_scale = quant(x)
+    a2 = stage1(a1, w13, w2, weights, ids, dtype=torch.bfloat16, activation=ActivationType.Silu,
+                quant_type=QuantType.per_1x32, a1_scale=a1_scale, w1_scale=w13_s)
+    a2, a2_scale = quant(a2.reshape(tokens * topk, inter))
+    expected = stage2(a2, w13, w2, weights, ids, dtype=torch.bfloat16, quant_type=QuantType.per_1x32,
+                      w2_scale=w2_s, a2_scale=a2_scale)
+    assert mine.dtype == torch.bfloat16 and mine.shape == (tokens, hidden)
+    assert torch.equal(mine, expected)
+
+
+def _float64_moe(x, w13, w13_s, w2, w2_s, weights, ids):
+    """The BF16 dequant reference: weights dequantized by harness's amd-quark reference, products in float64;
+    activations quantized as aiter's fused MoE does (its rounding is part of what is served)."""
+    inter = w2.shape[2] * 2
+    w13_f = quark_mxfp4.dequantize(w13, w13_s, torch.float64)
+    w2_f = quark_mxfp4.dequantize(w2, w2_s, torch.float64)
+    a1 = _harness.hip_quant_dequant(x).double()
+    out = torch.zeros(x.shape[0], x.shape[1], dtype=torch.float64)
+    for t in range(x.shape[0]):
+        for k in range(ids.shape[1]):
+            e = int(ids[t, k])
+            gate_up = a1[t] @ w13_f[e].T
+            act = (torch.nn.functional.silu(gate_up[:inter]) * gate_up[inter:]).to(torch.bfloat16)
+            a2 = _harness.hip_quant_dequant(act.unsqueeze(0)).double()[0]
+            out[t] += float(weights[t, k]) * (a2 @ w2_f[e].T)
+    return out
+
+
+@pytest.mark.parametrize("tokens,experts,hidden,inter,topk", MOE_CASES)
+def test_fused_moe_matches_a_float64_dequant_reference(tokens, experts, hidden, inter, topk):
+    w13, w13_s, w2, w2_s = _moe_weights(experts, hidden, inter, tokens)
+    weights, ids = _routing(tokens, experts, topk, tokens + 1)
+    x = _activations(max(tokens, 2), hidden, tokens + 2)[:tokens]
+    mine = fused_moe(x, w13, w2, weights, ids, activation=ActivationType.Silu, quant_type=QuantType.per_1x32,
+                     w1_scale=_shuffled(w13_s), w2_scale=_shuffled(w2_s))
+    exact = _float64_moe(x, w13, w13_s, w2, w2_s, weights, ids)
+    scale = exact.abs().max()
+    assert float((mine.double() - exact).abs().max()) <= float(scale) * 2 ** -7
+
+
+def test_fused_moe_expert_mask_and_invalid_ids():
+    """Expert parallelism as SGLang sets it: global ids, a mask of the local experts plus a sink slot (0) that
+    -1 ids are routed to; a slot without a local expert contributes nothing."""
+    w13, w13_s, w2, w2_s = _moe_weights(2, 64, 32, 3)
+    x = _activations(4, 64, 4)
+    weights = torch.full((4, 2), 0.5)
+    ids = torch.tensor([[2, 3], [0, 3], [4, 2], [-1, 3]], dtype=torch.int32)  # global; local experts are 2 and 3
+    mask = torch.tensor([0, 0, 1, 1, 0], dtype=torch.int32)
+    kwargs = {"activation": ActivationType.Silu, "quant_type": QuantType.per_1x32, "w1_scale": _shuffled(w13_s),
+              "w2_scale": _shuffled(w2_s)}
+    masked = fused_moe(x, w13, w2, weights, ids, expert_mask=mask, **kwargs)
+    local = torch.tensor([[0, 1], [-1, 1], [-1, 0], [-1, 1]], dtype=torch.int32)
+    assert torch.equal(masked, fused_moe(x, w13, w2, weights, local, **kwargs))
+    alone = fused_moe(x[1:2], w13, w2, torch.tensor([[0.5, 0.0]]), torch.tensor([[1, 1]], dtype=torch.int32), **kwargs)
+    assert torch.equal(masked[1:2], alone)
+
+
+@pytest.mark.parametrize("override,named", [
+    ({"quant_type": QuantType.per_Token}, "quant_type=per_Token"),
+    ({"activation": ActivationType.Swiglu}, "activation=Swiglu"),
+    ({"a1_scale": torch.ones(1)}, "a1_scale"),
+    ({"doweight_stage1": True}, "doweight_stage1"),
+    ({"gate_mode": 1}, "gate_mode"),
+])
+def test_fused_moe_refuses_what_it_does_not_implement(override, named):
+    w13, w13_s, w2, w2_s = _moe_weights(1, 64, 32, 5)
+    kwargs = {"activation": ActivationType.Silu, "quant_type": QuantType.per_1x32, "w1_scale": _shuffled(w13_s),
+              "w2_scale": _shuffled(w2_s)} | override
+    with pytest.raises(NotImplementedError, match=f"fused_moe with {named}"):
+        fused_moe(_activations(2, 64, 6), w13, w2, torch.ones(2, 1), torch.zeros(2, 1, dtype=torch.int32), **kwargs)
+
+
+def test_sglang_names_resolve_on_the_reference_enums():
+    """moe_runner/aiter.py:94-115 looks the members up by these names."""
+    assert {getattr(QuantType, n) for n in ("No", "per_Token", "per_128x128", "per_1x32")}
+    assert {getattr(ActivationType, n) for n in ("Silu", "Swiglu", "Situv2", "Gelu")}
+
+
+def test_fused_moe_has_no_no_combine_parameter():
+    """SGLang probes the signature for `no_combine` (moe_runner/aiter.py:118-128) and refuses itself."""
+    import inspect
+
+    assert "no_combine" not in inspect.signature(fused_moe).parameters

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import functools
 import os
 import subprocess
 import sys
@@ -58,6 +59,11 @@ def read(project: str, member: str) -> str:
         return archive.read(member).decode()
 
 
+def _origin(member: str) -> str:
+    """The file name tracebacks show for upstream code: the wheel and the member, never a local path."""
+    return f"<amd-aiter=={PINS['amd-aiter']}>/{member}"
+
+
 def fetch() -> None:
     UPSTREAM.mkdir(parents=True, exist_ok=True)
     for project, version in PINS.items():
@@ -73,7 +79,7 @@ def functions(source: str, names: tuple[str, ...], namespace: dict, filename: st
     absent = set(names) - {n.name for n in nodes}
     if absent:
         raise LookupError(f"{filename} has no {sorted(absent)}")
-    exec(compile(ast.Module(body=nodes, type_ignores=[]), filename, "exec"), namespace)  # noqa: S102 - aiter's code
+    exec(compile(ast.Module(body=nodes, type_ignores=[]), _origin(filename), "exec"), namespace)  # noqa: S102
     return namespace
 
 
@@ -93,17 +99,64 @@ def aiter_dynamic_mxfp4_quant() -> Callable:
 
     kernels = types.ModuleType("aiter_reference_upstream_quant_kernels")
     kernels.__file__ = QUANT_KERNELS
-    exec(compile(read("amd-aiter", QUANT_KERNELS), QUANT_KERNELS, "exec"), kernels.__dict__)  # noqa: S102
+    exec(compile(read("amd-aiter", QUANT_KERNELS), _origin(QUANT_KERNELS), "exec"), kernels.__dict__)  # noqa: S102
     namespace = {"torch": torch, "triton": triton, "_LOGGER": _Silent(),
                  "_dynamic_mxfp4_quant_kernel": kernels._dynamic_mxfp4_quant_kernel}
     return functions(read("amd-aiter", QUANT_WRAPPER), ("dynamic_mxfp4_quant",), namespace,
                      QUANT_WRAPPER)["dynamic_mxfp4_quant"]
 
 
-def aiter_e8m0_shuffle() -> Callable:
+def _dtypes() -> types.SimpleNamespace:
+    """aiter.utility.dtypes, the names its torch references read."""
     import torch
 
-    return functions(read("amd-aiter", FP4_UTILS), ("e8m0_shuffle",), {"torch": torch}, FP4_UTILS)["e8m0_shuffle"]
+    return types.SimpleNamespace(fp32=torch.float32, fp16=torch.float16, bf16=torch.bfloat16, i32=torch.int32,
+                                 fp4x2=torch.float4_e2m1fn_x2, fp8_e8m0=torch.float8_e8m0fnu)
+
+
+class _DropImports(ast.NodeTransformer):
+    """Removes `from aiter... import ...` inside functions: the namespace supplies those names."""
+
+    def visit_ImportFrom(self, node: ast.ImportFrom):
+        return None if (node.module or "").startswith("aiter") else node
+
+
+def aiter_fp4_utils() -> types.SimpleNamespace:
+    """aiter's own MXFP4 helpers (fp4_utils.py): f32_to_mxfp4, mxfp4_to_f32, f32_to_e8m0, e8m0_to_f32,
+    e8m0_shuffle and what they call, executed from the wheel's source."""
+    import torch
+
+    names = ("f32_to_mxfp4", "mxfp4_to_f32", "f32_to_e8m0", "e8m0_to_f32", "e8m0_shuffle", "down_size", "pack_uint4",
+             "_n_ones", "_f32_to_floatx_unpacked")
+    namespace = {"torch": torch, "Tensor": torch.Tensor, "dtypes": _dtypes(), "EBITS_F32": 8, "MBITS_F32": 23,
+                 "F32_EXP_BIAS": 127}
+    return types.SimpleNamespace(**functions(read("amd-aiter", FP4_UTILS), names, namespace, FP4_UTILS))
+
+
+def aiter_per_1x32_f4_quant() -> Callable:
+    """aiter's torch mirror of its fused MoE's HIP activation quantizer (aiter/ops/quant.py:70-100)."""
+    import torch
+
+    namespace = {"torch": torch, "dtypes": _dtypes(), "fp4_utils": aiter_fp4_utils()}
+    return functions(read("amd-aiter", "aiter/ops/quant.py"), ("per_1x32_f4_quant",), namespace,
+                     "aiter/ops/quant.py")["per_1x32_f4_quant"]
+
+
+def aiter_torch_moe_stages(quant_type, activation_type) -> tuple[Callable, Callable]:
+    """aiter's torch references of its two MoE stages (fused_moe.py:1057-1240), with the reference enums."""
+    import torch
+
+    tree = _DropImports().visit(ast.parse(read("amd-aiter", FUSED_MOE)))
+    names = ("torch_moe_stage1", "torch_moe_stage2", "get_inter_dim", "swiglu")
+    nodes = [n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name in names]
+    act = {activation_type.Silu: torch.nn.functional.silu}
+    namespace = {"torch": torch, "functools": functools, "dtypes": _dtypes(), "QuantType": quant_type,
+                 "ActivationType": activation_type,
+                 "quant_remap": {quant_type.per_128x128: quant_type.per_1x128}, "fp4_utils": aiter_fp4_utils(),
+                 "aiter": types.SimpleNamespace(get_torch_act=act.get)}
+    exec(compile(ast.fix_missing_locations(ast.Module(body=nodes, type_ignores=[])), _origin(FUSED_MOE), "exec"),
+         namespace)  # noqa: S102 - aiter's code
+    return namespace["torch_moe_stage1"], namespace["torch_moe_stage2"]
 
 
 # ------------------------------------------------------------------------------------------------ the goldens

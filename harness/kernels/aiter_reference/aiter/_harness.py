@@ -109,6 +109,62 @@ def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return pack_nibbles(codes.reshape(m, -1))[:, : n // 2], scales
 
 
+# ------------------------------------------------------------------------- the fused MoE's activation quantizer
+# aiter's fused_moe quantizes activations with its HIP kernel, not the Triton one above: fused_moe.py:775-786
+# and 838-852 call get_hip_quant(per_1x32) = per_1x32_f4_quant_hip (aiter/ops/quant.py:151-165, 250-297), which
+# runs `dynamic_per_group_scaled_quant_kernel` (aiter_meta/csrc/kernels/quant_kernels.cu:19-160). aiter's own
+# torch mirror of it is `per_1x32_f4_quant` (aiter/ops/quant.py:70-100); the port below is checked against it.
+_HIP_ABSMAX_FLOOR = 1e-10  # quant_kernels.cu:87: `float absMax = 1e-10f;`
+_E2M1_GRID = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
+
+
+def hip_scale_bytes(blocks: torch.Tensor) -> torch.Tensor:
+    """fp32 [..., n_blocks, 32] -> E8M0 bytes: quant_kernels.cu:94-104 (`fp4_scale`): |max| (at least 1e-10)
+    rounded up to the next power of two when its mantissa is at least one half, times 0.25 (1 / 2^2, E2M1's top
+    binade); aiter's torch mirror is `f32_to_e8m0(max_abs / 4)` (fp4_utils.py:47-55)."""
+    amax = torch.maximum(blocks.abs().amax(dim=-1), torch.tensor(_HIP_ABSMAX_FLOOR, device=blocks.device))
+    bits = _bits(amax)
+    exponent = (bits >> 23) & 0xFF
+    up = ((bits & 0x400000) != 0) & (((bits & 0x200000) != 0) | ((bits & 0x1FFFFF) != 0) | (exponent != 0))
+    exponent = torch.where(exponent == 0xFF, exponent, exponent + up.to(torch.int64))
+    return torch.where(exponent >= 0xFF, 0xFF, exponent - 2).clamp(min=0).to(torch.uint8)
+
+
+def e2m1_round_even(values: torch.Tensor) -> torch.Tensor:
+    """fp32 already divided by the scale -> 4-bit codes: round to nearest, ties to the even code, saturate at
+    6.0, the sign kept on zeros. aiter's `f32_to_mxfp4` (fp4_utils.py:10-16, torchao's `_f32_to_floatx_unpacked`)
+    and the hardware conversion its HIP kernel uses (`ck_tile::vec_convert`) round this way."""
+    grid = torch.tensor(_E2M1_GRID, dtype=torch.float32, device=values.device)
+    midpoints = (grid[:-1] + grid[1:]) / 2
+    magnitude = values.abs()
+    codes = torch.bucketize(magnitude, midpoints)  # a tie lands on the lower neighbour
+    tie = magnitude == midpoints[codes.clamp(max=len(midpoints) - 1)]
+    codes = torch.where(tie & (codes % 2 == 1), codes + 1, codes)
+    return (torch.where(values.signbit(), 8, 0) | codes).to(torch.uint8)
+
+
+def hip_quant_dequant(x: torch.Tensor) -> torch.Tensor:
+    """x [R, C] (C a multiple of 32) -> fp32 [R, C]: aiter's fused-MoE activation quantization and the exact
+    dequantization its GEMMs multiply by."""
+    rows, cols = x.shape
+    if cols % MXFP4_BLOCK:
+        raise ValueError(f"per_1x32 MoE activations need a width that is a multiple of 32, got {cols}")
+    blocks = x.to(torch.float32).reshape(rows, cols // MXFP4_BLOCK, MXFP4_BLOCK)
+    scales = e8m0_to_f32(hip_scale_bytes(blocks)).unsqueeze(-1)
+    table = torch.tensor(E2M1_TABLE, dtype=torch.float32, device=x.device)
+    return (table[e2m1_round_even(blocks / scales).long()] * scales).reshape(rows, cols)
+
+
+def hip_quant(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """x [R, C] -> (packed uint8 [R, C/2], E8M0 uint8 [R, C/32]): the same quantization, packed (for tests
+    against aiter's torch references, which take packed activations)."""
+    rows, cols = x.shape
+    blocks = x.to(torch.float32).reshape(rows, cols // MXFP4_BLOCK, MXFP4_BLOCK)
+    scale_bytes = hip_scale_bytes(blocks)
+    codes = e2m1_round_even(blocks / e8m0_to_f32(scale_bytes).unsqueeze(-1))
+    return pack_nibbles(codes.reshape(rows, cols)), scale_bytes
+
+
 def e8m0_to_f32(scales: torch.Tensor) -> torch.Tensor:
     """E8M0 bytes -> fp32 2^(b-127): aiter/utility/fp4_utils.py:58-66 (e8m0_to_f32): 0 is 2^-127, 0xFF NaN."""
     b = scales.view(torch.uint8).to(torch.int64)
