@@ -21,6 +21,7 @@ import torch
 
 from harness.kernels import aiter_reference_path
 from harness.loading import mxfp4 as quark_mxfp4
+from tests.aiter_sglang_cpu import float64_moe, within_rounding
 from tools import aiter_reference as upstream
 
 REFERENCE = Path(aiter_reference_path())
@@ -111,6 +112,7 @@ def test_quant_gives_zero_where_the_kernel_shifts_by_32_bits_or_more():
 LIVE_CHECK = """
 import sys, torch
 sys.path.insert(0, sys.argv[1])
+from tests.aiter_sglang_cpu import float64_moe, within_rounding
 from tools import aiter_reference as upstream
 from aiter.ops.triton.quant import dynamic_mxfp4_quant
 quant = upstream.aiter_dynamic_mxfp4_quant()
@@ -163,11 +165,7 @@ def _reference_product(x, x_scales, w, w_scales):
 
 
 def _assert_within_one_rounding(y: torch.Tensor, exact: torch.Tensor, magnitude: torch.Tensor, k: int):
-    """y is an fp32 sum of k exact products rounded once to its dtype: within one unit in y's last place of
-    the exact sum, plus fp32 accumulation error (k * eps32 * sum of |products|, the textbook bound)."""
-    ulp = torch.finfo(y.dtype).eps * exact.abs()
-    accumulation = k * torch.finfo(torch.float32).eps * magnitude
-    assert bool(((y.double() - exact).abs() <= ulp + accumulation).all())
+    assert within_rounding(y, exact, magnitude, k)["within"]
 
 
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32])
@@ -428,24 +426,6 @@ def test_fused_moe_is_aiters_two_stage_torch_reference(tokens, experts, hidden, 
     assert torch.equal(mine, expected)
 
 
-def _float64_moe(x, w13, w13_s, w2, w2_s, weights, ids):
-    """The BF16 dequant reference: weights dequantized by harness's amd-quark reference, products in float64;
-    activations quantized as aiter's fused MoE does (its rounding is part of what is served)."""
-    inter = w2.shape[2] * 2
-    w13_f = quark_mxfp4.dequantize(w13, w13_s, torch.float64)
-    w2_f = quark_mxfp4.dequantize(w2, w2_s, torch.float64)
-    a1 = _harness.hip_quant_dequant(x).double()
-    out = torch.zeros(x.shape[0], x.shape[1], dtype=torch.float64)
-    for t in range(x.shape[0]):
-        for k in range(ids.shape[1]):
-            e = int(ids[t, k])
-            gate_up = a1[t] @ w13_f[e].T
-            act = (torch.nn.functional.silu(gate_up[:inter]) * gate_up[inter:]).to(torch.bfloat16)
-            a2 = _harness.hip_quant_dequant(act.unsqueeze(0)).double()[0]
-            out[t] += float(weights[t, k]) * (a2 @ w2_f[e].T)
-    return out
-
-
 @pytest.mark.parametrize("tokens,experts,hidden,inter,topk", MOE_CASES)
 def test_fused_moe_matches_a_float64_dequant_reference(tokens, experts, hidden, inter, topk):
     w13, w13_s, w2, w2_s = _moe_weights(experts, hidden, inter, tokens)
@@ -453,9 +433,8 @@ def test_fused_moe_matches_a_float64_dequant_reference(tokens, experts, hidden, 
     x = _activations(max(tokens, 2), hidden, tokens + 2)[:tokens]
     mine = fused_moe(x, w13, w2, weights, ids, activation=ActivationType.Silu, quant_type=QuantType.per_1x32,
                      w1_scale=_shuffled(w13_s), w2_scale=_shuffled(w2_s))
-    exact = _float64_moe(x, w13, w13_s, w2, w2_s, weights, ids)
-    scale = exact.abs().max()
-    assert float((mine.double() - exact).abs().max()) <= float(scale) * 2 ** -7
+    exact, magnitude = float64_moe(x, w13, w13_s, w2, w2_s, weights, ids)
+    assert within_rounding(mine, exact, magnitude, hidden + inter)["within"]
 
 
 def test_fused_moe_expert_mask_and_invalid_ids():
@@ -501,3 +480,33 @@ def test_fused_moe_has_no_no_combine_parameter():
     import inspect
 
     assert "no_combine" not in inspect.signature(fused_moe).parameters
+
+
+# ------------------------------------------------------------------------------- SGLang's own code, on CPU
+needs_sglang_wheel = pytest.mark.skipif(upstream.wheel("sglang") is None, reason=upstream.missing_reason("sglang"))
+
+
+@needs_sglang_wheel
+def test_sglang_quark_mxfp4_schemes_run_on_cpu_through_the_hook(tmp_path):
+    """SGLang 0.5.17's QuarkW4A4MXFP4 (create_weights, process_weights_after_loading, apply_weights) and
+    QuarkW4A4MXFp4MoE (process_weights_after_loading: the scale shuffle; apply_weights through SGLang's aiter
+    runner) run in a fresh interpreter whose PYTHONPATH starts with the reference folder: their outputs equal
+    float64 references within one BF16 rounding (plus fp32 accumulation)."""
+    import json
+
+    from tests import aiter_sglang_cpu
+
+    tree = aiter_sglang_cpu.build(tmp_path / "sglang-tree", upstream.wheel("sglang"))
+    root = Path(__file__).resolve().parent.parent
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["PYTHONPATH"] = os.pathsep.join((str(REFERENCE), str(tree)))
+    done = subprocess.run([sys.executable, "-c", aiter_sglang_cpu.SCRIPT, str(root)], env=env, capture_output=True,
+                          text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["bound"] == ["sglang.srt.layers.quantization.quark.schemes.quark_w4a4_mxfp4",
+                               "sglang.srt.layers.quantization.quark.schemes.quark_w4a4_mxfp4_moe"]
+    assert report["dense_weights_kept"] and report["moe_scales_shuffled"]
+    assert report["dense_shape"] == [14, 96] and report["moe_shape"] == [9, 256]
+    assert report["dense"]["within"] and report["dense"]["outputs"] == 1344
+    assert report["moe"]["within"] and report["moe"]["outputs"] == 2304
