@@ -13,12 +13,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.kernels import aiter_reference_path
+
 NATIVE = "native"
 AITER_REFERENCE = "aiter-reference"
 KERNELS = (NATIVE, AITER_REFERENCE)
 # The engines whose code the reference kernels stand in for (a transformers or vLLM server never imports aiter).
 ENGINES = {AITER_REFERENCE: ("sglang",)}
-AITER_REFERENCE_DIR = Path(__file__).with_name("aiter_reference")
+AITER_REFERENCE_DIR = Path(aiter_reference_path())
 HOOK_FILE = "sitecustomize.py"
 
 
