@@ -279,6 +279,24 @@ def test_hook_binds_the_scheme_modules_and_chains(tmp_path):
     assert report["chained"] == "ran"
 
 
+@pytest.mark.parametrize("switch", [None, "1"])
+def test_online_mxfp4_is_allowed_only_with_the_switch(tmp_path, switch):
+    fake = _fake_sglang(tmp_path / "fake")
+    for name in ("quark_w4a4_mxfp4.py", "quark_w4a4_mxfp4_moe.py"):
+        path = fake / "sglang" / "srt" / "layers" / "quantization" / "quark" / "schemes" / name
+        path.write_text("def mxfp_supported():\n    return False\n" + path.read_text())
+    code = ("import sglang.srt.layers.quantization.quark.schemes.quark_w4a4_mxfp4 as dense\n"
+            "import sglang.srt.layers.quantization.quark.schemes.quark_w4a4_mxfp4_moe as moe\n"
+            "print(dense.mxfp_supported(), moe.mxfp_supported())\n")
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "HARNESS_AITER_REFERENCE_ONLINE_MXFP4")}
+    env["PYTHONPATH"] = os.pathsep.join((str(REFERENCE), str(fake)))
+    if switch is not None:
+        env["HARNESS_AITER_REFERENCE_ONLINE_MXFP4"] = switch
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == (["True", "True"] if switch else ["False", "False"])
+
+
 def test_hook_chains_to_harness_memory_probe(tmp_path):
     """The GPU cells put the reference first and harness's probe folder after it: the probe still starts."""
     probes = Path(__file__).resolve().parent.parent / "harness" / "engines" / "probes"

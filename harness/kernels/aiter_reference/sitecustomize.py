@@ -49,7 +49,29 @@ def _bind_moe(module) -> None:
     module.shuffle_weight = shuffle_weight  # reached only on gfx95 (line 592): the reference refuses it
 
 
-BINDINGS = {_DENSE: _bind_dense, _MOE: _bind_moe}
+# Online MXFP4 (#18005, `--quantization quark_mxfp4`): both scheme modules refuse it unless `mxfp_supported()`
+# (sglang/srt/utils/common.py:1019: ROCm gfx95x only; quark_w4a4_mxfp4.py:183, quark_w4a4_mxfp4_moe.py:82). With
+# this variable set (suite gpu-sglang-mxfp4 sets it on its online cells only), the two modules' own name answers
+# True, so SGLang's online path runs with the reference quantizer; nothing else in SGLang sees the change.
+ONLINE_SWITCH = "HARNESS_AITER_REFERENCE_ONLINE_MXFP4"
+
+
+def _allow_online(module) -> None:
+    if os.environ.get(ONLINE_SWITCH) == "1" and hasattr(module, "mxfp_supported"):
+        module.mxfp_supported = lambda: True
+
+
+def _bind_dense_then_online(module) -> None:
+    _bind_dense(module)
+    _allow_online(module)
+
+
+def _bind_moe_then_online(module) -> None:
+    _bind_moe(module)
+    _allow_online(module)
+
+
+BINDINGS = {_DENSE: _bind_dense_then_online, _MOE: _bind_moe_then_online}
 bound: list = []  # the modules bound so far, for `--dry-run`-style reports and tests
 
 
