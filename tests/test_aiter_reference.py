@@ -197,6 +197,29 @@ def test_gemm_afp4wfp4_pre_quant_quantizes_with_aiters_rounding_and_adds_into_y(
     assert torch.equal(y, start + alone)  # tl.atomic_add of the bf16 tile into y
 
 
+def test_moe_expert_cache_changes_nothing_but_memory(monkeypatch):
+    w13, w13_s, w2, w2_s = _moe_weights(4, 64, 32, 8)
+    weights, ids = _routing(6, 4, 2, 9)
+    x = _activations(6, 64, 10)
+    kwargs = {"activation": ActivationType.Silu, "quant_type": QuantType.per_1x32, "w1_scale": _shuffled(w13_s),
+              "w2_scale": _shuffled(w2_s)}
+    on_the_fly = fused_moe(x, w13, w2, weights, ids, **kwargs)
+    assert not hasattr(w13, _harness._CACHE_ATTRIBUTE)  # default: dense weights only
+    monkeypatch.setenv(_harness.CACHE_SETTING, "all")
+    cached = fused_moe(x, w13, w2, weights, ids, **kwargs)
+    assert getattr(w13, _harness._CACHE_ATTRIBUTE)[1].dtype == torch.bfloat16
+    assert torch.equal(cached, on_the_fly) and torch.equal(fused_moe(x, w13, w2, weights, ids, **kwargs), on_the_fly)
+
+
+def test_dense_cache_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv(_harness.CACHE_SETTING, "off")
+    generator = torch.Generator().manual_seed(14)
+    x, x_scales = _random_mxfp4(3, 64, generator, 125, 129)
+    w, w_scales = _random_mxfp4(16, 64, generator, 125, 129)
+    gemm_afp4wfp4(x, w, x_scales, w_scales, torch.float32)
+    assert not hasattr(w, _harness._CACHE_ATTRIBUTE)
+
+
 def test_weight_cache_follows_the_weight():
     generator = torch.Generator().manual_seed(13)
     x, x_scales = _random_mxfp4(3, 64, generator, 125, 129)

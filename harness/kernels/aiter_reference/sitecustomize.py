@@ -22,7 +22,7 @@ import sys
 
 _DENSE = "sglang.srt.layers.quantization.quark.schemes.quark_w4a4_mxfp4"
 _MOE = "sglang.srt.layers.quantization.quark.schemes.quark_w4a4_mxfp4_moe"
-_HERE = os.path.dirname(os.path.abspath(__file__))
+_HERE = os.path.dirname(os.path.realpath(__file__))
 
 
 def _bind_dense(module) -> None:
@@ -97,7 +97,7 @@ def install() -> None:
 def next_sitecustomize():
     """The spec of the `sitecustomize` Python would have loaded had this folder not come first: the first one
     on sys.path after this folder's entry."""
-    entries = [os.path.abspath(entry or os.getcwd()) for entry in sys.path]
+    entries = [os.path.realpath(entry or os.getcwd()) for entry in sys.path]
     if _HERE not in entries:
         return None
     for entry in entries[entries.index(_HERE) + 1:]:
