@@ -66,6 +66,8 @@ class _BindingLoader(importlib.abc.Loader):
         self._loader.exec_module(module)
         self._bind(module)
         bound.append(module.__name__)
+        # One line per process in the server's log, so that a run shows which kernels served it.
+        sys.stderr.write(f"harness aiter-reference: {module.__name__} bound to the reference kernels in {_HERE}\n")
 
     def __getattr__(self, name):  # get_source, get_filename, ... as the wrapped loader answers them
         return getattr(self._loader, name)
