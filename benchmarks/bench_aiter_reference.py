@@ -6,7 +6,7 @@
 3. Median wall time per call (CUDA events, after warm-up) of dynamic_mxfp4_quant, gemm_afp4wfp4 with and
    without the weight cache, a BF16 torch matmul of the same shape, and fused_moe; the weight cache's bytes.
 
-    python benchmarks/bench_aiter_reference.py [--out results.json]
+    python benchmarks/bench_aiter_reference.py [--out results.json] [--quick]
 """
 
 from __future__ import annotations
@@ -76,12 +76,12 @@ def random_mxfp4(rows: int, k: int, device: str):
     return packed, scales
 
 
-def gemm_figures(device: str) -> list[dict]:
+def gemm_figures(device: str, quick: bool) -> list[dict]:
     rows = []
-    n, k = 4096, 4096
+    n, k = (512, 512) if quick else (4096, 4096)
     w, w_s = random_mxfp4(n, k, device)
     w_bf16 = _harness.dequantize(w, w_s).to(torch.bfloat16)
-    for m in (1, 16, 256, 2048):
+    for m in (1, 16) if quick else (1, 16, 256, 2048):
         x = torch.randn(m, k, device=device, dtype=torch.bfloat16)
         x_q, x_s = dynamic_mxfp4_quant(x)
         y = torch.empty(m, n, device=device, dtype=torch.bfloat16)
@@ -96,7 +96,7 @@ def gemm_figures(device: str) -> list[dict]:
             "gemm_cached_ms": timed(device, lambda x_q=x_q, x_s=x_s, y=y: gemm_afp4wfp4(x_q, w, x_s, w_s, torch.bfloat16, y)),
             "bf16_matmul_ms": timed(device, lambda x=x: x @ w_bf16.T),
         }
-        os.environ["HARNESS_AITER_REFERENCE_CACHE"] = "0"
+        os.environ["HARNESS_AITER_REFERENCE_CACHE"] = "off"
         fresh = w.clone()
         figures["gemm_uncached_ms"] = timed(device, lambda x_q=x_q, x_s=x_s, y=y, fresh=fresh: gemm_afp4wfp4(x_q, fresh, x_s, w_s, torch.bfloat16, y))
         os.environ.pop("HARNESS_AITER_REFERENCE_CACHE")
@@ -107,15 +107,15 @@ def gemm_figures(device: str) -> list[dict]:
     return rows
 
 
-def moe_figures(device: str) -> list[dict]:
+def moe_figures(device: str, quick: bool) -> list[dict]:
     rows = []
-    experts, hidden, inter, topk = 64, 2048, 768, 8
+    experts, hidden, inter, topk = (8, 256, 128, 2) if quick else (64, 2048, 768, 8)
     w13, w13_s = random_mxfp4(experts * 2 * inter, hidden, device)
     w2, w2_s = random_mxfp4(experts * hidden, inter, device)
     w13, w2 = w13.view(experts, 2 * inter, hidden // 2), w2.view(experts, hidden, inter // 2)
     s13 = e8m0_shuffle(w13_s).view(experts, 2 * inter, -1)
     s2 = e8m0_shuffle(w2_s).view(experts, hidden, -1)
-    for tokens in (1, 16, 256):
+    for tokens in (1, 16) if quick else (1, 16, 256):
         x = torch.randn(tokens, hidden, device=device, dtype=torch.bfloat16)
         weights, ids = torch.softmax(torch.randn(tokens, experts, device=device), -1).topk(topk, -1)
         ids = ids.to(torch.int32)
@@ -126,7 +126,10 @@ def moe_figures(device: str) -> list[dict]:
 
         on_cpu = call(x.cpu(), weights.cpu(), ids.cpu(), w13.cpu(), w2.cpu(), s13.cpu(), s2.cpu())
         on_device = call().cpu()
-        rows.append({"tokens": tokens, "experts": experts, "hidden": hidden, "inter": inter, "topk": topk,
+        os.environ["HARNESS_AITER_REFERENCE_CACHE"] = "all"
+        cached_ms = timed(device, call, repeats=5)
+        os.environ.pop("HARNESS_AITER_REFERENCE_CACHE")
+        rows.append({"fused_moe_all_cached_ms": cached_ms,"tokens": tokens, "experts": experts, "hidden": hidden, "inter": inter, "topk": topk,
                      "device_vs_cpu_max_abs": float((on_device.float() - on_cpu.float()).abs().max()),
                      "device_vs_cpu_equal_fraction": float((on_device == on_cpu).float().mean()),
                      "fused_moe_ms": timed(device, call, repeats=5)})
@@ -136,11 +139,12 @@ def moe_figures(device: str) -> list[dict]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path)
+    parser.add_argument("--quick", action="store_true", help="small shapes (a smoke run on CPU)")
     args = parser.parse_args()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     torch.manual_seed(0)
     report = {"device": torch.cuda.get_device_name() if device == "cuda" else "cpu", "torch": torch.__version__,
-              "goldens": goldens_on(device), "gemm": gemm_figures(device), "moe": moe_figures(device)}
+              "goldens": goldens_on(device), "gemm": gemm_figures(device, args.quick), "moe": moe_figures(device, args.quick)}
     text = json.dumps(report, indent=1)
     print(text)
     if args.out:

@@ -139,19 +139,18 @@ def build(root: Path, wheel: Path) -> Path:
     return root
 
 
-def float64_moe(x, w13, w13_scales, w2, w2_scales, weights, ids):
+def float64_moe(x, w13, w13_scales, w2, w2_scales, weights, ids, hip_quant_dequant):
     """The BF16 dequant reference of a per_1x32 MoE: weights dequantized by harness's amd-quark reference,
     products in float64; the activations quantized as aiter's fused MoE does (its rounding is part of what is
     served) and the stage-1 output rounded to BF16 (its buffer's dtype). Returns the sums and the sums of
-    |terms| (for accumulation bounds)."""
+    |terms| (for accumulation bounds). `hip_quant_dequant` is the reference aiter's (aiter._harness)."""
     import torch
-    from aiter import _harness
 
     from harness.loading import mxfp4 as quark
 
     inter = w2.shape[2] * 2
     w13_f, w2_f = quark.dequantize(w13, w13_scales, torch.float64), quark.dequantize(w2, w2_scales, torch.float64)
-    a1 = _harness.hip_quant_dequant(x).double()
+    a1 = hip_quant_dequant(x).double()
     exact = torch.zeros(x.shape[0], x.shape[1], dtype=torch.float64)
     magnitude = torch.zeros_like(exact)
     for t in range(x.shape[0]):
@@ -159,7 +158,7 @@ def float64_moe(x, w13, w13_scales, w2, w2_scales, weights, ids):
             e = int(ids[t, k])
             gate_up = a1[t] @ w13_f[e].T
             act = (torch.nn.functional.silu(gate_up[:inter]) * gate_up[inter:]).to(torch.bfloat16)
-            a2 = _harness.hip_quant_dequant(act.unsqueeze(0)).double()[0]
+            a2 = hip_quant_dequant(act.unsqueeze(0)).double()[0]
             exact[t] += float(weights[t, k]) * (a2 @ w2_f[e].T)
             magnitude[t] += float(weights[t, k]) * (a2.abs() @ w2_f[e].abs().T)
     return exact, magnitude
@@ -233,7 +232,7 @@ weights, ids = torch.softmax(torch.randn(tokens, experts, generator=generator), 
 dispatch = StandardDispatchOutput(hidden_states, None, (weights, ids, None))
 out = moe.apply_weights(layer, dispatch).hidden_states
 
-exact, magnitude = float64_moe(hidden_states, w13_q, w13_s, w2_q, w2_s, weights, ids)
+exact, magnitude = float64_moe(hidden_states, w13_q, w13_s, w2_q, w2_s, weights, ids, _harness.hip_quant_dequant)
 report["moe_shape"] = list(out.shape)
 report["moe"] = within_rounding(out, exact, magnitude, hidden + inter)
 print(json.dumps(report))

@@ -10,6 +10,8 @@
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import os
 import subprocess
 import sys
@@ -25,14 +27,30 @@ from tests.aiter_sglang_cpu import float64_moe, within_rounding
 from tools import aiter_reference as upstream
 
 REFERENCE = Path(aiter_reference_path())
-sys.path.insert(0, str(REFERENCE))  # `import aiter` below is the reference package, never a real aiter
 
-from aiter import _harness  # noqa: E402
-from aiter.ops.triton.gemm.fused.fused_gemm_afp4wfp4_split_cat import fused_gemm_afp4wfp4_split_cat  # noqa: E402
-from aiter.ops.triton.gemm_afp4wfp4 import gemm_afp4wfp4  # noqa: E402
-from aiter.ops.triton.gemm_afp4wfp4_pre_quant_atomic import gemm_afp4wfp4_pre_quant  # noqa: E402
-from aiter.ops.triton.quant import dynamic_mxfp4_quant  # noqa: E402
 
+def _import_reference(*names: str) -> list:
+    """The reference package's modules, imported from its folder without leaving `aiter` importable for the
+    rest of the test session (a later test may ask whether aiter is installed)."""
+    saved = list(sys.path)
+    sys.path.insert(0, str(REFERENCE))
+    try:
+        return [importlib.import_module(name) for name in names]
+    finally:
+        sys.path[:] = saved
+        for name in [n for n in sys.modules if n == "aiter" or n.startswith("aiter.")]:
+            del sys.modules[name]
+
+
+(aiter, _harness, _quant, _gemm, _pre_quant, _split_cat, _fused_moe, _fp4_utils) = _import_reference(
+    "aiter", "aiter._harness", "aiter.ops.triton.quant", "aiter.ops.triton.gemm_afp4wfp4",
+    "aiter.ops.triton.gemm_afp4wfp4_pre_quant_atomic", "aiter.ops.triton.gemm.fused.fused_gemm_afp4wfp4_split_cat",
+    "aiter.fused_moe", "aiter.utility.fp4_utils")
+dynamic_mxfp4_quant, gemm_afp4wfp4 = _quant.dynamic_mxfp4_quant, _gemm.gemm_afp4wfp4
+gemm_afp4wfp4_pre_quant = _pre_quant.gemm_afp4wfp4_pre_quant
+fused_gemm_afp4wfp4_split_cat = _split_cat.fused_gemm_afp4wfp4_split_cat
+fused_moe, e8m0_shuffle, e8m0_unshuffle = _fused_moe.fused_moe, _fp4_utils.e8m0_shuffle, _fp4_utils.e8m0_unshuffle
+ActivationType, QuantType = aiter.ActivationType, aiter.QuantType
 GOLDEN_MIN_CASES = 39
 
 
@@ -50,10 +68,10 @@ def test_the_reference_folder_is_the_pythonpath_entry():
     assert REFERENCE.is_dir()
     assert (REFERENCE / "sitecustomize.py").is_file()
     assert (REFERENCE / "aiter" / "__init__.py").is_file()
-    import aiter
-
     assert Path(aiter.__file__).resolve().parent == REFERENCE / "aiter"
     assert aiter.HARNESS_REFERENCE
+    left = importlib.util.find_spec("aiter")  # the import above left nothing behind for other tests
+    assert left is None or not str(left.origin).startswith(str(REFERENCE))
 
 
 # ---------------------------------------------------------------------------------------- dynamic_mxfp4_quant
@@ -197,6 +215,29 @@ def test_gemm_afp4wfp4_pre_quant_quantizes_with_aiters_rounding_and_adds_into_y(
     assert torch.equal(y, start + alone)  # tl.atomic_add of the bf16 tile into y
 
 
+def test_moe_expert_cache_changes_nothing_but_memory(monkeypatch):
+    w13, w13_s, w2, w2_s = _moe_weights(4, 64, 32, 8)
+    weights, ids = _routing(6, 4, 2, 9)
+    x = _activations(6, 64, 10)
+    kwargs = {"activation": ActivationType.Silu, "quant_type": QuantType.per_1x32, "w1_scale": _shuffled(w13_s),
+              "w2_scale": _shuffled(w2_s)}
+    on_the_fly = fused_moe(x, w13, w2, weights, ids, **kwargs)
+    assert not hasattr(w13, _harness._CACHE_ATTRIBUTE)  # default: dense weights only
+    monkeypatch.setenv(_harness.CACHE_SETTING, "all")
+    cached = fused_moe(x, w13, w2, weights, ids, **kwargs)
+    assert getattr(w13, _harness._CACHE_ATTRIBUTE)[1].dtype == torch.bfloat16
+    assert torch.equal(cached, on_the_fly) and torch.equal(fused_moe(x, w13, w2, weights, ids, **kwargs), on_the_fly)
+
+
+def test_dense_cache_can_be_turned_off(monkeypatch):
+    monkeypatch.setenv(_harness.CACHE_SETTING, "off")
+    generator = torch.Generator().manual_seed(14)
+    x, x_scales = _random_mxfp4(3, 64, generator, 125, 129)
+    w, w_scales = _random_mxfp4(16, 64, generator, 125, 129)
+    gemm_afp4wfp4(x, w, x_scales, w_scales, torch.float32)
+    assert not hasattr(w, _harness._CACHE_ATTRIBUTE)
+
+
 def test_weight_cache_follows_the_weight():
     generator = torch.Generator().manual_seed(13)
     x, x_scales = _random_mxfp4(3, 64, generator, 125, 129)
@@ -334,10 +375,6 @@ def test_missing_aiter_names_stay_import_errors():
 
 
 # -------------------------------------------------------------------------------------------------- the MoE
-from aiter import ActivationType, QuantType  # noqa: E402
-from aiter.fused_moe import fused_moe  # noqa: E402
-from aiter.utility.fp4_utils import e8m0_shuffle, e8m0_unshuffle  # noqa: E402
-
 needs_aiter_wheel = pytest.mark.skipif(upstream.wheel("amd-aiter") is None, reason=upstream.missing_reason("amd-aiter"))
 # [rows, cols] scale shapes: SGLang's (experts * 2I or experts * H, width / 32), padded and not.
 SHUFFLE_SHAPES = ((256, 8), (512, 64), (8 * 2 * 64, 4), (3 * 96, 2), (1, 1), (300, 13), (4 * 2 * 48, 6))
@@ -451,7 +488,7 @@ def test_fused_moe_matches_a_float64_dequant_reference(tokens, experts, hidden, 
     x = _activations(max(tokens, 2), hidden, tokens + 2)[:tokens]
     mine = fused_moe(x, w13, w2, weights, ids, activation=ActivationType.Silu, quant_type=QuantType.per_1x32,
                      w1_scale=_shuffled(w13_s), w2_scale=_shuffled(w2_s))
-    exact, magnitude = float64_moe(x, w13, w13_s, w2, w2_s, weights, ids)
+    exact, magnitude = float64_moe(x, w13, w13_s, w2, w2_s, weights, ids, _harness.hip_quant_dequant)
     assert within_rounding(mine, exact, magnitude, hidden + inter)["within"]
 
 

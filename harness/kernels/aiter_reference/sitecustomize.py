@@ -22,7 +22,7 @@ import sys
 
 _DENSE = "sglang.srt.layers.quantization.quark.schemes.quark_w4a4_mxfp4"
 _MOE = "sglang.srt.layers.quantization.quark.schemes.quark_w4a4_mxfp4_moe"
-_HERE = os.path.dirname(os.path.abspath(__file__))
+_HERE = os.path.dirname(os.path.realpath(__file__))
 
 
 def _bind_dense(module) -> None:
@@ -88,6 +88,8 @@ class _BindingLoader(importlib.abc.Loader):
         self._loader.exec_module(module)
         self._bind(module)
         bound.append(module.__name__)
+        # One line per process in the server's log, so that a run shows which kernels served it.
+        sys.stderr.write(f"harness aiter-reference: {module.__name__} bound to the reference kernels in {_HERE}\n")
 
     def __getattr__(self, name):  # get_source, get_filename, ... as the wrapped loader answers them
         return getattr(self._loader, name)
@@ -119,7 +121,7 @@ def install() -> None:
 def next_sitecustomize():
     """The spec of the `sitecustomize` Python would have loaded had this folder not come first: the first one
     on sys.path after this folder's entry."""
-    entries = [os.path.abspath(entry or os.getcwd()) for entry in sys.path]
+    entries = [os.path.realpath(entry or os.getcwd()) for entry in sys.path]
     if _HERE not in entries:
         return None
     for entry in entries[entries.index(_HERE) + 1:]:

@@ -16,7 +16,7 @@ _E8M0_BIAS = 127
 _E2M1_BIAS_SHIFT = 126  # E8_BIAS - E2_BIAS in aiter's _mxfp4_quant_op
 # aiter/utility/fp4_utils.py:30 (mxfp4_to_f32): code -> value, sign in bit 3.
 E2M1_TABLE = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, -0.0, -0.5, -1.0, -1.5, -2.0, -3.0, -4.0, -6.0)
-# A dequantized weight is kept beside its packed form unless HARNESS_AITER_REFERENCE_CACHE=0.
+# A dequantized weight is kept beside its packed form as this attribute (see `cached_dequantization`).
 _CACHE_ATTRIBUTE = "_harness_aiter_reference_dequantized"
 
 
@@ -182,30 +182,42 @@ def dequantize(packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     return table[codes.long()] * factor.repeat_interleave(MXFP4_BLOCK, dim=-1)[..., :k]
 
 
-def _cache_enabled() -> bool:
-    return os.environ.get("HARNESS_AITER_REFERENCE_CACHE", "1") != "0"
+CACHE_SETTING = "HARNESS_AITER_REFERENCE_CACHE"  # "dense" (default), "all" (experts too) or "off"
+
+
+def cache_enabled(kind: str) -> bool:
+    """Whether dequantized weights of this kind ("dense" or "moe") are kept (docs/aiter-reference.md, Memory)."""
+    setting = os.environ.get(CACHE_SETTING, "dense")
+    return setting == "all" or (setting == "dense" and kind == "dense")
 
 
 def _capturing(t: torch.Tensor) -> bool:
     return t.is_cuda and torch.cuda.is_current_stream_capturing()
 
 
-def dequantized_weight(w: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
-    """The weight's dequantization, cached in BF16 on the weight itself (exact: an E2M1 value times a power of
-    two has at most 2 significant bits and BF16 has fp32's exponent range) and refreshed whenever the weight
-    or its scales change (their version counters, the scales' storage). Returned in fp32.
+def cached_dequantization(w: torch.Tensor, scales: torch.Tensor, kind: str, compute) -> torch.Tensor:
+    """`compute()` (the dequantization of packed weight w with its scales), cached in BF16 on the weight itself
+    where `kind` is cached (exact: an E2M1 value times a power of two has at most 2 significant bits and BF16
+    has fp32's exponent range) and recomputed whenever the weight or its scales change (their version
+    counters and storage). Returned in BF16 where cached, else in fp32: exact either way, `.float()` at use.
 
     The cache lives on the tensor SGLang passes (a view's base where it passes a dtype view), so it dies with
-    the weight; it costs 2 bytes per weight element, 4x the packed weight (docs/aiter-reference.md)."""
+    the weight; it costs 2 bytes per weight element, 3.8x the packed weight and its scales."""
     owner = w._base if w._base is not None else w
     key = (w.data_ptr(), tuple(w.shape), owner._version, scales.data_ptr(), scales._version, tuple(scales.shape))
     cached = getattr(owner, _CACHE_ATTRIBUTE, None)
     if cached is not None and cached[0] == key:
-        return cached[1].float()
-    values = dequantize(w, scales)
-    if _cache_enabled() and not _capturing(w):
-        setattr(owner, _CACHE_ATTRIBUTE, (key, values.to(torch.bfloat16)))
+        return cached[1]
+    values = compute()
+    if cache_enabled(kind) and not _capturing(w):
+        values = values.to(torch.bfloat16)
+        setattr(owner, _CACHE_ATTRIBUTE, (key, values))
     return values
+
+
+def dequantized_weight(w: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """A dense GEMM's weight [N, K/2] with scales [N, K/32], dequantized to fp32 (cached: `cached_dequantization`)."""
+    return cached_dequantization(w, scales, "dense", lambda: dequantize(w, scales)).float()
 
 
 def not_implemented(symbol: str):

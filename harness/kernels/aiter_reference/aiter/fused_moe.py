@@ -9,9 +9,9 @@ path does it (aiter/fused_moe.py:731-908, fused_moe_2stages) and as its torch re
 3. that intermediate quantized to MXFP4 again (fused_moe.py:838-846), @ w2[e]^T in fp32;
 4. times the fp32 top-k weight, summed over the top-k in fp32, rounded once to the output dtype.
 Weights are dequantized exactly (E2M1 value times 2^(e-127)); their scales come from SGLang shuffled by
-`e8m0_shuffle` and are unshuffled here with the true width. Experts are gathered one at a time and dequantized
-on the fly (no cache: a model's experts dequantized would be 4x its MXFP4 weights); finding the experts in use
-syncs with the host, so this path is not CUDA-graph capturable.
+`e8m0_shuffle` and are unshuffled here with the true width. Experts are taken one at a time, dequantized on
+the fly unless HARNESS_AITER_REFERENCE_CACHE=all keeps them all in BF16 (3.8x the MXFP4 expert weights);
+finding the experts in use syncs with the host, so this path is not CUDA-graph capturable.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from aiter import ActivationType, QuantType
-from aiter._harness import MXFP4_BLOCK, dequantize, hip_quant_dequant
+from aiter._harness import MXFP4_BLOCK, cache_enabled, cached_dequantization, dequantize, hip_quant_dequant
 from aiter.utility.fp4_utils import e8m0_unshuffle
 
 _SYMBOL = "aiter.fused_moe.fused_moe"
@@ -46,8 +46,8 @@ def fused_moe(hidden_states, w1, w2, topk_weight, topk_ids, expert_mask=None, ac
     if inter2 != 2 * inter or w2.shape[1] != hidden or hidden_states.shape[1] != hidden:
         raise ValueError(f"{_SYMBOL}: w1 {tuple(w1.shape)} and w2 {tuple(w2.shape)} are not a gated MoE over "
                          f"hidden size {hidden_states.shape[1]}")
-    scales1 = _unshuffled(w1_scale, experts, inter2, hidden)
-    scales2 = _unshuffled(w2_scale, experts, hidden, inter)
+    weight1 = _ExpertWeights(w1, w1_scale, experts, inter2, hidden)
+    weight2 = _ExpertWeights(w2, w2_scale, experts, hidden, inter)
     local_ids = _local_ids(topk_ids, experts, expert_mask)
     tokens, topk = local_ids.shape
     a1 = hip_quant_dequant(hidden_states)
@@ -55,13 +55,13 @@ def fused_moe(hidden_states, w1, w2, topk_weight, topk_ids, expert_mask=None, ac
     used = [int(e) for e in torch.unique(local_ids[local_ids >= 0]).tolist()]
     for e in used:
         rows, slots = torch.nonzero(local_ids == e, as_tuple=True)
-        gate_up = a1[rows] @ dequantize(w1[e], scales1[e]).T
+        gate_up = a1[rows] @ weight1[e].T
         a2[rows, slots] = (torch.nn.functional.silu(gate_up[:, :inter]) * gate_up[:, inter:]).to(dtype)
     a2 = hip_quant_dequant(a2.reshape(tokens * topk, inter)).reshape(tokens, topk, inter)
     out = torch.zeros((tokens, topk, hidden), dtype=torch.float32, device=hidden_states.device)
     for e in used:
         rows, slots = torch.nonzero(local_ids == e, as_tuple=True)
-        out[rows, slots] = a2[rows, slots] @ dequantize(w2[e], scales2[e]).T
+        out[rows, slots] = a2[rows, slots] @ weight2[e].T
     return (out * topk_weight.to(torch.float32).unsqueeze(-1)).sum(dim=1).to(dtype)
 
 
@@ -78,6 +78,22 @@ def _check_supported(quant_type, activation, doweight_stage1, a1_scale, a2_scale
     for name, present in given.items():
         if present:
             _refuse(name)
+
+
+class _ExpertWeights:
+    """One expert's weight in fp32, on demand: from the BF16 cache of all experts where HARNESS_AITER_REFERENCE_CACHE
+    is "all", else dequantized alone (then only the experts in use cost time, one expert's memory at a time)."""
+
+    def __init__(self, packed, shuffled_scales, experts: int, rows: int, width: int):
+        self.packed, self.scales = packed, _unshuffled(shuffled_scales, experts, rows, width)
+        self.all = None
+        if cache_enabled("moe"):
+            self.all = cached_dequantization(packed, shuffled_scales, "moe", lambda: dequantize(packed, self.scales))
+
+    def __getitem__(self, expert: int) -> torch.Tensor:
+        if self.all is not None:
+            return self.all[expert].float()
+        return dequantize(self.packed[expert], self.scales[expert])
 
 
 def _unshuffled(scale: torch.Tensor, experts: int, rows: int, width: int) -> torch.Tensor:
