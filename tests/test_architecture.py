@@ -124,7 +124,7 @@ LAYERS = (
     ("baselines", ("harness.baselines",)),
     ("history", ("harness.history",)),
     ("preflight", ("harness.loading", "harness.preflight")),
-    ("engines", ("harness.engines", "harness.local", "harness.rig", "harness.kernels")),
+    ("engines", ("harness.engines", "harness.local", "harness.rig")),
     ("cells", ("harness.schedule", "harness.cellrun", "harness.shard", "harness.rundir")),
     ("compare", ("harness.compare",)),
     ("steps", ("harness.steps",)),
