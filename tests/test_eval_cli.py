@@ -12,7 +12,7 @@ from tests.fake_cells import FAKE_ENGINES
 
 
 def test_eval_against_a_running_server_prints_the_result_schema(stub_server, capsys):
-    url = stub_server("--wrong-every", "5")
+    url = stub_server("--wrong-every", "5", "--eos-token", "<|endoftext|>")
     assert main(["eval", "gsm8k", "--base-url", url, "--questions", "50", "--json"]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["name"] == "gsm8k" and body["metrics"]["accuracy"]["value"] == 0.8
@@ -20,6 +20,17 @@ def test_eval_against_a_running_server_prints_the_result_schema(stub_server, cap
     assert body["outcomes"][0] == {"id": "gsm8k-test-0000", "correct": False, "extracted": "181"}
     assert main(["eval", "gsm8k", "--base-url", url, "--questions", "20", "--protocol", "lm-eval"]) == 0
     assert "gsm8k (lm-eval): accuracy 0.8000" in capsys.readouterr().out
+    assert main(["eval", "gsm8k", "--base-url", url, "--questions", "5", "--protocol", "lm-eval", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["protocol"]["eos_string"] == "<|endoftext|>"  # the server's
+
+
+def test_lm_eval_without_an_eos_string_is_a_config_error_naming_the_key(stub_server, capsys):
+    url = stub_server()
+    assert main(["eval", "gsm8k", "--base-url", url, "--questions", "5", "--protocol", "lm-eval"]) == 2
+    assert "set `eos_string:`" in capsys.readouterr().err
+    assert main(["eval", "gsm8k", "--base-url", url, "--questions", "5", "--protocol", "lm-eval",
+                 "--eos-string", "</s>", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["protocol"]["eos_string"] == "</s>"
 
 
 def test_eval_flag_errors_name_the_flag(capsys):

@@ -1,0 +1,202 @@
+"""sgl-eval (PyPI `sgl-eval`, the accuracy client SGLang's CI calls) as an eval backend: protocol `sgl-eval` of
+gsm8k and gpqa runs sgl-eval's own benchmark (its prompt, its OpenAI client and threads, its vendored NeMo-Skills
+grader) on the rows harness reads, in this process, and maps every (question, repeat) it scored into harness's
+result schema.
+
+An optional extra (`pip install 'sglang-harness[sgl-eval]'`): imported only when the protocol runs.
+- Data: harness's, never downloaded by sgl-eval. GSM8K: the verified test rows, turned into sgl-eval's rows by
+  its vendored NeMo-Skills `gsm8k/prepare.py` itself (fed a file:// copy, as sgl-eval feeds its own archives).
+  GPQA: the CSV read by pandas (harness.evals.gpqa), NaN cells as None (as `datasets` gives them), then the
+  vendored `gpqa/prepare.py`'s `format_entry` under `random.seed(42)`, as its `save_data` shuffles the choices.
+- Ids: harness's (`gsm8k-test-0042`, `<Record ID>#r<repeat>`), so outcomes pair with earlier runs.
+- Nothing is written: no predictions file (sgl-eval writes each problem's text into its per-sample records by
+  default), its MCQ grader's one-line temporary files go to a private directory removed on return, and its
+  logger is held at ERROR (a failed request is counted as one, never scored wrong).
+- Repeats: greedy (temperature 0) with one repeat by default, not sgl-eval's gpqa default of 8 repeats: eight
+  greedy samples of one question carry one question's information, and the paired gate wants one outcome per
+  question. `repeats: 8` (with a temperature) is honoured: each (question, repeat) is then an outcome of its own.
+- Protocol: beside the common keys, sgl-eval's version, the benchmark, its prompt file's SHA-256, the vendored
+  NeMo-Skills commit and every sampling field it sends (top_p, min_p, repetition_penalty, the chat template
+  kwargs after sgl-eval's benchmark default) are recorded; the first four and `sampling` must match to compare.
+- Not honoured: `timeouts.eval_s` inside sgl-eval's client (its own retries and four-hour read timeout apply).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import logging
+import math
+import random
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TextIO
+
+from harness.errors import ConfigError
+from harness.evals.base import EvalConfig, EvalInfraError
+from harness.results import EvalResult
+
+PINNED = "0.1.3"
+# The protocol keys sgl-eval's runs add, compared like the common ones.
+PROTOCOL_KEYS = ("sgl_eval_version", "benchmark", "prompt_sha256", "nemo_skills_commit", "sampling")
+# Columns the vendored GPQA prepare reads for metadata only (never the prompt or the answer).
+GPQA_METADATA = ("Explanation", "Subdomain", "Writer's Difficulty Estimate")
+
+
+def _import(module: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ConfigError(f"the sgl-eval protocol needs sgl-eval: pip install 'sgl-eval=={PINNED}'") from None
+
+
+def version() -> str:
+    return _import("sgl_eval").__version__
+
+
+# --- data: harness's rows into sgl-eval's examples, by sgl-eval's own prepare code ------------------------
+
+def gsm8k_examples(rows: list[dict[str, str]], ids: list[str]) -> list[Any]:
+    """sgl-eval's gsm8k examples of these GSM8K rows (the vendored NeMo-Skills prepare, run on a local copy)."""
+    import json
+
+    prepare = _import("sgl_eval._vendored.nemo_skills.dataset.gsm8k.prepare")
+    loader = _import("sgl_eval.evals._loader")
+    with tempfile.TemporaryDirectory(prefix="harness-sgl-eval-") as tmp:
+        (Path(tmp) / "source-test.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
+        url, file = prepare.URL, prepare.__file__
+        prepare.URL, prepare.__file__ = Path(tmp).as_uri() + "/source-{}.jsonl", str(Path(tmp) / "prepare.py")
+        try:
+            prepare.save_data("test")
+        finally:
+            prepare.URL, prepare.__file__ = url, file
+        prepared = [json.loads(line) for line in (Path(tmp) / "test.jsonl").read_text().splitlines()]
+    return [dataclasses.replace(loader._row_to_example(row, i, "gsm8k"), id=ids[i]) for i, row in enumerate(prepared)]
+
+
+def _as_datasets_reads(value: Any) -> Any:
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def gpqa_examples(rows: list[dict[str, Any]], ids: list[str]) -> list[Any]:
+    """sgl-eval's gpqa examples of these GPQA rows: `format_entry` in file order after random.seed(42), as the
+    vendored prepare's save_data runs it (the global generator's state is restored afterwards)."""
+    prepare = _import("sgl_eval._vendored.nemo_skills.dataset.gpqa.prepare")
+    loader = _import("sgl_eval.evals._loader")
+    entries = [{**dict.fromkeys(GPQA_METADATA), **{k: _as_datasets_reads(v) for k, v in row.items()}} for row in rows]
+    state = random.getstate()
+    random.seed(42)
+    try:
+        formatted = [prepare.format_entry(entry) for entry in entries]
+    finally:
+        random.setstate(state)
+    return [dataclasses.replace(loader._row_to_example(row, i, "gpqa"), id=ids[i]) for i, row in enumerate(formatted)]
+
+
+# --- the run ---------------------------------------------------------------------------------------------
+
+def generation(config: EvalConfig, default: Any) -> Any:
+    """sgl-eval's GenConfig: its benchmark default, overridden by the suite as its CLI would override it."""
+    kwargs = {**(default.chat_template_kwargs or {}), **dict(config.chat_template_kwargs)}
+    return dataclasses.replace(default, temperature=config.temperature, max_tokens=config.max_tokens,
+                               seed=config.seed, chat_template_kwargs=kwargs or None)
+
+
+def protocol_of(config: EvalConfig, common: dict[str, Any]) -> dict[str, Any]:
+    """The recorded protocol: the common keys plus what makes an sgl-eval figure what it is."""
+    registry = _import("sgl_eval.registry")
+    spec = registry.get(config.name)
+    gen = generation(config, spec.default_gen)
+    prompt = _prompt_file(config.name)
+    sources = _import("yaml").safe_load((Path(_import("sgl_eval").VENDORED_NS_ROOT) / "SOURCES.yaml").read_text())
+    return {**common, "runner": "sgl-eval", "sgl_eval_version": version(), "benchmark": spec.name,
+            "prompt": prompt.stem, "prompt_sha256": hashlib.sha256(prompt.read_bytes()).hexdigest(),
+            "nemo_skills_commit": sources.get("synced_from_sha"),
+            "sampling": {"top_p": gen.top_p, "min_p": gen.min_p, "repetition_penalty": gen.repetition_penalty,
+                         "seed": gen.seed, "chat_template_kwargs": gen.chat_template_kwargs or {}}}
+
+
+def _prompt_file(benchmark: str) -> Path:
+    registry = _import("sgl_eval.evals._registry")
+    prompts = _import("sgl_eval.evals._prompts")
+    _, prompt = registry._resolve_upstream_metadata(benchmark)
+    return Path(prompts.resolve_prompt(prompt))
+
+
+@contextmanager
+def _private_run() -> Iterator[None]:
+    """sgl-eval's logger at ERROR and its grader's temporary files in a private directory, for the call."""
+    logger = logging.getLogger("sgl_eval")
+    level, tempdir = logger.level, tempfile.tempdir
+    with tempfile.TemporaryDirectory(prefix="harness-sgl-eval-") as tmp:  # mode 0700, removed on exit
+        logger.setLevel(logging.ERROR)
+        tempfile.tempdir = tmp
+        try:
+            yield
+        finally:
+            tempfile.tempdir = tempdir
+            logger.setLevel(level)
+
+
+def outcome_id(config: EvalConfig, example_id: str, repeat: int) -> str:
+    return example_id if config.name == "gsm8k" and config.repeats == 1 else f"{example_id}#r{repeat}"
+
+
+def run(config: EvalConfig, base_url: str, model: str, examples: list[Any], common: dict[str, Any], *,
+        stream: TextIO | None = None) -> EvalResult:
+    """Run sgl-eval's benchmark `config.name` on `examples` against the server; one outcome per (question,
+    repeat) it was asked, a failed request an error, a sample never taken an error."""
+    from harness.evals.runner import Prepared, assemble_result
+    from harness.transport import Response, api_key
+
+    protocol = protocol_of(config, common)
+    registry = _import("sgl_eval.registry")
+    sampler_module = _import("sgl_eval.sampler")
+    spec = registry.get(config.name)
+    sampler = sampler_module.ChatCompletionSampler(base_url=base_url + "/v1", model=model,
+                                                   api_key=api_key(base_url) or "EMPTY")
+    scored: dict[str, tuple[str | None, bool, dict[str, Any]]] = {}
+    samples: dict[str, Any] = {}
+
+    def on_sample_scored(example: Any, repeat: int, sample: Any, score: float, extracted: str | None) -> None:
+        qid = outcome_id(config, example.id, repeat)
+        samples[qid] = sample
+        scored[qid] = (extracted, score == 1.0, {})
+
+    start = time.perf_counter()
+    with _private_run():
+        spec.run(sampler=sampler, gen=generation(config, spec.default_gen), n_repeats=config.repeats,
+                 num_examples=None, num_threads=config.concurrency, predictions_writer=on_sample_scored,
+                 load_examples=lambda _count: examples)
+    wall = time.perf_counter() - start
+    responses = []
+    for example in examples:
+        for repeat in range(config.repeats):
+            qid = outcome_id(config, example.id, repeat)
+            sample = samples.get(qid)
+            responses.append(_response(Response, qid, sample))
+    prepared = Prepared(iter(()), len(responses), lambda *_: (None, False, {}), common.get("dataset_sha256"),
+                        protocol)
+    result = assemble_result(config, prepared, responses, scored, wall)
+    allowed = math.floor(config.max_error_rate * len(responses) + 1e-9)
+    if result.request_errors > allowed:
+        raise EvalInfraError("request_errors", f"{config.name}: {result.request_errors} of {len(responses)} "
+                             f"sgl-eval requests failed (allowed {allowed})", {config.name: result})
+    return result
+
+
+def _response(response_type: Any, qid: str, sample: Any) -> Any:
+    if sample is None:
+        return response_type(qid, None, "sgl-eval: never sampled", 0.0)
+    if sample.finish_reason == "error":
+        return response_type(qid, None, "sgl-eval: the request failed after its retries", 0.0)
+    latency = (sample.generation_end_time or 0.0) - (sample.generation_start_time or 0.0)
+    return response_type(qid, sample.text, None, latency, sample.completion_tokens)
+
+
+__all__ = ["PINNED", "PROTOCOL_KEYS", "gpqa_examples", "gsm8k_examples", "run", "version"]
