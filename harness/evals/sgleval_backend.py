@@ -169,10 +169,13 @@ def run(config: EvalConfig, base_url: str, model: str, examples: list[Any], comm
         scored[qid] = (extracted, score == 1.0, {})
 
     start = time.perf_counter()
-    with _private_run():
-        spec.run(sampler=sampler, gen=generation(config, spec.default_gen), n_repeats=config.repeats,
-                 num_examples=None, num_threads=config.concurrency, predictions_writer=on_sample_scored,
-                 load_examples=lambda _count: examples)
+    try:
+        with _private_run():
+            spec.run(sampler=sampler, gen=generation(config, spec.default_gen), n_repeats=config.repeats,
+                     num_examples=None, num_threads=config.concurrency, predictions_writer=on_sample_scored,
+                     load_examples=lambda _count: examples)
+    finally:
+        sampler.client.close()  # its connection pool (the client it was given)
     wall = time.perf_counter() - start
     responses = []
     for example in examples:

@@ -1,0 +1,102 @@
+"""Protocol `sgl-eval`: sgl-eval runs against a fake OpenAI-compatible server on 127.0.0.1, every completion of
+the corpus served once; harness's outcomes must be sgl-eval's own grader's, and no GPQA text may leave memory."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+
+from harness.evals import sgleval_backend
+from harness.evals.registry import EVALS, run_eval
+from harness.strict import Where
+from tests.eval_corpus import completions
+
+pytestmark = pytest.mark.skipif(importlib.util.find_spec("sgl_eval") is None, reason="sgl-eval not installed")
+TEXTS = completions()
+FIELDS = ["Record ID", "Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"]
+
+
+def _csv(path, count):
+    import csv
+
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=FIELDS)
+        writer.writeheader()
+        for i in range(count):
+            writer.writerow({"Record ID": f"rec{i:04d}", "Question": f"SECRET-Q{i}: which one?",
+                             "Correct Answer": f"SECRET right {i}", "Incorrect Answer 1": "None" if i % 9 == 4 else f"a{i}",
+                             "Incorrect Answer 2": f"b{i}", "Incorrect Answer 3": f"c{i}"})
+    return path
+
+
+@pytest.mark.parametrize("part", range(3))  # GPQA Diamond's 198 questions at most per run: the corpus in parts
+def test_gpqa_outcomes_are_sgl_evals_own_grades_and_no_text_leaves(tmp_path, stub_server, monkeypatch, capsys, part):
+    from sgl_eval.evals._multichoice import make_score_one_fn
+    from sgl_eval.types import Sample
+
+    from harness.evals import gpqa
+    from harness.results import CellResult, cell_result_to_dict
+
+    texts = TEXTS[part * 198:(part + 1) * 198]
+    monkeypatch.chdir(tmp_path)
+    path = _csv(tmp_path / "g.csv", len(texts))
+    (tmp_path / "replies.json").write_text(json.dumps({f"SECRET-Q{i}: ": text for i, text in enumerate(texts)}))
+    url = stub_server("--replies", str(tmp_path / "replies.json"))
+    config = EVALS["gpqa"].parse({"protocol": "sgl-eval", "data": str(path), "concurrency": 16}, Where("s"))
+    result = run_eval(config, url, model="stub-model")
+
+    rows, _ = gpqa.read_rows(path)
+    examples = sgleval_backend.gpqa_examples(rows, [gpqa.record_id(r, i) for i, r in enumerate(rows)])
+    grade = make_score_one_fn()
+    expected = []
+    for example, text in zip(examples, texts):
+        score, extracted = grade(example, Sample(text=text))
+        expected.append((f"{example.id}#r0", score == 1.0, extracted))
+    assert [(o.id, o.correct, o.extracted) for o in result.outcomes] == expected
+    assert result.request_errors == 0 and result.metrics["accuracy"].n == len(texts)
+    assert result.protocol["sgl_eval_version"] == "0.1.3" and result.protocol["benchmark"] == "gpqa"
+    assert result.protocol["sampling"]["chat_template_kwargs"] == {"thinking": True}  # sgl-eval's gpqa default
+    dumped = json.dumps(cell_result_to_dict(CellResult("c", "s", "ok", {}, evals={"gpqa": result})))
+    captured = capsys.readouterr()
+    assert "SECRET" not in dumped + captured.out + captured.err
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["g.csv", "replies.json"]  # nothing written here
+
+
+def test_gsm8k_outcomes_are_sgl_evals_own_grades(tmp_path, stub_server):
+    from sgl_eval._vendored.nemo_skills.evaluator.math import MathEvaluator
+    from sgl_eval.evals._math import make_score_one_fn
+    from sgl_eval.types import Sample
+
+    from harness.local import problems
+
+    rows = problems.held_out_rows(len(TEXTS))
+    (tmp_path / "replies.json").write_text(json.dumps({row["question"]: text for row, text in zip(rows, TEXTS)}))
+    url = stub_server("--replies", str(tmp_path / "replies.json"))
+    config = EVALS["gsm8k"].parse({"protocol": "sgl-eval", "dataset": "synthetic-arith-v1", "questions": len(TEXTS),
+                                   "concurrency": 16}, Where("s"))
+    result = run_eval(config, url, model="stub-model")
+    examples = sgleval_backend.gsm8k_examples(rows, [f"gsm8k-test-{i:04d}" for i in range(len(rows))])
+    grade = make_score_one_fn(MathEvaluator(config={}))
+    expected = [(e.id, *(lambda s: (s[0] == 1.0, s[1]))(grade(e, Sample(text=t)))) for e, t in zip(examples, TEXTS)]
+    assert [(o.id, o.correct, o.extracted) for o in result.outcomes] == expected
+    assert result.protocol["prompt"] == "math" and result.protocol["protocol"] == "sgl-eval"
+
+
+def test_its_protocol_keys_are_compared():
+    from harness.protocols import protocol_differences
+
+    base = {"eval": "gsm8k", "protocol": "sgl-eval", "sgl_eval_version": "0.1.3", "benchmark": "gsm8k",
+            "sampling": {"top_p": 0.95}}
+    assert protocol_differences({**base, "sgl_eval_version": "0.1.4"}, base) == \
+        ["sgl_eval_version: '0.1.3' -> '0.1.4'"]
+    assert protocol_differences({**base, "sampling": {"top_p": 1.0}}, base) != []
+
+
+def test_the_sgl_eval_protocol_is_refused_by_harness_own_client():
+    config = EVALS["gsm8k"].parse({"protocol": "sgl-eval"}, Where("s"))
+    from harness.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="sgl-eval sends its own requests"):
+        EVALS["gsm8k"].prepare(config, "m")
