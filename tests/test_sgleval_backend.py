@@ -100,3 +100,26 @@ def test_the_sgl_eval_protocol_is_refused_by_harness_own_client():
 
     with pytest.raises(ConfigError, match="sgl-eval sends its own requests"):
         EVALS["gsm8k"].prepare(config, "m")
+
+
+def test_in_a_cells_thread_it_grades_in_a_child_main_thread_alike(tmp_path, stub_server):
+    """A cell runs its evals on a thread of its own, where math_verify's signal timeout cannot work."""
+    import threading
+
+    from harness.local import problems
+
+    rows = problems.held_out_rows(40)
+    # Half the corpus, half right answers in the spellings the grader must read (boxed, a sentence, "#### N").
+    texts = [TEXTS[i * 12] if i % 2 else ("\\boxed{%s}", "The answer is %s.", "#### %s")[i % 3] %
+             row["answer"].rsplit("#### ", 1)[1] for i, row in enumerate(rows)]
+    (tmp_path / "replies.json").write_text(json.dumps({row["question"]: text for row, text in zip(rows, texts)}))
+    url = stub_server("--replies", str(tmp_path / "replies.json"))
+    config = EVALS["gsm8k"].parse({"protocol": "sgl-eval", "dataset": "synthetic-arith-v1", "questions": 40},
+                                  Where("s"))
+    results = {"main": run_eval(config, url, model="stub-model")}
+    thread = threading.Thread(target=lambda: results.update(thread=run_eval(config, url, model="stub-model")))
+    thread.start()
+    thread.join()
+    assert [(o.id, o.correct, o.extracted) for o in results["thread"].outcomes] == \
+        [(o.id, o.correct, o.extracted) for o in results["main"].outcomes]
+    assert sum(o.correct for o in results["main"].outcomes) > 0

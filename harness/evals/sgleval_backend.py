@@ -27,11 +27,14 @@ import dataclasses
 import hashlib
 import logging
 import math
+import multiprocessing
 import random
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -147,6 +150,77 @@ def outcome_id(config: EvalConfig, example_id: str, repeat: int) -> str:
     return example_id if config.name == "gsm8k" and config.repeats == 1 else f"{example_id}#r{repeat}"
 
 
+@dataclass(frozen=True)
+class Graded:
+    """One (question, repeat) as sgl-eval sampled and graded it (no prompt or completion text)."""
+
+    id: str
+    failed: bool
+    correct: bool
+    extracted: str | None
+    latency_s: float
+    completion_tokens: int | None
+
+
+def benchmark(config: EvalConfig, base_url: str, model: str, key: str | None, examples: list[Any]) -> list[Graded]:
+    """sgl-eval's run of benchmark `config.name` on `examples`: each (question, repeat) it graded."""
+    registry = _import("sgl_eval.registry")
+    spec = registry.get(config.name)
+    sampler = _import("sgl_eval.sampler").ChatCompletionSampler(base_url=base_url + "/v1", model=model,
+                                                                 api_key=key or "EMPTY")
+    graded: list[Graded] = []
+
+    def on_sample_scored(example: Any, repeat: int, sample: Any, score: float, extracted: str | None) -> None:
+        latency = (sample.generation_end_time or 0.0) - (sample.generation_start_time or 0.0)
+        graded.append(Graded(outcome_id(config, example.id, repeat), sample.finish_reason == "error",
+                             score == 1.0, extracted, latency, sample.completion_tokens))
+
+    try:
+        with _private_run():
+            spec.run(sampler=sampler, gen=generation(config, spec.default_gen), n_repeats=config.repeats,
+                     num_examples=None, num_threads=config.concurrency, predictions_writer=on_sample_scored,
+                     load_examples=lambda _count: examples)
+    finally:
+        sampler.client.close()  # its connection pool (the client it was given)
+    return graded
+
+
+def _child(connection: Any, arguments: tuple) -> None:
+    """The child process's whole work: the benchmark on its main thread, the graded records sent back."""
+    try:
+        connection.send(("ok", benchmark(*arguments)))
+    except BaseException as problem:  # noqa: BLE001 - reported to the parent, which raises it there
+        connection.send(("error", f"{type(problem).__name__}: {problem}"))
+    finally:
+        connection.close()
+
+
+def benchmark_on_a_main_thread(*arguments: Any) -> list[Graded]:
+    """sgl-eval grades on its caller's thread, and its math grader (math_verify) times out by signal.alarm,
+    which only a main thread has: a cell's thread runs the benchmark in a spawned child's main thread, as
+    `sgl-eval run` itself would, polled so that an interrupt reaches this thread and the child is killed."""
+    if threading.current_thread() is threading.main_thread():
+        return benchmark(*arguments)
+    context = multiprocessing.get_context("spawn")
+    receiver, sender = context.Pipe(duplex=False)
+    child = context.Process(target=_child, args=(sender, arguments), name="harness-sgl-eval", daemon=True)
+    child.start()
+    sender.close()
+    try:
+        while not receiver.poll(0.2):
+            if not child.is_alive():
+                raise RuntimeError(f"sgl-eval's process ended (exit {child.exitcode}) without an answer")
+        status, answer = receiver.recv()
+    finally:
+        if child.is_alive():
+            child.kill()
+        child.join()
+        receiver.close()
+    if status != "ok":
+        raise RuntimeError(f"sgl-eval failed: {answer}")
+    return answer
+
+
 def run(config: EvalConfig, base_url: str, model: str, examples: list[Any], common: dict[str, Any], *,
         stream: TextIO | None = None) -> EvalResult:
     """Run sgl-eval's benchmark `config.name` on `examples` against the server; one outcome per (question,
@@ -155,34 +229,12 @@ def run(config: EvalConfig, base_url: str, model: str, examples: list[Any], comm
     from harness.transport import Response, api_key
 
     protocol = protocol_of(config, common)
-    registry = _import("sgl_eval.registry")
-    sampler_module = _import("sgl_eval.sampler")
-    spec = registry.get(config.name)
-    sampler = sampler_module.ChatCompletionSampler(base_url=base_url + "/v1", model=model,
-                                                   api_key=api_key(base_url) or "EMPTY")
-    scored: dict[str, tuple[str | None, bool, dict[str, Any]]] = {}
-    samples: dict[str, Any] = {}
-
-    def on_sample_scored(example: Any, repeat: int, sample: Any, score: float, extracted: str | None) -> None:
-        qid = outcome_id(config, example.id, repeat)
-        samples[qid] = sample
-        scored[qid] = (extracted, score == 1.0, {})
-
     start = time.perf_counter()
-    try:
-        with _private_run():
-            spec.run(sampler=sampler, gen=generation(config, spec.default_gen), n_repeats=config.repeats,
-                     num_examples=None, num_threads=config.concurrency, predictions_writer=on_sample_scored,
-                     load_examples=lambda _count: examples)
-    finally:
-        sampler.client.close()  # its connection pool (the client it was given)
+    graded = {g.id: g for g in benchmark_on_a_main_thread(config, base_url, model, api_key(base_url), examples)}
     wall = time.perf_counter() - start
-    responses = []
-    for example in examples:
-        for repeat in range(config.repeats):
-            qid = outcome_id(config, example.id, repeat)
-            sample = samples.get(qid)
-            responses.append(_response(Response, qid, sample))
+    responses = [_response(Response, outcome_id(config, example.id, repeat), graded.get(outcome_id(config, example.id, repeat)))
+                 for example in examples for repeat in range(config.repeats)]
+    scored = {g.id: (g.extracted, g.correct, {}) for g in graded.values()}
     prepared = Prepared(iter(()), len(responses), lambda *_: (None, False, {}), common.get("dataset_sha256"),
                         protocol)
     result = assemble_result(config, prepared, responses, scored, wall)
@@ -193,13 +245,12 @@ def run(config: EvalConfig, base_url: str, model: str, examples: list[Any], comm
     return result
 
 
-def _response(response_type: Any, qid: str, sample: Any) -> Any:
-    if sample is None:
+def _response(response_type: Any, qid: str, graded: Graded | None) -> Any:
+    if graded is None:
         return response_type(qid, None, "sgl-eval: never sampled", 0.0)
-    if sample.finish_reason == "error":
+    if graded.failed:
         return response_type(qid, None, "sgl-eval: the request failed after its retries", 0.0)
-    latency = (sample.generation_end_time or 0.0) - (sample.generation_start_time or 0.0)
-    return response_type(qid, sample.text, None, latency, sample.completion_tokens)
+    return response_type(qid, "", None, graded.latency_s, graded.completion_tokens)
 
 
 __all__ = ["PINNED", "PROTOCOL_KEYS", "gpqa_examples", "gsm8k_examples", "run", "version"]
