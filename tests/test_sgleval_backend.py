@@ -123,3 +123,52 @@ def test_in_a_cells_thread_it_grades_in_a_child_main_thread_alike(tmp_path, stub
     assert [(o.id, o.correct, o.extracted) for o in results["thread"].outcomes] == \
         [(o.id, o.correct, o.extracted) for o in results["main"].outcomes]
     assert sum(o.correct for o in results["main"].outcomes) > 0
+
+
+PRESET = """\
+benchmark: gpqa
+n_repeats: 1
+sampling: {temperature: 0.0, max_tokens: 2048, thinking: true}
+expected: {score: 0.7}
+"""
+
+
+def test_a_presets_expected_score_is_imported_as_a_baseline_and_gated_unpaired(tmp_path, stub_server, capsys):
+    from harness.baselines import load_baselines
+    from harness.cli import main
+    from harness.compare import _compare_accuracy
+    from harness.metrics import samples
+    from harness.results import CellResult
+    from harness.suite import GateSettings
+
+    (tmp_path / "mine.yaml").write_text(PRESET)
+    argv = ["baseline", "import-sgl-eval", str(tmp_path / "mine.yaml"), "--suite", "s", "--cell", "m/bf16/none/tp1",
+            "--baselines-dir", str(tmp_path / "baselines")]
+    assert main(argv) == 0
+    entry = load_baselines(tmp_path / "baselines" / "s.yaml").entry("m/bf16/none/tp1", "gpqa.accuracy")
+    assert (entry.value, entry.n, entry.outcomes_file, entry.provenance.source) == (0.7, 198, None, "imported")
+    assert "mine.yaml" in entry.provenance.note and "expected.score 0.7" in entry.provenance.note
+    assert entry.protocol["protocol"] == "sgl-eval" and "sgl_eval_version" not in entry.protocol  # unknown
+    assert main(argv) == 2 and "has a baseline already" in capsys.readouterr().err
+
+    # A measured sgl-eval figure of that protocol compares with it, by the unpaired test.
+    path = _csv(tmp_path / "g.csv", 198)
+    (tmp_path / "replies.json").write_text('{"no such marker": "x"}')
+    url = stub_server("--replies", str(tmp_path / "replies.json"))  # "" for every question
+    config = EVALS["gpqa"].parse({"protocol": "sgl-eval", "data": str(path)}, Where("s"))
+    result = run_eval(config, url, model="stub-model")
+    sample = samples(CellResult("m/bf16/none/tp1", "s", "ok", {}, evals={"gpqa": result}))["gpqa.accuracy"]
+    verdict = _compare_accuracy("gpqa.accuracy", sample, entry, GateSettings())
+    assert verdict.test == "two-proportion-z" and verdict.state.name == "REGRESSED"  # 0.0 against 0.7
+
+
+def test_a_measured_sgl_eval_figure_round_trips_through_the_baselines(tmp_path, stub_server):
+    from harness.baselines import BaselineEntry, Baselines, Provenance, load_baselines, save_baselines
+
+    url = stub_server()
+    config = EVALS["gpqa"].parse({"protocol": "sgl-eval", "data": str(_csv(tmp_path / "g.csv", 5))}, Where("s"))
+    result = run_eval(config, url, model="stub-model")
+    entry = BaselineEntry(metric="gpqa.accuracy", value=0.5, n=5, protocol=result.protocol,
+                          provenance=Provenance(source="harness", date="2026-12-05"))
+    save_baselines(Baselines("s", tmp_path / "s.yaml", {"c": {"gpqa.accuracy": entry}}))
+    assert load_baselines(tmp_path / "s.yaml").entry("c", "gpqa.accuracy").protocol == result.protocol

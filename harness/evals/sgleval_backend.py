@@ -44,7 +44,9 @@ from harness.results import EvalResult
 
 PINNED = "0.1.3"
 # The protocol keys sgl-eval's runs add, compared like the common ones.
-PROTOCOL_KEYS = ("sgl_eval_version", "benchmark", "prompt_sha256", "nemo_skills_commit", "sampling")
+PROTOCOL_KEYS = ("sgl_eval_version", "benchmark", "prompt", "prompt_sha256", "nemo_skills_commit", "sampling")
+# What a figure of sgl-eval's benchmarks counts, for a preset that names no --num-examples.
+FULL_SIZE = {"gsm8k": 1319, "gpqa": 198}
 # Columns the vendored GPQA prepare reads for metadata only (never the prompt or the answer).
 GPQA_METADATA = ("Explanation", "Subdomain", "Writer's Difficulty Estimate")
 
@@ -117,7 +119,7 @@ def protocol_of(config: EvalConfig, common: dict[str, Any]) -> dict[str, Any]:
     gen = generation(config, spec.default_gen)
     prompt = _prompt_file(config.name)
     sources = _import("yaml").safe_load((Path(_import("sgl_eval").VENDORED_NS_ROOT) / "SOURCES.yaml").read_text())
-    return {**common, "runner": "sgl-eval", "sgl_eval_version": version(), "benchmark": spec.name,
+    return {**common, "sgl_eval_version": version(), "benchmark": spec.name,
             "prompt": prompt.stem, "prompt_sha256": hashlib.sha256(prompt.read_bytes()).hexdigest(),
             "nemo_skills_commit": sources.get("synced_from_sha"),
             "sampling": {"top_p": gen.top_p, "min_p": gen.min_p, "repetition_penalty": gen.repetition_penalty,
@@ -253,4 +255,55 @@ def _response(response_type: Any, qid: str, graded: Graded | None) -> Any:
     return response_type(qid, "", None, graded.latency_s, graded.completion_tokens)
 
 
-__all__ = ["PINNED", "PROTOCOL_KEYS", "gpqa_examples", "gsm8k_examples", "run", "version"]
+# --- a preset's expected score as a baseline figure -----------------------------------------------------
+
+@dataclass(frozen=True)
+class PresetFigure:
+    """An sgl-eval preset's `expected.score`, as a baseline states it (no per-question outcomes)."""
+
+    metric: str
+    value: float
+    n: int
+    protocol: dict[str, Any]
+    note: str
+
+
+def preset_figure(path: Path) -> PresetFigure:
+    """Read a user preset with sgl-eval's own parser and state its expected score under its protocol. What the
+    preset does not fix is left unknown (not compared): sgl-eval's version, its prompt, and max_tokens when
+    unset (sgl-eval then sends none)."""
+    preset_module = _import("sgl_eval.preset")
+    try:
+        preset = preset_module.load_preset(str(path))
+    except (OSError, ValueError, TypeError) as problem:
+        raise ConfigError(f"{path}: not an sgl-eval preset: {problem}") from None
+    if preset.benchmark not in FULL_SIZE:
+        raise ConfigError(f"{path}: benchmark: {preset.benchmark!r} has no harness eval (gsm8k, gpqa)")
+    if preset.expected is None or preset.expected.score is None:
+        raise ConfigError(f"{path}: expected.score: the preset states no expected score to import")
+    spec = _import("sgl_eval.registry").get(preset.benchmark)
+    sampling, default = preset.sampling, spec.default_gen
+    kwargs = dict(default.chat_template_kwargs or {})
+    if sampling.thinking is not None:
+        kwargs["thinking"] = sampling.thinking
+    kwargs.update(sampling.chat_template_kwargs or {})
+    questions = preset.num_examples or FULL_SIZE[preset.benchmark]
+    repeats = preset.n_repeats or spec.default_n_repeats
+    protocol = {"eval": preset.benchmark, "protocol": "sgl-eval", "benchmark": preset.benchmark,
+                "questions": questions, "repeats": repeats,
+                "temperature": default.temperature if sampling.temperature is None else sampling.temperature,
+                "max_tokens": sampling.max_tokens,
+                "sampling": {"top_p": default.top_p if sampling.top_p is None else sampling.top_p,
+                             "min_p": default.min_p, "repetition_penalty": default.repetition_penalty,
+                             "seed": None, "chat_template_kwargs": kwargs}}
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    note = (f"sgl-eval preset {path.name} (sha256 {digest[:16]}): expected.score {preset.expected.score} on "
+            f"{questions} questions x {repeats} repeat(s); no per-question outcomes, so the unpaired test applies")
+    if sampling.reasoning_effort is not None:
+        note += f"; reasoning_effort {sampling.reasoning_effort} (harness does not send it)"
+    return PresetFigure(f"{preset.benchmark}.accuracy", float(preset.expected.score), questions,
+                        {k: v for k, v in protocol.items() if v is not None}, note)
+
+
+__all__ = ["PINNED", "PROTOCOL_KEYS", "PresetFigure", "gpqa_examples", "gsm8k_examples", "preset_figure", "run",
+           "version"]
