@@ -56,7 +56,9 @@ def task_document(config: EvalConfig, data_root: Path | None) -> dict[str, Any]:
         "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
                          "ignore_case": True, "ignore_punctuation": False,
                          "regexes_to_ignore": [",", "\\$", "(?s).*#### ", "\\.$"]}],
-        "generation_kwargs": {"until": list(gsm8k.LM_EVAL_STOP), "do_sample": False,
+        # The EOS string is in `until` itself: lm-eval 0.4.13 appends it only on its sequential path
+        # (num_concurrent 1, its default; amodel_call passes no eos), and this backend runs concurrently.
+        "generation_kwargs": {"until": gsm8k.lm_eval_stop(config.params.get("eos_string")), "do_sample": False,
                               "temperature": config.temperature, "max_gen_toks": config.max_tokens},
         "repeats": 1,
         "num_fewshot": config.shots,
