@@ -134,7 +134,7 @@ LAYERS = (
 )
 # Never imported on the CLI's start-up path (`import quark.torch` alone costs ~17 s).
 HEAVY = ("numpy", "pandas", "torch", "quark", "aiohttp", "transformers", "lm_eval", "safetensors", "datasets",
-         "huggingface_hub", "vllm", "sglang")
+         "huggingface_hub", "vllm", "sglang", "sgl_eval", "openai", "math_verify")
 
 
 def _module_name(path: Path) -> str:

@@ -112,6 +112,13 @@ def test_lm_eval_protocol_scores_as_lm_evals_own_filters_and_metric():
 
     cases = 0
     for target in GSM8K_ANSWERS:
+        # chat names no upstream scorer: it is lm-eval's strict-match, else flexible-extract, after the reasoning.
+        question = gsm8k.Question("q", 0, "", gsm8k.lm_eval_normalise(target))
+        for text in TEXTS:
+            answer = gsm8k.strip_reasoning(text)
+            expected = lm_eval_says(strict, answer, target) if gsm8k.STRICT_MATCH.search(answer) else \
+                lm_eval_says(flexible, answer, target)
+            assert gsm8k.score("chat", question, text).correct == expected, (text[:60], target)
         question = gsm8k.Question("q", 0, "", gsm8k.lm_eval_normalise(target))
         for text in TEXTS:
             ours = gsm8k.score("lm-eval", question, text)
