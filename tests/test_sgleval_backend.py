@@ -172,3 +172,22 @@ def test_a_measured_sgl_eval_figure_round_trips_through_the_baselines(tmp_path, 
                           provenance=Provenance(source="harness", date="2026-12-05"))
     save_baselines(Baselines("s", tmp_path / "s.yaml", {"c": {"gpqa.accuracy": entry}}))
     assert load_baselines(tmp_path / "s.yaml").entry("c", "gpqa.accuracy").protocol == result.protocol
+
+
+@pytest.mark.parametrize("year", ["aime24", "aime25", "aime26"])
+def test_aime_runs_sgl_evals_bundled_problems_graded_by_it(tmp_path, stub_server, year):
+    from sgl_eval._vendored.nemo_skills.evaluator.math import MathEvaluator
+    from sgl_eval.evals._math import make_score_one_fn
+    from sgl_eval.types import Sample
+
+    examples = sgleval_backend.bundled_examples(year)
+    texts = [f"So the answer is \\boxed{{{e.target}}}." if i % 3 else TEXTS[i * 7] for i, e in enumerate(examples)]
+    (tmp_path / "replies.json").write_text(json.dumps({e.inputs["problem"]: t for e, t in zip(examples, texts)}))
+    url = stub_server("--replies", str(tmp_path / "replies.json"))
+    settings = {"protocol": "sgl-eval", **({} if year == "aime25" else {"dataset": year})}
+    result = run_eval(EVALS["aime"].parse(settings, Where("s")), url, model="stub-model")
+    grade = make_score_one_fn(MathEvaluator(config={}))
+    expected = [(e.id, *(lambda s: (s[0] == 1.0, s[1]))(grade(e, Sample(text=t)))) for e, t in zip(examples, texts)]
+    assert [(o.id, o.correct, o.extracted) for o in result.outcomes] == expected
+    assert result.metrics["accuracy"].value >= 0.6 and result.protocol["benchmark"] == year
+    assert result.protocol["dataset"] == year and len(result.protocol["dataset_sha256"]) == 64

@@ -1,5 +1,5 @@
 """sgl-eval (PyPI `sgl-eval`, the accuracy client SGLang's CI calls) as an eval backend: protocol `sgl-eval` of
-gsm8k and gpqa runs sgl-eval's own benchmark (its prompt, its OpenAI client and threads, its vendored NeMo-Skills
+gsm8k, gpqa and aime (its bundled AIME 2024/25/26) runs sgl-eval's own benchmark (its prompt, its OpenAI client and threads, its vendored NeMo-Skills
 grader) on the rows harness reads, in this process, and maps every (question, repeat) it scored into harness's
 result schema.
 
@@ -46,7 +46,10 @@ PINNED = "0.1.3"
 # The protocol keys sgl-eval's runs add, compared like the common ones.
 PROTOCOL_KEYS = ("sgl_eval_version", "benchmark", "prompt", "prompt_sha256", "nemo_skills_commit", "sampling")
 # What a figure of sgl-eval's benchmarks counts, for a preset that names no --num-examples.
-FULL_SIZE = {"gsm8k": 1319, "gpqa": 198}
+FULL_SIZE = {"gsm8k": 1319, "gpqa": 198, "aime24": 30, "aime25": 30, "aime26": 30}
+# sgl-eval's benchmark -> harness's (eval, dataset): AIME's years are datasets of one eval.
+HARNESS_EVAL = {"gsm8k": ("gsm8k", "gsm8k-test"), "gpqa": ("gpqa", "gpqa-diamond"), "aime24": ("aime", "aime24"),
+                "aime25": ("aime", "aime25"), "aime26": ("aime", "aime26")}
 # Columns the vendored GPQA prepare reads for metadata only (never the prompt or the answer).
 GPQA_METADATA = ("Explanation", "Subdomain", "Writer's Difficulty Estimate")
 
@@ -84,6 +87,15 @@ def gsm8k_examples(rows: list[dict[str, str]], ids: list[str]) -> list[Any]:
     return [dataclasses.replace(loader._row_to_example(row, i, "gsm8k"), id=ids[i]) for i, row in enumerate(prepared)]
 
 
+def vendored_root() -> Path:
+    return Path(_import("sgl_eval").VENDORED_NS_ROOT)
+
+
+def bundled_examples(name: str) -> list[Any]:
+    """sgl-eval's examples of a benchmark whose data it bundles (AIME), by its own loader."""
+    return _import("sgl_eval.evals._loader").load_bundled(name)(None)
+
+
 def _as_datasets_reads(value: Any) -> Any:
     return None if isinstance(value, float) and math.isnan(value) else value
 
@@ -112,12 +124,12 @@ def generation(config: EvalConfig, default: Any) -> Any:
                                seed=config.seed, chat_template_kwargs=kwargs or None)
 
 
-def protocol_of(config: EvalConfig, common: dict[str, Any]) -> dict[str, Any]:
+def protocol_of(config: EvalConfig, common: dict[str, Any], benchmark: str) -> dict[str, Any]:
     """The recorded protocol: the common keys plus what makes an sgl-eval figure what it is."""
     registry = _import("sgl_eval.registry")
-    spec = registry.get(config.name)
+    spec = registry.get(benchmark)
     gen = generation(config, spec.default_gen)
-    prompt = _prompt_file(config.name)
+    prompt = _prompt_file(benchmark)
     sources = _import("yaml").safe_load((Path(_import("sgl_eval").VENDORED_NS_ROOT) / "SOURCES.yaml").read_text())
     return {**common, "sgl_eval_version": version(), "benchmark": spec.name,
             "prompt": prompt.stem, "prompt_sha256": hashlib.sha256(prompt.read_bytes()).hexdigest(),
@@ -149,7 +161,8 @@ def _private_run() -> Iterator[None]:
 
 
 def outcome_id(config: EvalConfig, example_id: str, repeat: int) -> str:
-    return example_id if config.name == "gsm8k" and config.repeats == 1 else f"{example_id}#r{repeat}"
+    """Harness's id of one (question, repeat): GPQA's always name the repeat, as its other protocols' do."""
+    return example_id if config.name != "gpqa" and config.repeats == 1 else f"{example_id}#r{repeat}"
 
 
 @dataclass(frozen=True)
@@ -164,10 +177,11 @@ class Graded:
     completion_tokens: int | None
 
 
-def benchmark(config: EvalConfig, base_url: str, model: str, key: str | None, examples: list[Any]) -> list[Graded]:
-    """sgl-eval's run of benchmark `config.name` on `examples`: each (question, repeat) it graded."""
+def benchmark(config: EvalConfig, name: str, base_url: str, model: str, key: str | None,
+              examples: list[Any]) -> list[Graded]:
+    """sgl-eval's run of its benchmark `name` on `examples`: each (question, repeat) it graded."""
     registry = _import("sgl_eval.registry")
-    spec = registry.get(config.name)
+    spec = registry.get(name)
     sampler = _import("sgl_eval.sampler").ChatCompletionSampler(base_url=base_url + "/v1", model=model,
                                                                  api_key=key or "EMPTY")
     graded: list[Graded] = []
@@ -224,15 +238,17 @@ def benchmark_on_a_main_thread(*arguments: Any) -> list[Graded]:
 
 
 def run(config: EvalConfig, base_url: str, model: str, examples: list[Any], common: dict[str, Any], *,
-        stream: TextIO | None = None) -> EvalResult:
-    """Run sgl-eval's benchmark `config.name` on `examples` against the server; one outcome per (question,
-    repeat) it was asked, a failed request an error, a sample never taken an error."""
+        benchmark_name: str | None = None, stream: TextIO | None = None) -> EvalResult:
+    """Run sgl-eval's benchmark (`config.name` unless named) on `examples` against the server; one outcome per
+    (question, repeat) it was asked, a failed request an error, a sample never taken an error."""
     from harness.evals.runner import Prepared, assemble_result
     from harness.transport import Response, api_key
 
-    protocol = protocol_of(config, common)
+    name = benchmark_name or config.name
+    protocol = protocol_of(config, common, name)
     start = time.perf_counter()
-    graded = {g.id: g for g in benchmark_on_a_main_thread(config, base_url, model, api_key(base_url), examples)}
+    graded = {g.id: g for g in benchmark_on_a_main_thread(config, name, base_url, model, api_key(base_url),
+                                                           examples)}
     wall = time.perf_counter() - start
     responses = [_response(Response, outcome_id(config, example.id, repeat), graded.get(outcome_id(config, example.id, repeat)))
                  for example in examples for repeat in range(config.repeats)]
@@ -277,8 +293,9 @@ def preset_figure(path: Path) -> PresetFigure:
         preset = preset_module.load_preset(str(path))
     except (OSError, ValueError, TypeError) as problem:
         raise ConfigError(f"{path}: not an sgl-eval preset: {problem}") from None
-    if preset.benchmark not in FULL_SIZE:
-        raise ConfigError(f"{path}: benchmark: {preset.benchmark!r} has no harness eval (gsm8k, gpqa)")
+    if preset.benchmark not in HARNESS_EVAL:
+        raise ConfigError(f"{path}: benchmark: {preset.benchmark!r} has no harness eval "
+                          f"({', '.join(HARNESS_EVAL)})")
     if preset.expected is None or preset.expected.score is None:
         raise ConfigError(f"{path}: expected.score: the preset states no expected score to import")
     spec = _import("sgl_eval.registry").get(preset.benchmark)
@@ -289,7 +306,8 @@ def preset_figure(path: Path) -> PresetFigure:
     kwargs.update(sampling.chat_template_kwargs or {})
     questions = preset.num_examples or FULL_SIZE[preset.benchmark]
     repeats = preset.n_repeats or spec.default_n_repeats
-    protocol = {"eval": preset.benchmark, "protocol": "sgl-eval", "benchmark": preset.benchmark,
+    evaluation, dataset = HARNESS_EVAL[preset.benchmark]
+    protocol = {"eval": evaluation, "protocol": "sgl-eval", "benchmark": preset.benchmark, "dataset": dataset,
                 "questions": questions, "repeats": repeats,
                 "temperature": default.temperature if sampling.temperature is None else sampling.temperature,
                 "max_tokens": sampling.max_tokens,
@@ -301,7 +319,7 @@ def preset_figure(path: Path) -> PresetFigure:
             f"{questions} questions x {repeats} repeat(s); no per-question outcomes, so the unpaired test applies")
     if sampling.reasoning_effort is not None:
         note += f"; reasoning_effort {sampling.reasoning_effort} (harness does not send it)"
-    return PresetFigure(f"{preset.benchmark}.accuracy", float(preset.expected.score), questions,
+    return PresetFigure(f"{evaluation}.accuracy", float(preset.expected.score), questions,
                         {k: v for k, v in protocol.items() if v is not None}, note)
 
 
