@@ -61,9 +61,9 @@ def _harness_with_sums(tmp_path: Path) -> Path:
     (package / "evals" / "sums.py").write_text(SUMS_EVAL)
     registry = package / "evals" / "registry.py"
     text = registry.read_text()
-    line = 'REGISTERED = ("gsm8k", "gpqa", "numerics")'
+    line = 'REGISTERED = ("gsm8k", "gpqa", "aime", "numerics")'
     assert text.count(line) == 1
-    registry.write_text(text.replace(line, 'REGISTERED = ("gsm8k", "gpqa", "numerics", "sums")'))
+    registry.write_text(text.replace(line, 'REGISTERED = ("gsm8k", "gpqa", "aime", "numerics", "sums")'))
     return package.parent
 
 

@@ -191,3 +191,13 @@ def test_aime_runs_sgl_evals_bundled_problems_graded_by_it(tmp_path, stub_server
     assert [(o.id, o.correct, o.extracted) for o in result.outcomes] == expected
     assert result.metrics["accuracy"].value >= 0.6 and result.protocol["benchmark"] == year
     assert result.protocol["dataset"] == year and len(result.protocol["dataset_sha256"]) == 64
+
+
+def test_another_sgl_eval_release_is_refused_in_one_line(monkeypatch):
+    import sgl_eval
+
+    from harness.errors import ConfigError
+
+    monkeypatch.setattr(sgl_eval, "__version__", "0.2.0")
+    with pytest.raises(ConfigError, match="sgl-eval 0.2.0 is installed; .* checked against 0.1.3"):
+        sgleval_backend.gsm8k_examples([], [])

@@ -55,12 +55,18 @@ GPQA_METADATA = ("Explanation", "Subdomain", "Writer's Difficulty Estimate")
 
 
 def _import(module: str) -> Any:
+    """A module of sgl-eval, of the release harness was checked against, or a ConfigError (harness drives its
+    benchmark entry, loaders and vendored prepare scripts as that release has them)."""
     import importlib
 
     try:
-        return importlib.import_module(module)
+        package = importlib.import_module("sgl_eval")
     except ImportError:
         raise ConfigError(f"the sgl-eval protocol needs sgl-eval: pip install 'sgl-eval=={PINNED}'") from None
+    if package.__version__ != PINNED:
+        raise ConfigError(f"sgl-eval {package.__version__} is installed; harness's sgl-eval protocol is checked "
+                          f"against {PINNED}: pip install 'sgl-eval=={PINNED}'")
+    return importlib.import_module(module)
 
 
 def version() -> str:
