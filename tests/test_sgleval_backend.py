@@ -201,3 +201,35 @@ def test_another_sgl_eval_release_is_refused_in_one_line(monkeypatch):
     monkeypatch.setattr(sgl_eval, "__version__", "0.2.0")
     with pytest.raises(ConfigError, match="sgl-eval 0.2.0 is installed; .* checked against 0.1.3"):
         sgleval_backend.gsm8k_examples([], [])
+
+
+def test_a_suite_run_gates_sgl_eval_figures_paired_and_writes_no_gpqa_text(tmp_path, capsys):
+    """`harness run` on the SGLang double: the eval on a cell's thread (sgl-eval in a child), the figure
+    promoted by `harness baseline update`, the next run gated against it by the paired test."""
+    import yaml
+
+    from harness.cli import main
+    from tests.fake_cells import FAKE_ENGINES
+
+    suites, baselines, reports = tmp_path / "suites", tmp_path / "baselines", tmp_path / "reports"
+    suites.mkdir()
+    (suites / "fake.yaml").write_text(yaml.safe_dump({
+        "schema_version": 1, "name": "fake", "engine": "sglang", "hardware": {"vendor": "amd", "gpus": 1},
+        "timeouts": {"launch_s": 30, "eval_s": 120, "teardown_s": 6},
+        "server": {"env": {"PYTHONPATH": str(FAKE_ENGINES)}},
+        "evals": {"gpqa": {"protocol": "sgl-eval", "data": str(_csv(tmp_path / "g.csv", 12)), "concurrency": 4}},
+        "matrix": {"quant": ["quark-mxfp4"], "spec": ["none"], "tp": [1]},
+        "models": [{"id": "fake", "fix": "glm5-mxfp4-mtp", "checkpoints": {"quark-mxfp4": "fake/model"}}],
+    }))
+    dirs = ["--suites-dir", str(suites), "--baselines-dir", str(baselines), "--reports-dir", str(reports)]
+    assert main(["run", "--suite", "fake", "--run-id", "a", *dirs]) == 0
+    assert main(["baseline", "update", "--from", str(reports / "a"), "--baselines-dir", str(baselines)]) == 0
+    assert main(["run", "--suite", "fake", "--run-id", "b", *dirs]) == 0
+    results = json.loads((reports / "b" / "results.json").read_text())
+    (verdict,) = [v for v in results["verdicts"] if v["metric"] == "gpqa.accuracy"]
+    assert verdict["state"] == "PASS" and verdict["test"] == "mcnemar-exact"
+    gpqa_result = results["cells"][0]["evals"]["gpqa"]
+    assert len(gpqa_result["outcomes"]) == 12 and gpqa_result["protocol"]["sgl_eval_version"] == "0.1.3"
+    written = [p for p in tmp_path.rglob("*") if p.is_file() and p.name != "g.csv"]
+    assert written and not [p for p in written if b"SECRET" in p.read_bytes()]
+    assert "SECRET" not in "".join(capsys.readouterr())
