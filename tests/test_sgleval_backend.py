@@ -103,7 +103,8 @@ def test_the_sgl_eval_protocol_is_refused_by_harness_own_client():
 
 
 def test_in_a_cells_thread_it_grades_in_a_child_main_thread_alike(tmp_path, stub_server):
-    """A cell runs its evals on a thread of its own, where math_verify's signal timeout cannot work."""
+    """A cell runs its evals on a thread of its own, where math_verify's signal timeout cannot work: sgl-eval
+    runs in a child's main thread either way, and grades alike."""
     import threading
 
     from harness.local import problems

@@ -1,7 +1,8 @@
 """sgl-eval (PyPI `sgl-eval`, the accuracy client SGLang's CI calls) as an eval backend: protocol `sgl-eval` of
 gsm8k, gpqa and aime (its bundled AIME 2024/25/26) runs sgl-eval's own benchmark (its prompt, its OpenAI client and threads, its vendored NeMo-Skills
-grader) on the rows harness reads, in this process, and maps every (question, repeat) it scored into harness's
-result schema.
+grader) on the rows harness reads, in a spawned child process (its grader's timeouts need a main thread, and a
+cell's eval runs on a thread of its own), and maps every (question, repeat) it scored into harness's result
+schema, with harness's own progress line (sgl-eval's bars are off).
 
 An optional extra (`pip install 'sglang-harness[sgl-eval]'`): imported only when the protocol runs.
 - Data: harness's, never downloaded by sgl-eval. GSM8K: the verified test rows, turned into sgl-eval's rows by
@@ -28,11 +29,11 @@ import hashlib
 import logging
 import math
 import multiprocessing
+import os
 import random
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +41,7 @@ from typing import Any, TextIO
 
 from harness.errors import ConfigError
 from harness.evals.base import EvalConfig, EvalInfraError
+from harness.evals.progress import Progress
 from harness.results import EvalResult
 
 PINNED = "0.1.3"
@@ -183,19 +185,18 @@ class Graded:
     completion_tokens: int | None
 
 
-def benchmark(config: EvalConfig, name: str, base_url: str, model: str, key: str | None,
-              examples: list[Any]) -> list[Graded]:
-    """sgl-eval's run of its benchmark `name` on `examples`: each (question, repeat) it graded."""
+def benchmark(config: EvalConfig, name: str, base_url: str, model: str, key: str | None, examples: list[Any],
+              report: Callable[[Graded], None]) -> None:
+    """sgl-eval's run of its benchmark `name` on `examples`; `report` gets each (question, repeat) it graded."""
     registry = _import("sgl_eval.registry")
     spec = registry.get(name)
     sampler = _import("sgl_eval.sampler").ChatCompletionSampler(base_url=base_url + "/v1", model=model,
                                                                  api_key=key or "EMPTY")
-    graded: list[Graded] = []
 
     def on_sample_scored(example: Any, repeat: int, sample: Any, score: float, extracted: str | None) -> None:
         latency = (sample.generation_end_time or 0.0) - (sample.generation_start_time or 0.0)
-        graded.append(Graded(outcome_id(config, example.id, repeat), sample.finish_reason == "error",
-                             score == 1.0, extracted, latency, sample.completion_tokens))
+        report(Graded(outcome_id(config, example.id, repeat), sample.finish_reason == "error", score == 1.0,
+                      extracted, latency, sample.completion_tokens))
 
     try:
         with _private_run():
@@ -204,43 +205,50 @@ def benchmark(config: EvalConfig, name: str, base_url: str, model: str, key: str
                      load_examples=lambda _count: examples)
     finally:
         sampler.client.close()  # its connection pool (the client it was given)
-    return graded
 
 
 def _child(connection: Any, arguments: tuple) -> None:
-    """The child process's whole work: the benchmark on its main thread, the graded records sent back."""
+    """The child process's whole work: the benchmark on its main thread, each graded record sent as it comes."""
+    os.environ["TQDM_DISABLE"] = "1"  # harness's own progress line reports, from the parent
     try:
-        connection.send(("ok", benchmark(*arguments)))
+        benchmark(*arguments, report=lambda graded: connection.send(("graded", graded)))
+        connection.send(("done", None))
     except BaseException as problem:  # noqa: BLE001 - reported to the parent, which raises it there
         connection.send(("error", f"{type(problem).__name__}: {problem}"))
     finally:
         connection.close()
 
 
-def benchmark_on_a_main_thread(*arguments: Any) -> list[Graded]:
+def benchmark_in_a_child(arguments: tuple, progress: Progress) -> list[Graded]:
     """sgl-eval grades on its caller's thread, and its math grader (math_verify) times out by signal.alarm,
-    which only a main thread has: a cell's thread runs the benchmark in a spawned child's main thread, as
-    `sgl-eval run` itself would, polled so that an interrupt reaches this thread and the child is killed."""
-    if threading.current_thread() is threading.main_thread():
-        return benchmark(*arguments)
+    which only a main thread has, while a cell runs its evals on a thread of its own: the benchmark runs in a
+    spawned child's main thread, as `sgl-eval run` itself would. Polled, so that an interrupt reaches this
+    thread; the child is killed on the way out."""
     context = multiprocessing.get_context("spawn")
     receiver, sender = context.Pipe(duplex=False)
     child = context.Process(target=_child, args=(sender, arguments), name="harness-sgl-eval", daemon=True)
     child.start()
     sender.close()
+    graded: list[Graded] = []
     try:
-        while not receiver.poll(0.2):
-            if not child.is_alive():
-                raise RuntimeError(f"sgl-eval's process ended (exit {child.exitcode}) without an answer")
-        status, answer = receiver.recv()
+        while True:
+            if not receiver.poll(0.2):
+                if not child.is_alive():
+                    raise RuntimeError(f"sgl-eval's process ended (exit {child.exitcode}) before its answer")
+                continue
+            kind, payload = receiver.recv()
+            if kind == "graded":
+                graded.append(payload)
+                progress.update(None if payload.failed else payload.correct)
+            elif kind == "done":
+                return graded
+            else:
+                raise RuntimeError(f"sgl-eval failed: {payload}")
     finally:
         if child.is_alive():
             child.kill()
         child.join()
         receiver.close()
-    if status != "ok":
-        raise RuntimeError(f"sgl-eval failed: {answer}")
-    return answer
 
 
 def run(config: EvalConfig, base_url: str, model: str, examples: list[Any], common: dict[str, Any], *,
@@ -252,9 +260,10 @@ def run(config: EvalConfig, base_url: str, model: str, examples: list[Any], comm
 
     name = benchmark_name or config.name
     protocol = protocol_of(config, common, name)
+    progress = Progress(f"{config.name}/{config.protocol}", len(examples) * config.repeats, stream=stream)
     start = time.perf_counter()
-    graded = {g.id: g for g in benchmark_on_a_main_thread(config, name, base_url, model, api_key(base_url),
-                                                           examples)}
+    arguments = (config, name, base_url, model, api_key(base_url), examples)
+    graded = {g.id: g for g in benchmark_in_a_child(arguments, progress)}
     wall = time.perf_counter() - start
     responses = [_response(Response, outcome_id(config, example.id, repeat), graded.get(outcome_id(config, example.id, repeat)))
                  for example in examples for repeat in range(config.repeats)]
