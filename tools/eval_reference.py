@@ -133,15 +133,16 @@ def _graded(results: Any) -> list[tuple[str, str]]:
 
 
 def run_gpqa(module: Any, csv_path: Path, texts: list[str], *, sglang: bool) -> dict[str, Any]:
-    answers = Answers(texts)
-    if sglang:
+    """The upstream GPQAEval, one repeat, on the synthetic CSV: per row its prompt's SHA-256, its correct letter
+    and the letter it extracted from the corpus completion it was given."""
+    if sglang:  # SGLang's sampler returns the text; its GPQAEval takes the file name
         class Sampler(Answers):
             def __call__(self, messages):
                 return self.answer(messages)
 
         sampler = Sampler(texts)
         evaluation = module.GPQAEval(str(csv_path), None, 4)
-    else:
+    else:  # simple-evals' returns a SamplerResponse; its GPQAEval reads a URL it hard-codes
         types = importlib.import_module(module.__name__.rsplit(".", 1)[0] + ".types")
 
         class Sampler(Answers):
@@ -150,23 +151,17 @@ def run_gpqa(module: Any, csv_path: Path, texts: list[str], *, sglang: bool) -> 
 
         sampler = Sampler(texts)
         original = module.pandas.read_csv
-        module.pandas.read_csv = lambda _url: original(csv_path)  # the URL it hard-codes: the synthetic CSV
+        module.pandas.read_csv = lambda _url: original(csv_path)
         try:
             evaluation = module.GPQAEval(n_repeats=1)
         finally:
             module.pandas.read_csv = original
     order = [int(re.search(r"\bQ(\d+): ", example["Question"]).group(1)) for example in evaluation.examples]
-    result = evaluation(sampler)
-    graded = {index: row for index, row in zip(order, _graded_in_order(result, evaluation))}
-    del answers
+    # aggregate_results keeps the examples' order (map_with_progress returns results in input order).
+    graded = dict(zip(order, _graded(evaluation(sampler))))
     return {"prompt_sha256": [sampler.prompts[i] for i in range(len(texts))],
             "correct": [graded[i][0] for i in range(len(texts))],
             "extracted": [None if graded[i][1] == "None" else graded[i][1] for i in range(len(texts))]}
-
-
-def _graded_in_order(result: Any, evaluation: Any) -> list[tuple[str, str]]:
-    # aggregate_results keeps the examples' order (map_with_progress returns results in input order).
-    return _graded(result)
 
 
 def main() -> int:
