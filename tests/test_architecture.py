@@ -61,9 +61,9 @@ def _harness_with_sums(tmp_path: Path) -> Path:
     (package / "evals" / "sums.py").write_text(SUMS_EVAL)
     registry = package / "evals" / "registry.py"
     text = registry.read_text()
-    line = 'REGISTERED = ("gsm8k", "gpqa", "numerics")'
+    line = 'REGISTERED = ("gsm8k", "gpqa", "aime", "numerics")'
     assert text.count(line) == 1
-    registry.write_text(text.replace(line, 'REGISTERED = ("gsm8k", "gpqa", "numerics", "sums")'))
+    registry.write_text(text.replace(line, 'REGISTERED = ("gsm8k", "gpqa", "aime", "numerics", "sums")'))
     return package.parent
 
 
@@ -135,7 +135,7 @@ LAYERS = (
 )
 # Never imported on the CLI's start-up path (`import quark.torch` alone costs ~17 s).
 HEAVY = ("numpy", "pandas", "torch", "quark", "aiohttp", "transformers", "lm_eval", "safetensors", "datasets",
-         "huggingface_hub", "vllm", "sglang")
+         "huggingface_hub", "vllm", "sglang", "sgl_eval", "openai", "math_verify")
 
 
 def _module_name(path: Path) -> str:
