@@ -19,30 +19,13 @@ def arguments(parser: argparse.ArgumentParser) -> None:
                              "e.g. each `harness run` of a nightly, 130 for one that was interrupted")
 
 
-def run_code(run_dir: Path) -> tuple[int, str]:
-    """A run directory's exit code and where it came from. A run that never concluded (killed, lost with its
-    node) is a run whose cells were not measured: infrastructure, never a pass."""
-    from harness.compare import Verdict, exit_code
-    from harness.errors import EXIT_INFRA, ConfigError
-    from harness.history import RESULTS_FILE, open_run
-
-    if not (run_dir / RESULTS_FILE).exists():
-        return EXIT_INFRA, f"no {RESULTS_FILE}: the run never concluded"
-    try:
-        run_result = open_run(run_dir)
-    except ConfigError as error:
-        return error.exit_code, str(error)
-    if run_result.exit_code is not None:
-        return run_result.exit_code, "recorded"
-    return exit_code(Verdict.from_dict(v) for v in run_result.verdicts), "from its verdicts"
-
-
 def run(args: argparse.Namespace) -> int:
     from harness.errors import EXIT_MEANINGS, ConfigError, ranked_exit_code, worst_exit_code
+    from harness.pipeline import recorded_exit_code
 
     if not args.runs and not args.code:
         raise ConfigError("gate: nothing to gate: name run directories or --code N (none would read as a pass)")
-    inputs = [(str(run_dir), *run_code(run_dir)) for run_dir in args.runs]
+    inputs = [(str(run_dir), *recorded_exit_code(run_dir)) for run_dir in args.runs]
     inputs += [(f"--code {code}", code, "given") for code in args.code]
     for label, code, source in inputs:
         counted = ranked_exit_code(code)
