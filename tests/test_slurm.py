@@ -232,3 +232,15 @@ def test_a_task_killed_outright_leaves_its_cells_missing_never_a_pass(tmp_path, 
 
     assert leftovers.sweep() >= 1
     assert_nothing_survives(tmp_path)
+
+
+def test_same_verdicts_names_every_difference():
+    sys.path.insert(0, str(ROOT / "tools" / "slurm"))
+    try:
+        from same_verdicts import differences
+    finally:
+        sys.path.pop(0)
+    first = {("a", "gsm8k.accuracy"): "PASS", ("b", "cell"): "PASS"}
+    assert differences(first, dict(first)) == []
+    assert differences(first, {("a", "gsm8k.accuracy"): "REGRESSED"}) == [
+        "a gsm8k.accuracy: PASS vs REGRESSED", "b cell: PASS vs absent"]
