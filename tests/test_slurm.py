@@ -115,6 +115,20 @@ def test_slurm_options_come_from_flags_then_the_environment(tmp_path, capsys):
     assert "HARNESS_SLURM_GPUS_PER_NODE 'eight': expected a number of GPUs" in capsys.readouterr().err
     assert main(["run", "--suite", "fake", "--shards", "2", *dirs(root)]) == 2
     assert "--shards: only with --executor slurm" in capsys.readouterr().err
+    # The suite's own defaults, below a flag and the site's variables; a misspelt key is an error, not ignored.
+    suite_file = root / "suites" / "fake.yaml"
+    suite = yaml.safe_load(suite_file.read_text())
+    suite_file.write_text(yaml.safe_dump({**suite, "slurm": {"gpus_per_node": 4, "partition": "suite-part"}}))
+    os.environ["HARNESS_SLURM_PARTITION"] = "site-part"
+    try:
+        assert main(["run", "--suite", "fake", "--executor", "slurm", "--dry-run", *dirs(root)]) == 0
+    finally:
+        del os.environ["HARNESS_SLURM_PARTITION"]
+    out = capsys.readouterr().out
+    assert "#SBATCH --gres=gpu:4" in out and "#SBATCH --partition=site-part" in out
+    suite_file.write_text(yaml.safe_dump({**suite, "slurm": {"gpus_per_nod": 4}}))
+    assert main(["run", "--suite", "fake", "--executor", "slurm", "--dry-run", *dirs(root)]) == 2
+    assert "slurm.gpus_per_nod: unknown key 'gpus_per_nod'; did you mean 'gpus_per_node'?" in capsys.readouterr().err
 
 
 def test_slurm_command_outputs_parse():

@@ -67,8 +67,9 @@ def run(args: argparse.Namespace) -> int:
         from harness.slurm.executor import run as run_on_slurm
         from harness.slurm.scripts import SlurmOptions
 
+        suite = _suite_slurm_defaults(args)
         options = SlurmOptions.resolve({name: getattr(args, name) for name in ("partition", "account", "time",
-                                                                               "gpus_per_node")})
+                                                                               "gpus_per_node")}, suite=suite)
         if args.shards is not None and args.shards < 1:
             raise ConfigError(f"--shards {args.shards}: expected at least 1")
         return run_on_slurm(SlurmRun(request, options, shards=args.shards, detach=args.detach))
@@ -76,6 +77,15 @@ def run(args: argparse.Namespace) -> int:
     if given:
         raise ConfigError(f"--{given[0].replace('_', '-')}: only with --executor slurm")
     return pipeline.run(request)
+
+
+def _suite_slurm_defaults(args: argparse.Namespace) -> dict:
+    """The suite's `slurm:` defaults (a resumed run's options are its record's)."""
+    if not args.suite:
+        return {}
+    from harness.suite import find_suite, load_suite
+
+    return load_suite(find_suite(args.suite, args.suites_dir)).slurm
 
 
 def _request(args: argparse.Namespace):

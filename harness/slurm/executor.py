@@ -27,6 +27,7 @@ from harness.pipeline import (
     recorded_exit_code,
     say,
 )
+from harness.pipeline import shards as split
 from harness.report.format import plural
 from harness.slurm import client
 from harness.slurm.scripts import (
@@ -61,8 +62,6 @@ def run(slurm: SlurmRun) -> int:
                           "drop --shard/--gpus")
     the_plan = plan(request.suite, suites_dir=request.suites_dir, baselines_dir=request.baselines_dir,
                     cell_patterns=request.cells)
-    from harness.pipeline import shards as split
-
     parts = [part for part in split(the_plan, slurm.shards or 1, request.durations_from) if part.cells]
     run_id = checked_run_id(request.run_id) or new_run_id(the_plan.suite.name)
     reports = request.reports_dir.resolve()
@@ -81,7 +80,7 @@ def run(slurm: SlurmRun) -> int:
     _lay_out_shards(submission, parts)
     (record / "logs").mkdir(parents=True)
     say(f"slurm: run {run_id}: {plural(len(parts), 'shard')} of suite {submission.suite} "
-        f"({sum(len(p.cells) for p in parts)} cells), record {record}")
+        f"({plural(sum(len(p.cells) for p in parts), 'cell')}), record {record}")
     _submit(submission, attempt, record, request.api_key)
     return _detached(submission, attempt, record) if slurm.detach else _wait(submission, attempt, record, slurm)
 

@@ -42,13 +42,17 @@ class SlurmOptions:
     gpus_per_node: int | None = None  # --gres=gpu:G for every shard task
 
     @classmethod
-    def resolve(cls, flags: Mapping[str, Any], environ: Mapping[str, str] = os.environ) -> SlurmOptions:
+    def resolve(cls, flags: Mapping[str, Any], environ: Mapping[str, str] = os.environ,
+                suite: Mapping[str, Any] | None = None) -> SlurmOptions:
+        """A flag, else the HARNESS_SLURM_* variable (the site's), else the suite's `slurm:` (checked there)."""
         values: dict[str, Any] = {}
         for name, variable in ENV_DEFAULTS.items():
             value = flags.get(name)
             source = f"--{name.replace('_', '-')}"
             if value is None and environ.get(variable):
                 value, source = environ[variable], variable
+            if value is None:
+                value = (suite or {}).get(name)
             if name == "gpus_per_node" and value is not None:
                 try:
                     value = int(value)
