@@ -20,8 +20,15 @@ NODE=$(hostname -s)
 say() { echo "slurm-cluster: $*" >&2; }
 die() { say "$*"; exit 1; }
 
-alive() {  # alive PIDFILE: the process the pid file names is running
-  [ -s "$1" ] && kill -0 "$(cat "$1")" 2>/dev/null
+alive() {  # alive PIDFILE: the daemon the pid file names is running (its name checked: a stale file's pid may
+  # belong to another process by now)
+  local pid name
+  [ -s "$1" ] || return 1
+  pid=$(cat "$1")
+  name=$(basename "$1" .pid)
+  kill -0 "$pid" 2>/dev/null || return 1
+  case "$name" in mysqld) name=mariadbd ;; esac
+  [ "$(cat "/proc/$pid/comm" 2>/dev/null)" = "$name" ]
 }
 
 wait_for() {  # wait_for SECONDS DESCRIPTION COMMAND...: poll until COMMAND succeeds
