@@ -42,7 +42,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
         "Slurm", "--executor slurm: the suite's shards as one job array, each task on the GPUs Slurm gives it, then "
                  "a dependent job that merges and gates; harness waits and exits with the merged run's code. "
                  "--resume takes reports/<run>.slurm. Defaults: HARNESS_SLURM_PARTITION, _ACCOUNT, _TIME, "
-                 "_GPUS_PER_NODE (docs/operations.md)")
+                 "_GPUS_PER_NODE, then the suite's slurm: section (docs/operations.md)")
     slurm.add_argument("--executor", choices=("local", "slurm"), default="local",
                        help="local: this host (default); slurm: sbatch")
     slurm.add_argument("--shards", type=int, metavar="N", help="with --executor slurm: split into N array tasks")
