@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness import schema
-from harness.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, ConfigError, worst_exit_code
+from harness.errors import EXIT_INFRA, EXIT_INTERRUPTED, EXIT_OK, ConfigError, InfraError, worst_exit_code
 from harness.pipeline import (
     RunRequest,
     checked_run_id,
@@ -41,6 +41,8 @@ from harness.slurm.scripts import (
     shard_run_id,
     shards_script,
 )
+
+QUERY_ATTEMPTS = 5  # squeue failing this many polls in a row ends the wait (exit 3; the jobs go on)
 
 
 @dataclass(frozen=True)
@@ -192,10 +194,19 @@ def _wait(submission: Submission, attempt: Attempt, record: Path, slurm: SlurmRu
     """Until the merge job has ended. A first Ctrl-C (or SIGTERM) cancels the shard tasks and keeps waiting
     for the merge, which reports what they measured."""
     say(f"slurm: waiting for job {attempt.merge_job} (Ctrl-C cancels the shard tasks; the merge still reports)")
-    interrupted, last = False, ""
+    interrupted, last, failures = False, "", 0
     while True:
         try:
-            tasks, merge = _jobs_state(attempt)
+            try:
+                tasks, merge = _jobs_state(attempt)
+                failures = 0
+            except InfraError as error:  # slurmctld busy or restarting: a few polls before giving up
+                failures += 1
+                if failures >= QUERY_ATTEMPTS:
+                    raise
+                say(f"slurm: {error}; asking again")
+                time.sleep(slurm.poll_s)
+                continue
             line = _describe(tasks, merge)
             if line != last:
                 say(f"slurm: {line}")
