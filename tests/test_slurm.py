@@ -258,3 +258,21 @@ def test_same_verdicts_names_every_difference():
     assert differences(first, dict(first)) == []
     assert differences(first, {("a", "gsm8k.accuracy"): "REGRESSED"}) == [
         "a gsm8k.accuracy: PASS vs REGRESSED", "b cell: PASS vs absent"]
+
+
+def test_each_shard_plan_keeps_the_kernels_and_every_task_the_flags(tmp_path):
+    from harness.pipeline import RunRequest
+    from harness.shard import Shard
+    from harness.slurm import executor
+    from harness.slurm.scripts import Submission
+
+    request = RunRequest(suite="fake", kernels="aiter-reference", force_reference_kernels=True, preflight=False,
+                         max_parallel=2, suites_dir=tmp_path / "s", baselines_dir=tmp_path / "b",
+                         reports_dir=tmp_path / "r")
+    args = executor._task_args(request)
+    assert {"--force-reference-kernels", "--no-preflight"} <= set(args) and args[args.index("--max-parallel") + 1] == "2"
+    submission = Submission(suite="fake", run_id="k", shard_dirs=[str(tmp_path / "r" / "k-shard1of1")], workdir=".",
+                            harness=["python"], task_args=args, merge_args=[], options={})
+    executor._lay_out_shards(submission, [Shard(1, 1, (), 0.0)], "aiter-reference")
+    plan = json.loads((tmp_path / "r" / "k-shard1of1" / "plan.json").read_text())
+    assert plan["kernels"] == "aiter-reference" and plan["shard"] == "1/1"

@@ -26,6 +26,7 @@ from harness.pipeline import (
     plan,
     recorded_exit_code,
     say,
+    with_kernels,
 )
 from harness.pipeline import shards as split
 from harness.report.format import plural
@@ -64,6 +65,8 @@ def run(slurm: SlurmRun) -> int:
                           "drop --shard/--gpus")
     the_plan = plan(request.suite, suites_dir=request.suites_dir, baselines_dir=request.baselines_dir,
                     cell_patterns=request.cells)
+    if request.kernels:  # each shard's plan.json keeps it: its task resumes with the same kernels
+        the_plan = with_kernels(the_plan, request.kernels)
     parts = [part for part in split(the_plan, slurm.shards or 1, request.durations_from) if part.cells]
     run_id = checked_run_id(request.run_id) or new_run_id(the_plan.suite.name)
     reports = request.reports_dir.resolve()
@@ -79,7 +82,7 @@ def run(slurm: SlurmRun) -> int:
     for path in (record, reports / run_id):
         if path.exists():
             raise ConfigError(f"{path}: a run with this id exists already; choose another --run-id")
-    _lay_out_shards(submission, parts)
+    _lay_out_shards(submission, parts, request.kernels)
     (record / "logs").mkdir(parents=True)
     say(f"slurm: run {run_id}: {plural(len(parts), 'shard')} of suite {submission.suite} "
         f"({plural(sum(len(p.cells) for p in parts), 'cell')}), record {record}")
@@ -104,19 +107,21 @@ def _task_args(request: RunRequest) -> list[str]:
         args += ["--share-gpus", str(request.share_gpus)]
     if not request.preflight:
         args.append("--no-preflight")
+    if request.force_reference_kernels:
+        args.append("--force-reference-kernels")
     if request.retry_failed:
         args.append("--retry-failed")
     return args
 
 
-def _lay_out_shards(submission: Submission, parts) -> None:
+def _lay_out_shards(submission: Submission, parts, kernels: str | None) -> None:
     """Each shard's run directory and plan.json, before any task starts."""
     from harness import rundir
 
     for path, part in zip(submission.shard_dirs, parts):
         shard_dir = make_run_dir(Path(path).parent, Path(path).name)
         rundir.write_plan(shard_dir, run_id=shard_dir.name, suite=submission.suite,
-                          cells=[cell.id for cell in part.cells], shard=part.label)
+                          cells=[cell.id for cell in part.cells], shard=part.label, kernels=kernels)
 
 
 def _print_scripts(submission: Submission, attempt: Attempt, record: Path) -> int:
