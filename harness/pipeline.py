@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING
 from harness.baselines import Baselines, baseline_path, load_baselines
 from harness.compare import Verdict, compare_results, exit_code
 from harness.errors import (
+    EXIT_INFRA,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -546,6 +547,22 @@ def merge(runs: list[Path], *, run_id: str | None, suites_dir: Path, baselines_d
     print(render_console(verdicts, merged.exit_code), end="")
     print(f"reports: {target}/ (results.json, summary.md, junit.xml), merged from {plural(len(runs), 'run')}")
     return merged.exit_code
+
+
+def recorded_exit_code(run_dir: Path) -> tuple[int, str]:
+    """A run directory's exit code and where it came from. A run that never concluded (killed, lost with its
+    node) is a run whose cells were not measured: infrastructure, never a pass."""
+    from harness.history import RESULTS_FILE, open_run
+
+    if not (run_dir / RESULTS_FILE).exists():
+        return EXIT_INFRA, f"no {RESULTS_FILE}: the run never concluded"
+    try:
+        run_result = open_run(run_dir)
+    except ConfigError as error:
+        return error.exit_code, str(error)
+    if run_result.exit_code is not None:
+        return run_result.exit_code, "recorded"
+    return exit_code(Verdict.from_dict(v) for v in run_result.verdicts), "from its verdicts"
 
 
 # --- the dry run ----------------------------------------------------------------------------------------

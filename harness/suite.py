@@ -170,6 +170,9 @@ class Suite:
     # The Python that runs the engine's servers (e.g. an engine installed in its own virtualenv), relative
     # to the working directory; None: harness's own, or `harness run --python`.
     python: str | None = None
+    # `harness run --executor slurm`'s defaults for this suite (partition, account, time, gpus_per_node): a flag
+    # wins, then a HARNESS_SLURM_* variable (the site's), then these.
+    slurm: dict[str, Any] = field(default_factory=dict)
 
 
 def load_suite(path: Path) -> Suite:
@@ -207,7 +210,7 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
         document, where,
         allowed=("schema_version", "name", "description", "engine", "hardware", "timeouts", "server",
                  "speculative", "evals", "gate", "matrix", "models", "include", "exclude", "overrides",
-                 "baselines", "python"),
+                 "baselines", "python", "slurm"),
         required=("schema_version", "name", "engine", "models"),
     )
     version = strict.integer(doc["schema_version"], where.key("schema_version"))
@@ -258,6 +261,7 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
         baselines=problems.check(lambda: strict.string(doc.get("baselines", name), where.key("baselines")), name),
         python=problems.check(lambda: None if doc.get("python") is None
                               else strict.string(doc["python"], where.key("python")), None),
+        slurm=problems.check(lambda: _parse_slurm(doc.get("slurm", {}), where.key("slurm")), {}),
     )
     problems.raise_any()
     return suite
@@ -292,6 +296,15 @@ def _parse_hardware(value: Any, where: Where) -> Hardware:
     if vendor != "cpu" and gpus == 0:
         raise where.key("gpus").error(f"vendor '{vendor}' needs gpus >= 1")
     return Hardware(vendor, strict.string_list(doc.get("gpu_arch", []), where.key("gpu_arch")), gpus)
+
+
+def _parse_slurm(value: Any, where: Where) -> dict[str, Any]:
+    doc = strict.mapping(value, where, allowed=("partition", "account", "time", "gpus_per_node"))
+    parsed: dict[str, Any] = {key: strict.string(doc[key], where.key(key)) for key in ("partition", "account", "time")
+                              if key in doc}
+    if "gpus_per_node" in doc:
+        parsed["gpus_per_node"] = strict.integer(doc["gpus_per_node"], where.key("gpus_per_node"), minimum=0)
+    return parsed
 
 
 def _parse_timeouts(value: Any, where: Where) -> Timeouts:

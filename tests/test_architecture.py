@@ -129,7 +129,7 @@ LAYERS = (
     ("compare", ("harness.compare",)),
     ("steps", ("harness.steps",)),
     ("report", ("harness.report",)),
-    ("pipeline", ("harness.pipeline",)),
+    ("pipeline", ("harness.pipeline", "harness.slurm")),
     ("commands", ("harness.commands",)),
     ("cli", ("harness.cli", "harness.__main__")),
 )
