@@ -104,7 +104,7 @@ mxfp4_stage() {
   run_stage mxfp4-ref gpu-sglang-mxfp4 '*/bf16/*' --share-gpus 2
   python3 -m harness baseline update --from "$REPORTS/mxfp4-ref-$RIG_ID" --cell '*/bf16/*'
   run_stage mxfp4 gpu-sglang-mxfp4 "${MXFP4_CELLS:-tiny-qwen3/quark-mxfp4/* tiny-qwen3-moe/quark-mxfp4/* */quark_mxfp4/*}" \
-    --share-gpus 2
+    --share-gpus 4  # the four cells at once (0.2 of the GPU each): the device figures are left out
   python3 -m harness baseline update --from "$REPORTS/mxfp4-$RIG_ID" --cell 'tiny-qwen3*/quark*'
   run_stage mxfp4-defect gpu-sglang-mxfp4 'tiny-qwen3-scale-defect/*'
   tar -czf "$OUT/mxfp4-baselines.tar.gz" baselines/gpu-sglang-mxfp4.yaml baselines/outcomes/gpu-sglang-mxfp4 \
