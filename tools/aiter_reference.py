@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import ast
 import functools
+import hashlib
 import os
 import subprocess
 import sys
@@ -30,6 +31,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 UPSTREAM = Path(os.environ.get("HARNESS_UPSTREAM_DIR", ROOT / ".upstream"))
 PINS = {"amd-aiter": "0.1.7.post2.dev18", "sglang": "0.5.17"}
+# The exact wheels (only their Python sources are read): one file each whatever the machine's Python.
+WHEELS = {
+    "amd-aiter": ("amd_aiter-0.1.7.post2.dev18-py3-none-any.whl",
+                  "fe139d74438217c35e87e3b961166bac8db2d381eadccb371da2e63615f05a31", []),
+    "sglang": ("sglang-0.5.17-cp311-cp311-manylinux_2_34_x86_64.whl",
+               "575e38f5683624ded3b4bb267f637a098e5ed37d13a1d1ff5ea09bd781a04d16",
+               ["--python-version", "3.11", "--implementation", "cp", "--abi", "cp311",
+                "--platform", "manylinux_2_34_x86_64"]),
+}
 GOLDEN = ROOT / "tests" / "golden" / "aiter" / "dynamic_mxfp4_quant.safetensors"
 SEED = 20261205
 
@@ -42,9 +52,8 @@ FUSED_MOE = "aiter/fused_moe.py"
 # ------------------------------------------------------------------------------------------------ the wheels
 def wheel(project: str) -> Path | None:
     """The pinned wheel of `project` in .upstream/, or None where `fetch` has not run."""
-    stem = project.replace("-", "_")
-    found = sorted(UPSTREAM.glob(f"{stem}-{PINS[project]}-*.whl"))
-    return found[0] if found else None
+    path = UPSTREAM / WHEELS[project][0]
+    return path if path.is_file() else None
 
 
 def missing_reason(project: str) -> str:
@@ -65,11 +74,15 @@ def _origin(member: str) -> str:
 
 
 def fetch() -> None:
+    """Download the pinned wheels (pip, --no-deps, binary only) and check their sha256."""
     UPSTREAM.mkdir(parents=True, exist_ok=True)
-    for project, version in PINS.items():
+    for project, (name, digest, platform) in WHEELS.items():
         if wheel(project) is None:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", f"{project}=={version}",
-                            "-d", str(UPSTREAM)], check=True)
+            subprocess.run([sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:",
+                            *platform, f"{project}=={PINS[project]}", "-d", str(UPSTREAM)], check=True)
+        found = hashlib.sha256((UPSTREAM / name).read_bytes()).hexdigest()
+        if found != digest:
+            raise SystemExit(f"{UPSTREAM / name}: sha256 {found}, pinned {digest}")
 
 
 def functions(source: str, names: tuple[str, ...], namespace: dict, filename: str) -> dict:

@@ -21,30 +21,34 @@ _CACHE_ATTRIBUTE = "_harness_aiter_reference_dequantized"
 
 
 def _bits(x: torch.Tensor) -> torch.Tensor:
-    """fp32 tensor -> its 32 bits as nonnegative int64 (the uint32 aiter's kernel works on)."""
-    return x.contiguous().view(torch.int32).to(torch.int64) & 0xFFFFFFFF
+    """fp32 tensor -> its 32 bits as int32. aiter's kernel works on uint32; every step below stays correct in
+    two's complement (the sign bit is only ever tested or masked off, and no sum reaches 2^31)."""
+    return x.contiguous().view(torch.int32)
 
 
 def _from_bits(bits: torch.Tensor) -> torch.Tensor:
-    """Nonnegative int64 holding 32 bits -> fp32 with those bits."""
-    signed = torch.where(bits >= 1 << 31, bits - (1 << 32), bits)
-    return signed.to(torch.int32).view(torch.float32)
+    """int32 bits -> fp32 with those bits."""
+    return bits.to(torch.int32).view(torch.float32)
 
 
 def _pow2(exponents: torch.Tensor) -> torch.Tensor:
     """2^k in fp32 for integer k in [-127, 127], built from bits (exact; 2^-127 is subnormal: torch.exp2 on
     some backends flushes or rounds it)."""
-    k = exponents.to(torch.int64)
-    return _from_bits(torch.where(k >= -126, (k + _E8M0_BIAS) << 23, torch.full_like(k, 0x00400000)))
+    k = exponents.to(torch.int32)
+    return _from_bits(torch.where(k >= -126, (k + _E8M0_BIAS) << 23, 0x00400000))
+
+
+_EXPONENT_MASK = -0x800000  # 0xFF800000 as int32: sign and exponent kept, mantissa cleared
 
 
 def block_exponents(blocks: torch.Tensor) -> torch.Tensor:
-    """fp32 [..., n_blocks, 32] -> the unbiased E8M0 exponent of each block, int64 in [-127, 127].
+    """fp32 [..., n_blocks, 32] -> the unbiased E8M0 exponent of each block, int32 in [-127, 127].
 
     quant.py:98-104: |max| with 0x200000 added to its bits and the mantissa cleared ("even" rounding at the
     second mantissa bit), then floor(log2) - 2, clamped. log2 of 0 is -inf and of inf is inf: -127 and 127.
+    (|max| has no sign bit, so adding 0x200000 cannot overflow int32, NaN's bits included.)
     """
-    rounded = (_bits(blocks.abs().amax(dim=-1)) + 0x200000) & 0xFF800000
+    rounded = (_bits(blocks.abs().amax(dim=-1)) + 0x200000) & _EXPONENT_MASK
     field = (rounded >> 23) & 0xFF
     return torch.where(field == 0, -127, torch.where(field == 0xFF, 127, field - _E8M0_BIAS - 2)).clamp(-127, 127)
 
@@ -53,7 +57,7 @@ def mxfp4_quant_op(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """aiter's `_mxfp4_quant_op` (aiter/ops/triton/_triton_kernels/quant.py:86-162) on fp32 blocks.
 
     x: fp32 [..., n_blocks, 32] -> (E2M1 codes uint8 [..., n_blocks, 32], E8M0 bytes uint8 [..., n_blocks]).
-    Statement for statement, in int64 where the kernel uses uint32. Where the kernel is undefined, this gives
+    Statement for statement, in int32 where the kernel uses uint32. Where the kernel is undefined, this gives
     what its Triton interpreter gives (docs/aiter-reference.md): a right shift by 32 or more (a value below
     2^-32 of its block's scale) yields 0; NaN and inf inputs are not defined by the kernel at all.
     """
@@ -62,15 +66,16 @@ def mxfp4_quant_op(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     scale_bytes = ((unbiased + _E8M0_BIAS) & 0xFF).to(torch.uint8)
     # quant.py:109-112: multiply by 2^-e in fp32 (one IEEE rounding, subnormals kept).
     q = _bits(x * _pow2(-unbiased).unsqueeze(-1))
-    sign, exponent, mantissa = q & 0x80000000, (q >> 23) & 0xFF, q & 0x7FFFFF
+    negative, exponent, mantissa = q < 0, (q >> 23) & 0xFF, q & 0x7FFFFF
     # quant.py:137-141: below 1.0 the value becomes an E2M1 subnormal: implicit bit, shifted right.
     shift = _E2M1_BIAS_SHIFT - exponent
     subnormal = torch.where(shift < 32, (0x400000 | (mantissa >> 1)) >> shift.clamp(0, 31), 0)
     mantissa = torch.where(exponent < _E8M0_BIAS, subnormal, mantissa)
     exponent = exponent.clamp(min=_E2M1_BIAS_SHIFT) - _E2M1_BIAS_SHIFT
-    # quant.py:145-146: round half up on the bit below E2M1's mantissa, saturate at 0b111 (6.0), keep the sign.
+    # quant.py:145-146: round half up on the bit below E2M1's mantissa, saturate at 0b111 (6.0), keep the sign
+    # (`s >> 28` puts the sign bit at bit 3).
     magnitude = ((((exponent << 2) | (mantissa >> 21)) + 1) >> 1).clamp(max=0x7)
-    return ((sign >> 28) | magnitude).to(torch.uint8), scale_bytes
+    return (torch.where(negative, 0x8, 0) | magnitude).to(torch.uint8), scale_bytes
 
 
 def shift_widths(x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +131,7 @@ def hip_scale_bytes(blocks: torch.Tensor) -> torch.Tensor:
     bits = _bits(amax)
     exponent = (bits >> 23) & 0xFF
     up = ((bits & 0x400000) != 0) & (((bits & 0x200000) != 0) | ((bits & 0x1FFFFF) != 0) | (exponent != 0))
-    exponent = torch.where(exponent == 0xFF, exponent, exponent + up.to(torch.int64))
+    exponent = torch.where(exponent == 0xFF, exponent, exponent + up.to(torch.int32))
     return torch.where(exponent >= 0xFF, 0xFF, exponent - 2).clamp(min=0).to(torch.uint8)
 
 
@@ -167,9 +172,8 @@ def hip_quant(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 def e8m0_to_f32(scales: torch.Tensor) -> torch.Tensor:
     """E8M0 bytes -> fp32 2^(b-127): aiter/utility/fp4_utils.py:58-66 (e8m0_to_f32): 0 is 2^-127, 0xFF NaN."""
-    b = scales.view(torch.uint8).to(torch.int64)
-    bits = torch.where(b == 0, 0x00400000, torch.where(b == 0xFF, 0x7F800001, b << 23))
-    return _from_bits(bits)
+    b = scales.view(torch.uint8).to(torch.int32)
+    return _from_bits(torch.where(b == 0, 0x00400000, torch.where(b == 0xFF, 0x7F800001, b << 23)))
 
 
 def dequantize(packed: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
