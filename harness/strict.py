@@ -236,6 +236,23 @@ def load_yaml(text: str) -> Any:
         loader.dispose()
 
 
+def yaml_error(file: str, error: yaml.YAMLError | DocumentTooComplex, text: str) -> ConfigError:
+    """A YAML file that does not parse: `file:line:column: not valid YAML: <problem> (<context> at line L,
+    column C)`, with the line itself and a caret under the column as the error's excerpt."""
+    mark = getattr(error, "problem_mark", None)
+    if not isinstance(error, yaml.MarkedYAMLError) or mark is None:
+        return ConfigError(f"{file}: not valid YAML: {' '.join(str(error).split())}")
+    problem = " ".join(str(error.problem or "syntax error").split())
+    context, context_mark = error.context, error.context_mark
+    if context and context_mark is not None:
+        problem += f" ({' '.join(context.split())} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    lines = text.splitlines()
+    source = lines[mark.line] if mark.line < len(lines) else ""  # past the last line: the end of the file
+    number = f"{mark.line + 1} | "
+    excerpt = f"  {number}{source}\n  {' ' * len(number)}{' ' * mark.column}^"
+    return ConfigError(f"{file}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {problem}", excerpt=excerpt)
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
 
