@@ -208,6 +208,29 @@ def test_an_engine_that_cannot_be_launched_is_infra_error(tmp_path, capsys):
     assert "/nonexistent/python" in cells[0]["error"]["message"]
 
 
+def test_a_python_without_the_engine_is_launch_failed_with_the_hint_on_the_console(tmp_path, capsys, monkeypatch):
+    """A GPU-less user's first `harness run` of a real suite: the engine's Python has no SGLang (`-S`: no
+    site-packages, no PYTHONPATH, whatever this machine has installed)."""
+    from harness.engines import devices
+
+    monkeypatch.setattr(devices, "_BACKEND", None)  # as on a machine without a GPU
+    monkeypatch.setattr(devices, "_PROBED", True)
+    root = suite_with_eval(tmp_path)
+    python = tmp_path / "python-without-sglang"
+    python.write_text(f'#!/bin/sh\nexec env -u PYTHONPATH {sys.executable} -S "$@"\n')
+    python.chmod(0o755)
+    code = main(["run", "--suite", "fake", "--run-id", "nosglang", "--python", str(python), *dirs(root)])
+    out, err = capsys.readouterr()
+    assert code == 3, (out, err)
+    [cell] = reports_written(root / "reports" / "nosglang")["cells"]
+    assert cell["error"]["cause"] == "launch_failed"
+    assert "No module named 'sglang'" in cell["error"]["message"]
+    assert f"{python} (given by --python or the suite's `python:`) has no such module" in cell["error"]["message"]
+    assert f"{CELL} cell: INFRA ERROR: launch_failed: " in out and "given by --python" in out  # the console's why
+    assert "launching on GPUs" not in err and "no GPU found on this host" in err
+    assert "(no GPU found on this host)" in err
+
+
 def test_a_harness_bug_in_one_cell_costs_that_cell_only(tmp_path, capsys, monkeypatch):
     from harness.engines.sglang import SGLangEngine
 
