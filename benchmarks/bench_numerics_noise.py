@@ -7,7 +7,8 @@ machine: the noise that the numerics gate's `min_effect` must stand clear of (is
 Each --env is the Python of a vLLM CPU environment made by `make vllm-env` (the same pinned versions, a fresh
 install each). For each environment, --runs runs of `harness run --suite local-numerics` over the suite's cells
 that are no canary (each cell a fresh server), gated against the committed baselines, whose references and
-per-window values an earlier install recorded. Per cell and gated metric it reports the baseline, each run's
+per-window values an earlier install recorded, on the machine their provenance names (`baselines_recorded`:
+another CPU model is another set of vLLM CPU kernels). Per cell and gated metric it reports the baseline, each run's
 figure, its difference to the baseline and the gate's p-value and verdict; the largest |difference| of the
 means between any two runs (same install or not) and between any run and the baseline (installs apart); and the
 largest |difference| of one window's value between two runs. `ratio` is each metric's `min_effect` over the
@@ -39,6 +40,16 @@ from harness.suite import load_suite  # noqa: E402
 
 SUITE = "local-numerics"
 GATED = tuple(f"numerics.{name}" for name in numerics.GATED)
+
+
+def cpu() -> dict:
+    """The CPU model and the vector extensions vLLM's CPU kernels choose between (oneDNN: AVX2, AVX-512, AMX)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").exists() else ""
+    model = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")),
+                 platform.processor() or platform.machine())
+    flags = next((line.split(":", 1)[1].split() for line in info.splitlines() if line.startswith("flags")), [])
+    return {"model": model, "isa": sorted(f for f in set(flags) if f in ("avx2", "avx512f", "avx512_bf16",
+                                                                         "amx_bf16"))}
 
 
 def engine_version(python: str) -> str:
@@ -107,7 +118,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--env", action="append", required=True, metavar="PYTHON",
                         help="the Python of a vLLM CPU environment (repeatable: one per fresh install)")
-    parser.add_argument("--runs", type=int, default=2, help="runs per environment, each cell on a fresh server")
+    parser.add_argument("--runs", type=int, default=2,
+                        help="runs per environment, each cell on a fresh server (0 with --add-to: summarize again)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--add-to", type=Path, metavar="JSON",
                         help="an earlier report of this script: its runs join this one's (installs made at other times)")
@@ -126,8 +138,9 @@ def main() -> None:
                 runs.append(run)
     per_cell = spread(runs, baselines)
     report = {
-        "machine": {"cpu": platform.processor() or platform.machine(), "python": platform.python_version()},
-        "baselines_recorded": sorted({e.provenance.date for m in baselines.cells.values() for e in m.values()}),
+        "machine": {"cpu": cpu(), "python": platform.python_version()},
+        "baselines_recorded": sorted({f"{e.provenance.date} on {e.provenance.hardware}"
+                                      for m in baselines.cells.values() for e in m.values()}),
         "runs": runs,
         "cells": per_cell,
         "summary": summary(per_cell, {metric: suite.gate.min_effect_for(metric) for metric in GATED}),
