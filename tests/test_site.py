@@ -167,6 +167,9 @@ def test_a_planted_defects_run_is_marked_and_never_stands_for_the_suite(tmp_path
     assert "local-4-defect" not in latest and "REGRESSED" not in latest
     assert suite.count('class="planted"') == 2  # the MXFP4 cell's accuracy and memory plots
     assert "planted defect: not the suite&#x27;s state" in suite
+    # The step's p-value is its own test's, between windows of runs, and says so beside the run's own verdict.
+    assert "mcnemar-exact between the runs before it and from it on, p=" in suite
+    assert "windows: 3 runs (local-1 .. local-3" in suite
 
 
 def test_a_step_label_keeps_the_whole_run_id_and_figures_never_wrap(tmp_path):

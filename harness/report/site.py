@@ -237,7 +237,10 @@ def _caption(trend: Trend, baseline: float | None, band: Band, n: int | None, ha
 
 
 def _step_line(step: Step) -> str:
-    return f"step {step.describe()}"
+    """A step in a caption: what its test compared (windows of runs), never to be read as a run's own verdict."""
+    if step.p_value is None:
+        return f"step {step.describe()}"
+    return f"step {step.describe()} ({step.test} between the runs before it and from it on, p={step.p_value:.2g})"
 
 
 def _runs_table(runs: list[RunRecord], run_pages: dict[str, str]) -> list[str]:
