@@ -24,12 +24,12 @@ FETCH_GSM8K = "harness data fetch gsm8k"
 
 def _gsm8k_home() -> Path | None:
     """Where the tests read GSM8K (never a copy in the repo; a test never fetches it): where harness itself
-    looks ($HARNESS_DATA_DIR, else its default data directory), else ../shared/data beside the checkout (CI's).
+    looks ($HARNESS_DATA_DIR, its default data directory), then ../shared/data beside the checkout (CI's).
     The first directory holding both files, verified, wins."""
     from harness.errors import ConfigError
     from harness.evals import data, gsm8k
 
-    for root in dict.fromkeys([data.data_dir(), SHARED / "data"]):
+    for root in dict.fromkeys([data.data_dir(), data.default_data_dir(), SHARED / "data"]):
         try:
             for split in ("test", "train"):
                 gsm8k.gsm8k_path(split, root)

@@ -64,15 +64,19 @@ def _gsm8k_copy(root: Path) -> Path:
 
 
 @pytest.mark.gsm8k
-@pytest.mark.parametrize("where", ["HARNESS_DATA_DIR", "default data directory", "../shared/data"])
+@pytest.mark.parametrize("where", ["HARNESS_DATA_DIR", "default data directory", "default beside an empty HARNESS_DATA_DIR",
+                                   "../shared/data"])
 def test_gsm8k_is_found_where_harness_looks_and_beside_the_checkout(tmp_path, where):
     home = tmp_path / "home"
     home.mkdir()
     data_dir = None
     if where == "HARNESS_DATA_DIR":
         data_dir = _gsm8k_copy(tmp_path / "elsewhere")
-    elif where == "default data directory":
+    elif where.startswith("default"):
         _gsm8k_copy(home / ".cache" / "harness" / "data")
+        if "empty" in where:
+            data_dir = tmp_path / "empty"
+            data_dir.mkdir()
     else:
         _gsm8k_copy(tmp_path / "clone" / "shared" / "data")
     done = run_pytest(tmp_path / "clone" / "harness", home, data_dir)
