@@ -25,6 +25,7 @@ T = TypeVar("T")
 # grows without end; 50k levels of nesting exhaust the recursion limit of any recursive reader.
 MAX_DEPTH = 64
 MAX_EXPANDED_NODES = 1_000_000
+EXCERPT_WIDTH = 100  # characters of a line shown under a YAML syntax error
 
 
 @dataclass(frozen=True)
@@ -248,8 +249,12 @@ def yaml_error(file: str, error: yaml.YAMLError | DocumentTooComplex, text: str)
         problem += f" ({' '.join(context.split())} at line {context_mark.line + 1}, column {context_mark.column + 1})"
     lines = text.splitlines()
     source = lines[mark.line] if mark.line < len(lines) else ""  # past the last line: the end of the file
+    column = mark.column
+    if len(source) > EXCERPT_WIDTH:  # a very long line (a flow mapping on one line): the part around the column
+        start = max(0, min(column - EXCERPT_WIDTH // 2, len(source) - EXCERPT_WIDTH))
+        source, column = source[start:start + EXCERPT_WIDTH], column - start
     number = f"{mark.line + 1} | "
-    excerpt = f"  {number}{source}\n  {' ' * len(number)}{' ' * mark.column}^"
+    excerpt = f"  {number}{source}\n  {' ' * len(number)}{' ' * column}^"
     return ConfigError(f"{file}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {problem}", excerpt=excerpt)
 
 

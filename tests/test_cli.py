@@ -249,6 +249,13 @@ def test_a_yaml_syntax_error_keeps_file_line_column_and_a_caret_under_the_line(c
     assert source[caret.index("^")] == ":"  # under the column named, whatever the prefix
 
 
+def test_a_syntax_error_on_a_very_long_line_shows_the_part_around_its_column(capsys, tmp_path):
+    (tmp_path / "long.yaml").write_text("name: long\nmatrix: {" + "quant: [bf16], " * 40 + "tp: [1]: x}\n")
+    assert main(["list", "--suite", "long", "--suites-dir", str(tmp_path)]) == 2
+    _, source, caret = capsys.readouterr().err.splitlines()
+    assert len(source) < 120 and source[caret.index("^")] == ":"
+
+
 def test_validate_shows_a_yaml_syntax_errors_caret_too(capsys, tmp_path):
     (tmp_path / "suites").mkdir()
     (tmp_path / "baselines").mkdir()

@@ -29,8 +29,8 @@ class Signature:
 # `python -m <module>` whose Python lacks the engine (runpy's own lines, unquoted or with "finding module
 # specification"; an ImportError inside a started engine is quoted, and is a crash of that engine).
 ENGINE_MISSING = re.compile(
-    r"Error while finding module specification for '(?P<spec>[\w.]+)' \(ModuleNotFoundError: No module named "
-    r"'(?P<missing>[\w.]+)'\)|: No module named (?P<module>[\w.]+)$")
+    r"Error while finding module specification for '[\w.]+' \(ModuleNotFoundError: No module named '[\w.]+'\)|"
+    r": No module named [\w.]+$")
 
 SIGNATURES = (
     # The engine's Python cannot run the engine at all (no SGLang installed there): it cannot be started.
