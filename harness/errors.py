@@ -46,9 +46,25 @@ def worst_exit_code(codes: Iterable[int]) -> int:
 
 
 class HarnessError(Exception):
-    """An error the user can fix; printed as one line."""
+    """An error the user can fix; printed as one line (and, for a syntax error, the excerpt of the file that
+    shows where: its line and a caret under the column, printed as they are so that the caret stays in place)."""
 
     exit_code = EXIT_USAGE
+
+    def __init__(self, message: str = "", excerpt: str = ""):
+        super().__init__(message)
+        self.excerpt = excerpt
+
+
+def print_error(error: BaseException) -> None:
+    """`harness: error: <line>` for each line of the message, then a HarnessError's excerpt as it is."""
+    import sys
+
+    for line in str(error).splitlines() or [""]:  # several problems of one file: one line each
+        print(f"harness: error: {line}", file=sys.stderr)
+    excerpt = getattr(error, "excerpt", "")
+    if excerpt:
+        print(excerpt.rstrip("\n"), file=sys.stderr)
 
 
 class ConfigError(HarnessError):

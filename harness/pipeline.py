@@ -351,8 +351,13 @@ def _execute(request: RunRequest, the_plan: Plan, run_dir: Path, host_gpus: list
     checks = preflight_cells(to_run, engine_versions(to_run, options.python, request.engine_version)) \
         if request.preflight else {}
     unmeasurable = unmeasurable_cells(to_run, references)
+    gpus_found = bool(discovered[0]) or bool(request.gpus)
+    if not gpus_found and any(cell.gpus for cell in to_run):
+        say(f"no GPU found on this host (neither NVML, nvidia-smi nor amd-smi answered): the cells' servers get "
+            f"the device numbers of the suite's {the_plan.suite.hardware.gpus} declared GPUs, which no real engine "
+            f"can use here")
     _, interrupted = run_cells(to_run, run_dir, _gated_runner(options, checks, unmeasurable), host_gpus,
-                               max_parallel=request.max_parallel, progress=say)
+                               max_parallel=request.max_parallel, progress=say, gpus_found=gpus_found)
     if interrupted:
         raise KeyboardInterrupt
     return options.machine
@@ -453,10 +458,11 @@ def not_launched(cell: Cell, error: CellError) -> CellResult:
 
 def run_cells(cells: list[Cell], run_dir: Path, runner: CellRunner, host_gpus: list[int],
               progress: Callable[[str], None] = lambda line: None,
-              max_parallel: int | None = None) -> tuple[list[CellResult], bool]:
+              max_parallel: int | None = None, gpus_found: bool = True) -> tuple[list[CellResult], bool]:
     """Run the cells packed onto the host's GPUs, writing each result as soon as it exists so that nothing
     measured is lost. Returns the results and whether the run was interrupted (Ctrl-C); the cells in
-    flight when that happened are kept, with what they had measured."""
+    flight when that happened are kept, with what they had measured. Without `gpus_found`, the host's GPUs
+    are the suite's declared device numbers only, and the progress lines never call them GPUs."""
     from harness.schedule import run_packed, too_large
 
     for cell in too_large(cells, host_gpus):
@@ -464,7 +470,9 @@ def run_cells(cells: list[Cell], run_dir: Path, runner: CellRunner, host_gpus: l
     done = 0
 
     def started(placement: Placement) -> None:
-        where = f"GPUs {','.join(map(str, placement.devices))}" if placement.devices else "CPU"
+        devices = ','.join(map(str, placement.devices))
+        where = ("CPU" if not placement.devices else f"GPUs {devices}" if gpus_found
+                 else f"device numbers {devices} (no GPU found on this host)")
         progress(f"{placement.cell.id}: launching on {where}")
 
     def finished(result: CellResult) -> None:

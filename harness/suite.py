@@ -179,11 +179,13 @@ def load_suite(path: Path) -> Suite:
     """Read and strictly validate one suite file (matrix combinations are checked on expansion)."""
     where = Where(str(path))
     try:
-        document = strict.load_yaml(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such suite file") from None
+    try:
+        document = strict.load_yaml(text)
     except (yaml.YAMLError, strict.DocumentTooComplex) as error:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(error)}") from None
+        raise strict.yaml_error(str(path), error, text) from None
     return _parse_suite(document, path, where)
 
 
@@ -199,10 +201,6 @@ def find_suite(name_or_path: str, suites_dir: Path) -> Path:
         known = sorted(p.stem for p in suites_dir.glob("*.yaml"))
         raise strict.unknown_choice(Where(str(suites_dir)), "suite", name_or_path, known)
     return path
-
-
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
 
 
 def _parse_suite(document: Any, path: Path, where: Where) -> Suite:

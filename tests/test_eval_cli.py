@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from harness.cli import main
@@ -11,6 +12,7 @@ from harness.evals import gpqa, gsm8k
 from tests.fake_cells import FAKE_ENGINES
 
 
+@pytest.mark.gsm8k
 def test_eval_against_a_running_server_prints_the_result_schema(stub_server, capsys):
     url = stub_server("--wrong-every", "5", "--eos-token", "<|endoftext|>")
     assert main(["eval", "gsm8k", "--base-url", url, "--questions", "50", "--json"]) == 0
@@ -41,6 +43,7 @@ def test_eval_flag_errors_name_the_flag(capsys):
     assert "--chat-template-kwargs: not JSON" in capsys.readouterr().err
 
 
+@pytest.mark.gsm8k
 def test_eval_against_nothing_is_an_infra_error(capsys):
     code = main(["eval", "gsm8k", "--base-url", "http://127.0.0.1:9", "--questions", "10", "--model", "m"])
     assert code == 3 and "10 of 10 requests failed" in capsys.readouterr().err
@@ -56,11 +59,13 @@ def test_offline_fetch_is_one_line_saying_what_to_do(tmp_path, monkeypatch, caps
     assert main(["data", "fetch", "gpqa"]) == 2
 
 
+@pytest.mark.gsm8k
 def test_fetch_with_a_cache_already_in_place_verifies_it(capsys):
-    assert main(["data", "fetch", "gsm8k"]) == 0  # HARNESS_DATA_DIR is ../shared/data in tests
+    assert main(["data", "fetch", "gsm8k"]) == 0  # HARNESS_DATA_DIR holds GSM8K here (tests/conftest.py)
     assert "test.jsonl  sha256 3730d312f6e3" in capsys.readouterr().out
 
 
+@pytest.mark.gsm8k
 def test_run_with_gsm8k_gates_accuracy_against_a_baseline(tmp_path, capsys):
     suites, baselines = tmp_path / "suites", tmp_path / "baselines"
     suites.mkdir()

@@ -13,6 +13,7 @@ from harness.evals.registry import run_eval
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None, reason="lm-eval not installed")
 
 
+@pytest.mark.gsm8k
 def test_same_prompts_same_requests_same_outcomes(tmp_path, stub_server):
     from harness.evals.lmeval_backend import run_lm_eval
 
@@ -42,6 +43,7 @@ def _logged(path):
     return {json.loads(line)["index"]: json.loads(line) for line in path.read_text().splitlines()}
 
 
+@pytest.mark.gsm8k
 @pytest.mark.parametrize("protocol", ["chat", "sglang-fewshot"])
 def test_harness_protocols_through_lm_eval_send_the_same_prompts(tmp_path, stub_server, protocol):
     from harness.evals.lmeval_backend import run_lm_eval

@@ -226,6 +226,7 @@ def test_every_rig_log_is_in_the_table():
     assert fix_logs == named
 
 
+@pytest.mark.gsm8k
 def test_an_mxfp4_forward_without_aiter_is_named_at_once(tmp_path, capsys):
     """What the rig saw with a Quark MXFP4 checkpoint on CUDA: loaded, then the first forward needs aiter.
     The cell is INFRA_ERROR `aiter_missing` (a platform limit, exit 3), found after the first failed requests,

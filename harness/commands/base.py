@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+SUITE_HELP = "a suite's name in --suites-dir (glm5 reads suites/glm5.yaml) or the path of a suite file"
 ENGINE_VERSION_HELP = ("the SGLang release whose loader preflight predicts, e.g. 0.5.17 (default: the engine's "
                        "version in the engine's Python; the newest known release when it has none)")
 

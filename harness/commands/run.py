@@ -7,7 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
-from harness.commands.base import ENGINE_VERSION_HELP, Command, add_dirs
+from harness.commands.base import ENGINE_VERSION_HELP, SUITE_HELP, Command, add_dirs
 from harness.kernels.selection import KERNELS
 
 DURATIONS_HELP = ("past runs to estimate cell costs from (a reports/ directory); every shard must be given the same, "
@@ -16,7 +16,7 @@ DURATIONS_HELP = ("past runs to estimate cell costs from (a reports/ directory);
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     what = parser.add_mutually_exclusive_group(required=True)
-    what.add_argument("--suite")
+    what.add_argument("--suite", help=f"the suite to run: {SUITE_HELP}")
     what.add_argument("--resume", type=Path, metavar="RUN_DIR",
                       help="finish reports/<run>: skip the cells that finished, run the rest")
     parser.add_argument("--retry-failed", action="store_true",
