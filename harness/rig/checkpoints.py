@@ -386,7 +386,7 @@ def unprefixed(exclude: list[str]) -> list[str]:
     return [entry.removeprefix(KIMI_PREFIX) for entry in exclude]
 
 
-# --- an EAGLE3 draft with MLA attention for the DeepSeek target (seed 004, Kimi-K2.5) ---------------------
+# --- an EAGLE3 draft with MLA attention for the DeepSeek target (Kimi-K2.5: #23803, #26506, #19689) ---------------------
 
 # The target's layers whose hidden states the draft reads: tiny-dsv3 has two, and SGLang's default for a draft
 # that names none ([2, n // 2, n - 3], deepseek_v2.set_eagle3_layers_to_capture) captures only one of them.
