@@ -69,7 +69,8 @@ def samples(result: CellResult) -> dict[str, MetricSample]:
                 continue
             out[key] = MetricSample(metric.value, metric.n,
                                     evaluation.outcome_map() if metric_name == "accuracy" else None,
-                                    evaluation.protocol, evaluation.item_values.get(metric_name))
+                                    evaluation.protocol, evaluation.item_values.get(metric_name),
+                                    evaluation.details.get("sequential") if metric_name == "accuracy" else None)
     for key, value in result.memory.items():
         out[f"memory.{key}"] = MetricSample(value)
     if result.accept_length is not None:

@@ -78,6 +78,7 @@ class MetricSample:
     outcomes: dict[str, bool] | None = None
     protocol: dict[str, Any] | None = None
     values: dict[str, float] | None = None  # per-item values (MetricKind.DIVERGENCE)
+    sequential: dict[str, Any] | None = None  # the eval's sequential record (harness.sequential.record)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-preflight", action="store_true",
                         help="launch cells without checking their checkpoints first (preflight runs by default)")
     parser.add_argument("--engine-version", metavar="V", help=ENGINE_VERSION_HELP)
+    parser.add_argument("--sequential", action=argparse.BooleanOptionalAction, default=None,
+                        help="stop each question eval once its accuracy verdict is decided (anytime-valid tests "
+                             "against the baseline; docs/gate.md); default: the suite's gate.sequential")
     add_dirs(parser, "suites", "baselines", "reports")
 
 
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
         durations_from=args.durations_from, gpus=args.gpus, max_parallel=args.max_parallel,
         share_gpus=args.share_gpus, dry_run=args.dry_run, run_id=args.run_id, python=args.python,
         api_key=args.api_key, preflight=not args.no_preflight, engine_version=args.engine_version,
-        suites_dir=args.suites_dir, baselines_dir=args.baselines_dir, reports_dir=args.reports_dir))
+        sequential=args.sequential, suites_dir=args.suites_dir, baselines_dir=args.baselines_dir, reports_dir=args.reports_dir))
 
 
 COMMAND = Command("run", "run a suite's cells, compare with baselines, write reports", arguments, run,
