@@ -92,6 +92,7 @@ class Verdict:
     n: int | None = None
     baseline_n: int | None = None
     expected: bool = False  # a canary's REGRESSED: the planted defect was caught, which is a pass
+    decided_after: tuple[int, int] | None = None  # the sequential gate stopped the eval: (N asked, M budget)
 
     @property
     def meaning(self) -> Meaning:
@@ -104,7 +105,8 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, body: dict[str, Any]) -> Verdict:
-        return cls(**{**body, "state": State(body["state"])})
+        after = body.get("decided_after")
+        return cls(**{**body, "state": State(body["state"]), "decided_after": None if after is None else tuple(after)})
 
 
 def compare_metric(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
@@ -192,7 +194,8 @@ def _compare_stopped(metric: str, sample: MetricSample, entry: BaselineEntry, ga
         return replace(fixed, reason=f"stopped early but undecided against this baseline: fixed-n on the questions "
                                      f"asked: {fixed.reason}")
     return _verdict(metric, sample, entry, State(decision.state), test=f"sequential-{decision.test}",
-                    p_value=decision.p_value, reason=f"{asked}: {decision.reason}")
+                    p_value=decision.p_value, reason=f"{asked}: {decision.reason}",
+                    decided_after=(decision.asked, int(record.get("budget", decision.asked))))
 
 
 def _paired_on(entry: BaselineEntry, outcomes: dict[str, bool]) -> BaselineEntry:

@@ -17,10 +17,11 @@ from hypothesis import strategies as st
 
 from harness import sequential
 from harness.baselines import Baselines, plan_update
-from harness.compare import State, compare_metric
+from harness.compare import State, Verdict, compare_metric
 from harness.errors import ConfigError
 from harness.evals.base import EvalConfig, EvalContext
 from harness.evals.registry import run_eval
+from harness.report.format import mark
 from harness.results import EvalResult, MetricSample, RunResult
 from harness.sequential import Monitor, Reference, Rule, in_order, replay
 from harness.strict import Where
@@ -123,6 +124,8 @@ def test_the_gate_at_the_end_of_the_run_reaches_the_monitors_decision():
     verdict = compare_metric("gsm8k.accuracy", sample, accuracy_entry(before), GATE)
     assert verdict.state is State.REGRESSED and verdict.test == "sequential-betting-paired"
     assert verdict.reason.startswith(f"decided after {decision.asked} of 1319 questions: drop ")
+    assert mark(verdict) == f"REGRESSED (after {decision.asked} of 1319)"
+    assert Verdict.from_dict(json.loads(json.dumps(verdict.to_dict()))) == verdict
     # Against a baseline the stop no longer decides on (here: the same answers), the fixed-n test on the prefix.
     same = compare_metric("gsm8k.accuracy", sample, accuracy_entry({**before, **table}), GATE)
     assert same.state is State.PASS and same.reason.startswith("stopped early but undecided")
