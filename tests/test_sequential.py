@@ -243,3 +243,23 @@ def test_the_record_travels_through_results_json():
     again = cell_result_from_dict(json.loads(json.dumps(cell_result_to_dict(result))), Path("result.json"))
     assert again.evals["gsm8k"].details["sequential"]["asked"] == 50
     assert isinstance(again.evals["gsm8k"], EvalResult)
+
+
+def test_the_run_gives_each_cell_its_baselines_reference_only_under_gate_sequential():
+    from harness import pipeline
+
+    def references(suite: str, sequential_on: bool) -> dict:
+        the_plan = pipeline.plan(suite, suites_dir=ROOT / "suites", baselines_dir=ROOT / "baselines",
+                                 cell_patterns=None)
+        gate = dataclasses.replace(the_plan.suite.gate, sequential=sequential_on)
+        return pipeline.sequential_references(
+            dataclasses.replace(the_plan, suite=dataclasses.replace(the_plan.suite, gate=gate)))
+
+    assert references("local", False) == {}
+    found = references("local", True)
+    assert sorted(found) == ["tiny-qwen3/bf16/none/tp1", "tiny-qwen3/quark-fp8/none/tp1",
+                             "tiny-qwen3/quark-mxfp4/none/tp1"]
+    reference, rule = found["tiny-qwen3/quark-mxfp4/none/tp1"]["gsm8k"]
+    assert reference.paired and len(reference.outcomes) == 200 and rule == RULE
+    # local-defects is gated against local's baselines: the same reference.
+    assert references("local-defects", True)["tiny-qwen3/quark-mxfp4/none/tp1"]["gsm8k"] == (reference, rule)
