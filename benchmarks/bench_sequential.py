@@ -84,8 +84,9 @@ def paired_run(before: np.ndarray, now: np.ndarray, tails: BinomialTails, alpha:
     large = np.abs(delta) >= min_effect - 1e-12
     fixed_regressed = (delta < 0) & (tails.upper(b, b + c) < alpha) & large
     fixed_improved = (delta > 0) & (tails.upper(c, b + c) < alpha) & large
-    drop = capital(x, 0.5, -1, alpha) >= 1.0 / alpha
-    gain = capital(x, 0.5, +1, alpha) >= 1.0 / alpha
+    margin = sequential.EARLY_MARGIN * min_effect
+    drop = capital(x, (1.0 - margin) / 2.0, -1, alpha) >= 1.0 / alpha
+    gain = capital(x, (1.0 + margin) / 2.0, +1, alpha) >= 1.0 / alpha
     small = capital(x, (1.0 - min_effect) / 2.0, +1, alpha) >= 1.0 / alpha
     regressed_now = drop & fixed_regressed
     pass_now = small & ~fixed_regressed
@@ -153,7 +154,8 @@ def unpaired_run(baseline_right: np.ndarray, baseline_n: int, now: np.ndarray, a
         right0 = int(baseline_right[row])
         lower = sequential.clopper_pearson(right0, baseline_n, alpha / 2, -1)
         upper = sequential.clopper_pearson(right0, baseline_n, alpha / 2, +1)
-        drop = capital(x[row : row + 1], lower, -1, alpha / 2)[0] >= 2.0 / alpha
+        margin = sequential.EARLY_MARGIN * min_effect
+        drop = capital(x[row : row + 1], max(lower - margin, 0.0), -1, alpha / 2)[0] >= 2.0 / alpha
         small = capital(x[row : row + 1], max(upper - min_effect, 0.0), +1, alpha / 2)[0] >= 2.0 / alpha
         regressed_now[row] = drop & fixed_regressed[row]
         pass_now[row] = small & ~fixed_regressed[row]
@@ -194,7 +196,7 @@ def false_alarms(rng, sims: int, tails: BinomialTails) -> list[dict]:
     return rows
 
 
-DROPS = (0.0, 0.01, 0.02, 0.05, 0.10, 0.20)
+DROPS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.10, 0.20)
 
 
 def questions_to_verdict(rng, sims: int, tails: BinomialTails) -> list[dict]:
@@ -354,7 +356,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     report["to_verdict"] = questions_to_verdict(rng, args.sims_drops, tails)
     for row in report["to_verdict"]:
-        print(f"| {row['discordance']} | {row['drop'] * 100:.0f} points | {row['mean_asked']:.0f} | "
+        print(f"| {row['discordance']} | {row['drop'] * 100:g} points | {row['mean_asked']:.0f} | "
               f"{row['p90_asked']:.0f} | {row['stopped_early']:.3f} | {row['regressed_sequential']:.4f} | "
               f"{row['regressed_fixed_n']:.4f} | {row['agree']:.4f} |")
 
