@@ -19,6 +19,8 @@ from harness.errors import ConfigError
 from harness.evals.base import EvalConfig
 from harness.evals.registry import EVALS
 from harness.fixes import FIXES
+from harness.kernels.selection import ENGINES as KERNEL_ENGINES
+from harness.kernels.selection import KERNELS
 from harness.metrics import METRICS, MetricKind, Tolerance
 from harness.strict import Where
 
@@ -32,10 +34,12 @@ MATCH_KEYS = ("model",) + AXES
 class ServerSettings:
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    kernels: str | None = None  # harness.kernels.selection.KERNELS; None: not set here (native unless overridden)
 
     def then(self, other: ServerSettings) -> ServerSettings:
-        """These settings followed by `other`: args appended, env overridden key by key."""
-        return ServerSettings(self.args + other.args, {**self.env, **other.env})
+        """These settings followed by `other`: args appended, env overridden key by key, kernels if `other` sets
+        them."""
+        return ServerSettings(self.args + other.args, {**self.env, **other.env}, other.kernels or self.kernels)
 
 
 @dataclass(frozen=True)
@@ -168,6 +172,9 @@ class Suite:
     # The Python that runs the engine's servers (e.g. an engine installed in its own virtualenv), relative
     # to the working directory; None: harness's own, or `harness run --python`.
     python: str | None = None
+    # `harness run --executor slurm`'s defaults for this suite (partition, account, time, gpus_per_node): a flag
+    # wins, then a HARNESS_SLURM_* variable (the site's), then these.
+    slurm: dict[str, Any] = field(default_factory=dict)
 
 
 def load_suite(path: Path) -> Suite:
@@ -205,7 +212,7 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
         document, where,
         allowed=("schema_version", "name", "description", "engine", "hardware", "timeouts", "server",
                  "speculative", "evals", "gate", "matrix", "models", "include", "exclude", "overrides",
-                 "baselines", "python"),
+                 "baselines", "python", "slurm"),
         required=("schema_version", "name", "engine", "models"),
     )
     version = strict.integer(doc["schema_version"], where.key("schema_version"))
@@ -256,6 +263,7 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
         baselines=problems.check(lambda: strict.string(doc.get("baselines", name), where.key("baselines")), name),
         python=problems.check(lambda: None if doc.get("python") is None
                               else strict.string(doc["python"], where.key("python")), None),
+        slurm=problems.check(lambda: _parse_slurm(doc.get("slurm", {}), where.key("slurm")), {}),
     )
     problems.raise_any()
     return suite
@@ -292,6 +300,15 @@ def _parse_hardware(value: Any, where: Where) -> Hardware:
     return Hardware(vendor, strict.string_list(doc.get("gpu_arch", []), where.key("gpu_arch")), gpus)
 
 
+def _parse_slurm(value: Any, where: Where) -> dict[str, Any]:
+    doc = strict.mapping(value, where, allowed=("partition", "account", "time", "gpus_per_node"))
+    parsed: dict[str, Any] = {key: strict.string(doc[key], where.key(key)) for key in ("partition", "account", "time")
+                              if key in doc}
+    if "gpus_per_node" in doc:
+        parsed["gpus_per_node"] = strict.integer(doc["gpus_per_node"], where.key("gpus_per_node"), minimum=0)
+    return parsed
+
+
 def _parse_timeouts(value: Any, where: Where) -> Timeouts:
     doc = strict.mapping(value, where, allowed=("launch_s", "eval_s", "teardown_s"))
     default = Timeouts()
@@ -302,7 +319,7 @@ def _parse_timeouts(value: Any, where: Where) -> Timeouts:
 
 
 def _parse_server(value: Any, where: Where, engine: str) -> ServerSettings:
-    doc = strict.mapping(value, where, allowed=("args", "env"))
+    doc = strict.mapping(value, where, allowed=("args", "env", "kernels"))
     args = strict.string_list(doc.get("args", []), where.key("args"))
     for i, arg in enumerate(args):  # the engine owns the flags the matrix sets, however they are spelled
         managed = refused_flag(engine, arg)
@@ -312,7 +329,14 @@ def _parse_server(value: Any, where: Where, engine: str) -> ServerSettings:
             raise where.key("args").key(i).error(
                 f"'{flag}'{spelled} is set by the harness from the matrix and the model; remove it here"
             )
-    return ServerSettings(args, strict.string_map(doc.get("env", {}), where.key("env")))
+    kernels = None
+    if "kernels" in doc:
+        kernels = strict.choice(doc["kernels"], where.key("kernels"), what="kernels", choices=KERNELS)
+        if engine not in KERNEL_ENGINES.get(kernels, (engine,)):
+            raise where.key("kernels").error(
+                f"'{kernels}' stands in for aiter in {' and '.join(KERNEL_ENGINES[kernels])}'s MXFP4 path; "
+                f"the {engine} engine never calls aiter")
+    return ServerSettings(args, strict.string_map(doc.get("env", {}), where.key("env")), kernels)
 
 
 def _parse_speculative(value: Any, where: Where) -> dict[str, dict[str, int]]:

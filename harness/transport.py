@@ -47,6 +47,11 @@ def set_api_key(base_url: str, api_key: str | None) -> None:
         _API_KEYS.pop(_origin(base_url), None)
 
 
+def api_key(url: str) -> str | None:
+    """The key registered for this server (another client, such as sgl-eval's, sends it itself)."""
+    return _API_KEYS.get(_origin(url))
+
+
 def _auth_headers(url: str) -> dict[str, str]:
     key = _API_KEYS.get(_origin(url))
     return {"Authorization": f"Bearer {key}"} if key else {}

@@ -27,7 +27,7 @@ def test_list_prints_cells_with_fix_and_pr(capsys):
     assert main(["list", "--suite", "kimi", *SUITES]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("kimi-k26/quark-mxfp4/none/tp4  [kimi-k26-quark-prefix #23408]  gsm8k:lm-eval/5-shot")
-    assert any(line.startswith("kimi-k25/quark-mxfp4/eagle3/tp8") and "gpqa:simple-evals" in line for line in out)
+    assert any(line.startswith("kimi-k25/quark-mxfp4/eagle3/tp8") and "gpqa:sglang-run-eval" in line for line in out)
 
 
 def test_dry_run_prints_argv_and_env_and_launches_nothing(capsys, tmp_path):

@@ -12,7 +12,7 @@ from tests.fake_cells import FAKE_ENGINES
 
 
 def test_eval_against_a_running_server_prints_the_result_schema(stub_server, capsys):
-    url = stub_server("--wrong-every", "5")
+    url = stub_server("--wrong-every", "5", "--eos-token", "<|endoftext|>")
     assert main(["eval", "gsm8k", "--base-url", url, "--questions", "50", "--json"]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["name"] == "gsm8k" and body["metrics"]["accuracy"]["value"] == 0.8
@@ -20,6 +20,17 @@ def test_eval_against_a_running_server_prints_the_result_schema(stub_server, cap
     assert body["outcomes"][0] == {"id": "gsm8k-test-0000", "correct": False, "extracted": "181"}
     assert main(["eval", "gsm8k", "--base-url", url, "--questions", "20", "--protocol", "lm-eval"]) == 0
     assert "gsm8k (lm-eval): accuracy 0.8000" in capsys.readouterr().out
+    assert main(["eval", "gsm8k", "--base-url", url, "--questions", "5", "--protocol", "lm-eval", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["protocol"]["eos_string"] == "<|endoftext|>"  # the server's
+
+
+def test_lm_eval_without_an_eos_string_is_a_config_error_naming_the_key(stub_server, capsys):
+    url = stub_server()
+    assert main(["eval", "gsm8k", "--base-url", url, "--questions", "5", "--protocol", "lm-eval"]) == 2
+    assert "set `eos_string:`" in capsys.readouterr().err
+    assert main(["eval", "gsm8k", "--base-url", url, "--questions", "5", "--protocol", "lm-eval",
+                 "--eos-string", "</s>", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["protocol"]["eos_string"] == "</s>"
 
 
 def test_eval_flag_errors_name_the_flag(capsys):
@@ -77,3 +88,16 @@ def test_run_with_gsm8k_gates_accuracy_against_a_baseline(tmp_path, capsys):
     gsm = results["cells"][0]["evals"]["gsm8k"]
     assert len(gsm["outcomes"]) == 40 and gsm["protocol"]["dataset_sha256"].startswith("3730d312")
     assert "Janet" not in (tmp_path / "reports" / "r" / "results.json").read_text()
+
+
+def test_one_degenerate_completion_never_ends_an_eval(tmp_path, stub_server, capsys):
+    """A 5,000-digit run is SGLang's SyntaxError, caught: that question scores invalid, the eval goes on."""
+    rows = gsm8k.read_gsm8k("test")[:10]
+    replies = {row["question"] + "\nAnswer:": " The total is " + "7" * 5000 + "." if i == 3 else " " + row["answer"]
+               for i, row in enumerate(rows)}
+    (tmp_path / "replies.json").write_text(json.dumps(replies))
+    url = stub_server("--replies", str(tmp_path / "replies.json"))
+    assert main(["eval", "gsm8k", "--base-url", url, "--questions", "10", "--shots", "0", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["outcomes"][3] == {"id": "gsm8k-test-0003", "correct": False, "extracted": None}
+    assert body["metrics"]["accuracy"]["value"] == 0.9 and body["metrics"]["invalid_rate"]["value"] == 0.1

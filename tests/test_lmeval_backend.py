@@ -21,7 +21,7 @@ def test_same_prompts_same_requests_same_outcomes(tmp_path, stub_server):
     results, logs = {}, {}
     for name, run in (("harness", run_eval), ("lm-eval", run_lm_eval)):
         log = tmp_path / f"{name}.jsonl"
-        url = stub_server("--wrong-every", "7", "--log-prompts", str(log))
+        url = stub_server("--wrong-every", "7", "--log-prompts", str(log), "--eos-token", "<|endoftext|>")
         results[name] = run(config, url, model="stub-model")
         logs[name] = {json.loads(line)["index"]: json.loads(line) for line in log.read_text().splitlines()}
     assert sorted(logs["harness"]) == sorted(logs["lm-eval"]) == list(range(30))
@@ -33,6 +33,9 @@ def test_same_prompts_same_requests_same_outcomes(tmp_path, stub_server):
     assert ours.metrics["accuracy"] == theirs.metrics["accuracy"]
     assert ours.metrics["accuracy_flexible"] == theirs.metrics["accuracy_flexible"]
     assert theirs.protocol["runner"] == "lm-eval"
+    # local-completions appends the tokenizer's EOS string to the stop list; harness's protocol does too.
+    assert logs["lm-eval"][0]["body"]["stop"] == ["Question:", "</s>", "<|im_end|>", "<|endoftext|>"]
+    assert ours.protocol["eos_string"] == theirs.protocol["eos_string"] == "<|endoftext|>"
 
 
 def _logged(path):

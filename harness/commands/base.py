@@ -54,7 +54,10 @@ def existing_dir(path: Path, flag: str) -> Path:
 def action(parser: argparse.ArgumentParser, dest: str, name: str, summary: str) -> argparse.ArgumentParser:
     """A command's own action (`baseline update`, `data fetch`), with argparse's prefix matching off as on
     every parser of harness: `--suite` must never be taken for `--suites-dir`."""
-    actions = parser.add_subparsers(dest=dest, required=True, metavar="ACTION")
+    actions = getattr(parser, "_harness_actions", None)  # a command's second action joins its first
+    if actions is None:
+        actions = parser.add_subparsers(dest=dest, required=True, metavar="ACTION")
+        parser._harness_actions = actions  # type: ignore[attr-defined]
     return actions.add_parser(name, help=summary, allow_abbrev=False)
 
 

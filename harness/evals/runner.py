@@ -50,6 +50,19 @@ class Dataset:
     full_size: int
 
 
+@dataclass(frozen=True)
+class Option:
+    """A suite key of one question eval's own, beyond the common ones: its default, its strict parser, and
+    the protocols it applies to. Its value is part of the protocol (recorded, compared)."""
+
+    default: Any
+    parse: Callable[[Any, Where], Any]
+    protocols: tuple[str, ...]
+
+
+# A protocol's own run step: (config, base_url, model, context) -> EvalResult.
+ProtocolRun = Callable[[EvalConfig, str, str, EvalContext], EvalResult]
+
 # The protocol keys of every question eval: what must match for two accuracies to compare.
 PROTOCOL_KEYS = ("eval", "protocol", "dataset", "dataset_sha256", "questions", "shots", "shots_source",
                  "prompt_mode", "max_tokens", "temperature", "repeats", "chat_template_kwargs")
@@ -60,30 +73,44 @@ _KEYS = ("protocol", "shots", "questions", "max_tokens", "temperature", "repeats
 def question_eval(*, name: str, protocols: Mapping[str, ProtocolDefaults], default_protocol: str,
                   dataset: Dataset, metrics: tuple[MetricDef, ...], prepare: Callable[..., Prepared],
                   alternates: Mapping[str, Dataset] | None = None,
-                  fetch: Callable[..., list] | None = None) -> Eval:
-    """The Eval of a question eval: its module gives its protocols, data, prepare (prompts and scorer)."""
-    alternates = dict(alternates or {})
+                  fetch: Callable[..., list] | None = None, options: Mapping[str, Option] | None = None,
+                  runs: Mapping[str, ProtocolRun] | None = None, protocol_keys: tuple[str, ...] = ()) -> Eval:
+    """The Eval of a question eval: its module gives its protocols, data, prepare (prompts and scorer), its
+    own keys (`options`, recorded in the protocol) and the protocols with a run step of their own (`runs`:
+    sgl-eval, its own client; lm-eval, which asks the server for its EOS string first), and the protocol keys
+    those runs add (compared like the common ones)."""
+    alternates, options, runs = dict(alternates or {}), dict(options or {}), dict(runs or {})
 
     def parse(value: Any, where: Where) -> EvalConfig:
-        return parse_config(name, protocols, dataset, alternates, value, where)
+        return parse_config(name, protocols, dataset, alternates, value, where, options)
 
     def protocol_of(config: EvalConfig, *, dataset_sha256: str | None = None) -> dict[str, Any]:
         return question_protocol(config, protocols[config.protocol], dataset, dataset_sha256)
 
     def run(config: EvalConfig, base_url: str, model: str, context: EvalContext) -> EvalResult:
+        if config.protocol in runs:
+            return runs[config.protocol](config, base_url, model, context)
         return run_questions(config, prepare(config, model, data_root=context.data_root), base_url,
                              stream=context.stream, sequential=context.sequential.get(config.name))
 
     return Eval(name=name, protocols=protocols, default_protocol=default_protocol, metrics=metrics, parse=parse,
-                protocol_of=protocol_of, protocol_keys=PROTOCOL_KEYS, run=run, describe=describe,
-                prepare=prepare, fetch=fetch)
+                protocol_of=protocol_of, protocol_keys=PROTOCOL_KEYS + tuple(options) + protocol_keys, run=run,
+                describe=describe, prepare=prepare, fetch=fetch)
 
 
 def parse_config(name: str, protocols: Mapping[str, ProtocolDefaults], default: Dataset,
-                 alternates: Mapping[str, Dataset], value: Any, where: Where) -> EvalConfig:
+                 alternates: Mapping[str, Dataset], value: Any, where: Where,
+                 options: Mapping[str, Option] | None = None) -> EvalConfig:
     """A question eval's suite mapping (or `harness eval`'s flags), strictly."""
-    doc = strict.mapping(value, where, allowed=_KEYS, required=("protocol",))
+    options = options or {}
+    doc = strict.mapping(value, where, allowed=_KEYS + tuple(options), required=("protocol",))
     protocol = strict.choice(doc["protocol"], where.key("protocol"), what=f"{name} protocol", choices=protocols)
+    params = {}
+    for key, option in options.items():
+        if key in doc and protocol not in option.protocols:
+            raise where.key(key).error(f"applies only to the {' / '.join(option.protocols)} protocol")
+        if protocol in option.protocols:
+            params[key] = option.parse(doc[key], where.key(key)) if key in doc else option.default
     defaults = protocols[protocol]
     dataset = doc.get("dataset")
     if dataset is not None:
@@ -115,6 +142,7 @@ def parse_config(name: str, protocols: Mapping[str, ProtocolDefaults], default: 
                                      maximum=1.0),
         data=None if data is None else strict.string(data, where.key("data")),
         dataset=dataset,
+        params=params,
     )
 
 
@@ -135,7 +163,12 @@ def question_protocol(config: EvalConfig, defaults: ProtocolDefaults, dataset: D
         "temperature": config.temperature,
         "repeats": config.repeats,
         "chat_template_kwargs": dict(config.chat_template_kwargs),
+        **{key: _plain(value) for key, value in config.params.items()},
     }
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def describe(config: EvalConfig) -> str:
