@@ -286,7 +286,9 @@ def plan_update(baselines: Baselines, run: RunResult, *, cell_patterns: list[str
                 force: bool = False, today: str) -> tuple[Baselines, list[Change], list[str]]:
     """The baselines after promoting a run's measured figures, the changes, and what was refused.
 
-    A cell that regressed or failed is refused unless `force`; floors and ceilings are kept.
+    A cell that regressed or failed is refused unless `force`; floors and ceilings are kept. A figure of an eval
+    the sequential gate stopped early is always refused, `force` or not: a baseline needs every question's
+    outcome, and a prefix is a figure measured another way (the cell's other figures are promoted as usual).
     """
     import fnmatch
 
@@ -308,13 +310,29 @@ def plan_update(baselines: Baselines, run: RunResult, *, cell_patterns: list[str
             if not force:
                 refused.append(f"{result.cell_id}: {reason} (use --force to promote it anyway)")
                 continue
+        stopped = stopped_early(result)
         for metric, entry in entries_from_result(baselines.suite, result, run, today).items():
+            if metric in stopped:
+                refused.append(f"{result.cell_id}: {metric}: {stopped[metric]}; a baseline needs every question's "
+                               f"outcome: run it without --sequential (--force cannot make a prefix whole)")
+                continue
             old = cells.get(result.cell_id, {}).get(metric)
             if old is not None:
                 entry = replace(entry, floor=old.floor, ceiling=old.ceiling)
             cells.setdefault(result.cell_id, {})[metric] = entry
             changes.append(Change(result.cell_id, metric, old, entry))
     return Baselines(baselines.suite, baselines.path, cells), changes, refused
+
+
+def stopped_early(result: CellResult) -> dict[str, str]:
+    """The metrics of a cell whose eval the sequential gate stopped before its last question, with a phrase."""
+    found = {}
+    for metric, sample in samples(result).items():
+        record = sample.sequential or {}
+        if record.get("stopped_early"):
+            found[metric] = (f"its eval stopped early (sequential: decided after {record.get('asked')} of "
+                             f"{record.get('budget')} questions)")
+    return found
 
 
 def entries_from_result(suite: str, result: CellResult, run: RunResult, today: str) -> dict[str, BaselineEntry]:

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -46,14 +46,17 @@ def no_evals(cell: Cell, base_url: str, cell_dir: Path) -> dict[str, EvalResult]
     return {}
 
 
-def run_cell_evals(cell: Cell, base_url: str, cell_dir: Path, *,
-                   references: Path | None = None) -> dict[str, EvalResult]:
+def run_cell_evals(cell: Cell, base_url: str, cell_dir: Path, *, references: Path | None = None,
+                   sequential: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, EvalResult]:
     """Every eval of the cell, in order; a failing one keeps the results of those before it.
-    `references`: the stored references of the suite's baselines (harness.evals.numerics)."""
+    `references`: the stored references of the suite's baselines (harness.evals.numerics); `sequential`: per
+    cell id, the evals that stop once their verdict is decided and what they are compared with (the server
+    stays up for the cell's other evals)."""
     from harness.evals.runner import served_model
 
     model = get_engine(cell.engine).request_model(cell.checkpoint.path) or served_model(base_url, cell.checkpoint.path)
-    context = EvalContext(cell=cell, cell_dir=cell_dir, references=references)
+    context = EvalContext(cell=cell, cell_dir=cell_dir, references=references,
+                          sequential=dict((sequential or {}).get(cell.id, {})))
     results: dict[str, EvalResult] = {}
     for config in cell.evals:
         try:

@@ -71,7 +71,8 @@ def samples(result: CellResult) -> dict[str, MetricSample]:
                 continue
             out[key] = MetricSample(metric.value, metric.n,
                                     evaluation.outcome_map() if metric_name == "accuracy" else None,
-                                    evaluation.protocol, evaluation.item_values.get(metric_name), kernels)
+                                    evaluation.protocol, evaluation.item_values.get(metric_name), kernels,
+                                    evaluation.details.get("sequential") if metric_name == "accuracy" else None)
     for key, value in result.memory.items():
         out[f"memory.{key}"] = MetricSample(value, kernels=kernels)
     if result.accept_length is not None:

@@ -218,6 +218,7 @@ class RunRequest:
     api_key: str | None = None
     preflight: bool = True
     engine_version: str | None = None
+    sequential: bool | None = None  # --sequential / --no-sequential; None: the suite's gate.sequential
     kernels: str | None = None  # --kernels: every cell's kernels (harness.kernels.selection), over the suite's
     force_reference_kernels: bool = False
     suites_dir: Path = Path("suites")
@@ -232,6 +233,9 @@ def run(request: RunRequest) -> int:
     from harness.engines.devices import discover
 
     the_plan, run_id, run_dir = _resumed_plan(request) if request.resume else _fresh_plan(request)
+    if request.sequential is not None:  # the run's choice wins over the suite's, and is what results.json records
+        gate = dataclasses.replace(the_plan.suite.gate, sequential=request.sequential)
+        the_plan = dataclasses.replace(the_plan, suite=dataclasses.replace(the_plan.suite, gate=gate))
     if request.dry_run:
         print_dry_run(the_plan.cells, api_key=request.api_key)
         return EXIT_OK
@@ -332,7 +336,7 @@ def _execute(request: RunRequest, the_plan: Plan, run_dir: Path, host_gpus: list
 
     references = request.baselines_dir / "references" / the_plan.suite.baselines
     options = RunOptions(python=request.python or sys.executable, machine=machine_info(*discovered),
-                         evaluator=_evaluator(references), api_key=request.api_key,
+                         evaluator=_evaluator(references, sequential_references(the_plan)), api_key=request.api_key,
                          exclusive_devices=request.share_gpus == 1)
     kept = {}
     if request.resume:
@@ -383,13 +387,44 @@ def _gated_runner(options, checks: dict[str, CellPreflight], unmeasurable: dict[
     return checked_run_cell
 
 
-def _evaluator(references: Path):
-    """The evals that run against each ready server (stored references from `references`)."""
+def _evaluator(references: Path, sequential: dict | None = None):
+    """The evals that run against each ready server (stored references from `references`; the sequential
+    gate's references per cell)."""
     import functools
 
     from harness.cellrun import run_cell_evals
 
-    return functools.partial(run_cell_evals, references=references)
+    return functools.partial(run_cell_evals, references=references, sequential=sequential or {})
+
+
+def sequential_references(the_plan: Plan) -> dict[str, dict[str, tuple]]:
+    """Per cell, the question evals that may stop early and what they are compared with: under
+    `gate.sequential`, each accuracy with a comparable baseline (the cell's own, a canary's model's) that has
+    per-question outcomes (paired) or a value and n (unpaired). A figure without one (no baseline yet, another
+    protocol) is measured in full: a baseline needs every question, and NOT_COMPARABLE has nothing to stop on."""
+    from harness.metric_kinds import MetricKind
+    from harness.metrics import METRICS
+    from harness.sequential import Reference, Rule
+
+    gate = the_plan.suite.gate
+    if not gate.sequential:
+        return {}
+    found: dict[str, dict[str, tuple]] = {}
+    for cell in the_plan.cells:
+        entries = the_plan.baselines.cells.get(cell.baseline_id or cell.id, {})
+        declared = {config.name: protocol_of(config) for config in cell.evals}
+        for name, protocol in declared.items():
+            metric = f"{name}.accuracy"
+            entry = entries.get(metric)
+            if metric not in METRICS or METRICS[metric].kind is not MetricKind.ACCURACY or entry is None:
+                continue
+            if entry.protocol is not None and protocol_differences(protocol, entry.protocol, result_may_be_unknown=True):
+                continue
+            if not entry.outcomes and (entry.value is None or not entry.n):
+                continue
+            reference = Reference(outcomes=entry.outcomes or None, value=entry.value, n=entry.n, floor=entry.floor)
+            found.setdefault(cell.id, {})[name] = (reference, Rule(gate.alpha, gate.min_effect_for(metric)))
+    return found
 
 
 def _with_engine_python(cells: list[Cell], flag: str | None, suite: Suite) -> list[Cell]:

@@ -80,6 +80,7 @@ class MetricSample:
     protocol: dict[str, Any] | None = None
     values: dict[str, float] | None = None  # per-item values (MetricKind.DIVERGENCE)
     kernels: str = NATIVE  # the kernels it was measured with (harness.kernels.selection)
+    sequential: dict[str, Any] | None = None  # the eval's sequential record (harness.sequential.record)
 
 
 @dataclass(frozen=True)

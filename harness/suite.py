@@ -128,6 +128,8 @@ class GateSettings:
     # How far each memory figure may rise over its baseline (harness.metrics TOLERANCES).
     memory: dict[str, Tolerance] = field(default_factory=_default_memory_tolerances)
     accept_length_abs: float = 0.15
+    # Stop a question eval as soon as its accuracy verdict is decided (harness.sequential; docs/gate.md).
+    sequential: bool = False
 
     def min_effect_for(self, metric: str) -> float:
         return self.min_effect.get(metric, 0.01)
@@ -361,7 +363,7 @@ def parse_eval(name: str, value: Any, where: Where) -> EvalConfig:
 
 def _parse_gate(value: Any, where: Where) -> GateSettings:
     doc = strict.mapping(value, where, allowed=("alpha", "min_effect", "memory", "accept_length_abs",
-                                                "memory_abs_gib", "memory_rel"))
+                                                "sequential", "memory_abs_gib", "memory_rel"))
     for replaced in ("memory_abs_gib", "memory_rel"):
         if replaced in doc:
             raise where.key(replaced).error("replaced by a tolerance per memory metric: gate.memory.<metric>: "
@@ -378,6 +380,7 @@ def _parse_gate(value: Any, where: Where) -> GateSettings:
         memory={**default.memory, **{k: _parse_tolerance(v, where.key("memory").key(k)) for k, v in tolerances.items()}},
         accept_length_abs=strict.number(doc.get("accept_length_abs", default.accept_length_abs),
                                         where.key("accept_length_abs"), minimum=0.0),
+        sequential=strict.boolean(doc.get("sequential", default.sequential), where.key("sequential")),
     )
 
 

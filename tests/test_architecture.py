@@ -113,7 +113,7 @@ def test_a_new_eval_is_one_module_and_one_registration_line(tmp_path):
 # layers before it, so that the run's data flows one way. Each entry is a module or a package prefix.
 LAYERS = (
     ("foundation", ("harness", "harness.errors", "harness.strict", "harness.schema", "harness.secrets",
-                    "harness.interrupts", "harness.stats", "harness.transport", "harness.machine", "harness.axes",
+                    "harness.interrupts", "harness.stats", "harness.sequential", "harness.transport", "harness.machine", "harness.axes",
                     "harness.fixes", "harness.memory", "harness.metric_kinds", "harness.engine_flags",
                     "harness.kernels")),
     ("records", ("harness.results", "harness.local.problems")),

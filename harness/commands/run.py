@@ -44,6 +44,9 @@ def arguments(parser: argparse.ArgumentParser) -> None:
                              "implementations of the aiter calls it makes (GPUs without aiter); recorded per result")
     parser.add_argument("--force-reference-kernels", action="store_true",
                         help="use aiter-reference even on a ROCm host where aiter is installed (refused otherwise)")
+    parser.add_argument("--sequential", action=argparse.BooleanOptionalAction, default=None,
+                        help="stop each question eval once its accuracy verdict is decided (anytime-valid tests "
+                             "against the baseline; docs/gate.md); default: the suite's gate.sequential")
     add_dirs(parser, "suites", "baselines", "reports")
     slurm = parser.add_argument_group(
         "Slurm", "--executor slurm: the suite's shards as one job array, each task on the GPUs Slurm gives it, then "
@@ -103,7 +106,7 @@ def _request(args: argparse.Namespace):
         durations_from=args.durations_from, gpus=args.gpus, max_parallel=args.max_parallel,
         share_gpus=args.share_gpus, dry_run=args.dry_run, run_id=args.run_id, python=args.python,
         api_key=args.api_key, preflight=not args.no_preflight, engine_version=args.engine_version,
-        kernels=args.kernels, force_reference_kernels=args.force_reference_kernels,
+        sequential=args.sequential, kernels=args.kernels, force_reference_kernels=args.force_reference_kernels,
         suites_dir=args.suites_dir, baselines_dir=args.baselines_dir, reports_dir=args.reports_dir)
 
 
