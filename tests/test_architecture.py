@@ -126,9 +126,9 @@ LAYERS = (
     ("engines", ("harness.engines", "harness.local", "harness.rig")),
     ("cells", ("harness.schedule", "harness.cellrun", "harness.shard", "harness.rundir")),
     ("compare", ("harness.compare",)),
-    ("steps", ("harness.steps",)),
+    ("steps", ("harness.steps", "harness.bisection")),
     ("report", ("harness.report",)),
-    ("pipeline", ("harness.pipeline",)),
+    ("pipeline", ("harness.pipeline", "harness.bisect")),
     ("commands", ("harness.commands",)),
     ("cli", ("harness.cli", "harness.__main__")),
 )
