@@ -229,11 +229,14 @@ class _Steps:
 
     def _run(self, step_dir: Path, build: Build, gate_against: Baselines) -> int:
         from harness import pipeline
+        from harness.history import PLAN_FILE
 
         common = dict(python=build.python or self.setup.python, api_key=self.request.api_key, preflight=False,
                       gate_against=gate_against, console=False, suites_dir=self.request.suites_dir,
                       baselines_dir=self.request.baselines_dir, reports_dir=step_dir.parent)
-        resume = step_dir if step_dir.exists() else None
+        resume = step_dir if (step_dir / PLAN_FILE).exists() else None
+        if resume is None and step_dir.exists() and not any(step_dir.iterdir()):
+            step_dir.rmdir()  # made, then interrupted before its plan: nothing of it to keep
         request = (RunRequest(resume=resume, **common) if resume else
                    RunRequest(suite=self.setup.suite, cells=[self.setup.cell], run_id=step_dir.name, **common))
         if build.revision is None:

@@ -228,3 +228,53 @@ def test_ctrl_c_keeps_the_steps_and_resume_measures_only_what_is_missing(tmp_pat
     out, _ = capsys.readouterr()
     assert code == 0 and "commit 3" in out.split("first bad build: ")[1].splitlines()[0]
     assert "2 kept from an earlier invocation" in out
+
+
+def test_memory_and_numerics_regressions_are_judged_by_their_own_gates():
+    gate = GateSettings()
+    # Memory (host RSS: 20%, at least 0.05 GiB): the bad end +35%; a step +30% is bad, +19% good but within the
+    # bad end's tolerance too (undecided), +1% good and beyond the bad end's tolerance (decided).
+    rss = "memory.host_rss_peak_gib"
+    good = {rss: BaselineEntry(rss, PROVENANCE, value=1.0)}
+    bad = {rss: BaselineEntry(rss, PROVENANCE, value=1.35)}
+    driver = Verdict(CELL, rss, State.REGRESSED, test="tolerance")
+
+    def step(value: float) -> Judgement:
+        result = CellResult(cell_id=CELL, suite="fake", status="ok", cell={}, memory={"host_rss_peak_gib": value})
+        return judge(result, driver, good, bad, gate)
+
+    assert step(1.3).call is Call.BAD
+    assert step(1.19).call is Call.GOOD and step(1.19).undecided
+    assert step(1.01).call is Call.GOOD and not step(1.01).undecided
+    # Numerics (KLD per window, paired t-test): the bad end's windows rose by 0.05 nats.
+    kld = "numerics.kld"
+    windows = {f"w{i}": 0.01 + 0.001 * (i % 7) for i in range(64)}
+    good = {kld: BaselineEntry(kld, PROVENANCE, value=0.013, n=64, values=windows)}
+    bad = {kld: BaselineEntry(kld, PROVENANCE, value=0.063, n=64, values={k: v + 0.05 for k, v in windows.items()})}
+    driver = Verdict(CELL, kld, State.REGRESSED, p_value=1e-40, test="paired-t")
+
+    def numerics_step(shift: float) -> Judgement:
+        values = {k: v + shift + 0.0001 * (i % 3) for i, (k, v) in enumerate(windows.items())}
+        evaluation = EvalResult(name="numerics", protocol={}, metrics={"kld": Metric(0.013 + shift, 64)},
+                                item_values={"kld": values})
+        result = CellResult(cell_id=CELL, suite="fake", status="ok", cell={}, evals={"numerics": evaluation})
+        return judge(result, driver, good, bad, gate)
+
+    assert numerics_step(0.05).call is Call.BAD
+    assert numerics_step(0.0).call is Call.GOOD and not numerics_step(0.0).undecided
+
+
+def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys):
+    _fake_suite(tmp_path)
+    source = _history(tmp_path, [{}] * 3)
+    base = ["bisect", "--suite", "fake", "--cell", CELL, *_dirs(tmp_path)]
+    assert main([*base, "--engine-src", str(source), "--good", "nope", "--bad", "HEAD"]) == 2
+    assert "harness: error: --good nope: no such commit in" in capsys.readouterr().err
+    assert main([*base, "--engine-src", str(source), "--good", "HEAD", "--bad", "HEAD~2"]) == 2
+    assert "--good HEAD is not an ancestor of --bad HEAD~2" in capsys.readouterr().err
+    assert main([*base, "--engine-src", str(source), "--good", "HEAD~2", "--bad", "HEAD", "--metric", "gsm8k.acc"]) == 2
+    assert "--metric gsm8k.acc: no such metric" in capsys.readouterr().err
+    (tmp_path / "builds.txt").write_text(f"{sys.executable}\n/no/such/venv\n")
+    assert main([*base, "--builds", str(tmp_path / "builds.txt")]) == 2
+    assert "line 2: /no/such/venv is neither an executable Python nor a virtualenv" in capsys.readouterr().err
+    assert not (tmp_path / "bisects").exists()  # nothing was started

@@ -57,8 +57,7 @@ def git_series(source: Path, good: str, bad: str) -> list[Build]:
     as `git bisect` over a linear history would see it). `good` must be an ancestor of `bad`."""
     if not source.is_dir():
         raise ConfigError(f"--engine-src {source}: no such directory")
-    good_commit = _git(source, "rev-parse", "--verify", "--quiet", f"{good}^{{commit}}").strip()
-    bad_commit = _git(source, "rev-parse", "--verify", "--quiet", f"{bad}^{{commit}}").strip()
+    good_commit, bad_commit = _commit(source, good, "--good"), _commit(source, bad, "--bad")
     if good_commit == bad_commit:
         raise ConfigError(f"--good {good} and --bad {bad} are the same commit: nothing to bisect")
     try:
@@ -75,6 +74,13 @@ def git_series(source: Path, good: str, bad: str) -> list[Build]:
         raise ConfigError(f"--bad {bad} is not on the first-parent line from --good {good} (a merged branch): "
                           f"give --bad a commit of the main line")
     return builds
+
+
+def _commit(source: Path, revision: str, flag: str) -> str:
+    try:
+        return _git(source, "rev-parse", "--verify", "--quiet", f"{revision}^{{commit}}").strip()
+    except ConfigError:
+        raise ConfigError(f"{flag} {revision}: no such commit in {source}") from None
 
 
 def read_builds_file(path: Path) -> list[Build]:
