@@ -137,7 +137,8 @@ def _resumed(request: BisectRequest) -> tuple[Path, Setup]:
     assert request.resume is not None
     given = [flag for flag, value in (("--suite", request.suite), ("--cell", request.cell), ("--good", request.good),
                                       ("--bad", request.bad), ("--engine-src", request.engine_src),
-                                      ("--builds", request.builds_file), ("--metric", request.metric)) if value]
+                                      ("--builds", request.builds_file), ("--metric", request.metric),
+                                      ("--python", request.python)) if value]
     if given:
         raise ConfigError(f"--resume: the bisect directory's {STATE_FILE} decides; drop {', '.join(given)}")
     return request.resume, Setup.read(request.resume)
