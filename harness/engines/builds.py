@@ -70,9 +70,9 @@ def git_series(source: Path, good: str, bad: str) -> list[Build]:
     for line in [first, *listed.splitlines()]:
         commit, _, subject = line.strip().partition(" ")
         builds.append(Build(label=f"{commit[:10]} {subject}".strip(), revision=commit))
-    if builds[-1].revision != bad_commit:
-        raise ConfigError(f"--bad {bad} is not on the first-parent line from --good {good} (a merged branch): "
-                          f"give --bad a commit of the main line")
+    if builds[-1].revision != bad_commit or _git(source, "rev-parse", f"{builds[1].revision}^").strip() != good_commit:
+        raise ConfigError(f"--good {good} is not on --bad {bad}'s first-parent line (it came in through a merge): "
+                          f"give --good a commit of that line")
     return builds
 
 
