@@ -35,7 +35,7 @@ from harness.bisection import (
     known_metric,
     next_index,
 )
-from harness.compare import compare_cell
+from harness.compare import Verdict, compare_cell
 from harness.engines.builds import Build, checkout, git_series, pick, read_builds_file, remove_checkout
 from harness.errors import EXIT_INFRA, EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, ConfigError
 from harness.pipeline import RunRequest, checked_run_id, plan, say
@@ -160,6 +160,7 @@ def _search(steps: _Steps, evidence: Evidence) -> Conclusion:
         if bad.status != STATUS_OK:
             raise _Stop(EXIT_INFRA, f"the bad end could not be measured ({_cause(bad)}): nothing can be bisected")
         what = f"{setup.metric} did not regress" if setup.metric else "no gated figure regressed"
+        evidence.judgements[last] = Judgement(Call.GOOD, _closest(verdicts, setup.metric), reason="does not reproduce")
         raise _Stop(EXIT_USAGE, f"the bad end does not reproduce: {what} against the good build; nothing to bisect")
     evidence.judgements[last] = Judgement(Call.BAD, driver, reason=driver.reason)
     bad_figures = steps.figures(bad) if bad.status == STATUS_OK else {}
@@ -172,6 +173,14 @@ def _search(steps: _Steps, evidence: Evidence) -> Conclusion:
         undecided = " (undecided)" if judgement.undecided else ""
         say(f"bisect: {setup.builds[index].label}: {judgement.call.value}{undecided}: {judgement.reason}")
     return bounds(evidence.calls)
+
+
+def _closest(verdicts: list[Verdict], metric: str | None) -> Verdict | None:
+    """The bad end's verdict that came nearest to regressing (the evidence table shows it): `metric`'s, else the
+    lowest p-value's, else the first figure's."""
+    measured = [v for v in verdicts if v.value is not None and (metric is None or v.metric == metric)]
+    tested = [v for v in measured if v.p_value is not None]
+    return min(tested, key=lambda v: v.p_value) if tested else (measured[0] if measured else None)
 
 
 def _good_end_failed(good: CellResult | None) -> None:

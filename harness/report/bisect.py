@@ -20,7 +20,7 @@ def render_bisect(evidence: Evidence, conclusion: Conclusion | None, stopped: st
         lines.append(f"last good build: {setup.builds[conclusion.good].label}")
     if stopped:
         lines.append(f"no first bad build: {stopped}")
-    lines += ["", *_table(evidence, driver), ""]
+    lines += ["", *_table(evidence), ""]
     measured = len(evidence.measured) + len(evidence.kept)
     lines.append(f"cells measured: {measured} ({len(evidence.measured)} now, {len(evidence.kept)} kept from an earlier "
                  f"invocation); at most {worst_case_steps(len(setup.builds))} for {len(setup.builds)} builds without "
@@ -34,13 +34,17 @@ def render_bisect(evidence: Evidence, conclusion: Conclusion | None, stopped: st
 
 
 def _driver(evidence: Evidence) -> Verdict | None:
-    last = len(evidence.setup.builds) - 1
-    judgement = evidence.judgements.get(last)
+    judgement = _bad_end(evidence)
     return judgement.verdict if judgement is not None and judgement.call is Call.BAD else None
 
 
-def _table(evidence: Evidence, driver: Verdict | None) -> list[str]:
-    metric = driver.metric if driver is not None else "figure"
+def _bad_end(evidence: Evidence) -> Judgement | None:
+    return evidence.judgements.get(len(evidence.setup.builds) - 1)
+
+
+def _table(evidence: Evidence) -> list[str]:
+    shown = _bad_end(evidence).verdict if _bad_end(evidence) is not None else None  # the metric the table follows
+    metric = shown.metric if shown is not None else "figure"
     header = ("#", "build", "verdict", metric, "delta vs good", "p vs good", "p vs bad", "note")
     rows = [header]
     if evidence.good is not None:
@@ -68,7 +72,9 @@ def _row(index: int, label: str, judgement: Judgement, *, end: bool) -> tuple[st
     call = judgement.call.value + (" (undecided)" if judgement.undecided else "") + (" (bad end)" if end else "")
     value = figure(verdict.metric, verdict.value) if verdict is not None else "-"
     change = delta(verdict) if verdict is not None else "-"
-    note = "" if verdict is not None and judgement.call is not Call.SKIP else judgement.reason
+    # Why, where the figures do not say it: skipped, failed to load, a bad end that does not reproduce.
+    quiet = verdict is not None and judgement.call is not Call.SKIP and not (end and judgement.call is Call.GOOD)
+    note = "" if quiet else judgement.reason
     return (str(index), _short(label), call, value, change, p_value(verdict) if verdict else "-",
             p_value(against) if against else "-", _clip(note))
 
