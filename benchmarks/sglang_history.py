@@ -14,6 +14,7 @@ them out again. Between the two every build fails to load `local:tiny-qwen3-next
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -43,9 +44,9 @@ UNRELATED = ("sglang/version.py", "sglang/srt/server_args.py", "sglang/srt/utils
 
 
 def _git(repo: Path, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "bisect-demo", "GIT_AUTHOR_EMAIL": "demo@harness.invalid",
+    env = {**os.environ, "GIT_AUTHOR_NAME": "bisect-demo", "GIT_AUTHOR_EMAIL": "demo@harness.invalid",
            "GIT_COMMITTER_NAME": "bisect-demo", "GIT_COMMITTER_EMAIL": "demo@harness.invalid",
-           "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(repo)}
+           "HOME": str(repo)}  # no user's git configuration (signing, hooks) reaches the history
     return subprocess.run(["git", "-C", str(repo), *args], check=True, capture_output=True, text=True,
                           env=env, timeout=600).stdout.strip()
 

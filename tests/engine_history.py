@@ -15,6 +15,7 @@ unrelated things. With `defect=False` the same commit builds its table right: th
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 from pathlib import Path
 
@@ -138,10 +139,10 @@ def commits(defect: bool = True) -> list[tuple[str, dict[str, str]]]:
 
 
 def _git(directory: Path, *args: str) -> str:
-    env = {"GIT_AUTHOR_NAME": "tinyengine", "GIT_AUTHOR_EMAIL": "dev@tinyengine.invalid",
+    env = {**os.environ, "GIT_AUTHOR_NAME": "tinyengine", "GIT_AUTHOR_EMAIL": "dev@tinyengine.invalid",
            "GIT_COMMITTER_NAME": "tinyengine", "GIT_COMMITTER_EMAIL": "dev@tinyengine.invalid",
            "GIT_AUTHOR_DATE": "2026-12-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-12-01T00:00:00Z",
-           "PATH": "/usr/bin:/bin:/usr/local/bin", "HOME": str(directory)}
+           "HOME": str(directory)}  # no user's git configuration (signing, hooks) reaches the history
     done = subprocess.run(["git", "-C", str(directory), *args], capture_output=True, text=True, env=env,
                           check=True, timeout=60)
     return done.stdout.strip()
