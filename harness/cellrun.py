@@ -106,16 +106,20 @@ class _Measured:
 
 
 def materialize(cell: Cell, *, python: str = sys.executable, create: bool = True) -> Cell:
-    """The cell as it runs on this machine: `vendor: auto` resolved, `local:` checkpoints resolved to their
-    directories (exported first when `create`; a dry run only shows where they would be)."""
+    """The cell as it runs on this machine: `vendor: auto` resolved, `local:` checkpoints (and drafts) resolved to
+    their directories (exported first when `create`; a dry run only shows where they would be)."""
     from harness.local import models
 
     if cell.hardware.vendor == "auto":
         cell = dataclasses.replace(cell, hardware=dataclasses.replace(cell.hardware, vendor=detect_vendor()))
+    def local_path(reference: str) -> str:
+        return str(models.ensure(reference, python=python) if create else models.resolve(reference))
+
     if models.is_local(cell.checkpoint.path):
-        reference = cell.checkpoint.path
-        path = models.ensure(reference, python=python) if create else models.resolve(reference)
-        cell = dataclasses.replace(cell, checkpoint=dataclasses.replace(cell.checkpoint, path=str(path)))
+        cell = dataclasses.replace(cell, checkpoint=dataclasses.replace(cell.checkpoint,
+                                                                        path=local_path(cell.checkpoint.path)))
+    if cell.draft is not None and models.is_local(cell.draft.path):  # a rig draft (tiny-dsv3-eagle3/...)
+        cell = dataclasses.replace(cell, draft=dataclasses.replace(cell.draft, path=local_path(cell.draft.path)))
     return cell
 
 
@@ -155,7 +159,8 @@ def _unlaunched(cell: Cell, error: CellError, started_at: str, start: float, opt
     return CellResult(cell_id=cell.id, suite=cell.suite, status=STATUS_INFRA_ERROR, cell=cell.resolved(),
                       timings={"total_s": round(time.monotonic() - start, 3)},
                       machine={**options.machine, "devices": list(devices or [])},
-                      engine={"name": cell.engine, "version": None, "commit": None}, error=error,
+                      engine={"name": cell.engine, "version": None, "commit": None, "kernels": cell.kernels},
+                      error=error,
                       started_at=started_at, finished_at=now_iso())
 
 
@@ -255,7 +260,7 @@ def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, 
         measured.error = _failure(server, exited=outcome.reason == "exited", timed_out=outcome.reason == "timeout")
         return
     base_url = server.command.base_url
-    measured.engine = engine_version(engine, cell.python or options.python, base_url)
+    measured.engine = {**engine_version(engine, cell.python or options.python, base_url), "kernels": cell.kernels}
     # A cell without evals checks that its server loads: there is no decoding to read speculative figures of.
     reads_spec = cell.spec != "none" and bool(cell.evals)
     spec_before = engine.spec_state(base_url) if reads_spec else None
@@ -329,6 +334,6 @@ def _assemble(cell: Cell, engine: Engine, server: ServerProcess, measured: _Meas
         cell=cell.resolved(), evals=measured.evals, memory=report.gated(), memory_report=memory_report,
         accept_length=measured.accept_length, spec=measured.spec_states, timings=measured.timings,
         machine={**options.machine, "devices": list(devices)},
-        engine=measured.engine or {"name": engine.name, "version": None, "commit": None},
+        engine=measured.engine or {"name": engine.name, "version": None, "commit": None, "kernels": cell.kernels},
         error=error, started_at=started_at, finished_at=now_iso(),
     )

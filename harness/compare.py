@@ -13,8 +13,10 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from harness.baselines import BaselineEntry, Baselines
-from harness.engines.failures import LOAD_REGRESSION_CAUSES
+from harness.engines.failures import LOAD_REGRESSION_CAUSES, REMEDIES
 from harness.errors import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
+from harness.kernels.selection import kernels_of
+from harness.kernels.selection import mismatch as kernels_mismatch
 from harness.metrics import METRICS, MetricKind
 from harness.metrics import samples as metric_samples
 from harness.protocols import protocol_differences
@@ -107,6 +109,9 @@ class Verdict:
 
 def compare_metric(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
     """One measured figure against its baseline entry (cell_id and fix are filled in by the caller)."""
+    different_kernels = kernels_mismatch(sample.kernels, kernels_of(entry.provenance.kernels))
+    if different_kernels:
+        return _verdict(metric, sample, entry, State.NOT_COMPARABLE, test="kernels", reason=different_kernels)
     kind = METRICS[metric].kind
     if kind is MetricKind.ACCURACY:
         return _compare_accuracy(metric, sample, entry, gate)
@@ -262,6 +267,8 @@ def compare_cell(cell_id: str, result: CellResult | None, baseline: dict[str, Ba
         state = State.REGRESSED if regressed else State.INFRA_ERROR
         message = error.message if error else "no error recorded"
         reason = (f"server failed to load: {cause}: {message}" if regressed else f"{cause}: {message}")
+        if cause in REMEDIES:
+            reason += f" ({REMEDIES[cause]})"
         metrics = list(baseline) or [CELL_METRIC]
         return stamp(Verdict("", m, state, baseline=_value(baseline.get(m)), test="log" if regressed else None,
                              reason=reason) for m in metrics)

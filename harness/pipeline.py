@@ -95,6 +95,37 @@ def replan(suite_name: str, cell_ids: list[str], *, suites_dir: Path, baselines_
     return dataclasses.replace(the_plan, cells=[by_id[cell_id] for cell_id in cell_ids])
 
 
+def with_kernels(the_plan: Plan, kernels: str) -> Plan:
+    """The plan with every cell's kernels set to `kernels` (--kernels, over what the suite says)."""
+    from harness.kernels.selection import ENGINES, KERNELS
+
+    if kernels not in KERNELS:
+        raise ConfigError(f"--kernels {kernels!r}: expected one of {', '.join(KERNELS)}")
+    engine = the_plan.suite.engine
+    if engine not in ENGINES.get(kernels, (engine,)):
+        raise ConfigError(f"--kernels {kernels}: suite {the_plan.suite.name} runs the {engine} engine, which never "
+                          f"calls aiter (the reference kernels stand in for it in {', '.join(ENGINES[kernels])})")
+    cells = [dataclasses.replace(cell, server=dataclasses.replace(cell.server, kernels=kernels))
+             for cell in the_plan.cells]
+    return dataclasses.replace(the_plan, cells=cells)
+
+
+def refuse_shadowing_aiter(cells: list[Cell], runtime: dict, python: str, *, force: bool) -> None:
+    """Reference kernels on a ROCm host with aiter installed would shadow the real aiter the baselines were
+    measured with: refused unless forced."""
+    from harness.engines.probe import package_version
+    from harness.kernels.selection import AITER_REFERENCE
+
+    chosen = [cell for cell in cells if cell.kernels == AITER_REFERENCE]
+    if force or not chosen or "rocm" not in runtime:
+        return
+    version, _ = package_version(chosen[0].python or python, "amd-aiter")
+    if version:
+        raise ConfigError(f"{chosen[0].id}: kernels {AITER_REFERENCE} on a ROCm host with aiter installed "
+                          f"(amd-aiter {version}) would shadow the real aiter; drop the setting, or pass "
+                          f"--force-reference-kernels to measure the reference kernels here anyway")
+
+
 def shards(the_plan: Plan, count: int, durations_from: Path | None) -> list[Shard]:
     """The plan's cells in `count` shards balanced by estimated GPU-seconds (past wall times from
     `durations_from`, which every runner must be given alike)."""
@@ -186,6 +217,8 @@ class RunRequest:
     api_key: str | None = None
     preflight: bool = True
     engine_version: str | None = None
+    kernels: str | None = None  # --kernels: every cell's kernels (harness.kernels.selection), over the suite's
+    force_reference_kernels: bool = False
     # harness bisect: directories first on the servers' PYTHONPATH (an engine build's checkout), the figures to
     # gate against instead of the stored baselines (the good build's), and whether stdout gets the verdict table
     # and the reports line (bisect prints its own).
@@ -216,7 +249,7 @@ def run(request: RunRequest) -> int:
     if run_dir is None:
         run_dir = make_run_dir(request.reports_dir, run_id)
         rundir.write_plan(run_dir, run_id=run_id, suite=the_plan.suite.name, cells=[c.id for c in the_plan.cells],
-                          shard=request.shard)
+                          shard=request.shard, kernels=request.kernels)
     started_at = now_iso()
     machine: dict = {}
     interrupted, failure = False, None
@@ -248,11 +281,14 @@ def _resumed_plan(request: RunRequest) -> tuple[Plan, str, Path]:
     from harness.history import PLAN_FILE, read_plan
 
     assert request.resume is not None
-    if request.shard or request.cells or request.run_id:
-        raise ConfigError("--resume: the run directory's plan.json decides the cells; drop --shard/--cell/--run-id")
+    if request.shard or request.cells or request.run_id or request.kernels:
+        raise ConfigError("--resume: the run directory's plan.json decides the cells and their kernels; "
+                          "drop --shard/--cell/--run-id/--kernels")
     recorded = read_plan(request.resume)
     the_plan = replan(recorded["suite"], recorded["cells"], suites_dir=request.suites_dir,
                       baselines_dir=request.baselines_dir, source=str(request.resume / PLAN_FILE))
+    if recorded.get("kernels"):
+        the_plan = with_kernels(the_plan, recorded["kernels"])
     return the_plan, recorded["run_id"], request.resume
 
 
@@ -261,6 +297,8 @@ def _fresh_plan(request: RunRequest) -> tuple[Plan, str, None]:
     assert request.suite is not None
     the_plan = plan(request.suite, suites_dir=request.suites_dir, baselines_dir=request.baselines_dir,
                     cell_patterns=request.cells)
+    if request.kernels:
+        the_plan = with_kernels(the_plan, request.kernels)
     suffix = ""
     if request.shard:
         from harness.shard import parse_shard
@@ -323,6 +361,7 @@ def _execute(request: RunRequest, the_plan: Plan, run_dir: Path, host_gpus: list
     if to_run:  # the engines' own output never reaches this terminal
         say(f"each server's output: {run_dir}/cells/<cell>/server.log")
     to_run = _with_engine_python(to_run, request.python, the_plan.suite)
+    refuse_shadowing_aiter(to_run, discovered[1], options.python, force=request.force_reference_kernels)
     prepare_local_checkpoints(to_run, options.python)
     # As they will run here: `vendor: auto` decided (a CPU machine's cells hold no GPUs), local paths resolved.
     to_run = [materialize(cell, create=False) for cell in to_run]
@@ -535,6 +574,7 @@ def print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
     from harness import secrets
     from harness.cellrun import materialize, server_command
     from harness.engines import get_engine
+    from harness.kernels.selection import HOOK_FILE, NATIVE, pythonpath_entries
 
     for index, cell in enumerate(cells):
         cell = materialize(cell, create=False)
@@ -547,5 +587,8 @@ def print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
         print(cell.describe())
         for key, value in sorted(secrets.redact_env(command.env).items()):
             print(f"  env  {key}={value}")
+        if cell.kernels != NATIVE:
+            hooks = [str(Path(p) / HOOK_FILE) for p in pythonpath_entries(cell.kernels)]
+            print(f"  kernels {cell.kernels}: hook {', '.join(hooks)} (first on PYTHONPATH)")
         print(f"  argv {command.display()}")
     print(f"\n{plural(len(cells), 'cell')}; nothing launched (a real run picks a free port instead of {DRY_RUN_PORT})")

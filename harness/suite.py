@@ -19,6 +19,8 @@ from harness.errors import ConfigError
 from harness.evals.base import EvalConfig
 from harness.evals.registry import EVALS
 from harness.fixes import FIXES
+from harness.kernels.selection import ENGINES as KERNEL_ENGINES
+from harness.kernels.selection import KERNELS
 from harness.metrics import METRICS, MetricKind, Tolerance
 from harness.strict import Where
 
@@ -32,10 +34,12 @@ MATCH_KEYS = ("model",) + AXES
 class ServerSettings:
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    kernels: str | None = None  # harness.kernels.selection.KERNELS; None: not set here (native unless overridden)
 
     def then(self, other: ServerSettings) -> ServerSettings:
-        """These settings followed by `other`: args appended, env overridden key by key."""
-        return ServerSettings(self.args + other.args, {**self.env, **other.env})
+        """These settings followed by `other`: args appended, env overridden key by key, kernels if `other` sets
+        them."""
+        return ServerSettings(self.args + other.args, {**self.env, **other.env}, other.kernels or self.kernels)
 
 
 @dataclass(frozen=True)
@@ -300,7 +304,7 @@ def _parse_timeouts(value: Any, where: Where) -> Timeouts:
 
 
 def _parse_server(value: Any, where: Where, engine: str) -> ServerSettings:
-    doc = strict.mapping(value, where, allowed=("args", "env"))
+    doc = strict.mapping(value, where, allowed=("args", "env", "kernels"))
     args = strict.string_list(doc.get("args", []), where.key("args"))
     for i, arg in enumerate(args):  # the engine owns the flags the matrix sets, however they are spelled
         managed = refused_flag(engine, arg)
@@ -310,7 +314,14 @@ def _parse_server(value: Any, where: Where, engine: str) -> ServerSettings:
             raise where.key("args").key(i).error(
                 f"'{flag}'{spelled} is set by the harness from the matrix and the model; remove it here"
             )
-    return ServerSettings(args, strict.string_map(doc.get("env", {}), where.key("env")))
+    kernels = None
+    if "kernels" in doc:
+        kernels = strict.choice(doc["kernels"], where.key("kernels"), what="kernels", choices=KERNELS)
+        if engine not in KERNEL_ENGINES.get(kernels, (engine,)):
+            raise where.key("kernels").error(
+                f"'{kernels}' stands in for aiter in {' and '.join(KERNEL_ENGINES[kernels])}'s MXFP4 path; "
+                f"the {engine} engine never calls aiter")
+    return ServerSettings(args, strict.string_map(doc.get("env", {}), where.key("env")), kernels)
 
 
 def _parse_speculative(value: Any, where: Where) -> dict[str, dict[str, int]]:

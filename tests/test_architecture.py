@@ -114,7 +114,8 @@ def test_a_new_eval_is_one_module_and_one_registration_line(tmp_path):
 LAYERS = (
     ("foundation", ("harness", "harness.errors", "harness.strict", "harness.schema", "harness.secrets",
                     "harness.interrupts", "harness.stats", "harness.transport", "harness.machine", "harness.axes",
-                    "harness.fixes", "harness.memory", "harness.metric_kinds", "harness.engine_flags")),
+                    "harness.fixes", "harness.memory", "harness.metric_kinds", "harness.engine_flags",
+                    "harness.kernels")),
     ("records", ("harness.results", "harness.local.problems")),
     ("evals", ("harness.evals",)),
     ("vocabulary", ("harness.protocols", "harness.metrics")),
@@ -123,7 +124,7 @@ LAYERS = (
     ("baselines", ("harness.baselines",)),
     ("history", ("harness.history",)),
     ("preflight", ("harness.loading", "harness.preflight")),
-    ("engines", ("harness.engines", "harness.local", "harness.rig")),
+    ("engines", ("harness.engines", "harness.local", "harness.rig", "harness.kernels")),
     ("cells", ("harness.schedule", "harness.cellrun", "harness.shard", "harness.rundir")),
     ("compare", ("harness.compare",)),
     ("steps", ("harness.steps", "harness.bisection")),

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from harness.commands.base import ENGINE_VERSION_HELP, Command, add_dirs
+from harness.kernels.selection import KERNELS
 
 DURATIONS_HELP = ("past runs to estimate cell costs from (a reports/ directory); every shard must be given the same, "
                   "so that all runners split alike (default: cost from GPU counts alone)")
@@ -37,6 +38,12 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-preflight", action="store_true",
                         help="launch cells without checking their checkpoints first (preflight runs by default)")
     parser.add_argument("--engine-version", metavar="V", help=ENGINE_VERSION_HELP)
+    parser.add_argument("--kernels", choices=KERNELS,
+                        help="the kernels every cell's quantized layers run on, over the suite's server.kernels: "
+                             "aiter-reference serves SGLang's own MXFP4 code through harness's reference "
+                             "implementations of the aiter calls it makes (GPUs without aiter); recorded per result")
+    parser.add_argument("--force-reference-kernels", action="store_true",
+                        help="use aiter-reference even on a ROCm host where aiter is installed (refused otherwise)")
     add_dirs(parser, "suites", "baselines", "reports")
 
 
@@ -48,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         durations_from=args.durations_from, gpus=args.gpus, max_parallel=args.max_parallel,
         share_gpus=args.share_gpus, dry_run=args.dry_run, run_id=args.run_id, python=args.python,
         api_key=args.api_key, preflight=not args.no_preflight, engine_version=args.engine_version,
+        kernels=args.kernels, force_reference_kernels=args.force_reference_kernels,
         suites_dir=args.suites_dir, baselines_dir=args.baselines_dir, reports_dir=args.reports_dir))
 
 

@@ -60,6 +60,12 @@ SIGNATURES = (
     Signature("scheduler_exception", re.compile(r"Scheduler hit an exception"), fatal=True),
 )
 
+# What to do about a cause that is the platform's, not the checkpoint's (shown beside the cause's message).
+REMEDIES = {
+    "aiter_missing": "aiter is ROCm-only; elsewhere serve SGLang's MXFP4 code through harness's reference kernels "
+                     "(suite server: {kernels: aiter-reference}, or harness run --kernels aiter-reference)",
+}
+
 # The last phase line before an OOM tells which allocation failed.
 _PHASES = (
     # A traceback names the capture too: `Capture cuda graph failed: CUDA out of memory` (sglang#5285).
