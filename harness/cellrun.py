@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -76,6 +77,8 @@ class RunOptions:
     # False when cells share GPUs (--share-gpus): a device's memory is then no one cell's, so neither the
     # sampler's peak nor the wait for the memory to come back says anything about this cell.
     exclusive_devices: bool = True
+    # Directories put first on every server's PYTHONPATH: an engine build's source checkout (harness bisect).
+    pythonpath: tuple[str, ...] = ()
 
 
 _PORTS_LOCK = threading.Lock()
@@ -172,6 +175,7 @@ def _run_cell(cell: Cell, run_dir: Path, options: RunOptions, devices: list[int]
     command = server_command(engine, cell, python=cell.python or options.python, port=free_port(), devices=devices,
                              api_key=options.api_key)
     command = dataclasses.replace(command, env={**command.env, **engine.launch_env(cell, cell_dir)})
+    command = with_pythonpath_first(command, options.pythonpath)
     measured_devices = devices if options.exclusive_devices else []
     used_before = used_by_device(measured_devices)
     started_at, start = now_iso(), time.monotonic()
@@ -227,6 +231,16 @@ def server_command(engine: Engine, cell: Cell, *, python: str, port: int, device
             raise ConfigError(f"--api-key: the {engine.name} engine takes no API key")
         command = dataclasses.replace(command, argv=(*command.argv, "--api-key", api_key))
     return command
+
+
+def with_pythonpath_first(command: ServerCommand, paths: tuple[str, ...]) -> ServerCommand:
+    """The command with `paths` ahead of the PYTHONPATH it would have had (its own, else harness's), so that
+    the server imports the engine from them first."""
+    if not paths:
+        return command
+    inherited = command.env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    value = os.pathsep.join([*paths, *([inherited] if inherited else [])])
+    return dataclasses.replace(command, env={**command.env, "PYTHONPATH": value})
 
 
 def api_key_of(argv: tuple[str, ...]) -> str | None:

@@ -33,9 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        gates = {"epilog": EXIT_CODES_HELP, "formatter_class": argparse.RawDescriptionHelpFormatter}
+        raw = {"formatter_class": argparse.RawDescriptionHelpFormatter}
+        # A description written with its own line breaks (harness bisect's exit codes) is printed as written.
+        layout = ({"epilog": EXIT_CODES_HELP, **raw} if command.exit_codes
+                  else raw if "\n" in (command.description or "") else {})
         command.arguments(commands.add_parser(command.name, help=command.help, description=command.description,
-                                              allow_abbrev=False, **(gates if command.exit_codes else {})))
+                                              allow_abbrev=False, **layout))
     return parser
 
 

@@ -221,6 +221,12 @@ class RunRequest:
     sequential: bool | None = None  # --sequential / --no-sequential; None: the suite's gate.sequential
     kernels: str | None = None  # --kernels: every cell's kernels (harness.kernels.selection), over the suite's
     force_reference_kernels: bool = False
+    # harness bisect: directories first on the servers' PYTHONPATH (an engine build's checkout), the figures to
+    # gate against instead of the stored baselines (the good build's), and whether stdout gets the verdict table
+    # and the reports line (bisect prints its own).
+    engine_pythonpath: tuple[str, ...] = ()
+    gate_against: Baselines | None = None
+    console: bool = True
     suites_dir: Path = Path("suites")
     baselines_dir: Path = Path("baselines")
     reports_dir: Path = Path("reports")
@@ -236,6 +242,7 @@ def run(request: RunRequest) -> int:
     if request.sequential is not None:  # the run's choice wins over the suite's, and is what results.json records
         gate = dataclasses.replace(the_plan.suite.gate, sequential=request.sequential)
         the_plan = dataclasses.replace(the_plan, suite=dataclasses.replace(the_plan.suite, gate=gate))
+    the_plan = _gated_against(the_plan, request.gate_against)
     if request.dry_run:
         print_dry_run(the_plan.cells, api_key=request.api_key)
         return EXIT_OK
@@ -258,8 +265,10 @@ def run(request: RunRequest) -> int:
     except Exception as error:  # noqa: BLE001 - a harness bug outside the cells: reported after the reports
         failure = error
     with interrupts.deferred():  # a signal now would only cut the reports short
-        finished = _conclude_with_what_exists(the_plan, run_id, run_dir, started_at, machine)
-    print(f"reports: {run_dir}/ (results.json, summary.md, junit.xml)")
+        finished = _conclude_with_what_exists(the_plan, run_id, run_dir, started_at, machine,
+                                              console=request.console)
+    if request.console:
+        print(f"reports: {run_dir}/ (results.json, summary.md, junit.xml)")
     if failure is not None:
         if isinstance(failure, HarnessError):
             raise failure
@@ -306,6 +315,15 @@ def _fresh_plan(request: RunRequest) -> tuple[Plan, str, None]:
     return the_plan, checked_run_id(request.run_id) or new_run_id(the_plan.suite.name) + suffix, None
 
 
+def _gated_against(the_plan: Plan, figures: Baselines | None) -> Plan:
+    """The plan gated against other figures than the stored baselines (harness bisect: the good build's); its
+    cells are then plain cells (a canary's expected regression is about the stored baselines)."""
+    if figures is None:
+        return the_plan
+    return dataclasses.replace(the_plan, baselines=figures,
+                               cells=[dataclasses.replace(cell, baseline_id=None) for cell in the_plan.cells])
+
+
 def _host_gpus(flag: str | None, discovered: list[dict], suite: Suite) -> list[int]:
     """The GPUs cells are packed onto: --gpus, else the GPUs found, else the suite's declared host size
     (test doubles and dry machines: device ids only, nothing is allocated on them)."""
@@ -337,7 +355,7 @@ def _execute(request: RunRequest, the_plan: Plan, run_dir: Path, host_gpus: list
     references = request.baselines_dir / "references" / the_plan.suite.baselines
     options = RunOptions(python=request.python or sys.executable, machine=machine_info(*discovered),
                          evaluator=_evaluator(references, sequential_references(the_plan)), api_key=request.api_key,
-                         exclusive_devices=request.share_gpus == 1)
+                         exclusive_devices=request.share_gpus == 1, pythonpath=request.engine_pythonpath)
     kept = {}
     if request.resume:
         kept = {cell_id: result for cell_id, result in read_cells(run_dir).items()
@@ -550,7 +568,7 @@ def conclude(the_plan: Plan, run_id: str, run_dir: Path, results: list[CellResul
 
 
 def _conclude_with_what_exists(the_plan: Plan, run_id: str, run_dir: Path, started_at: str,
-                               machine: dict) -> RunResult | None:
+                               machine: dict, *, console: bool = True) -> RunResult | None:
     """Compare and report every cell result on disk (each was written as its cell finished); None when even
     that failed (the error is printed, results.json then lists the results without verdicts)."""
     from harness.history import read_cells
@@ -569,7 +587,8 @@ def _conclude_with_what_exists(the_plan: Plan, run_id: str, run_dir: Path, start
                                      exit_code=EXIT_INTERNAL, machine=machine, started_at=started_at,
                                      finished_at=now_iso()))
         return None
-    print(render_console(verdicts, finished.exit_code), end="")
+    if console:
+        print(render_console(verdicts, finished.exit_code), end="")
     return finished
 
 

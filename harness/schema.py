@@ -28,6 +28,7 @@ CURRENT_VERSIONS = {
     "harness.outcomes": 1,
     "harness.run_plan": 1,
     "harness.item_values": 1,
+    "harness.bisect": 1,
 }
 
 # MIGRATIONS[kind][n] turns a version-n document into version n+1. None are needed yet: version 1

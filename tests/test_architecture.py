@@ -127,9 +127,9 @@ LAYERS = (
     ("engines", ("harness.engines", "harness.local", "harness.rig")),
     ("cells", ("harness.schedule", "harness.cellrun", "harness.shard", "harness.rundir")),
     ("compare", ("harness.compare",)),
-    ("steps", ("harness.steps",)),
+    ("steps", ("harness.steps", "harness.bisection")),
     ("report", ("harness.report",)),
-    ("pipeline", ("harness.pipeline", "harness.slurm")),
+    ("pipeline", ("harness.pipeline", "harness.slurm", "harness.bisect")),
     ("commands", ("harness.commands",)),
     ("cli", ("harness.cli", "harness.__main__")),
 )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from harness.commands import (
     baseline,
+    bisect,
     compare,
     data,
     evaluate,
@@ -35,6 +36,7 @@ COMMANDS: tuple[Command, ...] = (
     gate.COMMAND,
     validate.COMMAND,
     compare.COMMAND,
+    bisect.COMMAND,
     baseline.COMMAND,
     report.COMMAND,
     memory.COMMAND,

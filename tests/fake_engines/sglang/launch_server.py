@@ -93,11 +93,16 @@ def _gsm8k_answers() -> dict[str, str]:
 
 
 GSM8K = _gsm8k_answers()
+GSM8K_POSITION = {question: index for index, question in enumerate(GSM8K)}
 
 
 def answer(prompt: str) -> str:
     asked = re.findall(r"Question: (.*?)\nAnswer:", prompt, re.DOTALL)
     if asked and asked[-1] in GSM8K:
+        # FAKE_SGLANG_GSM8K_WRONG_EVERY=k: every k-th question of the test set (by position) answered wrong.
+        every = int(os.environ.get("FAKE_SGLANG_GSM8K_WRONG_EVERY", "0"))
+        if every and GSM8K_POSITION[asked[-1]] % every == 0:
+            return " I do not know.\n#### -1"
         return " " + GSM8K[asked[-1]]
     questions = re.findall(r"What is (\d+) plus (\d+)\?", prompt)
     if not questions:

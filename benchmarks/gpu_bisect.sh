@@ -1,0 +1,68 @@
+#!/usr/bin/env bash
+# `harness bisect` on real SGLang 0.5.17 (issue 27's GPU demonstration), on the lent NVIDIA GPU.
+#
+# Here, once:   echo /.sgl/ >> .git/info/exclude; cp -r ../shared/sglang-gpu .sgl
+#               echo /.rig/ >> .git/info/exclude; benchmarks/gpu_sglang_pack.sh     (the rig's checkpoints)
+# There:        bash benchmarks/gpu_bisect.sh      (device tool: carry .sgl and .rig; $OUT collects)
+#
+# Builds the git history of the bundle's `sglang` package replaying #23467 and #23973
+# (benchmarks/sglang_history.py: commit 5 puts in_proj_ba / in_proj_qkvz into _FALLBACK_FUSED_SHARDS, commit 12
+# takes them out), then bisects the Qwen3-Next fix cell of suite gpu-sglang-fixes (the block-FP8 checkpoint
+# with in_proj_ba skipped, which loads on 0.5.17) from commit 0 (good) to commit 11 (bad): it must name commit
+# 5. Each step checks a worktree of one commit out and puts it first on the server's PYTHONPATH.
+# BISECT_ID names the bisect (default gpu-bisect): called again with the same id on the warm machine, it goes
+# on with `harness bisect --resume` (a device call is cut at 600 s; BUDGET, default 560, stops the bisect with
+# SIGINT before that: the finished steps are kept).
+# Writes to $OUT: run.log, history.txt (the commits), evidence.md, logs.tar.gz (the bisect directory).
+set -uo pipefail
+T0=$(date +%s)
+BUDGET=${BUDGET:-560}
+BISECT_ID=${BISECT_ID:-gpu-bisect}
+OUT=${OUT:-/tmp/bisect-out}
+BISECTS=/tmp/bisects
+SOURCE=/tmp/sglang-src
+export HARNESS_CACHE_DIR=/tmp/harness-cache
+mkdir -p "$OUT" "$BISECTS" "$HARNESS_CACHE_DIR"
+exec > >(tee -a "$OUT/run.log") 2>&1
+say() { echo "[bisect +$(( $(date +%s) - T0 ))s] $*"; }
+
+# 1. The SGLang bundle and the environment its README gives (as benchmarks/gpu_sglang_run.sh sets it up).
+if [ ! -f /tmp/sglsite/.sgl_bundle_ok ]; then
+  RS_MODE=prepare bash .sgl/run_sglang.sh > "$OUT/prepare.log" 2>&1 || { say "bundle prepare failed"; tail -30 "$OUT/prepare.log"; exit 3; }
+fi
+CUDART=$(python3 -c 'import os,torch; print(os.path.realpath(os.path.join(os.path.dirname(torch.__file__),"..","nvidia","cu13","lib")))' 2>/dev/null)
+mkdir -p /tmp/sgl_cudart_link
+[ -e "$CUDART/libcudart.so.13" ] && ln -sf "$CUDART/libcudart.so.13" /tmp/sgl_cudart_link/libcudart.so
+export PYTHONPATH=/tmp/sglsite:$PWD CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} PYTHONUNBUFFERED=1 \
+  PATH="$(dirname "$(command -v python3)"):$PATH:/usr/local/cuda/bin" \
+  LIBRARY_PATH=/usr/local/cuda/lib64:/tmp/sgl_cudart_link${LIBRARY_PATH:+:$LIBRARY_PATH} \
+  HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+
+# 2. The rig's checkpoints (built on a CPU by gpu_sglang_pack.sh).
+if [ ! -f "$HARNESS_CACHE_DIR/.unpacked" ]; then
+  python3 -m harness.rig unpack .rig/rig.pack.xz "$HARNESS_CACHE_DIR" > /dev/null && touch "$HARNESS_CACHE_DIR/.unpacked" \
+    || { say "unpacking the rig's checkpoints failed"; exit 3; }
+fi
+
+# 3. The engine's history: the bundle's package, #23467 and #23973 replayed among unrelated commits.
+if [ ! -d "$SOURCE" ]; then
+  python3 benchmarks/sglang_history.py /tmp/sglsite/sglang "$SOURCE" > "$OUT/history.txt" || { say "history failed"; exit 3; }
+fi
+say "history: $(git -C "$SOURCE" rev-list --count HEAD) commits in $SOURCE"
+
+# 4. The bisect (resumed when this id's directory exists).
+if [ -f "$BISECTS/$BISECT_ID/bisect.json" ]; then
+  what=(--resume "$BISECTS/$BISECT_ID")
+else
+  what=(--suite gpu-sglang-fixes --cell 'qwen3-next-ba-skipped/*' --engine-src "$SOURCE" --good HEAD~15 --bad HEAD~4
+        --bisects-dir "$BISECTS" --run-id "$BISECT_ID")
+fi
+left=$(( BUDGET - ($(date +%s) - T0) - 20 ))
+say "harness bisect ${what[*]} (at most ${left}s)"
+timeout -s INT -k 30 "$left" python3 -m harness bisect "${what[@]}"
+say "harness bisect: exit $?"
+cp "$BISECTS/$BISECT_ID/evidence.md" "$OUT/" 2>/dev/null
+echo "[bisect] sglang server processes left: $(pgrep -fc sglang.launch_server)"
+echo "[bisect] worktrees of $SOURCE: $(git -C "$SOURCE" worktree list | wc -l) (1: only the repository)"
+tar -czf "$OUT/logs.tar.gz" -C "$BISECTS" "$BISECT_ID" 2>/dev/null
+say "done"
