@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from harness.commands.base import Command, action, add_dirs
+from harness.commands.base import SUITE_HELP, Command, action, add_dirs
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -16,7 +16,7 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     imported = action(parser, "baseline_command", "import-sgl-eval",
                       "import an sgl-eval preset's expected score as a baseline")
     imported.add_argument("preset", type=Path, help="an sgl-eval preset file (its benchmark gsm8k or gpqa)")
-    imported.add_argument("--suite", required=True)
+    imported.add_argument("--suite", required=True, help=SUITE_HELP)
     imported.add_argument("--cell", required=True, help="the cell id the figure is a baseline of")
     imported.add_argument("--force", action="store_true", help="replace an existing entry")
     imported.add_argument("--dry-run", action="store_true", help="show the entry; write nothing")

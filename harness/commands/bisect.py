@@ -7,7 +7,7 @@ import argparse
 import os
 from pathlib import Path
 
-from harness.commands.base import Command, add_dirs
+from harness.commands.base import SUITE_HELP, Command, add_dirs
 
 DESCRIPTION = """\
 Bisect a regression of one cell across an ordered series of engine builds: git revisions of the engine's
@@ -28,7 +28,7 @@ exit codes:
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suite")
+    parser.add_argument("--suite", help=SUITE_HELP)
     parser.add_argument("--cell", help="the cell to bisect (its id, or a glob matching exactly one)")
     parser.add_argument("--good", metavar="G", help="the good end: a git revision (--engine-src) or a builds line "
                                                     "(its text or 1-based position; default the first)")
