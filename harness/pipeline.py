@@ -234,10 +234,13 @@ def run(request: RunRequest) -> int:
     if request.dry_run:
         print_dry_run(the_plan.cells, api_key=request.api_key)
         return EXIT_OK
-    sweep_leftovers()
-    gpus, runtime = discover()
     if request.share_gpus < 1:
         raise ConfigError(f"--share-gpus {request.share_gpus}: must be at least 1")
+    if request.max_parallel is not None and request.max_parallel < 1:
+        raise ConfigError(f"--max-parallel {request.max_parallel}: must be at least 1")
+    check_eval_data(the_plan.cells)
+    sweep_leftovers()
+    gpus, runtime = discover()
     host_gpus = _host_gpus(request.gpus, gpus, the_plan.suite) * request.share_gpus
     if run_dir is None:
         run_dir = make_run_dir(request.reports_dir, run_id)
@@ -428,6 +431,17 @@ def preflight_cells(cells: list[Cell], versions: dict[str, str | None]) -> dict[
                    f"skipped ({check.unavailable})" if check.unavailable else "pass")
         say(f"preflight {cell.id}: {verdict}")
     return checks
+
+
+def check_eval_data(cells: list[Cell]) -> None:
+    """Every data file the cells' evals will read is here, before any server launches: a missing one is
+    a ConfigError (exit 2) naming the file, raised once for the run."""
+    checked: list = []  # configs hold mappings: unhashable
+    for config in (config for cell in cells for config in cell.evals):
+        check = EVALS[config.name].check_data
+        if check is not None and config not in checked:
+            checked.append(config)
+            check(config)
 
 
 def unmeasurable_cells(cells: list[Cell], references: Path) -> dict[str, CellError]:

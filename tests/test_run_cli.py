@@ -254,3 +254,19 @@ def test_resume_and_merge_say_what_is_wrong_in_one_line(tmp_path, capsys):
     assert (root / "reports" / "r" / "cells" / "fake__quark-mxfp4__none__tp1" / "result.json").read_text() == before
     assert main(["run", "--suite", "fake", "--shard", "3/2", *dirs(root)]) == 2
     assert "--shard '3/2': expected k/n" in capsys.readouterr().err
+
+
+def test_bad_max_parallel_and_missing_data_stop_before_any_server_launches(tmp_path, capsys, monkeypatch):
+    root = fake_suite(tmp_path, {"none": "ok", "mtp": "ok"})
+    assert main(["run", "--suite", "fake", "--max-parallel", "0", *dirs(root)]) == 2  # was: a hang for ever
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("--max-parallel 0: must be at least 1")
+    suite_path = root / "suites" / "fake.yaml"
+    suite = yaml.safe_load(suite_path.read_text())
+    suite["evals"] = {"gsm8k": {"protocol": "sglang-fewshot", "shots": 5, "questions": 10}}
+    suite_path.write_text(yaml.safe_dump(suite))
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "no-data"))
+    assert main(["run", "--suite", "fake", "--run-id", "r", *dirs(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("test.jsonl is missing; run `harness data fetch gsm8k`") == 1, err  # once, not per cell
+    assert str(tmp_path / "no-data" / "gsm8k" / "test.jsonl") in err
+    assert not (tmp_path / "pids").exists() and not (root / "reports" / "r").exists()  # nothing launched

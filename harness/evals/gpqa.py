@@ -176,4 +176,5 @@ def prepare(config: EvalConfig, model: str, *, zip_password: str | None = None, 
 
 
 EVAL = question_eval(name=NAME, protocols=PROTOCOLS, default_protocol="simple-evals", dataset=DATASET,
-                     metrics=METRICS, prepare=prepare, fetch=fetch)
+                     metrics=METRICS, prepare=prepare, fetch=fetch,
+                     check_data=lambda config: gpqa_path(config.data) and None)

@@ -58,7 +58,8 @@ _KEYS = ("protocol", "shots", "questions", "max_tokens", "temperature", "repeats
 def question_eval(*, name: str, protocols: Mapping[str, ProtocolDefaults], default_protocol: str,
                   dataset: Dataset, metrics: tuple[MetricDef, ...], prepare: Callable[..., Prepared],
                   alternates: Mapping[str, Dataset] | None = None,
-                  fetch: Callable[..., list] | None = None) -> Eval:
+                  fetch: Callable[..., list] | None = None,
+                  check_data: Callable[[EvalConfig], None] | None = None) -> Eval:
     """The Eval of a question eval: its module gives its protocols, data, prepare (prompts and scorer)."""
     alternates = dict(alternates or {})
 
@@ -74,7 +75,7 @@ def question_eval(*, name: str, protocols: Mapping[str, ProtocolDefaults], defau
 
     return Eval(name=name, protocols=protocols, default_protocol=default_protocol, metrics=metrics, parse=parse,
                 protocol_of=protocol_of, protocol_keys=PROTOCOL_KEYS, run=run, describe=describe,
-                prepare=prepare, fetch=fetch)
+                prepare=prepare, fetch=fetch, check_data=check_data)
 
 
 def parse_config(name: str, protocols: Mapping[str, ProtocolDefaults], default: Dataset,
