@@ -13,8 +13,26 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+
+
+def _shared_data() -> Path:
+    """../shared/data beside the checkout, or beside the main checkout of a git worktree (whose .git is a
+    file naming <main>/.git/worktrees/<name>)."""
+    roots = [ROOT]
+    git = ROOT / ".git"
+    if git.is_file() and git.read_text().startswith("gitdir:"):
+        roots.append(Path(git.read_text().split(":", 1)[1].strip()).parents[2])
+    for root in roots:
+        if (root.parent / "shared" / "data").is_dir():
+            return root.parent / "shared" / "data"
+    return SHARED / "data"
+
+
 # Tests and CI read GSM8K from ../shared/data (never a copy in the repo).
-os.environ.setdefault("HARNESS_DATA_DIR", str(SHARED / "data"))
+os.environ.setdefault("HARNESS_DATA_DIR", str(_shared_data()))
+# No test reads the Hugging Face hub (harness.secrets.hub_token: nothing is sent while this is set); CI also
+# runs the tests with no network at all (docs/testing.md).
+os.environ["HF_HUB_OFFLINE"] = "1"
 # The host-wide registry of launched servers (harness.engines.leftovers): the tests' own, never a user's.
 os.environ.setdefault("HARNESS_STATE_DIR", tempfile.mkdtemp(prefix="harness-test-state-"))
 

@@ -127,6 +127,11 @@ def fetch(root: Path | None = None, *, hf_token: str | None = None, sha256: str 
     SHA-256 is given (`harness data fetch gpqa`)."""
     target = (root or data.data_dir()) / "gpqa" / GPQA_FILE
     if hf_token:
+        from harness.secrets import hub_token
+
+        hf_token, refused = hub_token(hf_token)  # only to the hub endpoint, over HTTPS
+        if refused:
+            raise ConfigError(f"--hf-token: {refused}")
         try:
             from huggingface_hub import hf_hub_download  # optional: only for the gated hub copy
         except ImportError:
