@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness import interrupts
+
 # --- where requests go: API keys per server, and the eval deadline ------------------------------------
 
 _API_KEYS: dict[str, str] = {}  # "scheme://host:port" -> the key that server was started with
@@ -81,6 +83,7 @@ class DeadlineExceeded(Exception):  # noqa: N818 - reads as what happened
 
 def http_get(url: str, *, timeout: float = 5.0) -> tuple[int, str]:
     """(status, body) of a GET; status 0 when nothing answered (or the eval's deadline has passed)."""
+    interrupts.check()
     timeout = _remaining(timeout)
     if timeout <= 0:
         return 0, ""
@@ -111,6 +114,7 @@ def post_json(url: str, body: dict[str, Any], *, timeout: float = 60.0) -> Any |
     """The JSON answer of a small synchronous POST (probes beside the eval), or None on any failure."""
     from harness.strict import load_json
 
+    interrupts.check()
     timeout = _remaining(timeout)
     if timeout <= 0:
         return None
@@ -337,30 +341,37 @@ async def _run_all(base_url: str, requests: Iterable[Request], settings: ClientS
     tls = ssl.create_default_context() if base_url.startswith("https:") else None
     connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=settings.concurrency,
                                      ssl=tls or True)
-    heartbeat = asyncio.ensure_future(_heartbeat())
-    try:
-        async with aiohttp.ClientSession(connector=connector, headers=headers, raise_for_status=False,
-                                         timeout=aiohttp.ClientTimeout(total=None)) as session:
-            workers = asyncio.gather(*(worker(session) for _ in range(settings.concurrency)))
-            at = _DEADLINE.get()
+    async with aiohttp.ClientSession(connector=connector, headers=headers, raise_for_status=False,
+                                     timeout=aiohttp.ClientTimeout(total=None)) as session:
+        workers = asyncio.gather(*(worker(session) for _ in range(settings.concurrency)))
+        watcher = asyncio.ensure_future(_cancel_when_stopped(workers))
+        at = _DEADLINE.get()
+        try:
             if at is None:
                 await workers
             else:
-                try:
-                    await asyncio.wait_for(workers, max(0.0, at - time.monotonic()))
-                except asyncio.TimeoutError:
-                    raise DeadlineExceeded([responses[i] for i in order if i in responses]) from None
-    finally:
-        heartbeat.cancel()
+                await asyncio.wait_for(workers, max(0.0, at - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded([responses[i] for i in order if i in responses]) from None
+        except asyncio.CancelledError:
+            if not interrupts.stop_requested():
+                raise
+            raise _StoppedInLoop from None
+        finally:
+            watcher.cancel()
     return [responses[request_id] for request_id in order]
 
 
-async def _heartbeat(period_s: float = 0.2) -> None:
-    """Wake the event loop at least this often. Cells run in threads when packed on a host, and Ctrl-C
-    reaches them as an exception set on the thread, which Python raises only while running bytecode:
-    an event loop asleep in select() for a slow server would hold it back until a response came."""
-    while True:
+class _StoppedInLoop(Exception):  # noqa: N818 - raised as interrupts.Stopped once out of the event loop
+    pass
+
+
+async def _cancel_when_stopped(workers: asyncio.Future, period_s: float = 0.1) -> None:
+    """Cancel the requests in flight once the run stops (harness.interrupts.stop_on): cells run in threads
+    when packed on a host, and the scheduler stops them through this event, never from outside."""
+    while not interrupts.stop_requested():
         await asyncio.sleep(period_s)
+    workers.cancel()
 
 
 def run_requests(base_url: str, requests: Iterable[Request], settings: ClientSettings,
@@ -374,4 +385,8 @@ def run_requests(base_url: str, requests: Iterable[Request], settings: ClientSet
     """
     base_url = base_url.rstrip("/")
     _check_url(base_url)
-    return asyncio.run(_run_all(base_url, requests, settings, on_done))
+    interrupts.check()
+    try:
+        return asyncio.run(_run_all(base_url, requests, settings, on_done))
+    except _StoppedInLoop:
+        raise interrupts.Stopped("stopped") from None
