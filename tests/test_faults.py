@@ -25,8 +25,7 @@ from harness.cli import main
 from harness.engines import leftovers
 from harness.errors import ConfigError
 from tests.fake_cells import recorded_pids
-from tests.test_launcher import assert_nothing_survives
-from tests.test_run_cli import dirs, fake_suite
+from tests.helpers import assert_nothing_survives, dirs, fake_suite, reports_written, suite_with_eval
 
 CELL = "fake/quark-mxfp4/none/tp1"
 CELL_DIR = "fake__quark-mxfp4__none__tp1"
@@ -34,21 +33,6 @@ SECRET = "hf_s3cretT0kenPlantedByTheFaultTests"
 
 
 # --- helpers ------------------------------------------------------------------------------------------
-
-def suite_with_eval(tmp_path: Path, *, latency_s: float = 0.0, questions: int = 20, eval_s: float = 60,
-                    scenario: str = "ok", env: dict | None = None, specs: tuple[str, ...] = ("none",)) -> Path:
-    """The fake suite, its cells running GSM8K (0-shot) against the SGLang test double."""
-    root = fake_suite(tmp_path, {spec: scenario for spec in specs})
-    path = root / "suites" / "fake.yaml"
-    suite = yaml.safe_load(path.read_text())
-    suite["timeouts"]["eval_s"] = eval_s
-    suite["server"]["env"].update({"FAKE_SGLANG_LATENCY_S": str(latency_s), **(env or {})})
-    suite["evals"] = {"gsm8k": {"protocol": "sglang-fewshot", "shots": 0, "questions": questions,
-                                "concurrency": 2, "max_tokens": 16}}
-    path.write_text(yaml.safe_dump(suite))
-    (root / "baselines" / "fake.yaml").unlink()
-    return root
-
 
 def _default_signals() -> None:
     # The default dispositions harness would get from a terminal: a background job inherits SIGINT ignored
@@ -95,13 +79,6 @@ def no_records_left(root: Path) -> None:
     for path in leftovers.registry_dir().glob("*.json"):
         assert str(root) not in path.read_text(), path.read_text()
     assert list(root.glob(f"reports/*/cells/*/{leftovers.CELL_RECORD}")) == []
-
-
-def reports_written(run_dir: Path) -> dict:
-    for name in ("results.json", "summary.md", "junit.xml"):
-        assert (run_dir / name).exists(), name
-    ET.parse(run_dir / "junit.xml")
-    return json.loads((run_dir / "results.json").read_text())
 
 
 # --- 1. signals: SIGTERM and SIGHUP take Ctrl-C's path ---------------------------------------------------

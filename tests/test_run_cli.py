@@ -15,39 +15,10 @@ import pytest
 import yaml
 
 from harness.cli import main
-from tests.fake_cells import FAKE_ENGINES, recorded_pids
-from tests.test_launcher import assert_nothing_survives
+from tests.fake_cells import recorded_pids
+from tests.helpers import assert_nothing_survives, dirs, fake_suite
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
-
-
-def fake_suite(tmp_path: Path, scenario_by_spec: dict[str, str], launch_s: float = 30) -> Path:
-    suites = tmp_path / "suites"
-    suites.mkdir()
-    suite = {
-        "schema_version": 1, "name": "fake", "engine": "sglang",
-        "hardware": {"vendor": "amd", "gpus": 8},
-        "timeouts": {"launch_s": launch_s, "eval_s": 60, "teardown_s": 6},
-        "server": {"env": {"PYTHONPATH": str(FAKE_ENGINES), "FAKE_SGLANG_PIDFILE": str(tmp_path / "pids")}},
-        "matrix": {"quant": ["quark-mxfp4"], "spec": list(scenario_by_spec), "tp": [1]},
-        "models": [{"id": "fake", "fix": "glm5-mxfp4-mtp", "checkpoints": {"quark-mxfp4": "fake/model"}}],
-        "overrides": [{"match": {"spec": spec}, "server": {"env": {"FAKE_SGLANG_SCENARIO": scenario}}}
-                      for spec, scenario in scenario_by_spec.items()],
-    }
-    (suites / "fake.yaml").write_text(yaml.safe_dump(suite))
-    baselines = tmp_path / "baselines"
-    baselines.mkdir()
-    (baselines / "fake.yaml").write_text(yaml.safe_dump({
-        "kind": "harness.baselines", "schema_version": 1, "suite": "fake",
-        "cells": {"fake/quark-mxfp4/none/tp1": {"memory.weights_gib": {
-            "value": 40.0, "provenance": {"source": "harness", "date": "2026-11-22"}}}},
-    }))
-    return tmp_path
-
-
-def dirs(root: Path) -> list[str]:
-    return ["--suites-dir", str(root / "suites"), "--baselines-dir", str(root / "baselines"),
-            "--reports-dir", str(root / "reports")]
 
 
 def test_run_writes_reports_and_gates_memory(tmp_path, capsys):
