@@ -85,3 +85,25 @@ def stub_server():
         process.kill()
         process.wait()
         process.stdout.close()
+
+
+# --- marks: `make test-fast` runs what is neither (docs/testing.md) -------------------------------------
+# Whole modules by what they do; `stub_server` marks any test that starts the stub. A test module that
+# starts processes or runs heavy numerics is named here, so that the fast loop stays fast.
+PROCESS_MODULES = {  # start servers, harness itself, or other processes
+    "test_faults", "test_run_cli", "test_launcher", "test_transport", "test_rig", "test_local_e2e",
+    "test_lmeval_backend", "test_eval_cli", "test_site_browser", "test_workflow", "test_devices",
+    "test_history", "test_numerics", "test_architecture",
+}
+SLOW_MODULES = {  # torch, triton's interpreter, amd-quark: numerics that take seconds per test
+    "test_aiter_reference", "test_mxfp4", "test_fakequant", "test_sglang_agreement",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in PROCESS_MODULES or "stub_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.process)
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
