@@ -267,7 +267,7 @@ def run(request: RunRequest) -> int:
         print(f"harness: interrupted ({interrupts.received() or 'SIGINT'}); servers torn down, the cells measured "
               f"so far are saved (harness run --resume {run_dir})", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return finished.exit_code if finished is not None else EXIT_INTERNAL
+    return finished.exit_code if finished is not None and finished.exit_code is not None else EXIT_INTERNAL
 
 
 def _resumed_plan(request: RunRequest) -> tuple[Plan, str, Path]:
@@ -559,7 +559,7 @@ def merge(runs: list[Path], *, run_id: str | None, suites_dir: Path, baselines_d
                                 started_at=started, machine={"shards": machines})
     print(render_console(verdicts, merged.exit_code), end="")
     print(f"reports: {target}/ (results.json, summary.md, junit.xml), merged from {plural(len(runs), 'run')}")
-    return merged.exit_code
+    return merged.exit_code if merged.exit_code is not None else EXIT_INTERNAL
 
 
 # --- the dry run ----------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ class _Tally:
     problems: dict[str, list[str]] = field(default_factory=dict)
     broken_suites: list[str] = field(default_factory=list)
 
-    def problem(self, file: Path | str, error: Exception) -> None:
+    def problem(self, file: Path | str, error: Exception | str) -> None:
         for line in str(error).splitlines():
             print(f"harness: error: {line}", file=sys.stderr)
             self.problems.setdefault(str(file), []).append(line)

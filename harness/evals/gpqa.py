@@ -122,6 +122,11 @@ def gpqa_path(explicit: str | None) -> Path:
     return path
 
 
+def check_data(config: EvalConfig) -> None:
+    """The file `prepare` will read exists (before any server launches)."""
+    gpqa_path(config.data)
+
+
 def fetch(root: Path | None = None, *, hf_token: str | None = None, sha256: str | None = None) -> list[Path]:
     """Download GPQA Diamond (simple-evals' CSV, or the gated hub copy with a token), verified when a
     SHA-256 is given (`harness data fetch gpqa`)."""
@@ -182,4 +187,4 @@ def prepare(config: EvalConfig, model: str, *, zip_password: str | None = None, 
 
 EVAL = question_eval(name=NAME, protocols=PROTOCOLS, default_protocol="simple-evals", dataset=DATASET,
                      metrics=METRICS, prepare=prepare, fetch=fetch,
-                     check_data=lambda config: gpqa_path(config.data) and None)
+                     check_data=check_data)

@@ -154,6 +154,8 @@ def served_model(base_url: str, fallback: str) -> str:
     from harness.transport import get_json
 
     models = get_json(base_url + "/v1/models")
+    if not isinstance(models, dict):
+        return fallback
     try:
         return str(models["data"][0]["id"])
     except (TypeError, KeyError, IndexError):
