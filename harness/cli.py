@@ -10,6 +10,7 @@ import argparse
 import difflib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from harness import __version__
 from harness.commands import BY_NAME, COMMANDS
@@ -33,10 +34,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"harness {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
-        raw = {"formatter_class": argparse.RawDescriptionHelpFormatter}
+        raw: dict[str, Any] = {"formatter_class": argparse.RawDescriptionHelpFormatter}
         # A description written with its own line breaks (harness bisect's exit codes) is printed as written.
-        layout = ({"epilog": EXIT_CODES_HELP, **raw} if command.exit_codes
-                  else raw if "\n" in (command.description or "") else {})
+        layout: dict[str, Any] = ({"epilog": EXIT_CODES_HELP, **raw} if command.exit_codes
+                                  else raw if "\n" in (command.description or "") else {})
         command.arguments(commands.add_parser(command.name, help=command.help, description=command.description,
                                               allow_abbrev=False, **layout))
     return parser

@@ -330,9 +330,10 @@ def _points(record: RunRecord, suite: str) -> Iterator[Point]:
                         sample.value, n=sample.n, stderr=stderr, run_dir=record.path, sample=sample,
                         **_verdict_facts(verdict), **common)
     for (cell_id, metric), verdict in verdicts.items():
-        cell = record.cells.get(cell_id)
+        recorded = record.cells.get(cell_id)
         yield Point(suite, cell_id, metric, record.run_id, record.suite or "?", record.started_at, None,
-                    run_dir=record.path, **_verdict_facts(verdict), **(_cell_facts(cell, machine) if cell else {}))
+                    run_dir=record.path, **_verdict_facts(verdict),
+                    **(_cell_facts(recorded, machine) if recorded else {}))
 
 
 def _figures(cell: CellResult) -> Iterator[tuple[str, MetricSample, float | None]]:

@@ -2,6 +2,11 @@
 terminal or runner agent) all take Ctrl-C's path: KeyboardInterrupt in the main thread, passed on to every
 running cell, whose servers are torn down and whose measurements are kept; then the reports are written.
 
+Within a run, the scheduler (harness.schedule) stops the cells' threads cooperatively: a stop event, set once
+the run stops, is handed to each cell's thread (`stop_on`), and the waits a cell spends its time in (the
+launcher's readiness poll, the eval transport's requests) end at once with `Stopped` when it is set. Nothing
+is raised into a thread from outside.
+
 A second signal never cuts that short: after the first, signals are only counted and acknowledged, and
 while reports are being written (`deferred`) none raises at all. SIGHUP keeps an inherited SIG_IGN
 (`nohup harness run` asked to survive a hang-up).
@@ -10,9 +15,11 @@ while reports are being written (`deferred`) none raises at all. SIGHUP keeps an
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -65,8 +72,8 @@ def installed() -> Iterator[None]:
     try:
         yield
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler if handler is not None else signal.SIG_DFL)
+        for number, handler in previous.items():
+            signal.signal(number, handler if handler is not None else signal.SIG_DFL)
 
 
 @contextlib.contextmanager
@@ -78,3 +85,45 @@ def deferred() -> Iterator[None]:
         yield
     finally:
         _state.deferred = before
+
+
+# --- cooperative stop of a cell's thread ---------------------------------------------------------------
+
+class Stopped(KeyboardInterrupt):
+    """The run is stopping (a signal, or a failure elsewhere): raised by a cell's own wait when its stop
+    event is set. A KeyboardInterrupt, so that it takes the path Ctrl-C takes in a single-threaded run: the
+    server torn down, what was measured kept."""
+
+
+# A context variable, as the eval deadline (harness.transport): asyncio.run's event loop inherits it.
+_STOP: contextvars.ContextVar[threading.Event | None] = contextvars.ContextVar("harness_stop", default=None)
+
+
+@contextlib.contextmanager
+def stop_on(event: threading.Event) -> Iterator[None]:
+    """Inside (this thread, the event loops it runs), `check` and `sleep` raise Stopped once `event` is set."""
+    token = _STOP.set(event)
+    try:
+        yield
+    finally:
+        _STOP.reset(token)
+
+
+def stop_requested() -> bool:
+    event = _STOP.get()
+    return event is not None and event.is_set()
+
+
+def check() -> None:
+    if stop_requested():
+        raise Stopped("stopped")
+
+
+def sleep(seconds: float) -> None:
+    """time.sleep that ends at once, raising Stopped, when the stop event is set."""
+    event = _STOP.get()
+    if event is None:
+        time.sleep(seconds)
+    else:
+        event.wait(seconds)
+    check()

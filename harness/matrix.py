@@ -116,7 +116,7 @@ def expand(suite: Suite) -> list[Cell]:
     for rule in suite.include:
         coordinate = {"ep": None, **rule.match}
         if coordinate not in [c for _, c in coordinates]:
-            coordinates.append((models[coordinate["model"]], coordinate))
+            coordinates.append((models[str(coordinate["model"])], coordinate))
 
     cells = [_make_cell(suite, model, coordinate) for model, coordinate in coordinates]
     _check_rules_match(suite.overrides, [c.coordinate() for c in cells], "override")

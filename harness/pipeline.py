@@ -246,10 +246,13 @@ def run(request: RunRequest) -> int:
     if request.dry_run:
         print_dry_run(the_plan.cells, api_key=request.api_key)
         return EXIT_OK
-    sweep_leftovers()
-    gpus, runtime = discover()
     if request.share_gpus < 1:
         raise ConfigError(f"--share-gpus {request.share_gpus}: must be at least 1")
+    if request.max_parallel is not None and request.max_parallel < 1:
+        raise ConfigError(f"--max-parallel {request.max_parallel}: must be at least 1")
+    check_eval_data(the_plan.cells)
+    sweep_leftovers()
+    gpus, runtime = discover()
     host_gpus = _host_gpus(request.gpus, gpus, the_plan.suite) * request.share_gpus
     if run_dir is None:
         run_dir = make_run_dir(request.reports_dir, run_id)
@@ -278,7 +281,7 @@ def run(request: RunRequest) -> int:
         print(f"harness: interrupted ({interrupts.received() or 'SIGINT'}); servers torn down, the cells measured "
               f"so far are saved (harness run --resume {run_dir})", file=sys.stderr)
         return EXIT_INTERRUPTED
-    return finished.exit_code if finished is not None else EXIT_INTERNAL
+    return finished.exit_code if finished is not None and finished.exit_code is not None else EXIT_INTERNAL
 
 
 def _resumed_plan(request: RunRequest) -> tuple[Plan, str, Path]:
@@ -489,6 +492,17 @@ def preflight_cells(cells: list[Cell], versions: dict[str, str | None]) -> dict[
     return checks
 
 
+def check_eval_data(cells: list[Cell]) -> None:
+    """Every data file the cells' evals will read is here, before any server launches: a missing one is
+    a ConfigError (exit 2) naming the file, raised once for the run."""
+    checked: list = []  # configs hold mappings: unhashable
+    for config in (config for cell in cells for config in cell.evals):
+        check = EVALS[config.name].check_data
+        if check is not None and config not in checked:
+            checked.append(config)
+            check(config)
+
+
 def unmeasurable_cells(cells: list[Cell], references: Path) -> dict[str, CellError]:
     """Cells an eval cannot measure (numerics: no stored reference to measure against): not launched."""
     problems: dict[str, CellError] = {}
@@ -608,7 +622,7 @@ def merge(runs: list[Path], *, run_id: str | None, suites_dir: Path, baselines_d
                                 started_at=started, machine={"shards": machines})
     print(render_console(verdicts, merged.exit_code), end="")
     print(f"reports: {target}/ (results.json, summary.md, junit.xml), merged from {plural(len(runs), 'run')}")
-    return merged.exit_code
+    return merged.exit_code if merged.exit_code is not None else EXIT_INTERNAL
 
 
 def recorded_exit_code(run_dir: Path) -> tuple[int, str]:

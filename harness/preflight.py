@@ -20,6 +20,7 @@ from harness.loading.releases import ReleaseChoice, choose
 from harness.loading.rules import DRAFT_RULES, RULE_FIXES, RULES, Outcome, RuleResult
 from harness.matrix import Cell
 from harness.results import STATUS_CONFIG_ERROR, CellError, CellResult, now_iso
+from harness.secrets import hub_token
 
 # A measured load figure further than this from the prediction is reported (not gated): the prediction
 # counts weights only, the measurement also holds whatever the engine allocates while loading.
@@ -89,11 +90,12 @@ def locate(reference: str, *, token: str | None = None) -> CheckpointSource:
         ref = snapshots.parent / "refs" / "main"
         if ref.is_file() and (snapshots / ref.read_text().strip() / "config.json").is_file():
             return CheckpointSource(local=snapshots / ref.read_text().strip())
-        token = token or os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+        token, refused = hub_token(token)  # harness.secrets: where a token may go
         if token:
             return CheckpointSource(hub_id=reference, token=token)
         return CheckpointSource(unavailable=f"{reference} is neither a directory nor in the hub cache "
-                                            f"({snapshots.parent}); set HF_TOKEN to read its headers from the hub")
+                                            f"({snapshots.parent}); "
+                                            + (refused or "set HF_TOKEN to read its headers from the hub"))
     return CheckpointSource(unavailable=f"{reference}: no such directory")
 
 

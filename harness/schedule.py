@@ -6,18 +6,19 @@ always gets distinct devices (a TP2 cell two GPUs, never one GPU twice), the lea
 
 Each cell runs in a thread of its own (the work is waiting on a server process); every result reaches
 the caller on the calling thread, in completion order, so that results are written as they come.
-Ctrl-C reaches the main thread only: it is passed on to every running cell's thread, each of which
-tears its server down and returns what it measured.
+Ctrl-C reaches the main thread only: the scheduler then sets the run's stop event, which every running cell's
+thread sees at its next wait (the launcher's readiness poll, the eval transport: harness.interrupts.stop_on);
+each tears its server down and returns what it measured. Nothing is raised into a thread from outside.
 """
 
 from __future__ import annotations
 
-import ctypes
 import queue
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from harness import interrupts
 from harness.matrix import Cell
 from harness.results import CellResult
 
@@ -61,25 +62,57 @@ def take_devices(free: list[int], count: int) -> tuple[tuple[int, ...], list[int
     return taken, left
 
 
+class Packer:
+    """The placement rule, one home for the run (`run_packed`) and its ideal (`simulate`): the cells waiting,
+    largest first; each start takes distinct free devices; CPU cells one at a time; at most `max_parallel`
+    running. A cell needing more distinct GPUs than the host has is never placed (see `too_large`)."""
+
+    def __init__(self, cells: list[Cell], host_gpus: list[int], max_parallel: int | None = None):
+        if max_parallel is not None and max_parallel < 1:
+            raise ValueError(f"max_parallel {max_parallel}: must be at least 1 (no cell could ever start)")
+        self.pending = [cell for cell in pack_order(cells) if cell.gpus <= len(set(host_gpus))]
+        self.free = sorted(host_gpus)
+        self.cpu_busy = False
+        self.running = 0
+        self.max_parallel = max_parallel
+
+    def start_now(self) -> list[Placement]:
+        """The cells that start now, each with its devices (taken until `release`)."""
+        started = []
+        for cell in list(self.pending):
+            if self.max_parallel is not None and self.running >= self.max_parallel:
+                break
+            if fits(cell, len(set(self.free)), self.cpu_busy):
+                self.pending.remove(cell)
+                devices, self.free = take_devices(self.free, cell.gpus)
+                self.cpu_busy = self.cpu_busy or cell.gpus == 0
+                self.running += 1
+                started.append(Placement(cell, devices))
+        return started
+
+    def release(self, placement: Placement) -> None:
+        self.free = sorted(self.free + list(placement.devices))
+        self.cpu_busy = self.cpu_busy and placement.cell.gpus != 0
+        self.running -= 1
+
+
 def simulate(durations: dict[str, float], cells: list[Cell], host_gpus: int) -> float:
     """The makespan of this packing with known durations and no overhead: the ideal a run is held to."""
     import heapq
 
-    pending, free, cpu_busy, clock = pack_order(cells), host_gpus, False, 0.0
-    running: list[tuple[float, int, str, int]] = []  # (end, sequence, cell id, gpus)
+    packer, clock = Packer(cells, list(range(host_gpus))), 0.0
+    running: list[tuple[float, int, Placement]] = []  # (end, sequence, placement)
     sequence = 0
-    while pending or running:
-        for cell in list(pending):
-            if fits(cell, free, cpu_busy):
-                pending.remove(cell)
-                free -= cell.gpus
-                cpu_busy = cpu_busy or cell.gpus == 0
-                heapq.heappush(running, (clock + durations[cell.id], sequence, cell.id, cell.gpus))
-                sequence += 1
-        clock, _, _, gpus = heapq.heappop(running)
-        free += gpus
-        cpu_busy = cpu_busy and gpus != 0
+    while packer.pending or running:
+        for placement in packer.start_now():
+            heapq.heappush(running, (clock + durations[placement.cell.id], sequence, placement))
+            sequence += 1
+        clock, _, placement = heapq.heappop(running)
+        packer.release(placement)
     return clock
+
+
+Finished = tuple[Placement, "CellResult | None", "BaseException | None"]
 
 
 def run_packed(cells: list[Cell], host_gpus: list[int], run_one: CellRunner, *,
@@ -91,32 +124,28 @@ def run_packed(cells: list[Cell], host_gpus: list[int], run_one: CellRunner, *,
     A cell that needs more GPUs than the host has can never start: it is left out of the results, and so
     shows as MISSING in the comparison; callers check `too_large` first to say why.
     """
-    pending = [cell for cell in pack_order(cells) if cell.gpus <= len(set(host_gpus))]
-    free = sorted(host_gpus)
-    cpu_busy = False
-    running: dict[str, tuple[threading.Thread, Placement]] = {}
-    finished: queue.Queue[tuple[Placement, CellResult | None, BaseException | None]] = queue.Queue()
+    packer = Packer(cells, host_gpus, max_parallel)
+    running: dict[str, threading.Thread] = {}
+    finished: queue.Queue[Finished] = queue.Queue()
     results: list[CellResult] = []
-
+    # Set once the run stops: every cell's thread sees it at its next wait (harness.interrupts.stop_on).
     stopping = threading.Event()
-    told: set[int] = set()  # threads already sent their interrupt: never twice, or a teardown could be cut short
 
     def work(placement: Placement) -> None:
         if stopping.is_set():  # started just as the run stopped: never launched, left for --resume
             finished.put((placement, None, None))
             return
         try:
-            finished.put((placement, run_one(placement.cell, list(placement.devices)), None))
+            with interrupts.stop_on(stopping):
+                finished.put((placement, run_one(placement.cell, list(placement.devices)), None))
         except CellInterrupted as interrupted:
             finished.put((placement, interrupted.result, interrupted))
         except BaseException as problem:  # noqa: BLE001 - re-raised on the main thread
             finished.put((placement, None, problem))
 
     def collect(placement: Placement, result: CellResult | None, problem: BaseException | None) -> bool:
-        nonlocal free, cpu_busy
         running.pop(placement.cell.id, None)
-        free = sorted(free + list(placement.devices))
-        cpu_busy = cpu_busy and placement.cell.gpus != 0
+        packer.release(placement)
         if result is not None:
             results.append(result)
             on_done(result)
@@ -125,35 +154,19 @@ def run_packed(cells: list[Cell], host_gpus: list[int], run_one: CellRunner, *,
         return isinstance(problem, CellInterrupted)
 
     try:
-        while pending or running:
-            for cell in list(pending):
-                if max_parallel is not None and len(running) >= max_parallel:
-                    break
-                if fits(cell, len(set(free)), cpu_busy):
-                    pending.remove(cell)
-                    devices, free = take_devices(free, cell.gpus)
-                    placement = Placement(cell, devices)
-                    cpu_busy = cpu_busy or cell.gpus == 0
-                    on_start(placement)
-                    thread = threading.Thread(target=work, args=(placement,), name=f"cell {cell.id}", daemon=True)
-                    running[cell.id] = (thread, placement)
-                    thread.start()
-            while True:  # a timeout, so that Ctrl-C is seen promptly on every platform
-                try:
-                    item = finished.get(timeout=0.2)
-                    break
-                except queue.Empty:
-                    continue
-            if collect(*item):
+        while packer.pending or running:
+            for placement in packer.start_now():
+                on_start(placement)
+                thread = threading.Thread(target=work, args=(placement,), name=f"cell {placement.cell.id}",
+                                          daemon=True)
+                running[placement.cell.id] = thread
+                thread.start()
+            if collect(*_next_finished(finished)):
                 raise KeyboardInterrupt  # a cell saw Ctrl-C first (a single-threaded caller's signal)
     except BaseException as stopped:  # Ctrl-C, or a cell's runner failed in harness itself
         # Either way, no server may outlive the run: the other cells stop as on Ctrl-C and keep their results.
         stopping.set()
         while running:
-            for thread, _ in list(running.values()):
-                if thread.ident is not None and thread.ident not in told:
-                    told.add(thread.ident)
-                    _interrupt(thread)
             try:
                 collect(*finished.get(timeout=0.2))
             except (queue.Empty, KeyboardInterrupt):  # a second Ctrl-C: the cells are stopping already
@@ -166,12 +179,15 @@ def run_packed(cells: list[Cell], host_gpus: list[int], run_one: CellRunner, *,
     return results, False
 
 
+def _next_finished(finished: queue.Queue[Finished]) -> Finished:
+    while True:  # a timeout, so that Ctrl-C is seen promptly on every platform
+        try:
+            return finished.get(timeout=0.2)
+        except queue.Empty:
+            continue
+
+
 def too_large(cells: list[Cell], host_gpus: list[int]) -> list[Cell]:
     """The cells needing more distinct GPUs than the host has (shared slots of one GPU count once)."""
     return [cell for cell in cells if cell.gpus > len(set(host_gpus))]
 
-
-def _interrupt(thread: threading.Thread) -> None:
-    """Raise KeyboardInterrupt inside a cell's thread, as Ctrl-C would in a single-threaded run."""
-    if thread.ident is not None and thread.is_alive():
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(KeyboardInterrupt))

@@ -121,3 +121,42 @@ class RedactingStream:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
+
+
+# --- where a token may go ------------------------------------------------------------------------------
+# A Hugging Face token is sent to the Hugging Face endpoint and nowhere else: huggingface.co, or the endpoint
+# the user named in $HF_ENDPOINT (over HTTPS; plain HTTP only to this machine). The environment's token goes
+# to huggingface.co only: an $HF_ENDPOINT mirror gets a token only when one is given explicitly (--hf-token),
+# since a token minted for the hub should not follow an endpoint set for another reason. Nothing reads the
+# hub while $HF_HUB_OFFLINE is set (as huggingface_hub itself); tests set it.
+HUB_ENDPOINT = "https://huggingface.co"
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def hub_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def hub_endpoint() -> str:
+    return (os.environ.get("HF_ENDPOINT") or HUB_ENDPOINT).rstrip("/")
+
+
+def hub_token(explicit: str | None = None) -> tuple[str | None, str | None]:
+    """The token harness may send to the hub endpoint, or None and why not (a phrase; None: no token at all)."""
+    from urllib.parse import urlsplit
+
+    if hub_offline():
+        return None, "HF_HUB_OFFLINE is set: the hub is not read"
+    endpoint = urlsplit(hub_endpoint())
+    host = endpoint.hostname or ""
+    if endpoint.scheme != "https" and not (endpoint.scheme == "http" and host in _LOOPBACK):
+        return None, f"HF_ENDPOINT {hub_endpoint()!r}: a token is sent over HTTPS only (plain HTTP to this machine)"
+    if explicit:
+        return explicit, None
+    ambient = os.environ.get("HF_TOKEN") or os.environ.get("HUGGING_FACE_HUB_TOKEN")
+    if not ambient:
+        return None, None
+    if host != "huggingface.co":
+        return None, (f"HF_TOKEN is sent to huggingface.co only, not to HF_ENDPOINT {hub_endpoint()!r}; "
+                      f"give --hf-token to send one there")
+    return ambient, None

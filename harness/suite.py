@@ -6,6 +6,7 @@ expanding the matrix (harness.matrix) checks the combinations.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,7 +227,7 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
     problems = strict.Problems()
     models_where = where.key("models")
     items = strict.sequence(doc["models"], models_where, non_empty=True)
-    parsed = [problems.check(lambda i=i, item=item: _parse_model(item, models_where.key(i), engine), None)
+    parsed = [problems.check(functools.partial(_parse_model, item, models_where.key(i), engine), None)
               for i, item in enumerate(items)]
     models = tuple(model for model in parsed if model is not None)
     # Rules may name a model whose entry has an error of its own: its id still counts as known.

@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from harness import interrupts
+
 # --- where requests go: API keys per server, and the eval deadline ------------------------------------
 
 _API_KEYS: dict[str, str] = {}  # "scheme://host:port" -> the key that server was started with
@@ -86,6 +88,7 @@ class DeadlineExceeded(Exception):  # noqa: N818 - reads as what happened
 
 def http_get(url: str, *, timeout: float = 5.0) -> tuple[int, str]:
     """(status, body) of a GET; status 0 when nothing answered (or the eval's deadline has passed)."""
+    interrupts.check()
     timeout = _remaining(timeout)
     if timeout <= 0:
         return 0, ""
@@ -116,6 +119,7 @@ def post_json(url: str, body: dict[str, Any], *, timeout: float = 60.0) -> Any |
     """The JSON answer of a small synchronous POST (probes beside the eval), or None on any failure."""
     from harness.strict import load_json
 
+    interrupts.check()
     timeout = _remaining(timeout)
     if timeout <= 0:
         return None
@@ -352,16 +356,35 @@ async def _run_all(base_url: str, requests: Iterable[Request], settings: ClientS
         async with aiohttp.ClientSession(connector=connector, headers=headers, raise_for_status=False,
                                          timeout=aiohttp.ClientTimeout(total=None)) as session:
             workers = asyncio.gather(*(worker(session) for _ in range(settings.concurrency)))
+            watcher = asyncio.ensure_future(_cancel_when_stopped(workers))
             at = _DEADLINE.get()
             try:
                 await asyncio.wait_for(_until_done_or_halted(workers, halted),
                                        None if at is None else max(0.0, at - time.monotonic()))
             except asyncio.TimeoutError:
                 raise DeadlineExceeded([responses[i] for i in order if i in responses]) from None
+            except asyncio.CancelledError:
+                if not interrupts.stop_requested():
+                    raise
+                raise _StoppedInLoop from None
+            finally:
+                watcher.cancel()
     finally:
         heartbeat.cancel()
     # A halted run leaves the requests in flight unanswered: they are dropped, not failed.
     return [responses[request_id] for request_id in order if request_id in responses]
+
+
+class _StoppedInLoop(Exception):  # noqa: N818 - raised as interrupts.Stopped once out of the event loop
+    pass
+
+
+async def _cancel_when_stopped(workers: asyncio.Future, period_s: float = 0.1) -> None:
+    """Cancel the requests in flight once the run stops (harness.interrupts.stop_on): cells run in threads
+    when packed on a host, and the scheduler stops them through this event, never from outside."""
+    while not interrupts.stop_requested():
+        await asyncio.sleep(period_s)
+    workers.cancel()
 
 
 async def _until_done_or_halted(workers: asyncio.Future, halted: asyncio.Event) -> None:
@@ -381,12 +404,16 @@ async def _until_done_or_halted(workers: asyncio.Future, halted: asyncio.Event) 
                 raise
 
 
-async def _heartbeat(period_s: float = 0.2) -> None:
-    """Wake the event loop at least this often. Cells run in threads when packed on a host, and Ctrl-C
-    reaches them as an exception set on the thread, which Python raises only while running bytecode:
-    an event loop asleep in select() for a slow server would hold it back until a response came."""
-    while True:
+class _StoppedInLoop(Exception):  # noqa: N818 - raised as interrupts.Stopped once out of the event loop
+    pass
+
+
+async def _cancel_when_stopped(workers: asyncio.Future, period_s: float = 0.1) -> None:
+    """Cancel the requests in flight once the run stops (harness.interrupts.stop_on): cells run in threads
+    when packed on a host, and the scheduler stops them through this event, never from outside."""
+    while not interrupts.stop_requested():
         await asyncio.sleep(period_s)
+    workers.cancel()
 
 
 def run_requests(base_url: str, requests: Iterable[Request], settings: ClientSettings,
@@ -402,4 +429,8 @@ def run_requests(base_url: str, requests: Iterable[Request], settings: ClientSet
     """
     base_url = base_url.rstrip("/")
     _check_url(base_url)
-    return asyncio.run(_run_all(base_url, requests, settings, on_done, stop))
+    interrupts.check()
+    try:
+        return asyncio.run(_run_all(base_url, requests, settings, on_done, stop))
+    except _StoppedInLoop:
+        raise interrupts.Stopped("stopped") from None

@@ -19,6 +19,21 @@ settings.load_profile("harness")
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
+
+
+def _shared_data() -> Path:
+    """../shared/data beside the checkout, or beside the main checkout of a git worktree (whose .git is a
+    file naming <main>/.git/worktrees/<name>)."""
+    roots = [ROOT]
+    git = ROOT / ".git"
+    if git.is_file() and git.read_text().startswith("gitdir:"):
+        roots.append(Path(git.read_text().split(":", 1)[1].strip()).parents[2])
+    for root in roots:
+        if (root.parent / "shared" / "data").is_dir():
+            return root.parent / "shared" / "data"
+    return SHARED / "data"
+
+
 FETCH_GSM8K = "harness data fetch gsm8k"
 
 
@@ -29,7 +44,7 @@ def _gsm8k_home() -> Path | None:
     from harness.errors import ConfigError
     from harness.evals import data, gsm8k
 
-    for root in dict.fromkeys([data.data_dir(), data.default_data_dir(), SHARED / "data"]):
+    for root in dict.fromkeys([data.data_dir(), data.default_data_dir(), _shared_data()]):
         try:
             for split in ("test", "train"):
                 gsm8k.gsm8k_path(split, root)
@@ -44,6 +59,9 @@ GSM8K_HOME = _gsm8k_home()
 os.environ["HARNESS_DATA_DIR"] = str(GSM8K_HOME or tempfile.mkdtemp(prefix="harness-test-data-"))
 GSM8K_MISSING = (f"needs GSM8K, found neither in $HARNESS_DATA_DIR, ~/.cache/harness/data nor {SHARED / 'data'}: "
                  f"run `{FETCH_GSM8K}` once to run it")
+# No test reads the Hugging Face hub (harness.secrets.hub_token: nothing is sent while this is set); CI also
+# runs the tests with no network at all (docs/testing.md).
+os.environ["HF_HUB_OFFLINE"] = "1"
 # The host-wide registry of launched servers (harness.engines.leftovers): the tests' own, never a user's.
 os.environ.setdefault("HARNESS_STATE_DIR", tempfile.mkdtemp(prefix="harness-test-state-"))
 
@@ -104,3 +122,25 @@ def stub_server():
         process.kill()
         process.wait()
         process.stdout.close()
+
+
+# --- marks: `make test-fast` runs what is neither (docs/testing.md) -------------------------------------
+# Whole modules by what they do; `stub_server` marks any test that starts the stub. A test module that
+# starts processes or runs heavy numerics is named here, so that the fast loop stays fast.
+PROCESS_MODULES = {  # start servers, harness itself, or other processes
+    "test_faults", "test_run_cli", "test_launcher", "test_transport", "test_rig", "test_local_e2e",
+    "test_lmeval_backend", "test_eval_cli", "test_site_browser", "test_workflow", "test_devices",
+    "test_history", "test_numerics", "test_architecture",
+}
+SLOW_MODULES = {  # torch, triton's interpreter, amd-quark: numerics that take seconds per test
+    "test_aiter_reference", "test_mxfp4", "test_fakequant", "test_sglang_agreement",
+}
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    for item in items:
+        module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
+        if module in PROCESS_MODULES or "stub_server" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.process)
+        if module in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -22,9 +23,9 @@ import yaml
 
 from harness.cli import main
 from harness.engines import leftovers
+from harness.errors import ConfigError
 from tests.fake_cells import recorded_pids
-from tests.test_launcher import assert_nothing_survives
-from tests.test_run_cli import dirs, fake_suite
+from tests.helpers import assert_nothing_survives, dirs, fake_suite, reports_written, suite_with_eval
 
 CELL = "fake/quark-mxfp4/none/tp1"
 CELL_DIR = "fake__quark-mxfp4__none__tp1"
@@ -32,21 +33,6 @@ SECRET = "hf_s3cretT0kenPlantedByTheFaultTests"
 
 
 # --- helpers ------------------------------------------------------------------------------------------
-
-def suite_with_eval(tmp_path: Path, *, latency_s: float = 0.0, questions: int = 20, eval_s: float = 60,
-                    scenario: str = "ok", env: dict | None = None, specs: tuple[str, ...] = ("none",)) -> Path:
-    """The fake suite, its cells running GSM8K (0-shot) against the SGLang test double."""
-    root = fake_suite(tmp_path, {spec: scenario for spec in specs})
-    path = root / "suites" / "fake.yaml"
-    suite = yaml.safe_load(path.read_text())
-    suite["timeouts"]["eval_s"] = eval_s
-    suite["server"]["env"].update({"FAKE_SGLANG_LATENCY_S": str(latency_s), **(env or {})})
-    suite["evals"] = {"gsm8k": {"protocol": "sglang-fewshot", "shots": 0, "questions": questions,
-                                "concurrency": 2, "max_tokens": 16}}
-    path.write_text(yaml.safe_dump(suite))
-    (root / "baselines" / "fake.yaml").unlink()
-    return root
-
 
 def _default_signals() -> None:
     # The default dispositions harness would get from a terminal: a background job inherits SIGINT ignored
@@ -93,13 +79,6 @@ def no_records_left(root: Path) -> None:
     for path in leftovers.registry_dir().glob("*.json"):
         assert str(root) not in path.read_text(), path.read_text()
     assert list(root.glob(f"reports/*/cells/*/{leftovers.CELL_RECORD}")) == []
-
-
-def reports_written(run_dir: Path) -> dict:
-    for name in ("results.json", "summary.md", "junit.xml"):
-        assert (run_dir / name).exists(), name
-    ET.parse(run_dir / "junit.xml")
-    return json.loads((run_dir / "results.json").read_text())
 
 
 # --- 1. signals: SIGTERM and SIGHUP take Ctrl-C's path ---------------------------------------------------
@@ -485,6 +464,13 @@ def test_an_abbreviated_managed_flag_is_refused(tmp_path, capsys, engine, args, 
 @pytest.mark.gsm8k
 def test_secrets_never_reach_an_artifact_or_the_console(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", SECRET)
+    # The checkpoint `fake/model` is no directory: with a token, preflight would read its headers from the
+    # hub, sending the planted token there. Tests never read the hub (conftest's HF_HUB_OFFLINE): a stand-in
+    # huggingface_hub records any call.
+    hub_calls: list = []
+    fake_hub = types.ModuleType("huggingface_hub")
+    fake_hub.hf_hub_download = fake_hub.HfApi = lambda *args, **kwargs: hub_calls.append((args, kwargs))
+    monkeypatch.setitem(sys.modules, "huggingface_hub", fake_hub)
     root = suite_with_eval(tmp_path, env={"HF_TOKEN": SECRET, "MY_PASSWORD": "pw-planted-123",
                                           "ODD_NAME": SECRET, "TOKENIZERS_PARALLELISM": "false"})
     path = root / "suites" / "fake.yaml"
@@ -504,7 +490,45 @@ def test_secrets_never_reach_an_artifact_or_the_console(tmp_path, monkeypatch, c
     log = (root / "reports" / "secret" / "cells" / CELL_DIR / "server.log").read_text()
     assert "env HF_TOKEN=[redacted]" in log and "env TOKENIZERS_PARALLELISM=false" in log
     assert "env  HF_TOKEN=[redacted]" in captured.out  # the dry run
+    assert "HF_HUB_OFFLINE is set: the hub is not read" in captured.err and not hub_calls
     assert_nothing_survives(tmp_path)
+
+
+@pytest.mark.parametrize(("env", "explicit", "sent", "why"), [
+    ({"HF_TOKEN": "hf_env"}, None, "hf_env", None),  # the environment's token, to huggingface.co
+    ({}, "hf_flag", "hf_flag", None),
+    ({}, None, None, None),
+    ({"HF_TOKEN": "hf_env", "HF_HUB_OFFLINE": "1"}, "hf_flag", None, "HF_HUB_OFFLINE is set"),
+    # A mirror gets a token only when one is given for the run; never over plain HTTP to another machine.
+    ({"HF_TOKEN": "hf_env", "HF_ENDPOINT": "https://mirror.example"}, None, None, "huggingface.co only"),
+    ({"HF_ENDPOINT": "https://mirror.example"}, "hf_flag", "hf_flag", None),
+    ({"HF_ENDPOINT": "http://mirror.example"}, "hf_flag", None, "over HTTPS only"),
+    ({"HF_ENDPOINT": "http://127.0.0.1:5000"}, "hf_flag", "hf_flag", None),
+])
+def test_a_hub_token_goes_only_to_the_hub_endpoint_it_is_for(monkeypatch, env, explicit, sent, why):
+    from harness.secrets import hub_token
+
+    for key in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT", "HF_HUB_OFFLINE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    token, refused = hub_token(explicit)
+    assert token == sent
+    assert (refused is None) if why is None else (why in refused)
+
+
+def test_the_hub_client_never_picks_the_environment_token_up_itself(monkeypatch, tmp_path):
+    """huggingface_hub sends $HF_TOKEN when given token=None: harness passes False where it sends none."""
+    from harness.loading.manifest import load_hub_manifest
+
+    seen: list = []
+    fake_hub = types.ModuleType("huggingface_hub")
+    fake_hub.hf_hub_download = lambda *args, token=None, **kwargs: seen.append(token) or 1 / 0
+    fake_hub.HfApi = object
+    monkeypatch.setitem(sys.modules, "huggingface_hub", fake_hub)
+    with pytest.raises(ConfigError):
+        load_hub_manifest("org/model", token=None)
+    assert seen == [False]
 
 
 def test_token_counts_are_figures_not_secrets():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import json
 import random
 import re
@@ -13,19 +12,7 @@ import pytest
 from harness.evals import gpqa
 from harness.evals.base import EvalConfig
 from harness.evals.registry import run_eval
-
-FIELDS = ["Record ID", "Question", "Correct Answer", "Incorrect Answer 1", "Incorrect Answer 2", "Incorrect Answer 3"]
-
-
-def synthetic_csv(path, count=12):
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FIELDS)
-        writer.writeheader()
-        for i in range(count):
-            writer.writerow({"Record ID": f"rec{i:03d}", "Question": f"SECRET-QUESTION-TEXT-{i}: which one?",
-                             "Correct Answer": f"CORRECT choice {i}", "Incorrect Answer 1": f"wrong a{i}",
-                             "Incorrect Answer 2": f"wrong b{i}", "Incorrect Answer 3": f"wrong c{i}"})
-    return path
+from tests.helpers import synthetic_csv
 
 
 def simple_evals_permutations(rows, n_repeats):

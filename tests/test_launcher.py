@@ -6,7 +6,6 @@ import json
 import time
 import urllib.request
 
-import psutil
 import pytest
 
 from harness.cellrun import CellInterrupted, RunOptions, run_cell
@@ -14,19 +13,7 @@ from harness.compare import State, compare_cell
 from harness.evals.base import EvalInfraError
 from harness.suite import GateSettings
 from tests.fake_cells import fake_cell, recorded_pids
-
-
-def assert_nothing_survives(tmp_path):
-    pids = recorded_pids(tmp_path)
-    assert pids, "the test double recorded no pids"
-    alive = []
-    for pid in pids:
-        try:
-            if psutil.Process(pid).status() != psutil.STATUS_ZOMBIE:
-                alive.append(pid)
-        except psutil.NoSuchProcess:
-            continue
-    assert alive == []
+from tests.helpers import assert_nothing_survives
 
 
 def run(tmp_path, cell, evaluator=None):
@@ -144,4 +131,20 @@ def test_ctrl_c_tears_down_and_keeps_what_was_measured(tmp_path):
         run(tmp_path, fake_cell(tmp_path), evaluator)
     result = caught.value.result
     assert result.error.cause == "interrupted" and result.memory["weights_gib"] == 40.0
+    assert_nothing_survives(tmp_path)
+
+
+def test_the_run_stopping_ends_the_readiness_wait_and_tears_the_server_down(tmp_path):
+    """The scheduler's stop event reaches the launcher's wait (harness.interrupts.stop_on): a server that
+    never becomes ready is torn down at once, not at its launch timeout, and the cell is interrupted."""
+    import threading
+
+    from harness import interrupts
+
+    stop = threading.Event()
+    threading.Timer(1.0, stop.set).start()
+    start = time.monotonic()
+    with interrupts.stop_on(stop), pytest.raises(CellInterrupted) as caught:
+        run(tmp_path, fake_cell(tmp_path, "hang_before_ready", launch_s=120))
+    assert caught.value.result.error.cause == "interrupted" and time.monotonic() - start < 30
     assert_nothing_survives(tmp_path)

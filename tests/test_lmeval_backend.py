@@ -74,7 +74,7 @@ def test_harness_protocols_through_lm_eval_send_the_same_prompts(tmp_path, stub_
 def test_gpqa_through_lm_eval_agrees_and_leaks_nothing(tmp_path, stub_server, capsys, caplog):
     from harness.evals.lmeval_backend import run_lm_eval
     from harness.results import CellResult, cell_result_to_dict
-    from tests.test_gpqa import synthetic_csv
+    from tests.helpers import synthetic_csv
 
     path = synthetic_csv(tmp_path / "g.csv")
     config = EvalConfig(name="gpqa", protocol="simple-evals", shots=0, questions=198, max_tokens=64,

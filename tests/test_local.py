@@ -15,6 +15,7 @@ from harness.local import models, problems
 from tests.conftest import ROOT
 
 
+@pytest.mark.slow  # seconds of pure computation: not in `make test-fast`
 def test_problems_are_deterministic_and_gsm8k_shaped():
     rows = problems.held_out_rows(50)
     assert rows == problems.held_out_rows(50) and problems.digest(rows) == problems.digest(problems.held_out_rows(50))
@@ -26,6 +27,7 @@ def test_problems_are_deterministic_and_gsm8k_shaped():
         assert gsm8k.score("sglang-fewshot", question, " " + row["answer"]).correct
 
 
+@pytest.mark.slow  # seconds of pure computation: not in `make test-fast`
 def test_held_out_problems_are_not_training_problems():
     train = {row["question"] for row in problems.train_rows()}
     assert not any(row["question"] in train for row in problems.held_out_rows(300))

@@ -57,6 +57,7 @@ def test_student_t_against_known_values_and_symmetry():
     assert student_t_upper_tail(3.0, 1) == pytest.approx(0.5 - math.atan(3.0) / math.pi, abs=1e-14)
 
 
+@pytest.mark.slow  # seconds of pure computation: not in `make test-fast`
 def test_student_t_agrees_with_scipy_where_it_is_installed():
     stats = pytest.importorskip("scipy.stats")
     for df in (1, 3, 30, 255):
@@ -257,6 +258,7 @@ def harness(tmp_path, *args: str) -> int:
     return main([*args, *dirs])
 
 
+@pytest.mark.slow  # seconds of pure computation: not in `make test-fast`
 def test_from_the_first_run_to_a_caught_defect(tmp_path, capsys):
     numerics_suite(tmp_path)
     # 1. No stored reference: the reference cell records one; the others are not launched (exit 2).

@@ -89,6 +89,7 @@ def test_measured_load_memory_against_the_prediction(qwen3_8b):
 def test_locate_finds_the_hub_cache_snapshot(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # conftest's: no test reads the hub (none does here: no token)
     repo = tmp_path / "hub" / "models--Qwen--Qwen3-8B"
     checkpoints.qwen3(repo / "snapshots" / "abc123", layers=1, shards=1)
     (repo / "refs").mkdir()
@@ -122,6 +123,7 @@ def test_hub_checkpoint_headers_through_huggingface_hub(tmp_path, monkeypatch):
     fake.hf_hub_download = lambda repo_id, filename, revision=None, token=None: str(config)
     monkeypatch.setitem(sys.modules, "huggingface_hub", fake)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.delenv("HF_HUB_OFFLINE")  # the hub here is the stand-in above
     check = check_checkpoint("hub", "org/model", Launch(tp=1, quantization="quark_mxfp4"), token="hf_secret")
     assert seen["token"] == "hf_secret" and check.checkpoint == "org/model"
     failed = {r.fix: r for r in check.failures}

@@ -232,9 +232,7 @@ def test_an_mxfp4_forward_without_aiter_is_named_at_once(tmp_path, capsys):
     The cell is INFRA_ERROR `aiter_missing` (a platform limit, exit 3), found after the first failed requests,
     not a bare scheduler exception after every question failed."""
     from harness.cli import main
-    from tests.test_faults import reports_written, suite_with_eval
-    from tests.test_launcher import assert_nothing_survives
-    from tests.test_run_cli import dirs
+    from tests.helpers import assert_nothing_survives, dirs, reports_written, suite_with_eval
 
     root = suite_with_eval(tmp_path, scenario="aiter_first_forward", questions=200)
     started = __import__("time").monotonic()

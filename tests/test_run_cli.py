@@ -15,39 +15,10 @@ import pytest
 import yaml
 
 from harness.cli import main
-from tests.fake_cells import FAKE_ENGINES, recorded_pids
-from tests.test_launcher import assert_nothing_survives
+from tests.fake_cells import recorded_pids
+from tests.helpers import assert_nothing_survives, dirs, fake_suite
 
 FIXTURES = Path(__file__).parent / "fixtures" / "logs"
-
-
-def fake_suite(tmp_path: Path, scenario_by_spec: dict[str, str], launch_s: float = 30) -> Path:
-    suites = tmp_path / "suites"
-    suites.mkdir()
-    suite = {
-        "schema_version": 1, "name": "fake", "engine": "sglang",
-        "hardware": {"vendor": "amd", "gpus": 8},
-        "timeouts": {"launch_s": launch_s, "eval_s": 60, "teardown_s": 6},
-        "server": {"env": {"PYTHONPATH": str(FAKE_ENGINES), "FAKE_SGLANG_PIDFILE": str(tmp_path / "pids")}},
-        "matrix": {"quant": ["quark-mxfp4"], "spec": list(scenario_by_spec), "tp": [1]},
-        "models": [{"id": "fake", "fix": "glm5-mxfp4-mtp", "checkpoints": {"quark-mxfp4": "fake/model"}}],
-        "overrides": [{"match": {"spec": spec}, "server": {"env": {"FAKE_SGLANG_SCENARIO": scenario}}}
-                      for spec, scenario in scenario_by_spec.items()],
-    }
-    (suites / "fake.yaml").write_text(yaml.safe_dump(suite))
-    baselines = tmp_path / "baselines"
-    baselines.mkdir()
-    (baselines / "fake.yaml").write_text(yaml.safe_dump({
-        "kind": "harness.baselines", "schema_version": 1, "suite": "fake",
-        "cells": {"fake/quark-mxfp4/none/tp1": {"memory.weights_gib": {
-            "value": 40.0, "provenance": {"source": "harness", "date": "2026-11-22"}}}},
-    }))
-    return tmp_path
-
-
-def dirs(root: Path) -> list[str]:
-    return ["--suites-dir", str(root / "suites"), "--baselines-dir", str(root / "baselines"),
-            "--reports-dir", str(root / "reports")]
 
 
 def test_run_writes_reports_and_gates_memory(tmp_path, capsys):
@@ -254,3 +225,19 @@ def test_resume_and_merge_say_what_is_wrong_in_one_line(tmp_path, capsys):
     assert (root / "reports" / "r" / "cells" / "fake__quark-mxfp4__none__tp1" / "result.json").read_text() == before
     assert main(["run", "--suite", "fake", "--shard", "3/2", *dirs(root)]) == 2
     assert "--shard '3/2': expected k/n" in capsys.readouterr().err
+
+
+def test_bad_max_parallel_and_missing_data_stop_before_any_server_launches(tmp_path, capsys, monkeypatch):
+    root = fake_suite(tmp_path, {"none": "ok", "mtp": "ok"})
+    assert main(["run", "--suite", "fake", "--max-parallel", "0", *dirs(root)]) == 2  # was: a hang for ever
+    assert capsys.readouterr().err.strip().splitlines()[-1].endswith("--max-parallel 0: must be at least 1")
+    suite_path = root / "suites" / "fake.yaml"
+    suite = yaml.safe_load(suite_path.read_text())
+    suite["evals"] = {"gsm8k": {"protocol": "sglang-fewshot", "shots": 5, "questions": 10}}
+    suite_path.write_text(yaml.safe_dump(suite))
+    monkeypatch.setenv("HARNESS_DATA_DIR", str(tmp_path / "no-data"))
+    assert main(["run", "--suite", "fake", "--run-id", "r", *dirs(root)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("test.jsonl is missing; run `harness data fetch gsm8k`") == 1, err  # once, not per cell
+    assert str(tmp_path / "no-data" / "gsm8k" / "test.jsonl") in err
+    assert not (tmp_path / "pids").exists() and not (root / "reports" / "r").exists()  # nothing launched

@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from harness import interrupts
 from harness.errors import ConfigError
 from harness.results import STATUS_INFRA_ERROR, STATUS_OK, CellError, CellResult
 from harness.schedule import CellInterrupted, pack_order, run_packed, simulate, take_devices, too_large
@@ -141,8 +142,8 @@ def test_ctrl_c_reaches_every_running_cell_and_keeps_what_they_measured(template
             if cell.id == cells[0].id:
                 assert second_started.wait(timeout=60)  # both cells that fit at once are running
                 _thread.interrupt_main()  # Ctrl-C, as the main thread receives it
-            for _ in range(300):  # short waits, as the launcher's and the eval client's are
-                time.sleep(0.1)
+            for _ in range(300):  # the cooperative waits the launcher's and the eval client's are
+                interrupts.sleep(0.1)
         except KeyboardInterrupt:
             raise CellInterrupted(CellResult(cell.id, cell.suite, STATUS_INFRA_ERROR, {},
                                              error=CellError("interrupted", "Ctrl-C"))) from None
@@ -160,6 +161,59 @@ def test_ctrl_c_reaches_every_running_cell_and_keeps_what_they_measured(template
     # Two fit at once; both were interrupted and kept; the third never started.
     assert sorted(r.cell_id for r in results) == sorted(c.id for c in cells[:2])
     assert all(r.error.cause == "interrupted" for r in results)
+
+
+def test_a_failing_cell_stops_the_others_through_their_stop_event_alone(template):
+    """No exception is raised into a thread: a cell that never waits cooperatively runs to its end, the
+    others stop at their next wait and keep what they measured; the failure is re-raised."""
+    cells = cells_of(template, [2, 2, 2, 2])
+    waiting = threading.Barrier(3)
+    ended = []
+
+    def runner(cell, devices):
+        if cell.id == cells[0].id:
+            waiting.wait(timeout=60)
+            raise RuntimeError("a harness bug")
+        if cell.id == cells[1].id:  # busy in code that never checks: finishes, never cut off
+            waiting.wait(timeout=60)
+            time.sleep(0.5)
+            ended.append(cell.id)
+            return CellResult(cell.id, cell.suite, STATUS_OK, {})
+        try:
+            waiting.wait(timeout=60)
+            interrupts.sleep(60)
+        except interrupts.Stopped:
+            raise CellInterrupted(CellResult(cell.id, cell.suite, STATUS_INFRA_ERROR, {},
+                                             error=CellError("interrupted", "stopped"))) from None
+        raise AssertionError("never stopped")
+
+    begin = time.monotonic()
+    with pytest.raises(RuntimeError, match="a harness bug"):
+        run_packed(cells, list(range(6)), runner)
+    assert time.monotonic() - begin < 30 and ended == [cells[1].id]
+
+
+def test_stop_on_is_per_thread_and_outside_it_sleep_is_plain():
+    event = threading.Event()
+    event.set()
+    interrupts.sleep(0)  # no stop event here: a plain sleep
+    interrupts.check()
+    with interrupts.stop_on(event):
+        assert interrupts.stop_requested()
+        with pytest.raises(interrupts.Stopped):
+            interrupts.sleep(10)
+        seen = []
+        other = threading.Thread(target=lambda: seen.append(interrupts.stop_requested()))
+        other.start()
+        other.join()
+        assert seen == [False]  # another thread has its own (none)
+    assert not interrupts.stop_requested()
+    assert issubclass(interrupts.Stopped, KeyboardInterrupt)  # Ctrl-C's path: teardown, measurements kept
+
+
+def test_max_parallel_below_one_is_refused_not_a_hang(template):
+    with pytest.raises(ValueError, match="max_parallel 0"):
+        run_packed(cells_of(template, [1]), [0], Recorder(), max_parallel=0)
 
 
 def test_simulate_is_the_greedy_packing_makespan(template):
@@ -199,8 +253,8 @@ def test_a_failing_runner_stops_the_others_before_the_error_surfaces(template):
             time.sleep(0.2)
             raise RuntimeError("export failed")
         try:
-            for _ in range(300):
-                time.sleep(0.1)
+            for _ in range(300):  # the cooperative waits of the launcher and the eval client
+                interrupts.sleep(0.1)
         except KeyboardInterrupt:
             stopped.append(cell.id)
             raise CellInterrupted(CellResult(cell.id, cell.suite, STATUS_INFRA_ERROR, {},

@@ -10,24 +10,18 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-import tarfile
 from html.parser import HTMLParser
 from pathlib import Path
 
 from harness.cli import main
 from harness.results import CellError
+from tests.helpers import repo_dirs as dirs
+from tests.helpers import site_pages, unpack_local_runs
 from tests.history_runs import night_result, write_run
 
 ROOT = Path(__file__).parent.parent
-FIXTURE = Path(__file__).parent / "fixtures" / "history" / "local-runs.tar.xz"
 GOLDEN = Path(__file__).parent / "golden" / "history"
 DEFECT_CELL = "tiny-qwen3/quark-mxfp4/none/tp1"
-
-
-def unpack_local_runs(target: Path) -> Path:
-    with tarfile.open(FIXTURE) as tar:
-        tar.extractall(target, **({"filter": "data"} if hasattr(tarfile, "data_filter") else {}))
-    return target
 
 
 def check_golden(name: str, text: str) -> None:
@@ -36,10 +30,6 @@ def check_golden(name: str, text: str) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text)
     assert text == path.read_text()
-
-
-def dirs() -> list[str]:
-    return ["--suites-dir", str(ROOT / "suites"), "--baselines-dir", str(ROOT / "baselines")]
 
 
 def test_history_of_the_local_runs_names_the_defect_run_as_the_step(tmp_path, capsys, monkeypatch):
@@ -69,10 +59,6 @@ class Links(HTMLParser):
         if values.get("src"):
             self.sources.append(values["src"])
         self.scripts += tag == "script" or any(name.startswith("on") for name in values)
-
-
-def site_pages(site: Path) -> list[Path]:
-    return sorted(site.rglob("*.html"))
 
 
 def test_publish_writes_an_offline_site_whose_links_all_resolve(tmp_path, capsys):

@@ -15,7 +15,8 @@ import pytest
 from harness.cli import main
 from harness.report import svg
 from tests.browser import Browser, find_chromium
-from tests.test_site import dirs, site_pages, unpack_local_runs
+from tests.helpers import repo_dirs as dirs
+from tests.helpers import site_pages, unpack_local_runs
 
 pytestmark = pytest.mark.browser
 

@@ -65,3 +65,23 @@ def test_accuracy_and_invalid_rate_are_exact(stub_server):
     result = run_eval(gsm8k(questions=200), url, model="m")
     assert result.metrics["accuracy"].value == 0.75 and result.metrics["invalid_rate"].value == 0.0
     assert result.timings["questions_per_s"] > 0 and "latency_p90_s" in result.timings
+
+
+def test_the_run_stopping_ends_the_requests_in_flight_at_once(stub_server):
+    """The scheduler's stop event (harness.interrupts.stop_on) ends an eval mid-request: no exception is
+    raised into the thread from outside; the client cancels its own requests and raises Stopped."""
+    import threading
+    import time
+
+    from harness import interrupts
+
+    url = stub_server("--latency-s", "30")  # every answer 30 s away
+    stop = threading.Event()
+    threading.Timer(0.5, stop.set).start()
+    begin = time.monotonic()
+    with interrupts.stop_on(stop), pytest.raises(interrupts.Stopped):
+        run_requests(url, [Request(f"q{i}", "/v1/completions", {"prompt": "1+1", "max_tokens": 4})
+                           for i in range(4)], ClientSettings(concurrency=4))
+    assert time.monotonic() - begin < 10
+    with interrupts.stop_on(stop), pytest.raises(interrupts.Stopped):  # nothing new is sent once stopping
+        run_requests(url, [Request("q", "/v1/completions", {"prompt": "1+1"})], ClientSettings())

@@ -69,7 +69,7 @@ def latest_verdicts(roots: Iterable[Path]) -> dict[str, dict[str, str]]:
         states: dict[str, list[State]] = {}
         figures: dict[str, list[str]] = {}
         for verdict in run.verdicts:
-            states.setdefault(verdict["cell_id"], []).append(State(verdict["state"]))
+            states.setdefault(verdict["cell_id"], []).append(State(verdict["state"]))  # type: ignore[call-arg]  # an Enum looked up by value; mypy reads the members' __new__
             if verdict.get("value") is not None:
                 figures.setdefault(verdict["cell_id"], []).append(f"{verdict['metric']} {verdict['value']:.4g}")
         for cell_id, found in states.items():

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.commands.base import Command, add_dirs, existing_dir
-from harness.errors import print_error
+from harness.errors import ConfigError, print_error
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -23,8 +23,9 @@ class _Tally:
     problems: dict[str, list[str]] = field(default_factory=dict)
     broken_suites: list[str] = field(default_factory=list)
 
-    def problem(self, file: Path | str, error: Exception) -> None:
-        print_error(error)
+    def problem(self, file: Path | str, error: Exception | str) -> None:
+        """Printed as every error is (a YAML error's excerpt under its line), and kept by file."""
+        print_error(error if isinstance(error, Exception) else ConfigError(error))
         self.problems.setdefault(str(file), []).extend(str(error).splitlines())
 
 

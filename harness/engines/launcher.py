@@ -19,7 +19,7 @@ from typing import Any
 
 import psutil
 
-from harness import secrets
+from harness import interrupts, secrets
 from harness.engines import leftovers
 from harness.engines.base import ServerCommand
 from harness.engines.failures import Signature, first_fatal_line
@@ -153,11 +153,12 @@ def wait_ready(server: ServerProcess, *, health_paths: tuple[str, ...], needs_re
             return ReadyOutcome(True, time.monotonic() - server.started)
         if time.monotonic() >= deadline:
             return ReadyOutcome(False, elapsed, "timeout")
-        # Back off, but wake at once when the ready line arrives.
+        # Back off, but wake at once when the ready line arrives; stop at once when the run stops.
         if line_ok:
-            time.sleep(interval)
+            interrupts.sleep(interval)
         else:
-            server.watcher.ready_seen.wait(timeout=interval)
+            server.watcher.ready_seen.wait(timeout=min(interval, 0.2))
+            interrupts.check()
         interval = min(interval * 1.5, poll_max_s)
 
 

@@ -255,7 +255,7 @@ def _label_swa_pools(rank: RankMemory) -> None:
     names = {swa.swa_tokens: "SWA", swa.full_tokens: "Full"}
     for pool in rank.kv_pools:
         if pool.label is None:
-            pool.label = names.get(pool.tokens)
+            pool.label = names.get(pool.tokens) if pool.tokens is not None else None
 
 
 def _key_values(message: str) -> dict[str, object]:
@@ -291,7 +291,8 @@ def _rank_gaps(rank: RankMemory) -> list[str]:
         gaps.append("'Load weight end' has no 'mem usage' (releases before v0.4.4)")
     if not rank.kv_pools:
         gaps.append("no 'KV Cache is allocated' line")
-    elif rank.swa_pool is not None and abs(rank.kv_cache_gib - rank.swa_pool.mem_usage_gib) > 0.015:
+    elif (rank.swa_pool is not None and rank.kv_cache_gib is not None
+          and abs(rank.kv_cache_gib - rank.swa_pool.mem_usage_gib) > 0.015):
         gaps.append(f"the KV pool lines sum to {rank.kv_cache_gib:.2f} GB but SWAKVPool reports "
                     f"{rank.swa_pool.mem_usage_gib:.2f} GB (a pool line is absent)")
     if (rank.peak_before_load_gib is None) != (rank.load_increase_gib is None):

@@ -58,6 +58,8 @@ class SGLangEngine(Engine):
 
     def spec_state(self, base_url: str) -> dict[str, float] | None:
         info = self._server_info(base_url)
+        if info is None:
+            return None
         try:
             value = info["internal_states"][0]["avg_spec_accept_length"]
         except (TypeError, KeyError, IndexError):

@@ -98,6 +98,9 @@ class Eval:
     # lm-eval backend use too; None: the eval runs only inside a suite.
     prepare: Callable[..., Prepared] | None = None
     fetch: Callable[..., list[Path]] | None = None  # `harness data fetch <name>` (hf_token=, sha256=)
+    # Raises ConfigError naming a data file the config needs and this machine lacks: checked once per run,
+    # before any server launches (a server loaded for nothing, then one harness_error per cell, otherwise).
+    check_data: Callable[[EvalConfig], None] | None = None
     # Optional hooks: refuse an engine at load time; keep a cell from launching (CellError, CONFIG_ERROR);
     # promote files a run recorded beside the baselines; check those files (`harness validate`: per file, its
     # line and its problem or None).

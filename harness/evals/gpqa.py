@@ -159,11 +159,21 @@ def gpqa_path(explicit: str | None) -> Path:
     return path
 
 
+def check_data(config: EvalConfig) -> None:
+    """The file `prepare` will read exists (before any server launches)."""
+    gpqa_path(config.data)
+
+
 def fetch(root: Path | None = None, *, hf_token: str | None = None, sha256: str | None = None) -> list[Path]:
     """Download GPQA Diamond (simple-evals' CSV, or the gated hub copy with a token), verified when a
     SHA-256 is given (`harness data fetch gpqa`)."""
     target = (root or data.data_dir()) / "gpqa" / GPQA_FILE
     if hf_token:
+        from harness.secrets import hub_token
+
+        hf_token, refused = hub_token(hf_token)  # only to the hub endpoint, over HTTPS
+        if refused:
+            raise ConfigError(f"--hf-token: {refused}")
         try:
             from huggingface_hub import hf_hub_download  # optional: only for the gated hub copy
         except ImportError:
@@ -230,4 +240,5 @@ def run_sgl_eval(config: EvalConfig, base_url: str, model: str, context: EvalCon
 
 EVAL = question_eval(name=NAME, protocols=PROTOCOLS, default_protocol="simple-evals", dataset=DATASET,
                      metrics=METRICS, prepare=prepare, fetch=fetch, options=OPTIONS,
-                     runs={"sgl-eval": run_sgl_eval}, protocol_keys=sgleval_backend.PROTOCOL_KEYS)
+                     runs={"sgl-eval": run_sgl_eval}, protocol_keys=sgleval_backend.PROTOCOL_KEYS,
+                     check_data=check_data)

@@ -309,6 +309,14 @@ def fetch(root: Path | None = None, **_: Any) -> list[Path]:
     return written
 
 
+def check_data(config: EvalConfig) -> None:
+    """The files `rows` will read exist and are GSM8K's (before any server launches)."""
+    if config.dataset != SYNTHETIC:
+        gsm8k_path("test")
+        if config.protocol == "lm-eval":
+            gsm8k_path("train")
+
+
 def rows(config: EvalConfig, data_root: Path | None) -> tuple[list, list | None, str]:
     """Test rows, train rows (lm-eval's shots only) and the test set's hash, from the configured dataset."""
     if config.dataset == SYNTHETIC:
@@ -377,4 +385,4 @@ def run_sgl_eval(config: EvalConfig, base_url: str, model: str, context: EvalCon
 EVAL = question_eval(name=NAME, protocols=PROTOCOLS, default_protocol="sglang-fewshot", dataset=DATASET,
                      alternates=ALTERNATES, metrics=METRICS, prepare=prepare, fetch=fetch, options=OPTIONS,
                      runs={"lm-eval": run_lm_eval_protocol, "sgl-eval": run_sgl_eval},
-                     protocol_keys=sgleval_backend.PROTOCOL_KEYS)
+                     protocol_keys=sgleval_backend.PROTOCOL_KEYS, check_data=check_data)

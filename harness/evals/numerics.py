@@ -102,8 +102,8 @@ def parse_config(value: Any, where: Where) -> EvalConfig:
     strict.choice(doc["protocol"], where.key("protocol"), what="numerics protocol", choices=(PROTOCOL,))
     dataset = strict.choice(doc.get("dataset", DEFAULT_DATASET), where.key("dataset"), what="numerics dataset",
                             choices=ROW_COUNTS)
-    params = {key: strict.integer(doc.get(key, default), where.key(key), minimum=1)
-              for key, default in DEFAULTS.items()}
+    params: dict[str, Any] = {key: strict.integer(doc.get(key, default), where.key(key), minimum=1)
+                              for key, default in DEFAULTS.items()}
     if params["window"] < 2:
         raise where.key("window").error("a window needs at least 2 tokens (the first is only context)")
     params["reference"] = strict.string(doc["reference"], where.key("reference"))
@@ -247,10 +247,11 @@ def build_token_set(config: EvalConfig, base_url: str, model: str,
     stream: list[int] = []
     digest = hashlib.sha256()
     start, batch = 0, max(16, needed // 40)
+    dataset = config.dataset or DEFAULT_DATASET  # parse_config always names one
     while len(stream) < needed:
-        if start >= ROW_COUNTS[config.dataset]:
-            raise EvalInfraError("token_set", f"numerics: {config.dataset} has too few tokens for {needed}")
-        texts = text_rows(config.dataset, min(batch, ROW_COUNTS[config.dataset] - start), start, data_root)
+        if start >= ROW_COUNTS[dataset]:
+            raise EvalInfraError("token_set", f"numerics: {dataset} has too few tokens for {needed}")
+        texts = text_rows(dataset, min(batch, ROW_COUNTS[dataset] - start), start, data_root)
         requests = [Request(str(i), "/tokenize", {"model": model, "prompt": text, "add_special_tokens": False},
                             raw=True) for i, text in enumerate(texts)]
         responses = run_requests(base_url, requests, ClientSettings(concurrency=config.concurrency))

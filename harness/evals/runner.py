@@ -74,11 +74,12 @@ def question_eval(*, name: str, protocols: Mapping[str, ProtocolDefaults], defau
                   dataset: Dataset, metrics: tuple[MetricDef, ...], prepare: Callable[..., Prepared],
                   alternates: Mapping[str, Dataset] | None = None,
                   fetch: Callable[..., list] | None = None, options: Mapping[str, Option] | None = None,
-                  runs: Mapping[str, ProtocolRun] | None = None, protocol_keys: tuple[str, ...] = ()) -> Eval:
+                  runs: Mapping[str, ProtocolRun] | None = None, protocol_keys: tuple[str, ...] = (),
+                  check_data: Callable[[EvalConfig], None] | None = None) -> Eval:
     """The Eval of a question eval: its module gives its protocols, data, prepare (prompts and scorer), its
     own keys (`options`, recorded in the protocol) and the protocols with a run step of their own (`runs`:
-    sgl-eval, its own client; lm-eval, which asks the server for its EOS string first), and the protocol keys
-    those runs add (compared like the common ones)."""
+    sgl-eval, its own client; lm-eval, which asks the server for its EOS string first), the protocol keys
+    those runs add (compared like the common ones), and the check of its data made before any launch."""
     alternates, options, runs = dict(alternates or {}), dict(options or {}), dict(runs or {})
 
     def parse(value: Any, where: Where) -> EvalConfig:
@@ -95,7 +96,7 @@ def question_eval(*, name: str, protocols: Mapping[str, ProtocolDefaults], defau
 
     return Eval(name=name, protocols=protocols, default_protocol=default_protocol, metrics=metrics, parse=parse,
                 protocol_of=protocol_of, protocol_keys=PROTOCOL_KEYS + tuple(options) + protocol_keys, run=run,
-                describe=describe, prepare=prepare, fetch=fetch)
+                describe=describe, prepare=prepare, fetch=fetch, check_data=check_data)
 
 
 def parse_config(name: str, protocols: Mapping[str, ProtocolDefaults], default: Dataset,
@@ -188,6 +189,8 @@ def served_model(base_url: str, fallback: str) -> str:
     from harness.transport import get_json
 
     models = get_json(base_url + "/v1/models")
+    if not isinstance(models, dict):
+        return fallback
     try:
         return str(models["data"][0]["id"])
     except (TypeError, KeyError, IndexError):

@@ -48,8 +48,8 @@ class Linear:
             per_rank = 1 if tp >= kv_heads else kv_heads // tp
             parts = (q // tp, per_rank * head, per_rank * v_head)
             return LinearPartition(self.input_size, self.input_size, sum(parts) * tp, parts)
-        parts = tuple(size // tp for size in self.output_sizes)
-        return LinearPartition(self.input_size, self.input_size, sum(self.output_sizes), parts)
+        return LinearPartition(self.input_size, self.input_size, sum(self.output_sizes),
+                               tuple(size // tp for size in self.output_sizes))
 
 
 @dataclass(frozen=True)
@@ -110,11 +110,11 @@ def _group(parent: str, leaves: dict[str, Tensor], config: Mapping) -> tuple[lis
         if leaf in left and (sizes := _merged_sizes(leaf, left[leaf].shape[0], config)) is not None:
             linears.append(Linear(f"{parent}.{leaf}", "merged", take(leaf)[0].shape[1], sizes, shards(leaf)))
     for leaf in list(left):
-        kind = "row" if leaf in ROW_PARALLEL else "column" if leaf in COLUMN_PARALLEL else \
+        leaf_kind = "row" if leaf in ROW_PARALLEL else "column" if leaf in COLUMN_PARALLEL else \
             "replicated" if leaf == "kv_a_proj_with_mqa" else None
-        if kind is not None:
+        if leaf_kind is not None:
             tensor = left.pop(leaf)
-            linears.append(Linear(f"{parent}.{leaf}", kind, tensor.shape[1], (tensor.shape[0],), shards(leaf)))
+            linears.append(Linear(f"{parent}.{leaf}", leaf_kind, tensor.shape[1], (tensor.shape[0],), shards(leaf)))
     return linears, [f"{parent}.{leaf}" for leaf in left if leaf not in NOT_QUANTIZED]
 
 

@@ -110,8 +110,11 @@ def load_hub_manifest(repo_id: str, *, token: str | None, revision: str | None =
     except ImportError:
         raise ConfigError(f"{repo_id}: reading a hub checkpoint needs huggingface_hub") from None
     try:
-        config = json.loads(Path(hf_hub_download(repo_id, "config.json", revision=revision, token=token)).read_text())
-        metadata = HfApi().get_safetensors_metadata(repo_id, revision=revision, token=token)
+        # False, never None: huggingface_hub would otherwise pick $HF_TOKEN up itself (harness.secrets.hub_token
+        # decides where a token goes).
+        sent: str | bool = token or False
+        config = json.loads(Path(hf_hub_download(repo_id, "config.json", revision=revision, token=sent)).read_text())
+        metadata = HfApi().get_safetensors_metadata(repo_id, revision=revision, token=sent)
     except Exception as problem:  # hub errors (gated, offline, missing) share no base class worth naming
         raise ConfigError(f"{repo_id}: cannot read from the hub: {type(problem).__name__}: "
                           f"{' '.join(str(problem).split())[:200]}") from None

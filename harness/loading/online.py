@@ -137,7 +137,7 @@ def predict_weight_memory(manifest: Manifest, tp: int) -> WeightPrediction:
         kv_heads = manifest.text_config().get("num_key_value_heads")
         prequantized = 0.0
         for c in classes:  # as stored; a 2-D tensor (weight or scale) splits as its module's weight does
-            size = DTYPE_BYTES.get(c.dtype, 2) * math.prod(c.shape) * c.count
+            size: float = DTYPE_BYTES.get(c.dtype, 2) * math.prod(c.shape) * c.count
             if len(c.shape) == 2:
                 ranked = _per_rank(c.leaf, (c.shape[0], c.shape[1]), tp, kv_heads)
                 size *= ranked[0] * ranked[1] / (c.shape[0] * c.shape[1])

@@ -57,7 +57,8 @@ class ReleaseChoice:
             return f"{self.release} loader (engine version unknown: the newest known release)"
         if self.engine_version == self.release.version:
             return f"{self.release} loader"
-        if _numbers(self.engine_version) < _numbers(self.release.version):
+        engine = _numbers(self.engine_version)
+        if engine is not None and engine < (_numbers(self.release.version) or ()):
             return f"{self.release} loader (engine {self.engine_version} predates the known releases)"
         return f"{self.release} loader (engine {self.engine_version}: the nearest known release at or below it)"
 
@@ -69,5 +70,5 @@ def choose(engine_version: str | None) -> ReleaseChoice:
     numbers = _numbers(engine_version)
     if numbers is None:
         raise ConfigError(f"engine version {engine_version!r}: not a version (e.g. 0.5.17)")
-    at_or_below = [r for r in KNOWN_RELEASES if _numbers(r.version) <= numbers]
+    at_or_below = [r for r in KNOWN_RELEASES if (_numbers(r.version) or ()) <= numbers]
     return ReleaseChoice(at_or_below[-1] if at_or_below else KNOWN_RELEASES[0], engine_version)

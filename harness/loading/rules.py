@@ -56,13 +56,13 @@ def fp8_block_partitions(manifest: Manifest, launch: Launch) -> RuleResult:
     q = manifest.quant
     if q is None or q.method != "fp8" or q.block is None or launch.quantization not in (None, "fp8"):
         return RuleResult(fix, pr, Outcome.NOT_APPLICABLE, "not an FP8 block-quantized checkpoint served as one")
-    layout, mapping, release = hf_layout(manifest), _fp8_packed_mapping(manifest), launch.release
+    layout, mapping, release, block = hf_layout(manifest), _fp8_packed_mapping(manifest), launch.release, q.block
     moe_tp = max(launch.tp // max(launch.ep, 1), 1)
     checks = [(linear.name, lambda linear=linear: fp8.validate_block_quant_shapes(
-                  q.block, linear.partition(launch.tp), fp8.linear_check_tp(release, launch.tp, launch.tp)))
+                  block, linear.partition(launch.tp), fp8.linear_check_tp(release, launch.tp, launch.tp)))
               for linear in layout.linears]  # the attention TP group is the TP group without DP attention
     checks += [(moe.name, lambda moe=moe: fp8.validate_moe_block_shapes(
-                   q.block, moe.intermediate_size // moe_tp, fp8.moe_check_tp(release, launch.tp, moe_tp),
+                   block, moe.intermediate_size // moe_tp, fp8.moe_check_tp(release, launch.tp, moe_tp),
                    launch.use_aiter, fp8.moe_padding(launch.use_aiter, launch.moe_padding_env)))
                for moe in layout.moes]
     skipped = 0
@@ -235,12 +235,14 @@ def glm5_mtp_eh_proj(manifest: Manifest, launch: Launch) -> RuleResult:
     draft_class = deepseek.NEXTN_DRAFT_CLASS.get(manifest.architecture or "")
     layers, hidden = config.get("num_hidden_layers"), config.get("hidden_size")
     if (manifest.quant is None or manifest.quant.method != "quark" or draft_class is None
-            or not config.get("num_nextn_predict_layers") or not hidden):
+            or not config.get("num_nextn_predict_layers") or not hidden or layers is None):
         return RuleResult(fix, pr, Outcome.NOT_APPLICABLE, "not a Quark checkpoint with a NextN (MTP) layer")
     if launch.spec != "mtp":
         return RuleResult(fix, pr, Outcome.NOT_APPLICABLE, "the cell does not load the MTP layer "
                                                            "(--speculative-algorithm NEXTN)")
     view = quark_view(manifest)
+    if view is None:  # a Quark NextN draft class is of the DeepSeek family: never, but say so if it were
+        return RuleResult(fix, pr, Outcome.NOT_APPLICABLE, "not a Quark checkpoint of the DeepSeek family")
     name = f"model.layers.{layers}.eh_proj.weight"
     if name not in manifest.tensors:
         return RuleResult(fix, pr, Outcome.FAIL, f"{name} is missing: num_nextn_predict_layers is set but the "
@@ -295,11 +297,13 @@ def quark_fp8_shared_experts(manifest: Manifest, launch: Launch) -> RuleResult:
         return RuleResult(fix, pr, Outcome.PASS, "the shared expert is fused into the routed experts "
                                                  "(no standalone shared_experts MLP is built)")
     view = quark_view(manifest)
+    if view is None:  # excluded by the first check: a Quark checkpoint of the DeepSeek family has a view
+        return RuleResult(fix, pr, Outcome.NOT_APPLICABLE, "not a Quark checkpoint of the DeepSeek family")
     candidates = [(view, f"{view.prefix}model.layers.{i}.mlp.shared_experts.gate_up_proj")
                   for i in range(view.config.get("num_hidden_layers") or 0) if is_sparse_layer(view.config, i)]
     if launch.spec == "mtp" and manifest.architecture in deepseek.NEXTN_DRAFT_CLASS:
         build = deepseek.nextn_build(release, deepseek.NEXTN_DRAFT_CLASS[manifest.architecture],
-                                     view.config["num_hidden_layers"], manifest.quant.ignored)
+                                     view.config["num_hidden_layers"], q.ignored)
         if build.quantized:  # the draft's one MoE layer, under its own exclude list
             draft = QuarkView(view.config, view.prefix, build.exclude, view.mapping, view.tensors, view.raw)
             candidates.append((draft, "model.decoder.mlp.shared_experts.gate_up_proj"))

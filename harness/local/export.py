@@ -29,7 +29,7 @@ def calibration_batches(tokenizer, count: int = 8, batch_size: int = 8):
     for start in range(0, len(texts), batch_size):
         encoded = tokenizer(texts[start:start + batch_size], return_tensors="pt", padding=True)
         batches.append(encoded["input_ids"])
-    return torch.utils.data.DataLoader(batches, batch_size=None)
+    return torch.utils.data.DataLoader(batches, batch_size=None)  # type: ignore[arg-type]  # torch's stub wants a Dataset; a list is one at run time (__getitem__, __len__)
 
 
 def export(source: Path, out: Path, scheme: str) -> Path:

@@ -139,7 +139,7 @@ def held_out_accuracy(path: Path, count: int) -> float:
             output = model.generate(ids, max_new_tokens=24, do_sample=False, eos_token_id=tokenizer.eos_token_id,
                                     pad_token_id=tokenizer.pad_token_id)
         text = tokenizer.decode(output[0, ids.shape[1]:], skip_special_tokens=True)
-        correct += gsm8k.sglang_answer_value(text) == gsm8k.sglang_answer_value(row["answer"])
+        correct += gsm8k.sglang_answer_value(str(text)) == gsm8k.sglang_answer_value(row["answer"])
     return correct / count
 
 

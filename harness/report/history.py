@@ -39,7 +39,7 @@ def render_text(history: History, found: list[Trend], *, every_run: bool = False
 
 
 def _row(trend: Trend) -> tuple[str, ...]:
-    values = [p.value for p in trend.measured]
+    values = [p.value for p in trend.measured if p.value is not None]
 
     def shown(value: float | None) -> str:
         return figure(trend.metric, value) if value is not None and trend.metric != "cell" else "-"
@@ -53,7 +53,7 @@ def _row(trend: Trend) -> tuple[str, ...]:
 def _verdict(state: str | None, expected: bool) -> str:
     if state is None:
         return "(no verdict)"
-    return (CAUGHT if expected else State(state).meaning).mark
+    return (CAUGHT if expected else State(state).meaning).mark  # type: ignore[call-arg]  # an Enum looked up by value; mypy reads the members' __new__
 
 
 

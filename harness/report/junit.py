@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from typing import overload
 
 from harness.compare import Verdict
 from harness.report.format import figure
@@ -14,6 +15,10 @@ from harness.results import RunResult
 _NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 
 
+@overload
+def xml_text(value: str) -> str: ...
+@overload
+def xml_text(value: None) -> None: ...
 def xml_text(value: str | None) -> str | None:
     return None if value is None else _NOT_XML.sub("\ufffd", value)
 

@@ -22,7 +22,7 @@ _MARKDOWN_PUNCTUATION = re.compile(r"([\\`*_\[\]|~])")
 _BACKTICKS = re.compile(r"`+")
 
 
-def _one_line(text: str) -> str:
+def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
@@ -71,10 +71,10 @@ def render_markdown(run: RunResult, verdicts: list[Verdict]) -> str:
         lines += [f"- {code(cell_id)}: measured {g['metric']} {g['measured_gib']:.2f} GiB, predicted weights "
                   f"{g['predicted_gib']:.2f} GiB: gap {g['gap_gib']:+.2f} GiB beyond the tolerance of "
                   f"{g['tolerance_gib']:.2f} GiB" for cell_id, g in gaps]
-    failed = [c for c in run.cells if c.error is not None and c.error.cause != "preflight"]  # preflight: no log
-    for result in failed:
-        tail = "\n".join(result.error.log_tail.splitlines()[-LOG_TAIL_LINES:])
-        summary = f"<code>{html.escape(_one_line(result.cell_id))}</code>: {html.escape(_one_line(result.error.cause))}"
+    failed = [(c, c.error) for c in run.cells if c.error is not None and c.error.cause != "preflight"]  # no log
+    for result, error in failed:
+        tail = "\n".join(error.log_tail.splitlines()[-LOG_TAIL_LINES:])
+        summary = f"<code>{html.escape(_one_line(result.cell_id))}</code>: {html.escape(_one_line(error.cause))}"
         lines += ["", f"<details><summary>{summary}</summary>", "", *fenced(tail or "(no log captured)"), "",
                   "</details>"]
     return "\n".join(lines) + "\n"

@@ -57,7 +57,8 @@ class FixRow:
 def parse_preflight(text: str) -> dict[str, Prediction]:
     """`harness preflight` output (text) per cell: its loader and FAIL lines."""
     predictions: dict[str, Prediction] = {}
-    cell, loader, failures = None, "", []
+    failures: list[str] = []
+    cell, loader = None, ""
     for line in text.splitlines():
         header = _CELL_LINE.match(line)
         if header:

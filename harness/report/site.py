@@ -122,7 +122,7 @@ def badge(state: str | None, expected: bool = False) -> str:
 def _state(value: str) -> State:
     """A stored verdict state; a foreign file's unknown one reads as NOT_COMPARABLE."""
     try:
-        return State(value)
+        return State(value)  # type: ignore[call-arg]  # an Enum looked up by value; mypy reads the members' __new__
     except ValueError:
         return State.NOT_COMPARABLE
 
@@ -228,7 +228,7 @@ def _caption(trend: Trend, baseline: float | None, band: Band, n: int | None, ha
         parts = [f"baseline {figure(trend.metric, baseline)}" if baseline is not None else "a floor or ceiling only"]
         edges = [f"{side} {figure(trend.metric, edge)}: {_state(state).meaning.mark}"
                  for side, edge, state in (("below", band.low, band.below), ("above", band.high, band.above))
-                 if edge is not None]
+                 if edge is not None and state is not None]
         if edges:
             at_n = f" (at n={n})" if n and METRICS[trend.metric].kind is MetricKind.ACCURACY else ""
             parts.append("band: " + ", ".join(edges) + at_n)
@@ -256,7 +256,7 @@ def _runs_table(runs: list[RunRecord], run_pages: dict[str, str]) -> list[str]:
     return _table(("#", "run", "suite", "started", "exit", "engines"), rows)
 
 
-def _index(history: History, found: list[Trend], suites: list[str], run_pages: dict[str, str], title: str) -> list:
+def _index(history: History, found: list[Trend], suites: list[str], run_pages: dict[str, str], title: str) -> str:
     rows = []
     for suite in suites:
         runs = [r for r in history.runs if history.suite_of(r.suite or "?") == suite]

@@ -74,9 +74,9 @@ def render_plot(trend: Trend, columns: Sequence[tuple[str, str | None]], *, base
         y = scale.y(baseline)
         parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y:.1f}" y2="{y:.1f}" stroke="{BASELINE}" '
                      f'stroke-width="1.5" stroke-dasharray="6 3"/>')
-    measured = [p for p in points if p.value is not None]
+    measured = [(p.run_id, p.value) for p in points if p.value is not None]
     if len(measured) > 1:
-        path = " ".join(f"{scale.x(column[p.run_id]):.1f},{scale.y(p.value):.1f}" for p in measured)
+        path = " ".join(f"{scale.x(column[run_id]):.1f},{scale.y(value):.1f}" for run_id, value in measured)
         parts.append(f'<polyline points="{path}" fill="none" stroke="{LINE}" stroke-width="2"/>')
     parts += _steps(scale, trend, column)
     for point in points:

@@ -141,7 +141,7 @@ def dsv3_torch_model(with_mtp: bool):
 
     config = dsv3_config(num_hidden_layers=MTP_LAYER + 1 if with_mtp else MTP_LAYER)
     config = {k: v for k, v in config.items() if k not in ("architectures", "model_type", "torch_dtype")}
-    model = DeepseekV3ForCausalLM(DeepseekV3Config(**config)).to(torch.bfloat16).eval()
+    model = DeepseekV3ForCausalLM(DeepseekV3Config(**config)).to(torch.bfloat16).eval()  # type: ignore[arg-type]  # transformers' decorated .to() stub, not its runtime
     preprocess_for_quantization(model)
     if with_mtp:
         layer = model.model.layers[MTP_LAYER]
@@ -160,7 +160,7 @@ def calibration(count: int = 4):
 
     generator = torch.Generator().manual_seed(SEED)
     batches = [torch.randint(3, 78, (4, 32), generator=generator) for _ in range(count)]
-    return torch.utils.data.DataLoader(batches, batch_size=None)
+    return torch.utils.data.DataLoader(batches, batch_size=None)  # type: ignore[arg-type]  # torch's stub wants a Dataset; a list is one at run time (__getitem__, __len__)
 
 
 def quark_export(model, out: Path, *, model_type: str, scheme: str, exclude: list[str]) -> Path:

@@ -67,12 +67,19 @@ def _add(archive: tarfile.TarFile, name: str, payload: bytes) -> None:
     archive.addfile(info, io.BytesIO(payload))
 
 
+def _member_bytes(archive: tarfile.TarFile, member: tarfile.TarInfo) -> bytes:
+    handle = archive.extractfile(member)
+    if handle is None:  # a directory or link where a file was packed: not a pack this module wrote
+        raise ValueError(f"{member.name}: not a regular file in the pack")
+    return handle.read()
+
+
 def unpack(source: Path, root: Path) -> list[Path]:
     """The checkpoints of a pack, written under `root`; returns their directories."""
     with tarfile.open(fileobj=io.BytesIO(lzma.decompress(source.read_bytes())), mode="r") as archive:
         members = {member.name: member for member in archive.getmembers()}
-        index = json.loads(archive.extractfile(members[INDEX]).read())
-        blob = {name.removeprefix("blobs/"): archive.extractfile(member).read()
+        index = json.loads(_member_bytes(archive, members[INDEX]))
+        blob = {name.removeprefix("blobs/"): _member_bytes(archive, member)
                 for name, member in members.items() if name.startswith("blobs/")}
     written = []
     for relative, files in index.items():
