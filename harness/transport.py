@@ -351,26 +351,22 @@ async def _run_all(base_url: str, requests: Iterable[Request], settings: ClientS
     tls = ssl.create_default_context() if base_url.startswith("https:") else None
     connector = aiohttp.TCPConnector(limit=settings.concurrency, limit_per_host=settings.concurrency,
                                      ssl=tls or True)
-    heartbeat = asyncio.ensure_future(_heartbeat())
-    try:
-        async with aiohttp.ClientSession(connector=connector, headers=headers, raise_for_status=False,
-                                         timeout=aiohttp.ClientTimeout(total=None)) as session:
-            workers = asyncio.gather(*(worker(session) for _ in range(settings.concurrency)))
-            watcher = asyncio.ensure_future(_cancel_when_stopped(workers))
-            at = _DEADLINE.get()
-            try:
-                await asyncio.wait_for(_until_done_or_halted(workers, halted),
-                                       None if at is None else max(0.0, at - time.monotonic()))
-            except asyncio.TimeoutError:
-                raise DeadlineExceeded([responses[i] for i in order if i in responses]) from None
-            except asyncio.CancelledError:
-                if not interrupts.stop_requested():
-                    raise
-                raise _StoppedInLoop from None
-            finally:
-                watcher.cancel()
-    finally:
-        heartbeat.cancel()
+    async with aiohttp.ClientSession(connector=connector, headers=headers, raise_for_status=False,
+                                     timeout=aiohttp.ClientTimeout(total=None)) as session:
+        workers = asyncio.gather(*(worker(session) for _ in range(settings.concurrency)))
+        watcher = asyncio.ensure_future(_cancel_when_stopped(workers))
+        at = _DEADLINE.get()
+        try:
+            await asyncio.wait_for(_until_done_or_halted(workers, halted),
+                                   None if at is None else max(0.0, at - time.monotonic()))
+        except asyncio.TimeoutError:
+            raise DeadlineExceeded([responses[i] for i in order if i in responses]) from None
+        except asyncio.CancelledError:
+            if not interrupts.stop_requested():
+                raise
+            raise _StoppedInLoop from None
+        finally:
+            watcher.cancel()
     # A halted run leaves the requests in flight unanswered: they are dropped, not failed.
     return [responses[request_id] for request_id in order if request_id in responses]
 

@@ -79,14 +79,6 @@ BASE_SUITE: dict[str, Any] = {
 }
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked `gsm8k` skip, saying why and what to run, where GSM8K is nowhere to be read."""
-    if GSM8K_HOME is None:
-        for item in items:
-            if item.get_closest_marker("gsm8k"):
-                item.add_marker(pytest.mark.skip(reason=GSM8K_MISSING))
-
-
 @pytest.fixture
 def base_suite() -> dict[str, Any]:
     return copy.deepcopy(BASE_SUITE)
@@ -138,7 +130,11 @@ SLOW_MODULES = {  # torch, triton's interpreter, amd-quark: numerics that take s
 
 
 def pytest_collection_modifyitems(config, items) -> None:
+    """The process and slow marks by module (make test-fast leaves them out); tests marked `gsm8k` skip, saying
+    why and what to run, where GSM8K is nowhere to be read."""
     for item in items:
+        if GSM8K_HOME is None and item.get_closest_marker("gsm8k"):
+            item.add_marker(pytest.mark.skip(reason=GSM8K_MISSING))
         module = item.module.__name__.rsplit(".", 1)[-1] if item.module else ""
         if module in PROCESS_MODULES or "stub_server" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.process)
