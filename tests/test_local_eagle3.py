@@ -106,7 +106,7 @@ def test_a_training_step_runs_and_moves_the_loss():
     summary = eagle3.train(draft, data, steps=8, batch_size=3, lr=1e-2, ttt_steps=3, log=lambda _: None)
     after, per_step = eagle3.chain_loss(draft, *data, steps=3)
     assert len(per_step) == 3 and summary["steps"] == 8
-    assert float(after) < float(before)
+    assert float(after.detach()) < float(before.detach())
 
 
 def test_the_offline_chain_equals_the_training_chain():
@@ -157,3 +157,20 @@ def test_the_committed_draft_beats_its_defect_offline():
     good = eagle3.accept_lengths(draft, data, 3)["accept_length"]
     bad = eagle3.accept_lengths(eagle3.swap_aux_order(draft), data, 3)["accept_length"]
     assert good > 2.0 and bad < good - 0.3
+
+
+def test_the_trained_suite_serves_the_draft_and_gates_its_defect(tmp_path, monkeypatch):
+    from harness.cellrun import materialize
+    from harness.engines.sglang import SGLANG
+    from harness.matrix import expand, select
+    from harness.suite import find_suite, load_suite
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    cells = expand(load_suite(find_suite("gpu-sglang-eagle3-trained", ROOT / "suites")))
+    served = select(cells, ["tiny-qwen3/bf16/eagle3/*"])[0]
+    argv = list(SGLANG.command(materialize(served, create=False), python="python", port=1, devices=[0]).argv)
+    assert argv[argv.index("--speculative-draft-model-path") + 1] == str(DRAFT)
+    assert argv[argv.index("--speculative-algorithm") + 1] == "EAGLE3"
+    canary = select(cells, ["tiny-qwen3-eagle3-aux-order-defect/*"])[0]
+    assert canary.baseline_id == served.id
+    assert materialize(canary, create=False).draft.path.startswith(str(tmp_path / "tiny-qwen3-eagle3-"))
