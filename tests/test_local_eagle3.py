@@ -174,3 +174,13 @@ def test_the_trained_suite_serves_the_draft_and_gates_its_defect(tmp_path, monke
     canary = select(cells, ["tiny-qwen3-eagle3-aux-order-defect/*"])[0]
     assert canary.baseline_id == served.id
     assert materialize(canary, create=False).draft.path.startswith(str(tmp_path / "tiny-qwen3-eagle3-"))
+
+
+def test_preflight_leaves_a_llama_eagle3_draft_to_llama_eagle3():
+    """The MLA draft rule (kimi-k25-eagle3-mla) says nothing about a plain Llama EAGLE3 draft: a FAIL would keep
+    the trained draft's cells from ever launching."""
+    from harness.loading.manifest import load_manifest
+    from harness.loading.rules import Outcome, eagle3_mla_draft
+
+    result = eagle3_mla_draft(load_manifest(DRAFT))
+    assert result.outcome == Outcome.NOT_APPLICABLE and "LlamaForCausalLMEagle3" in result.reason
