@@ -21,9 +21,17 @@ def run(args: argparse.Namespace) -> int:
     variants = args.variant or [v for v in models.VARIANTS if v != "bf16"]
     for variant in variants:
         for model in models.MODELS:
+            if variant not in models.VARIANTS and any(variant in v for v in models.DRAFTS.values()):
+                continue  # a draft's variant: below
             path = models.ensure(f"{models.PREFIX}{model}/{variant}",
                                  log=lambda line: print(line, file=sys.stderr, flush=True))
             print(f"{models.PREFIX}{model}/{variant}  {path}")
+    for model, draft_variants in models.DRAFTS.items():  # the EAGLE3 drafts' derived defects
+        for variant in draft_variants:
+            if variant != "bf16" and (args.variant is None or variant in args.variant):
+                path = models.ensure(f"{models.PREFIX}{model}/{variant}",
+                                     log=lambda line: print(line, file=sys.stderr, flush=True))
+                print(f"{models.PREFIX}{model}/{variant}  {path}")
     return EXIT_OK
 
 

@@ -359,6 +359,12 @@ def eagle3_mla_draft(draft: Manifest) -> RuleResult:
     and its fused_qkv_a_proj_with_mqa reads [embed_norm, hidden_norm], 2 x hidden_size wide."""
     fix, pr = "kimi-k25-eagle3-mla", "#23803, #26506, #19689"
     config = draft.text_config()
+    mla = [key for key in ("q_lora_rank", "kv_lora_rank", "qk_rope_head_dim") if config.get(key)]
+    if (draft.architecture != "Eagle3DeepseekV2ForCausalLM" and not mla
+            and config.get("model_type") not in ("deepseek_v3", "deepseek_v2", "kimi_k2")):
+        # A plain EAGLE3 draft (e.g. LlamaForCausalLMEagle3 for a Llama/Qwen target): not this rule's business.
+        return RuleResult(fix, pr, Outcome.NOT_APPLICABLE, f"not an MLA draft ({draft.architecture}, "
+                                                           f"model_type {config.get('model_type')!r}, no MLA keys)")
     if draft.architecture != "Eagle3DeepseekV2ForCausalLM":
         return RuleResult(fix, pr, Outcome.FAIL, f"the draft declares {draft.architecture}, not "
                                                  f"Eagle3DeepseekV2ForCausalLM (no MLA EAGLE3 draft class)")

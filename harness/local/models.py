@@ -7,6 +7,9 @@
                                           (harness.local.fakequant), for engines without MXFP4 kernels
     local:tiny-qwen3/fq-mxfp4-scale-defect, .../fq-mxfp4-sparse-scale-defect   the same with a scale defect
     local:tiny-qwen3-moe/...              the same variants of the tiny Qwen3-MoE (models/tiny-qwen3-moe)
+    local:tiny-qwen3-eagle3/bf16          the tiny model's trained EAGLE3 draft (models/tiny-qwen3-eagle3,
+                                          harness.local.eagle3)
+    local:tiny-qwen3-eagle3/aux-order-defect   that draft with its fc reading the aux states in the other order
     local:tiny-dsv3/bf16, ...             the real-SGLang rig's random-weight checkpoints in the fix
                                           architectures (harness.rig.checkpoints), built once and cached
 
@@ -31,6 +34,8 @@ DEFECTS = {"mxfp4-scale-defect": "mxfp4"}
 # Fake-quantized BF16 checkpoints -> the harness.local.fakequant defect they carry (None: none).
 FAKE_QUANT = {"fq-mxfp4": None, "fq-mxfp4-scale-defect": "scale", "fq-mxfp4-sparse-scale-defect": "sparse-scale"}
 VARIANTS = ("bf16", *EXPORTS, *DEFECTS, *FAKE_QUANT)
+# EAGLE3 drafts committed under models/ -> their variants derived at run time (bf16: the committed weights).
+DRAFTS = {"tiny-qwen3-eagle3": ("bf16", "aux-order-defect")}
 # The tensor whose scales the defect corrupts: an MLP projection of the first layer.
 DEFECT_TENSOR = "model.layers.0.mlp.down_proj.weight_scale"
 
@@ -63,8 +68,11 @@ def parse(reference: str) -> tuple[str, str]:
     rig = rig_variants()
     if model in rig and variant in rig[model]:
         return model, variant
+    if model in DRAFTS and variant in DRAFTS[model]:
+        return model, variant
     if model not in MODELS or variant not in VARIANTS:
-        known = [f"{m}/{{{','.join(VARIANTS)}}}" for m in MODELS] + [f"{m}/{{{','.join(v)}}}" for m, v in rig.items()]
+        known = ([f"{m}/{{{','.join(VARIANTS)}}}" for m in MODELS] + [f"{m}/{{{','.join(v)}}}" for m, v in rig.items()]
+                 + [f"{m}/{{{','.join(v)}}}" for m, v in DRAFTS.items()])
         raise ConfigError(f"{reference}: unknown local checkpoint (known: {'; '.join(known)})")
     return model, variant
 
@@ -85,14 +93,15 @@ def source_dir(model: str) -> Path:
 def source_digest(model: str) -> str:
     digest = hashlib.sha256()
     for name in ("config.json", "model.safetensors", "tokenizer.json"):
-        digest.update((source_dir(model) / name).read_bytes())
+        if model not in DRAFTS or (source_dir(model) / name).exists():  # a draft has no tokenizer
+            digest.update((source_dir(model) / name).read_bytes())
     return digest.hexdigest()[:12]
 
 
 def resolve(reference: str) -> Path:
     """Where a local checkpoint lives (it may not exist yet: see `ensure`)."""
     model, variant = parse(reference)
-    if model not in MODELS:
+    if model not in MODELS and model not in DRAFTS:
         return rig_dir() / model / variant
     if variant == "bf16":
         return source_dir(model)
@@ -114,7 +123,11 @@ def ensure(reference: str, *, python: str = sys.executable, log=print) -> Path:
     `log` gets harness's own lines; the subprocess's output goes to `<target>.log` beside the cache entry."""
     model, variant = parse(reference)
     target = resolve(reference)
-    if (variant == "bf16" and model in MODELS) or (target / "config.json").exists():
+    if (variant == "bf16" and (model in MODELS or model in DRAFTS)) or (target / "config.json").exists():
+        return target
+    if model in DRAFTS:
+        log(f"harness: deriving {reference} (once; cached in {target.parent})")
+        make_aux_order_defect(source_dir(model), target)
         return target
     from harness.engines.probe import run_python_module
 
@@ -171,5 +184,46 @@ def make_scale_defect(source: Path, target: Path, tensor: str = DEFECT_TENSOR) -
         # 0xFF is NaN in E8M0: stay below it.
         handle.seek(start)
         handle.write(bytes(min(value + 1, 254) for value in scales))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+
+
+AUX_FC = "fc.weight"
+
+
+def make_aux_order_defect(source: Path, target: Path) -> None:
+    """Copy an EAGLE3 draft with its fc reading the target's aux hidden states in the reverse order.
+
+    It is the draft a trainer makes when it concatenates the aux states in the order its
+    `eagle_aux_hidden_state_layer_ids` lists them, from a config listing them in reverse layer order: SGLang
+    captures them in layer order whatever the list says (qwen2.py: `if i in self.layers_to_capture`), so the
+    draft loads and serves with the same shapes but reads each aux block where it expects another. The config
+    gets that reversed list, and fc's input column blocks are reversed in the file's bytes; every other tensor
+    stays byte-identical.
+    """
+    import json
+
+    from harness.loading.safetensors import tensor_span
+
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp)
+    config = json.loads((tmp / "config.json").read_text())
+    layer_ids = config["eagle_config"]["eagle_aux_hidden_state_layer_ids"]
+    config["eagle_config"]["eagle_aux_hidden_state_layer_ids"] = layer_ids[::-1]
+    (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    weights = tmp / "model.safetensors"
+    dtype, shape, start, end = tensor_span(weights, AUX_FC)
+    if dtype != "BF16" or len(shape) != 2 or shape[1] % len(layer_ids):
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise ConfigError(f"{source}: {AUX_FC} is not a BF16 matrix over {len(layer_ids)} aux blocks")
+    with open(weights, "r+b") as handle:
+        handle.seek(start)
+        data = handle.read(end - start)
+        row_bytes, block = len(data) // shape[0], len(data) // shape[0] // len(layer_ids)
+        rows = (data[r * row_bytes:(r + 1) * row_bytes] for r in range(shape[0]))
+        handle.seek(start)
+        handle.write(b"".join(b"".join(row[i:i + block] for i in reversed(range(0, row_bytes, block)))
+                              for row in rows))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
