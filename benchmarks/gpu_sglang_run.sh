@@ -63,7 +63,8 @@ if [ "${PREFLIGHT:-1}" = 1 ]; then
   [[ " $STAGES " == *fixes* || " $STAGES " == *main* ]] && suites+=(gpu-sglang-fixes gpu-sglang)
   [[ " $STAGES " == *tpfixes* ]] && suites+=(gpu-sglang-tp)
   [[ " $STAGES " == *mxfp4* ]] && suites+=(gpu-sglang-mxfp4)
-  [[ " $STAGES " == *eagle3* ]] && suites+=(gpu-sglang-eagle3)
+  [[ " $STAGES " == *" eagle3 "* ]] && suites+=(gpu-sglang-eagle3)
+  [[ " $STAGES " == *eagle3-trained* ]] && suites+=(gpu-sglang-eagle3-trained)
   for suite in "${suites[@]}"; do
     python3 -m harness preflight --suite "$suite" >> "$OUT/preflight.txt" 2>&1
     echo "exit $?" >> "$OUT/preflight.txt"
@@ -141,6 +142,8 @@ one_stage() {
     mxfp4) mxfp4_stage ;;
     # Seed 004: EAGLE3 with MLA drafts, healthy and broken, all loaded whatever preflight predicts.
     eagle3) run_stage eagle3 gpu-sglang-eagle3 "${EAGLE3_CELLS:-}" --share-gpus 6 --no-preflight ;;
+    # The trained EAGLE3 draft of tiny-qwen3 (a real accept length) and its aux-order defect, which must regress.
+    eagle3-trained) run_stage eagle3-trained gpu-sglang-eagle3-trained "${EAGLE3_TRAINED_CELLS:-}" --share-gpus 3 ;;
     sglang-defect) defect_build ;;
     # Issue 16, on a host of 4 GPUs (nvidia-h200-x4): every cell on its own GPUs, packed.
     tp) run_stage tp gpu-sglang-tp "${TP_CELLS:-tiny-qwen3/*}" ;;
