@@ -143,7 +143,13 @@ one_stage() {
     # Seed 004: EAGLE3 with MLA drafts, healthy and broken, all loaded whatever preflight predicts.
     eagle3) run_stage eagle3 gpu-sglang-eagle3 "${EAGLE3_CELLS:-}" --share-gpus 6 --no-preflight ;;
     # The trained EAGLE3 draft of tiny-qwen3 (a real accept length) and its aux-order defect, which must regress.
-    eagle3-trained) run_stage eagle3-trained gpu-sglang-eagle3-trained "${EAGLE3_TRAINED_CELLS:-}" --share-gpus 3 ;;
+    # Its cells first, promoted; then the defect, gated against them.
+    eagle3-trained)
+      run_stage eagle3-trained gpu-sglang-eagle3-trained 'tiny-qwen3/*' --share-gpus 2
+      python3 -m harness baseline update --from "$REPORTS/eagle3-trained-$RIG_ID" --cell 'tiny-qwen3/*'
+      run_stage eagle3-trained-defect gpu-sglang-eagle3-trained 'tiny-qwen3-eagle3-*/*'
+      tar -czf "$OUT/eagle3-baselines.tar.gz" baselines/gpu-sglang-eagle3-trained.yaml \
+        baselines/outcomes/gpu-sglang-eagle3-trained 2>/dev/null ;;
     sglang-defect) defect_build ;;
     # Issue 16, on a host of 4 GPUs (nvidia-h200-x4): every cell on its own GPUs, packed.
     tp) run_stage tp gpu-sglang-tp "${TP_CELLS:-tiny-qwen3/*}" ;;
