@@ -62,7 +62,8 @@ if [ "${PREFLIGHT:-1}" = 1 ]; then
   suites=()
   [[ " $STAGES " == *fixes* || " $STAGES " == *main* ]] && suites+=(gpu-sglang-fixes gpu-sglang)
   [[ " $STAGES " == *tpfixes* ]] && suites+=(gpu-sglang-tp)
-  [[ " $STAGES " == *mxfp4* ]] && suites+=(gpu-sglang-mxfp4)
+  [[ " $STAGES " == *" mxfp4 "* ]] && suites+=(gpu-sglang-mxfp4)
+  [[ " $STAGES " == *mxfp4-smoke* ]] && suites+=(gpu-sglang-mxfp4-smoke)
   [[ " $STAGES " == *" eagle3 "* ]] && suites+=(gpu-sglang-eagle3)
   [[ " $STAGES " == *eagle3-trained* ]] && suites+=(gpu-sglang-eagle3-trained)
   for suite in "${suites[@]}"; do
@@ -140,6 +141,8 @@ one_stage() {
     main) run_stage main gpu-sglang "${MAIN_CELLS:-}" ;;
     numerics) numerics_stage ;;
     mxfp4) mxfp4_stage ;;
+    # The MXFP4 cells with GSM8K alone, the five at once (suite gpu-sglang-mxfp4-smoke): for a short hold.
+    mxfp4-smoke) run_stage mxfp4-smoke gpu-sglang-mxfp4-smoke "" --share-gpus 5 ;;
     # Seed 004: EAGLE3 with MLA drafts, healthy and broken, all loaded whatever preflight predicts.
     eagle3) run_stage eagle3 gpu-sglang-eagle3 "${EAGLE3_CELLS:-}" --share-gpus 6 --no-preflight ;;
     # The trained EAGLE3 draft of tiny-qwen3 (a real accept length) and its aux-order defect, which must regress.

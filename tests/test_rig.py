@@ -81,7 +81,8 @@ def test_block_fp8_scales_cover_partial_blocks():
     assert torch.allclose(dequantized, weight, rtol=0.07, atol=1e-3)
 
 
-@pytest.mark.parametrize("suite", ["gpu-sglang", "gpu-sglang-fixes", "gpu-sglang-mxfp4", "gpu-sglang-eagle3",
+@pytest.mark.parametrize("suite", ["gpu-sglang", "gpu-sglang-fixes", "gpu-sglang-mxfp4", "gpu-sglang-mxfp4-smoke",
+                                   "gpu-sglang-eagle3",
                                    "gpu-sglang-eagle3-trained"])
 def test_rig_suites_expand(suite):
     cells = expand(load_suite(find_suite(suite, ROOT / "suites")))

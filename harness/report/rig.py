@@ -187,7 +187,7 @@ def render(record: Path, describe: dict[str, str] | None = None) -> str:
         path = record / f"{stage}.results.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
-    figure_stages = ("main", "tp", "mxfp4-ref", "mxfp4", "mxfp4-defect", "sglang-defect", "eagle3-trained",
+    figure_stages = ("main", "tp", "mxfp4-smoke", "mxfp4-ref", "mxfp4", "mxfp4-defect", "sglang-defect", "eagle3-trained",
                      "eagle3-trained-defect")
     tables = [figures_table(stage) for stage in map(results, figure_stages) if stage is not None]
     fix_stages = [stage for stage in map(results, ("fixes", "tpfixes", "eagle3")) if stage is not None]
