@@ -80,3 +80,23 @@ def sizing_flags(engine: str, args: list[str], env: dict[str, str]) -> tuple[tup
             found[flag] = "true"
     found.update({name: str(value) for name, value in env.items() if name in wanted})
     return tuple(sorted(found.items()))
+
+
+# Per engine, the flag that sizes a server's static memory as a fraction of its GPU's (suite `server.memory_gib`).
+MEMORY_FRACTION_FLAGS = {"sglang": "--mem-fraction-static", "vllm": "--gpu-memory-utilization"}
+# Above this a server leaves its GPU nothing for the CUDA context and activations.
+MAX_MEMORY_FRACTION = 0.95
+
+
+def memory_fraction_args(engine: str, memory_gib: float, device_gib: float | None) -> tuple[str, str]:
+    """The engine's fraction flag that gives a server `memory_gib` of a GPU of `device_gib` (rounded to three
+    decimals, as SGLang prints it); a placeholder where the GPU is not known (a dry run). Raises ValueError when
+    the GPU is too small."""
+    flag = MEMORY_FRACTION_FLAGS[engine]
+    if device_gib is None:
+        return flag, f"<{memory_gib:g} GiB / GPU memory>"
+    fraction = round(memory_gib / device_gib, 3)
+    if fraction > MAX_MEMORY_FRACTION:
+        raise ValueError(f"memory_gib {memory_gib:g} is {fraction:.0%} of a {device_gib:g} GiB GPU "
+                         f"(at most {MAX_MEMORY_FRACTION:.0%})")
+    return flag, f"{fraction:g}"

@@ -14,7 +14,7 @@ import yaml
 
 from harness import strict
 from harness.axes import DEFAULT_EAGLE_PARAMS, QUANT_KINDS, SPEC_KINDS
-from harness.engine_flags import ENGINE_NAMES, refused_flag
+from harness.engine_flags import ENGINE_NAMES, MEMORY_FRACTION_FLAGS, refused_flag
 from harness.errors import ConfigError
 from harness.evals.base import EvalConfig
 from harness.evals.registry import EVALS
@@ -32,10 +32,15 @@ MATCH_KEYS = ("model",) + AXES
 class ServerSettings:
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    # The GiB of its GPU's memory a server sizes its static pools to: at launch harness passes it as the engine's
+    # fraction of the GPU the cell landed on (harness.engine_flags.memory_fraction_args), so cells sized on a
+    # 141 GB GPU keep their size on an 80 GB one.
+    memory_gib: float | None = None
 
     def then(self, other: ServerSettings) -> ServerSettings:
-        """These settings followed by `other`: args appended, env overridden key by key."""
-        return ServerSettings(self.args + other.args, {**self.env, **other.env})
+        """These settings followed by `other`: args appended, env overridden key by key, memory_gib replaced."""
+        return ServerSettings(self.args + other.args, {**self.env, **other.env},
+                              other.memory_gib if other.memory_gib is not None else self.memory_gib)
 
 
 @dataclass(frozen=True)
@@ -300,8 +305,16 @@ def _parse_timeouts(value: Any, where: Where) -> Timeouts:
 
 
 def _parse_server(value: Any, where: Where, engine: str) -> ServerSettings:
-    doc = strict.mapping(value, where, allowed=("args", "env"))
+    doc = strict.mapping(value, where, allowed=("args", "env", "memory_gib"))
     args = strict.string_list(doc.get("args", []), where.key("args"))
+    memory_gib = None
+    if doc.get("memory_gib") is not None:
+        memory_gib = strict.number(doc["memory_gib"], where.key("memory_gib"), minimum=0.01)
+        fraction_flag = MEMORY_FRACTION_FLAGS.get(engine)
+        if fraction_flag is None:
+            raise where.key("memory_gib").error(f"the {engine} engine takes no memory fraction to size")
+        if any(arg.split("=", 1)[0].replace("_", "-") == fraction_flag for arg in args):
+            raise where.key("args").error(f"'{fraction_flag}' and memory_gib both size the server: keep one")
     for i, arg in enumerate(args):  # the engine owns the flags the matrix sets, however they are spelled
         managed = refused_flag(engine, arg)
         if managed is not None:
@@ -310,7 +323,7 @@ def _parse_server(value: Any, where: Where, engine: str) -> ServerSettings:
             raise where.key("args").key(i).error(
                 f"'{flag}'{spelled} is set by the harness from the matrix and the model; remove it here"
             )
-    return ServerSettings(args, strict.string_map(doc.get("env", {}), where.key("env")))
+    return ServerSettings(args, strict.string_map(doc.get("env", {}), where.key("env")), memory_gib)
 
 
 def _parse_speculative(value: Any, where: Where) -> dict[str, dict[str, int]]:
