@@ -73,3 +73,12 @@ def test_an_engine_without_a_fraction_refuses_memory_gib(base_suite, write_suite
     base_suite.update(engine="transformers", server={"memory_gib": 4})
     with pytest.raises(ConfigError, match="takes no memory fraction"):
         load_suite(write_suite(base_suite))
+
+
+def test_the_vllm_cpu_servers_compile_nothing_while_measured():
+    """Issue 25 §4: vLLM compiles its prompt-logprobs helper with inductor on the eval's first requests; the
+    build's subprocesses, forked from the 1.6 GiB worker, counted its pages twice in the process tree's RSS for
+    as long as the fork had not exec'd yet, longer on a busy machine (4.50 GiB against 2.94 seen every 0.2 s)."""
+    suite = load_suite(ROOT / "suites" / "local-numerics.yaml")
+    assert {cell.server.env.get("TORCH_COMPILE_DISABLE") for cell in expand(suite)} == {"1"}
+    assert all("--enforce-eager" in cell.server.args for cell in expand(suite))
