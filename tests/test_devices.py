@@ -59,6 +59,36 @@ def test_process_tree_rss_counts_children():
     assert tree_rss_gib(child.pid) == 0.0
 
 
+def test_a_child_sharing_its_parents_address_space_is_counted_once():
+    """A vfork() child reads its parent's RSS until it execs (issue 25 §4): counted once, whatever kcmp says of
+    it; a child of its own address space is counted."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(200 << 20); time.sleep(30)"])
+    try:
+        import time
+        time.sleep(1.0)
+        with_child = tree_rss_gib(os.getpid(), same_vm=lambda a, b: 1)
+        shared = tree_rss_gib(os.getpid(), same_vm=lambda a, b: 0 if a == child.pid else 1)
+        assert with_child - shared >= 0.19
+        assert shared == pytest.approx(tree_rss_gib(os.getpid(), same_vm=lambda a, b: 1) - tree_rss_gib(child.pid),
+                                       abs=0.02)
+    finally:
+        child.kill()
+        child.wait()
+
+
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "aarch64"), reason="kcmp's number is per architecture")
+def test_kcmp_tells_a_shared_address_space_from_a_childs_own():
+    from harness.engines.devices import _same_vm
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert _same_vm(os.getpid(), os.getpid()) == 0
+        assert _same_vm(os.getpid(), child.pid) not in (0, None)
+    finally:
+        child.kill()
+        child.wait()
+
+
 def test_vllm_spec_counters_give_accept_length():
     before = parse_spec_counters('vllm:spec_decode_num_drafts_total{model_name="m"} 100.0\n'
                                  'vllm:spec_decode_num_accepted_tokens_total{model_name="m"} 150.0\n')
