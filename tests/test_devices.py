@@ -43,8 +43,16 @@ def test_amd_smi_metric_json_both_layouts():
         assert parsed[3] == (pytest.approx(191.98, abs=0.01), pytest.approx(50.0))
 
 
+def _child_holding_200_mib() -> subprocess.Popen:
+    """A child that has touched 200 MiB, returned once it says so (a busy machine takes seconds to start one)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(200 << 20); print('ready', flush=True);"
+                              " time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    return child
+
+
 def test_process_tree_rss_counts_children():
-    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(200 << 20); time.sleep(30)"])
+    child = _child_holding_200_mib()
     try:
         sampler = PeakSampler([], interval_s=0.05, pid=lambda: os.getpid()).start()
         import time
@@ -56,16 +64,15 @@ def test_process_tree_rss_counts_children():
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()
     assert tree_rss_gib(child.pid) == 0.0
 
 
 def test_a_child_sharing_its_parents_address_space_is_counted_once():
     """A vfork() child reads its parent's RSS until it execs (issue 25 §4): counted once, whatever kcmp says of
     it; a child of its own address space is counted."""
-    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(200 << 20); time.sleep(30)"])
+    child = _child_holding_200_mib()
     try:
-        import time
-        time.sleep(1.0)
         with_child = tree_rss_gib(os.getpid(), same_vm=lambda a, b: 1)
         shared = tree_rss_gib(os.getpid(), same_vm=lambda a, b: 0 if a == child.pid else 1)
         assert with_child - shared >= 0.19
@@ -74,6 +81,7 @@ def test_a_child_sharing_its_parents_address_space_is_counted_once():
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()
 
 
 @pytest.mark.skipif(os.uname().machine not in ("x86_64", "aarch64"), reason="kcmp's number is per architecture")
