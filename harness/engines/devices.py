@@ -219,10 +219,10 @@ _same_vm = _kcmp_vm()
 def tree_rss_gib(pid: int, same_vm: Callable[[int, int], int | None] | None = None) -> float:
     """RSS of a process and all its descendants, in GiB (0 when it is gone), each address space counted once.
 
-    A child made by vfork() (Python's subprocess uses it) shares its parent's address space until it execs, and
-    reads the parent's whole RSS meanwhile: counted twice, a 1.6 GiB vLLM worker launching a compiler showed
-    as 3.2 GiB for as long as the exec took, longer on a busy machine (issue 25 §4). kcmp(2) tells such a
-    child apart; a fork() child has its own (copy-on-write) address space and is counted."""
+    A child made by vfork() (Python's subprocess prefers it) shares its parent's address space until it execs,
+    and reads the parent's whole RSS meanwhile: the parent counted twice for as long as the exec takes, longer on
+    a busy machine (issue 25 §4: a 1.6 GiB vLLM worker starting a compiler, its tree read 4.5 GiB for 2.9).
+    kcmp(2) tells such a child apart; a fork() child has its own (copy-on-write) address space and is counted."""
     same_vm = same_vm or _same_vm
     try:
         root = psutil.Process(pid)
