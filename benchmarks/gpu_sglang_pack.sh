@@ -6,12 +6,15 @@ set -euo pipefail
 PY=${PY:-.venv/bin/python}
 CACHE=${HARNESS_CACHE_DIR:-$HOME/.cache/harness/models}
 "$PY" -m harness local prepare --variant mxfp4 --variant fp8 >/dev/null
+"$PY" -c "from harness.local.models import ensure; ensure('local:tiny-qwen3/mxfp4-scale-defect')" >/dev/null
 "$PY" -m harness.rig build "$CACHE/rig"
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 cp -r "$CACHE/rig" "$stage/rig"
-for variant in mxfp4 fp8; do
-  path=$("$PY" -c "from harness.local.models import resolve; print(resolve('local:tiny-qwen3/$variant'))")
+# The tiny models' exports (suites gpu-sglang, gpu-sglang-numerics, gpu-sglang-mxfp4): both models' MXFP4 (the
+# MoE's routed experts quantized), the dense model's FP8 and its MXFP4 scale defect.
+for checkpoint in tiny-qwen3/mxfp4 tiny-qwen3/fp8 tiny-qwen3/mxfp4-scale-defect tiny-qwen3-moe/mxfp4; do
+  path=$("$PY" -c "from harness.local.models import resolve; print(resolve('local:$checkpoint'))")
   cp -r "$path" "$stage/"
 done
 mkdir -p .rig

@@ -10,6 +10,8 @@
 # `numerics` runs suite gpu-sglang-numerics (the BF16 cell, its reference promoted, then the FP8 cell);
 # `tp` runs suite gpu-sglang-tp's tiny-qwen3 cells (TP 1/2/4 packed on a 4-GPU host), `tpfixes` its #23973
 # checkpoints at TP 2 and 4 (load only, two sharing each GPU; preflight.txt gets their predictions);
+# `eagle3` loads suite gpu-sglang-eagle3's MLA drafts (6 cells sharing the GPU), `mxfp4` runs suite gpu-sglang-mxfp4 (SGLang's MXFP4 code through the aiter reference kernels: BF16 references,
+# MXFP4 cells, the planted defect), `sglang-defect` its MXFP4 cells on a patched SGLang build;
 # `a+b` runs two stages at once (both share the GPU: neither may be `main`).
 # FIXES_CELLS: glob patterns restricting `fixes`.
 # MAIN_CELLS, TP_CELLS, TP_FIX_CELLS: glob patterns (space-separated) restricting `main`, `tp`, `tpfixes` (on a
@@ -57,8 +59,11 @@ say "checkpoints: $(find "$HARNESS_CACHE_DIR" -name config.json | wc -l)"
 # 3. Preflight on every cell, recorded beside what SGLang does with it (PREFLIGHT=0 skips it: CPU tests
 # recompute the same predictions from the checkpoints' headers).
 if [ "${PREFLIGHT:-1}" = 1 ]; then
-  suites=(gpu-sglang-fixes gpu-sglang)
+  suites=()
+  [[ " $STAGES " == *fixes* || " $STAGES " == *main* ]] && suites+=(gpu-sglang-fixes gpu-sglang)
   [[ " $STAGES " == *tpfixes* ]] && suites+=(gpu-sglang-tp)
+  [[ " $STAGES " == *mxfp4* ]] && suites+=(gpu-sglang-mxfp4)
+  [[ " $STAGES " == *eagle3* ]] && suites+=(gpu-sglang-eagle3)
   for suite in "${suites[@]}"; do
     python3 -m harness preflight --suite "$suite" >> "$OUT/preflight.txt" 2>&1
     echo "exit $?" >> "$OUT/preflight.txt"
@@ -91,12 +96,52 @@ numerics_stage() {
   tar -czf "$OUT/numerics.tar.gz" baselines/gpu-sglang-numerics.yaml baselines/references/gpu-sglang-numerics \
     2>/dev/null
 }
+# Issue 23: SGLang's own MXFP4 code through harness's aiter reference kernels (suite gpu-sglang-mxfp4). The BF16
+# cells first (native kernels; two share the GPU), promoted: the numerics references and their baselines; then
+# the MXFP4 cells (pre-quantized and online, dense and MoE), promoted: the baselines the canary is gated against;
+# then the planted scale defect, which must come out REGRESSED. MXFP4_CELLS restricts the middle step.
+mxfp4_stage() {
+  run_stage mxfp4-ref gpu-sglang-mxfp4 '*/bf16/*' --share-gpus 2
+  python3 -m harness baseline update --from "$REPORTS/mxfp4-ref-$RIG_ID" --cell '*/bf16/*'
+  run_stage mxfp4 gpu-sglang-mxfp4 "${MXFP4_CELLS:-tiny-qwen3/quark-mxfp4/* tiny-qwen3-moe/quark-mxfp4/* */quark_mxfp4/*}" \
+    --share-gpus 4  # the four cells at once (0.2 of the GPU each): the device figures are left out
+  python3 -m harness baseline update --from "$REPORTS/mxfp4-$RIG_ID" --cell 'tiny-qwen3*/quark*'
+  run_stage mxfp4-defect gpu-sglang-mxfp4 'tiny-qwen3-scale-defect/*'
+  tar -czf "$OUT/mxfp4-baselines.tar.gz" baselines/gpu-sglang-mxfp4.yaml baselines/outcomes/gpu-sglang-mxfp4 \
+    baselines/references/gpu-sglang-mxfp4 2>/dev/null
+}
+# Issue 23, item 3: a regression in SGLang's own MXFP4 MoE code, as a user's engine build would carry it: the
+# bundle's sglang package copied into a git tree (commit 1: as released; commit 2: the patch below), served by an
+# interpreter that puts it first on the path; gated against the baselines the released build measured (stage
+# mxfp4, same machine): the MoE cell must regress, the dense MXFP4 cell (code not reached) must not.
+SGLANG_PATCH=benchmarks/patches/sglang-0.5.17-mxfp4-moe-w2-scale-unshuffled.patch
+defect_build() {
+  local build=/tmp/sgl-build-defect
+  if [ ! -x "$build/bin/python3" ]; then
+    rm -rf "$build"; mkdir -p "$build/bin"
+    cp -r /tmp/sglsite/sglang "$build/sglang"
+    git -C "$build" init -q && git -C "$build" add -A sglang \
+      && git -C "$build" -c user.name=rig -c user.email=rig@localhost commit -qm "sglang 0.5.17 as released" \
+      && patch -d "$build" -p1 < "$SGLANG_PATCH" && git -C "$build" add -A sglang \
+      && git -C "$build" -c user.name=rig -c user.email=rig@localhost commit -qm "$(basename "$SGLANG_PATCH")" \
+      || { say "building the defect build failed"; return 1; }
+    printf '#!/bin/sh\nPYTHONPATH=%s${PYTHONPATH:+:$PYTHONPATH} exec %s "$@"\n' "$build" "$(command -v python3)" \
+      > "$build/bin/python3"
+    chmod +x "$build/bin/python3"
+  fi
+  run_stage sglang-defect gpu-sglang-mxfp4 'tiny-qwen3/quark-mxfp4/* tiny-qwen3-moe/quark-mxfp4/*' --share-gpus 2 \
+    --python "$build/bin/python3"
+}
 one_stage() {
   case $1 in
     # --no-preflight: every checkpoint is loaded, whatever preflight predicts (preflight.txt holds that).
     fixes) run_stage fixes gpu-sglang-fixes "${FIXES_CELLS:-}" --share-gpus 8 --no-preflight ;;
     main) run_stage main gpu-sglang "${MAIN_CELLS:-}" ;;
     numerics) numerics_stage ;;
+    mxfp4) mxfp4_stage ;;
+    # Seed 004: EAGLE3 with MLA drafts, healthy and broken, all loaded whatever preflight predicts.
+    eagle3) run_stage eagle3 gpu-sglang-eagle3 "${EAGLE3_CELLS:-}" --share-gpus 6 --no-preflight ;;
+    sglang-defect) defect_build ;;
     # Issue 16, on a host of 4 GPUs (nvidia-h200-x4): every cell on its own GPUs, packed.
     tp) run_stage tp gpu-sglang-tp "${TP_CELLS:-tiny-qwen3/*}" ;;
     tpfixes) run_stage tpfixes gpu-sglang-tp "${TP_FIX_CELLS:-qwen3-next-*}" --share-gpus 2 --no-preflight ;;

@@ -16,6 +16,9 @@ class QuantKind:
     # checkpoint's quantization_config (SGLang does this for pre-quantized checkpoints).
     server_quantization: str | None
     online: bool = False
+    # SGLang's code for it calls aiter (the Quark MXFP4 schemes), which exists only on ROCm; elsewhere the
+    # reference kernels (harness.kernels.selection) stand in for it.
+    needs_aiter: bool = False
 
 
 QUANT_KINDS: dict[str, QuantKind] = {
@@ -24,7 +27,8 @@ QUANT_KINDS: dict[str, QuantKind] = {
         QuantKind("bf16", "unquantized BF16 checkpoint", None),
         QuantKind("fp8", "pre-quantized FP8 checkpoint (HF fp8, block scales)", None),
         QuantKind("quark-fp8", "pre-quantized Quark FP8 checkpoint", None),
-        QuantKind("quark-mxfp4", "pre-quantized Quark MXFP4 checkpoint (OCP MX FP4, E8M0 scales)", None),
+        QuantKind("quark-mxfp4", "pre-quantized Quark MXFP4 checkpoint (OCP MX FP4, E8M0 scales)", None,
+                  needs_aiter=True),
         QuantKind("mxfp4", "MXFP4 MoE weights (--quantization mxfp4)", "mxfp4"),
         # For engines without MXFP4 kernels (vLLM's CPU path): the numerics of MXFP4 weights, served as BF16.
         QuantKind("fq-mxfp4", "BF16 checkpoint of MXFP4 fake-quantized weights (quantized, dequantized, stored)",
@@ -34,6 +38,7 @@ QUANT_KINDS: dict[str, QuantKind] = {
             "online MXFP4 while loading a BF16/FP8/NVFP4 checkpoint (--quantization quark_mxfp4, gfx95x)",
             "quark_mxfp4",
             online=True,
+            needs_aiter=True,
         ),
     )
 }

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import schema, strict
+from harness.kernels.selection import KERNELS, NATIVE, kernels_of
 from harness.metrics import METRICS, MetricKind, samples
 from harness.protocols import PROTOCOL_KEYS
 from harness.results import CellResult, RunResult, cell_dir_name
@@ -32,6 +33,9 @@ class Provenance:
     run_id: str | None = None
     harness_version: str | None = None
     note: str | None = None
+    # The kernels the figure was measured with (harness.kernels.selection); None: native (the imported figures,
+    # measured on ROCm with the real aiter, record none).
+    kernels: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}
@@ -300,6 +304,8 @@ def _protocol(doc: dict[str, Any], where: Where, what: str) -> dict[str, Any]:
 def _parse_provenance(value: Any, where: Where) -> Provenance:
     doc = strict.mapping(value, where, allowed=tuple(Provenance.__dataclass_fields__), required=("source", "date"))
     strict.choice(doc["source"], where.key("source"), what="provenance source", choices=PROVENANCE_SOURCES)
+    if "kernels" in doc:
+        strict.choice(doc["kernels"], where.key("kernels"), what="kernels", choices=KERNELS)
     return Provenance(**{k: str(v) for k, v in doc.items()})
 
 
@@ -392,7 +398,9 @@ def plan_update(baselines: Baselines, run: RunResult, *, cell_patterns: list[str
                 force: bool = False, today: str) -> tuple[Baselines, list[Change], list[str]]:
     """The baselines after promoting a run's measured figures, the changes, and what was refused.
 
-    A cell that regressed or failed is refused unless `force`; floors and ceilings are kept.
+    A cell that regressed or failed is refused unless `force`; floors and ceilings are kept. A figure of an eval
+    the sequential gate stopped early is always refused, `force` or not: a baseline needs every question's
+    outcome, and a prefix is a figure measured another way (the cell's other figures are promoted as usual).
     """
     import fnmatch
 
@@ -414,7 +422,12 @@ def plan_update(baselines: Baselines, run: RunResult, *, cell_patterns: list[str
             if not force:
                 refused.append(f"{result.cell_id}: {reason} (use --force to promote it anyway)")
                 continue
+        stopped = stopped_early(result)
         for metric, entry in entries_from_result(baselines.suite, result, run, today).items():
+            if metric in stopped:
+                refused.append(f"{result.cell_id}: {metric}: {stopped[metric]}; a baseline needs every question's "
+                               f"outcome: run it without --sequential (--force cannot make a prefix whole)")
+                continue
             current = cells.get(result.cell_id, {}).get(metric)
             old, merged = _promoted(metric, current, entry)
             cells.setdefault(result.cell_id, {})[metric] = merged
@@ -451,12 +464,24 @@ def _promoted(metric: str, current: BaselineEntry | None, new: BaselineEntry) ->
     return old, replace(entries[0], per_hardware=tuple(entries))
 
 
+def stopped_early(result: CellResult) -> dict[str, str]:
+    """The metrics of a cell whose eval the sequential gate stopped before its last question, with a phrase."""
+    found = {}
+    for metric, sample in samples(result).items():
+        record = sample.sequential or {}
+        if record.get("stopped_early"):
+            found[metric] = (f"its eval stopped early (sequential: decided after {record.get('asked')} of "
+                             f"{record.get('budget')} questions)")
+    return found
+
+
 def entries_from_result(suite: str, result: CellResult, run: RunResult, today: str) -> dict[str, BaselineEntry]:
     """A cell result's measured figures as baseline entries (for promotion, and for `harness compare A B`)."""
     provenance = Provenance(
         source="harness", date=today, run_id=run.run_id, harness_version=run.harness_version,
         hardware=_hardware_summary(result.machine or run.machine),
         engine_version=_engine_summary(result.engine),
+        kernels=None if kernels_of(result.cell.get("kernels")) == NATIVE else result.cell["kernels"],
     )
     entries = {}
     for metric, sample in samples(result).items():

@@ -14,7 +14,7 @@ import sys
 import threading
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +22,7 @@ from typing import Any
 from harness.engines import get_engine
 from harness.engines.base import Engine, ServerCommand, engine_version
 from harness.engines.devices import PeakSampler, assign, detect_vendor, used_by_device, wait_until_released
-from harness.engines.failures import classify
+from harness.engines.failures import classify, missing_engine_hint
 from harness.engines.launcher import ServerProcess, launch, log_tail, teardown, wait_ready
 from harness.evals.base import EvalContext, EvalInfraError
 from harness.evals.registry import run_eval
@@ -46,14 +46,17 @@ def no_evals(cell: Cell, base_url: str, cell_dir: Path) -> dict[str, EvalResult]
     return {}
 
 
-def run_cell_evals(cell: Cell, base_url: str, cell_dir: Path, *,
-                   references: Path | None = None) -> dict[str, EvalResult]:
+def run_cell_evals(cell: Cell, base_url: str, cell_dir: Path, *, references: Path | None = None,
+                   sequential: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, EvalResult]:
     """Every eval of the cell, in order; a failing one keeps the results of those before it.
-    `references`: the stored references of the suite's baselines (harness.evals.numerics)."""
+    `references`: the stored references of the suite's baselines (harness.evals.numerics); `sequential`: per
+    cell id, the evals that stop once their verdict is decided and what they are compared with (the server
+    stays up for the cell's other evals)."""
     from harness.evals.runner import served_model
 
     model = get_engine(cell.engine).request_model(cell.checkpoint.path) or served_model(base_url, cell.checkpoint.path)
-    context = EvalContext(cell=cell, cell_dir=cell_dir, references=references)
+    context = EvalContext(cell=cell, cell_dir=cell_dir, references=references,
+                          sequential=dict((sequential or {}).get(cell.id, {})))
     results: dict[str, EvalResult] = {}
     for config in cell.evals:
         try:
@@ -103,16 +106,20 @@ class _Measured:
 
 
 def materialize(cell: Cell, *, python: str = sys.executable, create: bool = True) -> Cell:
-    """The cell as it runs on this machine: `vendor: auto` resolved, `local:` checkpoints resolved to their
-    directories (exported first when `create`; a dry run only shows where they would be)."""
+    """The cell as it runs on this machine: `vendor: auto` resolved, `local:` checkpoints (and drafts) resolved to
+    their directories (exported first when `create`; a dry run only shows where they would be)."""
     from harness.local import models
 
     if cell.hardware.vendor == "auto":
         cell = dataclasses.replace(cell, hardware=dataclasses.replace(cell.hardware, vendor=detect_vendor()))
+    def local_path(reference: str) -> str:
+        return str(models.ensure(reference, python=python) if create else models.resolve(reference))
+
     if models.is_local(cell.checkpoint.path):
-        reference = cell.checkpoint.path
-        path = models.ensure(reference, python=python) if create else models.resolve(reference)
-        cell = dataclasses.replace(cell, checkpoint=dataclasses.replace(cell.checkpoint, path=str(path)))
+        cell = dataclasses.replace(cell, checkpoint=dataclasses.replace(cell.checkpoint,
+                                                                        path=local_path(cell.checkpoint.path)))
+    if cell.draft is not None and models.is_local(cell.draft.path):  # a rig draft (tiny-dsv3-eagle3/...)
+        cell = dataclasses.replace(cell, draft=dataclasses.replace(cell.draft, path=local_path(cell.draft.path)))
     return cell
 
 
@@ -176,7 +183,8 @@ def _unlaunched(cell: Cell, error: CellError, started_at: str, start: float, opt
     return CellResult(cell_id=cell.id, suite=cell.suite, status=STATUS_INFRA_ERROR, cell=cell.resolved(),
                       timings={"total_s": round(time.monotonic() - start, 3)},
                       machine={**options.machine, "devices": list(devices or [])},
-                      engine={"name": cell.engine, "version": None, "commit": None}, error=error,
+                      engine={"name": cell.engine, "version": None, "commit": None, "kernels": cell.kernels},
+                      error=error,
                       started_at=started_at, finished_at=now_iso())
 
 
@@ -263,10 +271,10 @@ def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, 
                          timeout_s=cell.timeouts.launch_s)
     measured.timings["launch_to_ready_s"] = round(outcome.elapsed_s, 3)
     if not outcome.ready:
-        measured.error = _failure(server, exited=outcome.reason == "exited", timed_out=outcome.reason == "timeout")
+        measured.error = _failure(server, cell, exited=outcome.reason == "exited", timed_out=outcome.reason == "timeout")
         return
     base_url = server.command.base_url
-    measured.engine = engine_version(engine, cell.python or options.python, base_url)
+    measured.engine = {**engine_version(engine, cell.python or options.python, base_url), "kernels": cell.kernels}
     # A cell without evals checks that its server loads: there is no decoding to read speculative figures of.
     reads_spec = cell.spec != "none" and bool(cell.evals)
     spec_before = engine.spec_state(base_url) if reads_spec else None
@@ -277,7 +285,7 @@ def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, 
     except EvalInfraError as problem:
         measured.evals = problem.partial
         died = problem.cause != "eval_timeout" and _exits_soon(server)
-        measured.error = (_failure(server, exited=True) if died
+        measured.error = (_failure(server, cell, exited=True) if died
                           else CellError(problem.cause, str(problem), log_tail(server)))
     measured.timings["eval_s"] = round(time.monotonic() - eval_start, 3)
     if measured.error is None and measured.timings["eval_s"] > cell.timeouts.eval_s:
@@ -289,7 +297,7 @@ def _measure(cell: Cell, engine: Engine, server: ServerProcess, cell_dir: Path, 
                                  "per_request": engine.spec_probe(base_url, spec_probe_prompts())}
         measured.accept_length = engine.accept_length(spec_before, spec_after)
     if measured.error is None and not server.alive():
-        measured.error = _failure(server, exited=True)
+        measured.error = _failure(server, cell, exited=True)
 
 
 def spec_probe_prompts(count: int = 8) -> list[str]:
@@ -308,14 +316,17 @@ def _exits_soon(server: ServerProcess, within_s: float = 3.0) -> bool:
     return True
 
 
-def _failure(server: ServerProcess, *, exited: bool, timed_out: bool = False) -> CellError:
+def _failure(server: ServerProcess, cell: Cell, *, exited: bool, timed_out: bool = False) -> CellError:
     if exited:
         server.watcher.join(timeout=1.0)  # let the last lines of a dying server reach the file
     lines = server.log_path.read_text(encoding="utf-8", errors="replace").splitlines()
     failure = classify(lines, exited=exited, timed_out=timed_out)
     if failure is None:  # alive and nothing in the log: the launcher stopped waiting for another reason
         return CellError("crash", "the server stopped answering", log_tail(server))
-    return CellError(failure.cause, failure.message, log_tail(server))
+    message = failure.message
+    if failure.cause == "launch_failed":
+        message += "; " + missing_engine_hint(server.command.argv[0], cell.python is not None)
+    return CellError(failure.cause, message, log_tail(server))
 
 
 def _assemble(cell: Cell, engine: Engine, server: ServerProcess, measured: _Measured, stopped: Any,
@@ -340,6 +351,6 @@ def _assemble(cell: Cell, engine: Engine, server: ServerProcess, measured: _Meas
         cell=cell.resolved(), evals=measured.evals, memory=report.gated(), memory_report=memory_report,
         accept_length=measured.accept_length, spec=measured.spec_states, timings=measured.timings,
         machine={**options.machine, "devices": list(devices)},
-        engine=measured.engine or {"name": engine.name, "version": None, "commit": None},
+        engine=measured.engine or {"name": engine.name, "version": None, "commit": None, "kernels": cell.kernels},
         error=error, started_at=started_at, finished_at=now_iso(),
     )

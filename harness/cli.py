@@ -7,6 +7,7 @@ Kept light at start-up: no torch, transformers, quark, numpy, aiohttp or lm-eval
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 from collections.abc import Sequence
 
@@ -18,6 +19,7 @@ from harness.errors import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     HarnessError,
+    print_error,
     report_internal_error,
 )
 
@@ -37,6 +39,35 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """parse_args, except that an unknown argument is reported by the (sub)command it was given to, with that
+    command's usage and the closest of its options: `harness run --dry-runn` says "did you mean --dry-run?"
+    (argparse itself hands a subcommand's unknown arguments to the top-level parser)."""
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        command = _innermost(parser, args)
+        options = [option for action in command._actions for option in action.option_strings]
+        hints = {argument: close[0] for argument in unknown if argument.startswith("-")
+                 for close in [difflib.get_close_matches(argument.split("=", 1)[0], options, n=1, cutoff=0.6)]
+                 if close}
+        if len(unknown) == 1 and hints:
+            suggestion = f"; did you mean {hints[unknown[0]]}?"
+        else:
+            suggestion = "".join(f"; {argument}: did you mean {option}?" for argument, option in hints.items())
+        command.error(f"unrecognized arguments: {' '.join(unknown)}{suggestion}")
+    return args
+
+
+def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The parser of the command (and action: `baseline update`) that the arguments chose."""
+    while True:
+        chooser = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+        chosen = getattr(args, chooser.dest, None) if chooser is not None else None
+        if chosen not in (chooser.choices if chooser is not None else {}):
+            return parser
+        parser = chooser.choices[chosen]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Every way out is an exit code of EXIT_CODES_HELP: exit 1 means a regression and nothing else."""
     from harness import interrupts, secrets
@@ -52,12 +83,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(argv: Sequence[str] | None) -> int:
-    args = build_parser().parse_args(argv)  # --help exits 0, a usage error 2 (argparse's SystemExit)
+    args = parse(build_parser(), argv)  # --help exits 0, a usage error 2 (argparse's SystemExit)
     try:
         return BY_NAME[args.command].run(args)
     except HarnessError as error:
-        for line in str(error).splitlines() or [""]:  # several problems of one file: one line each
-            print(f"harness: error: {line}", file=sys.stderr)
+        print_error(error)
         return error.exit_code
     except KeyboardInterrupt as interrupt:
         print(f"harness: interrupted{f' ({interrupt})' if str(interrupt) else ''}", file=sys.stderr)

@@ -7,18 +7,22 @@ tolerance or above a ceiling; accept length below baseline minus a tolerance or 
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from harness.baselines import BaselineEntry, Baselines, MeasuredOn, measured_on
-from harness.engines.failures import LOAD_REGRESSION_CAUSES
+from harness.engines.failures import LOAD_REGRESSION_CAUSES, REMEDIES
 from harness.errors import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
+from harness.kernels.selection import kernels_of
+from harness.kernels.selection import mismatch as kernels_mismatch
 from harness.metrics import METRICS, MetricKind
 from harness.metrics import samples as metric_samples
 from harness.protocols import protocol_differences
 from harness.results import STATUS_CONFIG_ERROR, STATUS_OK, CellResult, MetricSample
+from harness.sequential import Reference, Rule, replay
 from harness.stats import (
     mcnemar_exact_drop,
     mcnemar_exact_gain,
@@ -90,6 +94,7 @@ class Verdict:
     n: int | None = None
     baseline_n: int | None = None
     expected: bool = False  # a canary's REGRESSED: the planted defect was caught, which is a pass
+    decided_after: tuple[int, int] | None = None  # the sequential gate stopped the eval: (N asked, M budget)
 
     @property
     def meaning(self) -> Meaning:
@@ -102,7 +107,8 @@ class Verdict:
 
     @classmethod
     def from_dict(cls, body: dict[str, Any]) -> Verdict:
-        return cls(**{**body, "state": State(body["state"])})
+        after = body.get("decided_after")
+        return cls(**{**body, "state": State(body["state"]), "decided_after": None if after is None else tuple(after)})
 
 
 # --- comparability: which baseline a figure may be judged against at all ------------------------------------
@@ -166,6 +172,9 @@ def comparable_entry(metric: str, measured: MeasuredOn, entry: BaselineEntry) ->
 
 def compare_metric(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
     """One measured figure against its baseline entry (cell_id and fix are filled in by the caller)."""
+    different_kernels = kernels_mismatch(sample.kernels, kernels_of(entry.provenance.kernels))
+    if different_kernels:
+        return _verdict(metric, sample, entry, State.NOT_COMPARABLE, test="kernels", reason=different_kernels)
     kind = METRICS[metric].kind
     if kind is MetricKind.ACCURACY:
         return _compare_accuracy(metric, sample, entry, gate)
@@ -202,6 +211,8 @@ def _compare_accuracy(metric: str, sample: MetricSample, entry: BaselineEntry, g
         return _verdict(metric, sample, entry, State.PASS, test="floor",
                         reason=f"at or above the floor {entry.floor:.4f}")
     min_effect = gate.min_effect_for(metric)
+    if sample.sequential and sample.sequential.get("stopped_early"):
+        return _compare_stopped(metric, sample, entry, gate)
     paired = None
     if entry.outcomes and sample.outcomes and entry.outcomes.keys() == sample.outcomes.keys():
         paired = pair_outcomes(entry.outcomes, sample.outcomes)
@@ -228,6 +239,34 @@ def _compare_accuracy(metric: str, sample: MetricSample, entry: BaselineEntry, g
     p_value = p_drop if delta < 0 else p_gain
     return _verdict(metric, sample, entry, State.PASS, test=test, p_value=p_value,
                     reason=f"within noise ({detail})")
+
+
+def _compare_stopped(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+    """An eval the sequential gate stopped early (harness.sequential): its decision, made again here from the
+    outcomes it kept and the baseline, so that the verdict is a function of the data like every other. Where it
+    no longer decides (the baseline changed since the run), the fixed-n tests on the questions asked decide."""
+    record = sample.sequential or {}
+    outcomes = sample.outcomes or {}
+    asked = f"decided after {record.get('asked', len(outcomes))} of {record.get('budget', '?')} questions"
+    reference = Reference(outcomes=entry.outcomes or None, value=entry.value, n=entry.n, floor=entry.floor)
+    decision = None
+    if outcomes and (reference.paired or (entry.value is not None and entry.n)):
+        decision = replay(outcomes, reference, Rule(gate.alpha, gate.min_effect_for(metric)))
+    if decision is None:
+        fixed = _compare_accuracy(metric, dataclasses.replace(sample, sequential=None), _paired_on(entry, outcomes),
+                                  gate)
+        return replace(fixed, reason=f"stopped early but undecided against this baseline: fixed-n on the questions "
+                                     f"asked: {fixed.reason}")
+    return _verdict(metric, sample, entry, State(decision.state), test=f"sequential-{decision.test}",
+                    p_value=decision.p_value, reason=f"{asked}: {decision.reason}",
+                    decided_after=(decision.asked, int(record.get("budget", decision.asked))))
+
+
+def _paired_on(entry: BaselineEntry, outcomes: dict[str, bool]) -> BaselineEntry:
+    """The baseline restricted to the questions a stopped eval asked, so that the fixed-n test pairs them."""
+    if not entry.outcomes or not outcomes.keys() <= entry.outcomes.keys():
+        return entry
+    return dataclasses.replace(entry, outcomes={key: entry.outcomes[key] for key in outcomes})
 
 
 def _compare_divergence(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
@@ -321,6 +360,8 @@ def compare_cell(cell_id: str, result: CellResult | None, baseline: dict[str, Ba
         state = State.REGRESSED if regressed else State.INFRA_ERROR
         message = error.message if error else "no error recorded"
         reason = (f"server failed to load: {cause}: {message}" if regressed else f"{cause}: {message}")
+        if cause in REMEDIES:
+            reason += f" ({REMEDIES[cause]})"
         metrics = list(baseline) or [CELL_METRIC]
         return stamp(Verdict("", m, state, baseline=_value(baseline.get(m)), test="log" if regressed else None,
                              reason=reason) for m in metrics)

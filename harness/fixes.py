@@ -56,7 +56,7 @@ FIXES: dict[str, Fix] = {
         ),
         Fix(
             id="kimi-k25-eagle3-mla",
-            pr="seed 004 (#23803, #26506, #19689)",
+            pr="#23803, #26506, #19689",
             model="Kimi-K2.5 with an EAGLE3 MLA draft",
             summary="Eagle3DeepseekV2ForCausalLM: MLA draft layer with a 2*hidden fused_qkv_a_proj_with_mqa",
             validated_with="GPQA 0.87, accept length 2.7",
@@ -67,7 +67,7 @@ FIXES: dict[str, Fix] = {
             model="DeepSeek-V3-style Quark FP8 (W8A8 per-tensor/per-channel) with a standalone shared expert",
             summary="an FP8 shared expert's quant_config.weight_block_size is read off a QuarkConfig, which has "
                     "none: AttributeError: 'QuarkConfig' object has no attribute 'weight_block_size' at init",
-            validated_with="observed on real SGLang 0.5.17 (issue 12: tiny DeepseekV3 MLA+MoE+NextN, amd-quark FP8)",
+            validated_with="observed on real SGLang 0.5.17 with a tiny DeepseekV3 (MLA, MoE, NextN) amd-quark FP8 export",
             kind="guard",
         ),
     )

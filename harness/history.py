@@ -214,6 +214,12 @@ class Point:
         return self.suite, self.cell_id, self.metric
 
     @property
+    def planted(self) -> bool:
+        """A planted defect, which must never stand for the suite's state: a canary's expected REGRESSED, or a
+        run of another suite gated against this one's baselines (`baselines:`, as local-defects is local's)."""
+        return self.expected or self.run_suite != self.suite
+
+    @property
     def cell_dir(self) -> Path:
         return self.run_dir / CELLS_DIR / cell_dir_name(self.cell_id)
 

@@ -16,6 +16,7 @@ from harness.errors import ConfigError
 from harness.evals.base import EvalConfig
 from harness.evals.registry import EVALS
 from harness.fixes import FIXES
+from harness.kernels.selection import NATIVE
 from harness.protocols import protocol_of
 from harness.strict import Where
 from harness.suite import AXES, Checkpoint, Draft, Hardware, Model, Rule, ServerSettings, Suite, Timeouts
@@ -52,6 +53,11 @@ class Cell:
         return cell_id(self.model, self.quant, self.spec, self.tp, self.ep)
 
     @property
+    def kernels(self) -> str:
+        """The kernels its quantized layers run on (harness.kernels.selection)."""
+        return self.server.kernels or NATIVE
+
+    @property
     def gpus(self) -> int:
         return self.tp if self.hardware.vendor != "cpu" else 0
 
@@ -80,6 +86,7 @@ class Cell:
             "spec_params": dict(self.spec_params),
             "fix": None if fix is None else {"id": fix.id, "pr": fix.pr},
             "server_args": list(self.server.args),
+            "kernels": self.kernels,
             "env": dict(self.server.env),
             "evals": {e.name: protocol_of(e) for e in self.evals},
             "hardware": {"vendor": self.hardware.vendor, "gpu_arch": list(self.hardware.gpu_arch),

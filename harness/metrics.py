@@ -8,6 +8,7 @@ Results, baselines and report rows all use these keys.
 from __future__ import annotations
 
 from harness.evals.registry import EVAL_METRICS
+from harness.kernels.selection import kernels_of
 from harness.metric_kinds import MetricDef, MetricKind, Tolerance
 from harness.results import CellResult, MetricSample
 
@@ -64,6 +65,7 @@ METRICS: dict[str, MetricDef] = {**EVAL_METRICS, **ENGINE_METRICS}
 def samples(result: CellResult) -> dict[str, MetricSample]:
     """Every gated figure a cell measured, keyed by metric key, as the gate and the baselines read it."""
     out: dict[str, MetricSample] = {}
+    kernels = kernels_of(result.cell.get("kernels"))
     for name, evaluation in result.evals.items():
         for metric_name, metric in evaluation.metrics.items():
             key = f"{name}.{metric_name}"
@@ -71,11 +73,12 @@ def samples(result: CellResult) -> dict[str, MetricSample]:
                 continue
             out[key] = MetricSample(metric.value, metric.n,
                                     evaluation.outcome_map() if metric_name == "accuracy" else None,
-                                    evaluation.protocol, evaluation.item_values.get(metric_name))
+                                    evaluation.protocol, evaluation.item_values.get(metric_name), kernels,
+                                    evaluation.details.get("sequential") if metric_name == "accuracy" else None)
     for key, value in result.memory.items():
-        out[f"memory.{key}"] = MetricSample(value)
+        out[f"memory.{key}"] = MetricSample(value, kernels=kernels)
     if result.accept_length is not None:
-        out["spec.accept_length"] = MetricSample(result.accept_length)
+        out["spec.accept_length"] = MetricSample(result.accept_length, kernels=kernels)
     return out
 
 

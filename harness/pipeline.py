@@ -23,6 +23,7 @@ from harness.baselines import Baselines, baseline_path, load_baselines
 from harness.compare import Verdict, compare_results, exit_code
 from harness.engine_flags import MAX_MEMORY_FRACTION
 from harness.errors import (
+    EXIT_INFRA,
     EXIT_INTERNAL,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -94,6 +95,37 @@ def replan(suite_name: str, cell_ids: list[str], *, suites_dir: Path, baselines_
         raise ConfigError(f"{source}: cells: {unknown[0]} is no longer a cell of suite {suite_name} (the suite "
                           f"changed since the run was planned)")
     return dataclasses.replace(the_plan, cells=[by_id[cell_id] for cell_id in cell_ids])
+
+
+def with_kernels(the_plan: Plan, kernels: str) -> Plan:
+    """The plan with every cell's kernels set to `kernels` (--kernels, over what the suite says)."""
+    from harness.kernels.selection import ENGINES, KERNELS
+
+    if kernels not in KERNELS:
+        raise ConfigError(f"--kernels {kernels!r}: expected one of {', '.join(KERNELS)}")
+    engine = the_plan.suite.engine
+    if engine not in ENGINES.get(kernels, (engine,)):
+        raise ConfigError(f"--kernels {kernels}: suite {the_plan.suite.name} runs the {engine} engine, which never "
+                          f"calls aiter (the reference kernels stand in for it in {', '.join(ENGINES[kernels])})")
+    cells = [dataclasses.replace(cell, server=dataclasses.replace(cell.server, kernels=kernels))
+             for cell in the_plan.cells]
+    return dataclasses.replace(the_plan, cells=cells)
+
+
+def refuse_shadowing_aiter(cells: list[Cell], runtime: dict, python: str, *, force: bool) -> None:
+    """Reference kernels on a ROCm host with aiter installed would shadow the real aiter the baselines were
+    measured with: refused unless forced."""
+    from harness.engines.probe import package_version
+    from harness.kernels.selection import AITER_REFERENCE
+
+    chosen = [cell for cell in cells if cell.kernels == AITER_REFERENCE]
+    if force or not chosen or "rocm" not in runtime:
+        return
+    version, _ = package_version(chosen[0].python or python, "amd-aiter")
+    if version:
+        raise ConfigError(f"{chosen[0].id}: kernels {AITER_REFERENCE} on a ROCm host with aiter installed "
+                          f"(amd-aiter {version}) would shadow the real aiter; drop the setting, or pass "
+                          f"--force-reference-kernels to measure the reference kernels here anyway")
 
 
 def shards(the_plan: Plan, count: int, durations_from: Path | None) -> list[Shard]:
@@ -187,6 +219,9 @@ class RunRequest:
     api_key: str | None = None
     preflight: bool = True
     engine_version: str | None = None
+    sequential: bool | None = None  # --sequential / --no-sequential; None: the suite's gate.sequential
+    kernels: str | None = None  # --kernels: every cell's kernels (harness.kernels.selection), over the suite's
+    force_reference_kernels: bool = False
     suites_dir: Path = Path("suites")
     baselines_dir: Path = Path("baselines")
     reports_dir: Path = Path("reports")
@@ -199,6 +234,9 @@ def run(request: RunRequest) -> int:
     from harness.engines.devices import discover
 
     the_plan, run_id, run_dir = _resumed_plan(request) if request.resume else _fresh_plan(request)
+    if request.sequential is not None:  # the run's choice wins over the suite's, and is what results.json records
+        gate = dataclasses.replace(the_plan.suite.gate, sequential=request.sequential)
+        the_plan = dataclasses.replace(the_plan, suite=dataclasses.replace(the_plan.suite, gate=gate))
     if request.dry_run:
         print_dry_run(the_plan.cells, api_key=request.api_key)
         return EXIT_OK
@@ -211,7 +249,7 @@ def run(request: RunRequest) -> int:
     if run_dir is None:
         run_dir = make_run_dir(request.reports_dir, run_id)
         rundir.write_plan(run_dir, run_id=run_id, suite=the_plan.suite.name, cells=[c.id for c in the_plan.cells],
-                          shard=request.shard)
+                          shard=request.shard, kernels=request.kernels)
     started_at = now_iso()
     machine: dict = {}
     interrupted, failure = False, None
@@ -255,11 +293,14 @@ def _resumed_plan(request: RunRequest) -> tuple[Plan, str, Path]:
     from harness.history import PLAN_FILE, read_plan
 
     assert request.resume is not None
-    if request.shard or request.cells or request.run_id:
-        raise ConfigError("--resume: the run directory's plan.json decides the cells; drop --shard/--cell/--run-id")
+    if request.shard or request.cells or request.run_id or request.kernels:
+        raise ConfigError("--resume: the run directory's plan.json decides the cells and their kernels; "
+                          "drop --shard/--cell/--run-id/--kernels")
     recorded = read_plan(request.resume)
     the_plan = replan(recorded["suite"], recorded["cells"], suites_dir=request.suites_dir,
                       baselines_dir=request.baselines_dir, source=str(request.resume / PLAN_FILE))
+    if recorded.get("kernels"):
+        the_plan = with_kernels(the_plan, recorded["kernels"])
     return the_plan, recorded["run_id"], request.resume
 
 
@@ -268,6 +309,8 @@ def _fresh_plan(request: RunRequest) -> tuple[Plan, str, None]:
     assert request.suite is not None
     the_plan = plan(request.suite, suites_dir=request.suites_dir, baselines_dir=request.baselines_dir,
                     cell_patterns=request.cells)
+    if request.kernels:
+        the_plan = with_kernels(the_plan, request.kernels)
     suffix = ""
     if request.shard:
         from harness.shard import parse_shard
@@ -309,7 +352,7 @@ def _execute(request: RunRequest, the_plan: Plan, run_dir: Path, host_gpus: list
 
     references = request.baselines_dir / "references" / the_plan.suite.baselines
     options = RunOptions(python=request.python or sys.executable, machine=machine_info(*discovered),
-                         evaluator=_evaluator(references), api_key=request.api_key,
+                         evaluator=_evaluator(references, sequential_references(the_plan)), api_key=request.api_key,
                          exclusive_devices=request.share_gpus == 1)
     kept = {}
     if request.resume:
@@ -321,14 +364,20 @@ def _execute(request: RunRequest, the_plan: Plan, run_dir: Path, host_gpus: list
     if to_run:  # the engines' own output never reaches this terminal
         say(f"each server's output: {run_dir}/cells/<cell>/server.log")
     to_run = _with_engine_python(to_run, request.python, the_plan.suite)
+    refuse_shadowing_aiter(to_run, discovered[1], options.python, force=request.force_reference_kernels)
     prepare_local_checkpoints(to_run, options.python)
     # As they will run here: `vendor: auto` decided (a CPU machine's cells hold no GPUs), local paths resolved.
     to_run = [materialize(cell, create=False) for cell in to_run]
     checks = preflight_cells(to_run, engine_versions(to_run, options.python, request.engine_version)) \
         if request.preflight else {}
     unmeasurable = unmeasurable_cells(to_run, references)
+    gpus_found = bool(discovered[0]) or bool(request.gpus)
+    if not gpus_found and any(cell.gpus for cell in to_run):
+        say(f"no GPU found on this host (neither NVML, nvidia-smi nor amd-smi answered): the cells' servers get "
+            f"the device numbers of the suite's {the_plan.suite.hardware.gpus} declared GPUs, which no real engine "
+            f"can use here")
     _, interrupted = run_cells(to_run, run_dir, _gated_runner(options, checks, unmeasurable), host_gpus,
-                               max_parallel=request.max_parallel, progress=say)
+                               max_parallel=request.max_parallel, progress=say, gpus_found=gpus_found)
     if interrupted:
         raise KeyboardInterrupt
     return options.machine
@@ -354,13 +403,44 @@ def _gated_runner(options, checks: dict[str, CellPreflight], unmeasurable: dict[
     return checked_run_cell
 
 
-def _evaluator(references: Path):
-    """The evals that run against each ready server (stored references from `references`)."""
+def _evaluator(references: Path, sequential: dict | None = None):
+    """The evals that run against each ready server (stored references from `references`; the sequential
+    gate's references per cell)."""
     import functools
 
     from harness.cellrun import run_cell_evals
 
-    return functools.partial(run_cell_evals, references=references)
+    return functools.partial(run_cell_evals, references=references, sequential=sequential or {})
+
+
+def sequential_references(the_plan: Plan) -> dict[str, dict[str, tuple]]:
+    """Per cell, the question evals that may stop early and what they are compared with: under
+    `gate.sequential`, each accuracy with a comparable baseline (the cell's own, a canary's model's) that has
+    per-question outcomes (paired) or a value and n (unpaired). A figure without one (no baseline yet, another
+    protocol) is measured in full: a baseline needs every question, and NOT_COMPARABLE has nothing to stop on."""
+    from harness.metric_kinds import MetricKind
+    from harness.metrics import METRICS
+    from harness.sequential import Reference, Rule
+
+    gate = the_plan.suite.gate
+    if not gate.sequential:
+        return {}
+    found: dict[str, dict[str, tuple]] = {}
+    for cell in the_plan.cells:
+        entries = the_plan.baselines.cells.get(cell.baseline_id or cell.id, {})
+        declared = {config.name: protocol_of(config) for config in cell.evals}
+        for name, protocol in declared.items():
+            metric = f"{name}.accuracy"
+            entry = entries.get(metric)
+            if metric not in METRICS or METRICS[metric].kind is not MetricKind.ACCURACY or entry is None:
+                continue
+            if entry.protocol is not None and protocol_differences(protocol, entry.protocol, result_may_be_unknown=True):
+                continue
+            if not entry.outcomes and (entry.value is None or not entry.n):
+                continue
+            reference = Reference(outcomes=entry.outcomes or None, value=entry.value, n=entry.n, floor=entry.floor)
+            found.setdefault(cell.id, {})[name] = (reference, Rule(gate.alpha, gate.min_effect_for(metric)))
+    return found
 
 
 def _with_engine_python(cells: list[Cell], flag: str | None, suite: Suite) -> list[Cell]:
@@ -429,10 +509,11 @@ def not_launched(cell: Cell, error: CellError) -> CellResult:
 
 def run_cells(cells: list[Cell], run_dir: Path, runner: CellRunner, host_gpus: list[int],
               progress: Callable[[str], None] = lambda line: None,
-              max_parallel: int | None = None) -> tuple[list[CellResult], bool]:
+              max_parallel: int | None = None, gpus_found: bool = True) -> tuple[list[CellResult], bool]:
     """Run the cells packed onto the host's GPUs, writing each result as soon as it exists so that nothing
     measured is lost. Returns the results and whether the run was interrupted (Ctrl-C); the cells in
-    flight when that happened are kept, with what they had measured."""
+    flight when that happened are kept, with what they had measured. Without `gpus_found`, the host's GPUs
+    are the suite's declared device numbers only, and the progress lines never call them GPUs."""
     from harness.schedule import run_packed, too_large
 
     for cell in too_large(cells, host_gpus):
@@ -440,7 +521,9 @@ def run_cells(cells: list[Cell], run_dir: Path, runner: CellRunner, host_gpus: l
     done = 0
 
     def started(placement: Placement) -> None:
-        where = f"GPUs {','.join(map(str, placement.devices))}" if placement.devices else "CPU"
+        devices = ','.join(map(str, placement.devices))
+        where = ("CPU" if not placement.devices else f"GPUs {devices}" if gpus_found
+                 else f"device numbers {devices} (no GPU found on this host)")
         progress(f"{placement.cell.id}: launching on {where}")
 
     def finished(result: CellResult) -> None:
@@ -525,6 +608,22 @@ def merge(runs: list[Path], *, run_id: str | None, suites_dir: Path, baselines_d
     return merged.exit_code
 
 
+def recorded_exit_code(run_dir: Path) -> tuple[int, str]:
+    """A run directory's exit code and where it came from. A run that never concluded (killed, lost with its
+    node) is a run whose cells were not measured: infrastructure, never a pass."""
+    from harness.history import RESULTS_FILE, open_run
+
+    if not (run_dir / RESULTS_FILE).exists():
+        return EXIT_INFRA, f"no {RESULTS_FILE}: the run never concluded"
+    try:
+        run_result = open_run(run_dir)
+    except ConfigError as error:
+        return error.exit_code, str(error)
+    if run_result.exit_code is not None:
+        return run_result.exit_code, "recorded"
+    return exit_code(Verdict.from_dict(v) for v in run_result.verdicts), "from its verdicts"
+
+
 # --- the dry run ----------------------------------------------------------------------------------------
 
 def print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
@@ -532,6 +631,7 @@ def print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
     from harness import secrets
     from harness.cellrun import materialize, server_command, sized_for
     from harness.engines import get_engine
+    from harness.kernels.selection import HOOK_FILE, NATIVE, pythonpath_entries
 
     for index, cell in enumerate(cells):
         cell = sized_for(materialize(cell, create=False), None, dry_run=True)
@@ -544,5 +644,8 @@ def print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
         print(cell.describe())
         for key, value in sorted(secrets.redact_env(command.env).items()):
             print(f"  env  {key}={value}")
+        if cell.kernels != NATIVE:
+            hooks = [str(Path(p) / HOOK_FILE) for p in pythonpath_entries(cell.kernels)]
+            print(f"  kernels {cell.kernels}: hook {', '.join(hooks)} (first on PYTHONPATH)")
         print(f"  argv {command.display()}")
     print(f"\n{plural(len(cells), 'cell')}; nothing launched (a real run picks a free port instead of {DRY_RUN_PORT})")

@@ -7,7 +7,7 @@ message. After a run, the measured load memory is compared with the predicted we
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ class CellPreflight:
     prediction: WeightPrediction | None = None
     manifest: dict[str, Any] = field(default_factory=dict)  # Manifest.facts()
     loader: str | None = None  # whose loader behaviour the rules predicted (ReleaseChoice.describe())
+    platform: str | None = None  # a platform limit the cell will meet after loading (never blocks a launch)
 
     @property
     def failures(self) -> list[RuleResult]:
@@ -53,6 +54,8 @@ class CellPreflight:
             body["unavailable"] = self.unavailable
         if self.loader:
             body["loader"] = self.loader
+        if self.platform:
+            body["platform"] = self.platform
         if self.manifest:
             body["manifest"] = self.manifest
         if self.prediction is not None:
@@ -145,8 +148,22 @@ def cell_launch(cell: Cell, release: ReleaseChoice) -> Launch:
 def check_cell(cell: Cell, *, token: str | None = None, engine_version: str | None = None) -> CellPreflight:
     """Preflight of a cell, predicting the loader of `engine_version` (the newest known release when unknown)."""
     release = choose(engine_version)
-    return check_checkpoint(cell.id, cell.checkpoint.path, cell_launch(cell, release),
-                            draft=cell.draft.path if cell.draft else None, token=token, release=release)
+    check = check_checkpoint(cell.id, cell.checkpoint.path, cell_launch(cell, release),
+                             draft=cell.draft.path if cell.draft else None, token=token, release=release)
+    return replace(check, platform=platform_limit(cell))
+
+
+def platform_limit(cell: Cell) -> str | None:
+    """SGLang's Quark MXFP4 code calls aiter, which exists only on ROCm: on another device such a cell loads,
+    then fails at its first MXFP4 forward (`aiter_missing`), unless the reference kernels stand in for aiter.
+    A note, not a FAIL: the load itself (what the fixes are about) runs there."""
+    from harness.kernels.selection import AITER_REFERENCE, NATIVE
+
+    if (cell.engine != "sglang" or not QUANT_KINDS[cell.quant].needs_aiter or cell.hardware.vendor == "amd"
+            or cell.kernels != NATIVE):
+        return None
+    return (f"predicts aiter_missing at the first MXFP4 forward on {cell.hardware.vendor} (aiter is ROCm-only): "
+            f"set server: {{kernels: {AITER_REFERENCE}}} in the suite, or pass --kernels {AITER_REFERENCE}")
 
 
 def describe(check: CellPreflight) -> list[str]:
@@ -163,6 +180,8 @@ def describe(check: CellPreflight) -> list[str]:
     if check.unavailable:
         lines.append(f"  {'SKIPPED':<15} {check.unavailable}; the cell launches unchecked")
     lines += [f"  {r.outcome.value:<15} {r.fix} ({r.pr}): {r.reason}" for r in check.results]
+    if check.platform:
+        lines.append(f"  {'PLATFORM':<15} {check.platform}")
     if check.prediction is not None:
         p = check.prediction
         lines.append(f"  predicted weights per rank at tp {p.tp}: BF16 {_size(p.bf16_gib)}, online MXFP4 "

@@ -24,10 +24,14 @@ from harness.results import (
 )
 
 
-def write_plan(run_dir: Path, *, run_id: str, suite: str, cells: list[str], shard: str | None) -> None:
-    schema.write_json(run_dir / PLAN_FILE, {"kind": PLAN_KIND, "schema_version": schema.CURRENT_VERSIONS[PLAN_KIND],
-                                            "run_id": run_id, "suite": suite, "shard": shard, "cells": cells,
-                                            "started_at": now_iso()})
+def write_plan(run_dir: Path, *, run_id: str, suite: str, cells: list[str], shard: str | None,
+               kernels: str | None = None) -> None:
+    """The run's plan; `kernels`: the --kernels override its cells ran with (a resumed run keeps it)."""
+    body = {"kind": PLAN_KIND, "schema_version": schema.CURRENT_VERSIONS[PLAN_KIND], "run_id": run_id,
+            "suite": suite, "shard": shard, "cells": cells, "started_at": now_iso()}
+    if kernels:
+        body["kernels"] = kernels
+    schema.write_json(run_dir / PLAN_FILE, body)
 
 
 def finished(result: CellResult, *, retry_failed: bool) -> bool:

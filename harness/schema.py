@@ -43,11 +43,15 @@ def read_document(path: Path) -> Any:
         raise ConfigError(f"{path}: no such file") from None
     from harness import strict
 
+    if path.suffix != ".json":
+        try:
+            return strict.load_yaml(text)
+        except (yaml.YAMLError, strict.DocumentTooComplex) as error:
+            raise strict.yaml_error(str(path), error, text) from None
     try:
-        return strict.load_json(text) if path.suffix == ".json" else strict.load_yaml(text)
-    except (ValueError, yaml.YAMLError) as error:  # json.JSONDecodeError and DocumentTooComplex are ValueErrors
-        raise ConfigError(f"{path}: not valid {'JSON' if path.suffix == '.json' else 'YAML'}: "
-                          f"{' '.join(str(error).split())}") from None
+        return strict.load_json(text)
+    except ValueError as error:  # json.JSONDecodeError and DocumentTooComplex are ValueErrors
+        raise ConfigError(f"{path}: not valid JSON: {' '.join(str(error).split())}") from None
 
 
 def check_version(document: Any, path: Path, kind: str, *, migrate: bool) -> dict[str, Any]:

@@ -84,6 +84,11 @@ class Trend:
     def latest(self) -> Point:
         return self.points[-1]
 
+    @property
+    def current(self) -> Point:
+        """The latest point that stands for the suite's state: a planted defect's run never does."""
+        return next((p for p in reversed(self.points) if not p.planted), self.points[-1])
+
 
 def trends(history: History, *, suites: Sequence[str] | None = None, cells: Sequence[str] | None = None,
            metrics: Sequence[str] | None = None, window: int = DEFAULT_WINDOW) -> list[Trend]:
@@ -162,7 +167,7 @@ def _steps_within(segment: list[tuple[int, Point]], gate: GateSettings, window: 
             continue
         index, point = segment[k]
         candidate = Step(point, index, verdict.state.value, _mean(before), _mean(after), verdict.p_value,
-                         verdict.test, verdict.reason)
+                         verdict.test, f"{compared(before, after)}: {verdict.reason}")
         alone = _window_verdict(before, [point], gate).state is verdict.state
         if groups and groups[-1][-1][0].direction == candidate.direction \
                 and segment[k - 1][0] == groups[-1][-1][0].index:
@@ -181,17 +186,30 @@ def _locate(group: list[tuple[Step, bool]]) -> Step:
     return max((candidate for candidate, _ in group), key=lambda c: abs(c.delta or 0))
 
 
+def compared(before: list[Point], after: list[Point]) -> str:
+    """What a step's test compared: two windows of runs, never one run against its baseline (that is the run's
+    own verdict, with its own test and p-value)."""
+    def runs(points: list[Point]) -> str:
+        names = points[0].run_id if len(points) == 1 else f"{points[0].run_id} .. {points[-1].run_id}"
+        return f"{len(points)} run{'s' if len(points) > 1 else ''} ({names}, mean {_mean(points):.4g})"
+
+    return f"windows: {runs(before)} against {runs(after)}"
+
+
 def _window_verdict(before: list[Point], after: list[Point], gate: GateSettings) -> Verdict:
     metric = before[0].metric
-    baseline = _window_sample(before)
+    baseline = _window_sample(before, nearest=-1)
     entry = BaselineEntry(metric=metric, provenance=_WINDOW_PROVENANCE, value=baseline.value, n=baseline.n,
-                          protocol=baseline.protocol, values=baseline.values)
-    return compare_metric(metric, _window_sample(after), entry, gate)
+                          protocol=baseline.protocol, outcomes=baseline.outcomes, values=baseline.values)
+    return compare_metric(metric, _window_sample(after, nearest=0), entry, gate)
 
 
-def _window_sample(points: list[Point]) -> MetricSample:
+def _window_sample(points: list[Point], nearest: int) -> MetricSample:
     """The window's figures as one sample: the mean value at one run's n (the smallest), the protocol of the
-    run nearest the candidate step, and per-item values averaged over the items every run measured."""
+    run nearest the candidate step (`nearest`: its index in the window), per-item values averaged over the items
+    every run measured, and per-question outcomes where every run has them over the same questions: each
+    question's majority outcome (a tie: the nearest run's), so that accuracy windows are paired question by
+    question (McNemar), as a run is against its baseline."""
     counts = [p.n for p in points if p.n]
     samples = [p.sample for p in points if p.sample is not None]
     values = None
@@ -199,8 +217,20 @@ def _window_sample(points: list[Point]) -> MetricSample:
     if per_item and len(per_item) == len(points):
         shared = set.intersection(*(set(v) for v in per_item))
         values = {item: statistics.fmean(v[item] for v in per_item) for item in sorted(shared)} or None
-    protocol = samples[-1].protocol if samples else None
-    return MetricSample(_mean(points), min(counts) if counts else None, None, protocol, values)
+    protocol = samples[nearest].protocol if samples else None
+    return MetricSample(_mean(points), min(counts) if counts else None, _majority(points, nearest), protocol, values)
+
+
+def _majority(points: list[Point], nearest: int) -> dict[str, bool] | None:
+    outcomes = [p.sample.outcomes if p.sample is not None else None for p in points]
+    if not all(outcomes) or any(o.keys() != outcomes[0].keys() for o in outcomes):
+        return None
+    out = {}
+    for question in outcomes[0]:
+        right = sum(o[question] for o in outcomes)
+        wrong = len(outcomes) - right
+        out[question] = outcomes[nearest][question] if right == wrong else right > wrong
+    return out
 
 
 def _mean(points: list[Point]) -> float:
@@ -227,8 +257,17 @@ def tolerance_band(metric: str, entry: BaselineEntry, gate: GateSettings, n: int
     if reference is None:
         return Band()
 
+    divergence = METRICS[metric].kind is MetricKind.DIVERGENCE
+    if divergence and entry.value is not None:  # a paired test: the windows the baseline holds (or two stand-ins)
+        entry = replace(entry, values=entry.values or {"a": entry.value, "b": entry.value})
+
     def state(value: float) -> State:
-        return compare_metric(metric, MetricSample(value, n or entry.n, None, entry.protocol, None), entry, gate).state
+        # A divergence moved by the same amount on every window: certain significance, so the band's edges are
+        # where the minimum effect (or a ceiling) starts to count; a real run must also be significant.
+        values = ({item: base + value - entry.value for item, base in entry.values.items()}
+                  if divergence and entry.value is not None else None)
+        sample = MetricSample(value, n or entry.n, None, entry.protocol, values)
+        return compare_metric(metric, sample, entry, gate).state
 
     def flagged(value: float) -> bool:
         return state(value) in (State.REGRESSED, State.IMPROVED)

@@ -25,6 +25,7 @@ T = TypeVar("T")
 # grows without end; 50k levels of nesting exhaust the recursion limit of any recursive reader.
 MAX_DEPTH = 64
 MAX_EXPANDED_NODES = 1_000_000
+EXCERPT_WIDTH = 100  # characters of a line shown under a YAML syntax error
 
 
 @dataclass(frozen=True)
@@ -234,6 +235,27 @@ def load_yaml(text: str) -> Any:
         raise DocumentTooComplex("nested too deeply") from None
     finally:
         loader.dispose()
+
+
+def yaml_error(file: str, error: yaml.YAMLError | DocumentTooComplex, text: str) -> ConfigError:
+    """A YAML file that does not parse: `file:line:column: not valid YAML: <problem> (<context> at line L,
+    column C)`, with the line itself and a caret under the column as the error's excerpt."""
+    mark = getattr(error, "problem_mark", None)
+    if not isinstance(error, yaml.MarkedYAMLError) or mark is None:
+        return ConfigError(f"{file}: not valid YAML: {' '.join(str(error).split())}")
+    problem = " ".join(str(error.problem or "syntax error").split())
+    context, context_mark = error.context, error.context_mark
+    if context and context_mark is not None:
+        problem += f" ({' '.join(context.split())} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    lines = text.splitlines()
+    source = lines[mark.line] if mark.line < len(lines) else ""  # past the last line: the end of the file
+    column = mark.column
+    if len(source) > EXCERPT_WIDTH:  # a very long line (a flow mapping on one line): the part around the column
+        start = max(0, min(column - EXCERPT_WIDTH // 2, len(source) - EXCERPT_WIDTH))
+        source, column = source[start:start + EXCERPT_WIDTH], column - start
+    number = f"{mark.line + 1} | "
+    excerpt = f"  {number}{source}\n  {' ' * len(number)}{' ' * column}^"
+    return ConfigError(f"{file}:{mark.line + 1}:{mark.column + 1}: not valid YAML: {problem}", excerpt=excerpt)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -19,6 +19,8 @@ from harness.errors import ConfigError
 from harness.evals.base import EvalConfig
 from harness.evals.registry import EVALS
 from harness.fixes import FIXES
+from harness.kernels.selection import ENGINES as KERNEL_ENGINES
+from harness.kernels.selection import KERNELS
 from harness.metrics import METRICS, MetricKind, Tolerance
 from harness.strict import Where
 
@@ -32,14 +34,16 @@ MATCH_KEYS = ("model",) + AXES
 class ServerSettings:
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    kernels: str | None = None  # harness.kernels.selection.KERNELS; None: not set here (native unless overridden)
     # The GiB of its GPU's memory a server sizes its static pools to: at launch harness passes it as the engine's
     # fraction of the GPU the cell landed on (harness.engine_flags.memory_fraction_args), so cells sized on a
     # 141 GB GPU keep their size on an 80 GB one.
     memory_gib: float | None = None
 
     def then(self, other: ServerSettings) -> ServerSettings:
-        """These settings followed by `other`: args appended, env overridden key by key, memory_gib replaced."""
-        return ServerSettings(self.args + other.args, {**self.env, **other.env},
+        """These settings followed by `other`: args appended, env overridden key by key, kernels and memory_gib
+        if `other` sets them."""
+        return ServerSettings(self.args + other.args, {**self.env, **other.env}, other.kernels or self.kernels,
                               other.memory_gib if other.memory_gib is not None else self.memory_gib)
 
 
@@ -129,6 +133,8 @@ class GateSettings:
     # How far each memory figure may rise over its baseline (harness.metrics TOLERANCES).
     memory: dict[str, Tolerance] = field(default_factory=_default_memory_tolerances)
     accept_length_abs: float = 0.15
+    # Stop a question eval as soon as its accuracy verdict is decided (harness.sequential; docs/gate.md).
+    sequential: bool = False
 
     def min_effect_for(self, metric: str) -> float:
         return self.min_effect.get(metric, 0.01)
@@ -171,17 +177,22 @@ class Suite:
     # The Python that runs the engine's servers (e.g. an engine installed in its own virtualenv), relative
     # to the working directory; None: harness's own, or `harness run --python`.
     python: str | None = None
+    # `harness run --executor slurm`'s defaults for this suite (partition, account, time, gpus_per_node): a flag
+    # wins, then a HARNESS_SLURM_* variable (the site's), then these.
+    slurm: dict[str, Any] = field(default_factory=dict)
 
 
 def load_suite(path: Path) -> Suite:
     """Read and strictly validate one suite file (matrix combinations are checked on expansion)."""
     where = Where(str(path))
     try:
-        document = strict.load_yaml(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such suite file") from None
+    try:
+        document = strict.load_yaml(text)
     except (yaml.YAMLError, strict.DocumentTooComplex) as error:
-        raise ConfigError(f"{path}: not valid YAML: {_one_line(error)}") from None
+        raise strict.yaml_error(str(path), error, text) from None
     return _parse_suite(document, path, where)
 
 
@@ -199,16 +210,12 @@ def find_suite(name_or_path: str, suites_dir: Path) -> Path:
     return path
 
 
-def _one_line(error: Exception) -> str:
-    return " ".join(str(error).split())
-
-
 def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
     doc = strict.mapping(
         document, where,
         allowed=("schema_version", "name", "description", "engine", "hardware", "timeouts", "server",
                  "speculative", "evals", "gate", "matrix", "models", "include", "exclude", "overrides",
-                 "baselines", "python"),
+                 "baselines", "python", "slurm"),
         required=("schema_version", "name", "engine", "models"),
     )
     version = strict.integer(doc["schema_version"], where.key("schema_version"))
@@ -259,6 +266,7 @@ def _parse_suite(document: Any, path: Path, where: Where) -> Suite:
         baselines=problems.check(lambda: strict.string(doc.get("baselines", name), where.key("baselines")), name),
         python=problems.check(lambda: None if doc.get("python") is None
                               else strict.string(doc["python"], where.key("python")), None),
+        slurm=problems.check(lambda: _parse_slurm(doc.get("slurm", {}), where.key("slurm")), {}),
     )
     problems.raise_any()
     return suite
@@ -295,6 +303,15 @@ def _parse_hardware(value: Any, where: Where) -> Hardware:
     return Hardware(vendor, strict.string_list(doc.get("gpu_arch", []), where.key("gpu_arch")), gpus)
 
 
+def _parse_slurm(value: Any, where: Where) -> dict[str, Any]:
+    doc = strict.mapping(value, where, allowed=("partition", "account", "time", "gpus_per_node"))
+    parsed: dict[str, Any] = {key: strict.string(doc[key], where.key(key)) for key in ("partition", "account", "time")
+                              if key in doc}
+    if "gpus_per_node" in doc:
+        parsed["gpus_per_node"] = strict.integer(doc["gpus_per_node"], where.key("gpus_per_node"), minimum=0)
+    return parsed
+
+
 def _parse_timeouts(value: Any, where: Where) -> Timeouts:
     doc = strict.mapping(value, where, allowed=("launch_s", "eval_s", "teardown_s"))
     default = Timeouts()
@@ -305,16 +322,8 @@ def _parse_timeouts(value: Any, where: Where) -> Timeouts:
 
 
 def _parse_server(value: Any, where: Where, engine: str) -> ServerSettings:
-    doc = strict.mapping(value, where, allowed=("args", "env", "memory_gib"))
+    doc = strict.mapping(value, where, allowed=("args", "env", "kernels", "memory_gib"))
     args = strict.string_list(doc.get("args", []), where.key("args"))
-    memory_gib = None
-    if doc.get("memory_gib") is not None:
-        memory_gib = strict.number(doc["memory_gib"], where.key("memory_gib"), minimum=0.01)
-        fraction_flag = MEMORY_FRACTION_FLAGS.get(engine)
-        if fraction_flag is None:
-            raise where.key("memory_gib").error(f"the {engine} engine takes no memory fraction to size")
-        if any(arg.split("=", 1)[0].replace("_", "-") == fraction_flag for arg in args):
-            raise where.key("args").error(f"'{fraction_flag}' and memory_gib both size the server: keep one")
     for i, arg in enumerate(args):  # the engine owns the flags the matrix sets, however they are spelled
         managed = refused_flag(engine, arg)
         if managed is not None:
@@ -323,7 +332,27 @@ def _parse_server(value: Any, where: Where, engine: str) -> ServerSettings:
             raise where.key("args").key(i).error(
                 f"'{flag}'{spelled} is set by the harness from the matrix and the model; remove it here"
             )
-    return ServerSettings(args, strict.string_map(doc.get("env", {}), where.key("env")), memory_gib)
+    kernels = None
+    if "kernels" in doc:
+        kernels = strict.choice(doc["kernels"], where.key("kernels"), what="kernels", choices=KERNELS)
+        if engine not in KERNEL_ENGINES.get(kernels, (engine,)):
+            raise where.key("kernels").error(
+                f"'{kernels}' stands in for aiter in {' and '.join(KERNEL_ENGINES[kernels])}'s MXFP4 path; "
+                f"the {engine} engine never calls aiter")
+    return ServerSettings(args, strict.string_map(doc.get("env", {}), where.key("env")), kernels,
+                          _parse_memory_gib(doc, args, where, engine))
+
+
+def _parse_memory_gib(doc: dict[str, Any], args: list[str], where: Where, engine: str) -> float | None:
+    if doc.get("memory_gib") is None:
+        return None
+    memory_gib = strict.number(doc["memory_gib"], where.key("memory_gib"), minimum=0.01)
+    fraction_flag = MEMORY_FRACTION_FLAGS.get(engine)
+    if fraction_flag is None:
+        raise where.key("memory_gib").error(f"the {engine} engine takes no memory fraction to size")
+    if any(arg.split("=", 1)[0].replace("_", "-") == fraction_flag for arg in args):
+        raise where.key("args").error(f"'{fraction_flag}' and memory_gib both size the server: keep one")
+    return memory_gib
 
 
 def _parse_speculative(value: Any, where: Where) -> dict[str, dict[str, int]]:
@@ -352,7 +381,7 @@ def parse_eval(name: str, value: Any, where: Where) -> EvalConfig:
 
 def _parse_gate(value: Any, where: Where) -> GateSettings:
     doc = strict.mapping(value, where, allowed=("alpha", "min_effect", "memory", "accept_length_abs",
-                                                "memory_abs_gib", "memory_rel"))
+                                                "sequential", "memory_abs_gib", "memory_rel"))
     for replaced in ("memory_abs_gib", "memory_rel"):
         if replaced in doc:
             raise where.key(replaced).error("replaced by a tolerance per memory metric: gate.memory.<metric>: "
@@ -369,6 +398,7 @@ def _parse_gate(value: Any, where: Where) -> GateSettings:
         memory={**default.memory, **{k: _parse_tolerance(v, where.key("memory").key(k)) for k, v in tolerances.items()}},
         accept_length_abs=strict.number(doc.get("accept_length_abs", default.accept_length_abs),
                                         where.key("accept_length_abs"), minimum=0.0),
+        sequential=strict.boolean(doc.get("sequential", default.sequential), where.key("sequential")),
     )
 
 

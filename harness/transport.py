@@ -47,6 +47,11 @@ def set_api_key(base_url: str, api_key: str | None) -> None:
         _API_KEYS.pop(_origin(base_url), None)
 
 
+def api_key(url: str) -> str | None:
+    """The key registered for this server (another client, such as sgl-eval's, sends it itself)."""
+    return _API_KEYS.get(_origin(url))
+
+
 def _auth_headers(url: str) -> dict[str, str]:
     key = _API_KEYS.get(_origin(url))
     return {"Authorization": f"Bearer {key}"} if key else {}
@@ -312,17 +317,20 @@ def _check_url(base_url: str) -> None:
 
 
 async def _run_all(base_url: str, requests: Iterable[Request], settings: ClientSettings,
-                   on_done: Callable[[Response], None]) -> list[Response]:
+                   on_done: Callable[[Response], None], stop: Callable[[], bool] | None = None) -> list[Response]:
     import aiohttp
 
     pending = iter(requests)
     order: list[str] = []
     responses: dict[str, Response] = {}
     failures = 0
+    halted = asyncio.Event()
 
     async def worker(session: aiohttp.ClientSession) -> None:
         nonlocal failures
         for request in pending:  # a shared iterator: each request is taken by exactly one worker
+            if halted.is_set():
+                return
             order.append(request.id)
             if settings.max_errors is not None and failures > settings.max_errors:
                 response = Response(request.id, None, "not sent: too many failed requests", 0.0, None, 0)
@@ -331,6 +339,8 @@ async def _run_all(base_url: str, requests: Iterable[Request], settings: ClientS
             failures += response.error is not None
             responses[request.id] = response
             on_done(response)
+            if stop is not None and stop():
+                halted.set()
 
     headers = {"Content-Type": "application/json", "Accept": "application/json", **_auth_headers(base_url)}
     # A context made now reads $SSL_CERT_FILE / $SSL_CERT_DIR as they are now (aiohttp's own is made at import).
@@ -343,16 +353,32 @@ async def _run_all(base_url: str, requests: Iterable[Request], settings: ClientS
                                          timeout=aiohttp.ClientTimeout(total=None)) as session:
             workers = asyncio.gather(*(worker(session) for _ in range(settings.concurrency)))
             at = _DEADLINE.get()
-            if at is None:
-                await workers
-            else:
-                try:
-                    await asyncio.wait_for(workers, max(0.0, at - time.monotonic()))
-                except asyncio.TimeoutError:
-                    raise DeadlineExceeded([responses[i] for i in order if i in responses]) from None
+            try:
+                await asyncio.wait_for(_until_done_or_halted(workers, halted),
+                                       None if at is None else max(0.0, at - time.monotonic()))
+            except asyncio.TimeoutError:
+                raise DeadlineExceeded([responses[i] for i in order if i in responses]) from None
     finally:
         heartbeat.cancel()
-    return [responses[request_id] for request_id in order]
+    # A halted run leaves the requests in flight unanswered: they are dropped, not failed.
+    return [responses[request_id] for request_id in order if request_id in responses]
+
+
+async def _until_done_or_halted(workers: asyncio.Future, halted: asyncio.Event) -> None:
+    """Wait for every worker, or until `halted` (the caller's `stop` said so): then the requests still in
+    flight are cancelled, their connections closed (a server aborts a request whose client went away)."""
+    halt = asyncio.ensure_future(halted.wait())
+    try:
+        await asyncio.wait({workers, halt}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        halt.cancel()
+        if not workers.done():
+            workers.cancel()
+        try:
+            await workers
+        except asyncio.CancelledError:
+            if not halted.is_set():
+                raise
 
 
 async def _heartbeat(period_s: float = 0.2) -> None:
@@ -364,14 +390,16 @@ async def _heartbeat(period_s: float = 0.2) -> None:
 
 
 def run_requests(base_url: str, requests: Iterable[Request], settings: ClientSettings,
-                 on_done: Callable[[Response], None] = lambda response: None) -> list[Response]:
+                 on_done: Callable[[Response], None] = lambda response: None,
+                 stop: Callable[[], bool] | None = None) -> list[Response]:
     """Send every request with bounded concurrency, retrying connection errors, 429 and 5xx with back-off
     (a server's Retry-After honoured, bounded by `max_retry_after_s`).
 
     Failed requests come back with `error` set; they are never dropped or scored here. Raises
     DeadlineExceeded, with the responses that came back, when the deadline of the enclosing `deadline()`
-    passes first.
+    passes first. `stop`, asked after each response: once it says True no request is sent any more and those in
+    flight are cancelled (the sequential gate decided); the responses that came back are returned.
     """
     base_url = base_url.rstrip("/")
     _check_url(base_url)
-    return asyncio.run(_run_all(base_url, requests, settings, on_done))
+    return asyncio.run(_run_all(base_url, requests, settings, on_done, stop))

@@ -3,6 +3,7 @@
     python tests/stub_openai.py --port 0 [--latency-s 0.05] [--wrong-every 10] [--fail-first]
                                 [--error-every 0] [--reasoning] [--close-after-response]
                                 [--retry-after S] [--reply-json FILE] [--api-key K] [--tls CERT KEY]
+                                [--eos-token T] [--replies FILE]
 
 GSM8K prompts are answered with the reference answer of the question they end with (read from
 $HARNESS_DATA_DIR/gsm8k/test.jsonl), except every k-th question (--wrong-every), which gets a wrong
@@ -25,7 +26,10 @@ CHOICE = re.compile(r"^([A-D])\) (.*)$", re.MULTILINE)
 
 
 def load_answers() -> dict[str, tuple[int, str]]:
+    """GSM8K's answers by question; none where the tests found no GSM8K (GPQA and fault tests need none)."""
     root = Path(os.environ["HARNESS_DATA_DIR"]) / "gsm8k" / "test.jsonl"
+    if not root.is_file():
+        return {}
     rows = [json.loads(line) for line in root.read_text().splitlines() if line.strip()]
     return {row["question"]: (index, row["answer"]) for index, row in enumerate(rows)}
 
@@ -34,11 +38,14 @@ class Stub:
     def __init__(self, args: argparse.Namespace):
         self.args = args
         self.answers = load_answers()
+        self.replies = json.loads(Path(args.replies).read_text()) if args.replies else {}
         self.attempts: dict[str, int] = {}
         self.refused: dict[str, float] = {}
         self.stats = {"first_arrival": None, "last_departure": None, "count": 0}
 
     def reply_text(self, prompt: str) -> tuple[str, int | None]:
+        if self.replies:
+            return next((text for marker, text in self.replies.items() if marker in prompt), ""), None
         choices = CHOICE.findall(prompt)
         if choices:
             letter = next((letter for letter, text in choices if "CORRECT" in text), "A")
@@ -101,6 +108,8 @@ class Stub:
             return await self.completion(path, json.loads(body))
         if path == "/v1/models":
             return 200, {"object": "list", "data": [{"id": "stub-model", "object": "model"}]}
+        if path == "/tokenizer_info" and self.args.eos_token is not None:
+            return 200, {"eos_token": self.args.eos_token}
         if path == "/health":
             return 200, {}
         if path == "/stats":
@@ -163,6 +172,8 @@ def main() -> None:
     parser.add_argument("--reply-json", help="answer every completion with this file's text, status 200")
     parser.add_argument("--api-key", help="answer 401 unless 'Authorization: Bearer KEY' is sent")
     parser.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), help="serve HTTPS")
+    parser.add_argument("--eos-token", help="answer GET /tokenizer_info with this eos_token (as vLLM does)")
+    parser.add_argument("--replies", help="a JSON object {marker: text}: a prompt containing a marker gets its text")
     parser.add_argument("--log-prompts", help="append each answered prompt as a JSON line to this file")
     asyncio.run(serve(parser.parse_args()))
 

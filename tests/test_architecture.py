@@ -61,9 +61,9 @@ def _harness_with_sums(tmp_path: Path) -> Path:
     (package / "evals" / "sums.py").write_text(SUMS_EVAL)
     registry = package / "evals" / "registry.py"
     text = registry.read_text()
-    line = 'REGISTERED = ("gsm8k", "gpqa", "numerics")'
+    line = 'REGISTERED = ("gsm8k", "gpqa", "aime", "numerics")'
     assert text.count(line) == 1
-    registry.write_text(text.replace(line, 'REGISTERED = ("gsm8k", "gpqa", "numerics", "sums")'))
+    registry.write_text(text.replace(line, 'REGISTERED = ("gsm8k", "gpqa", "aime", "numerics", "sums")'))
     return package.parent
 
 
@@ -113,8 +113,9 @@ def test_a_new_eval_is_one_module_and_one_registration_line(tmp_path):
 # layers before it, so that the run's data flows one way. Each entry is a module or a package prefix.
 LAYERS = (
     ("foundation", ("harness", "harness.errors", "harness.strict", "harness.schema", "harness.secrets",
-                    "harness.interrupts", "harness.stats", "harness.transport", "harness.machine", "harness.axes",
-                    "harness.fixes", "harness.memory", "harness.metric_kinds", "harness.engine_flags")),
+                    "harness.interrupts", "harness.stats", "harness.sequential", "harness.transport", "harness.machine", "harness.axes",
+                    "harness.fixes", "harness.memory", "harness.metric_kinds", "harness.engine_flags",
+                    "harness.kernels")),
     ("records", ("harness.results", "harness.local.problems")),
     ("evals", ("harness.evals",)),
     ("vocabulary", ("harness.protocols", "harness.metrics")),
@@ -128,13 +129,13 @@ LAYERS = (
     ("compare", ("harness.compare",)),
     ("steps", ("harness.steps",)),
     ("report", ("harness.report",)),
-    ("pipeline", ("harness.pipeline",)),
+    ("pipeline", ("harness.pipeline", "harness.slurm")),
     ("commands", ("harness.commands",)),
     ("cli", ("harness.cli", "harness.__main__")),
 )
 # Never imported on the CLI's start-up path (`import quark.torch` alone costs ~17 s).
 HEAVY = ("numpy", "pandas", "torch", "quark", "aiohttp", "transformers", "lm_eval", "safetensors", "datasets",
-         "huggingface_hub", "vllm", "sglang")
+         "huggingface_hub", "vllm", "sglang", "sgl_eval", "openai", "math_verify")
 
 
 def _module_name(path: Path) -> str:

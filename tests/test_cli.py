@@ -27,7 +27,7 @@ def test_list_prints_cells_with_fix_and_pr(capsys):
     assert main(["list", "--suite", "kimi", *SUITES]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("kimi-k26/quark-mxfp4/none/tp4  [kimi-k26-quark-prefix #23408]  gsm8k:lm-eval/5-shot")
-    assert any(line.startswith("kimi-k25/quark-mxfp4/eagle3/tp8") and "gpqa:simple-evals" in line for line in out)
+    assert any(line.startswith("kimi-k25/quark-mxfp4/eagle3/tp8") and "gpqa:sglang-run-eval" in line for line in out)
 
 
 def test_dry_run_prints_argv_and_env_and_launches_nothing(capsys, tmp_path):
@@ -225,3 +225,50 @@ def test_preflight_that_checked_nothing_does_not_pass(capsys, monkeypatch, tmp_p
     assert main(["preflight", "--suite", "glm5", *SUITES, "--engine-version", "0.5.17"]) == 3
     out, err = capsys.readouterr()
     assert "SKIPPED" in out and "0 cells checked, 0 failed, 2 skipped" in err and "checked nothing" in err
+
+
+@pytest.mark.parametrize(("argv", "usage", "hint"), [
+    (["run", "--suite", "glm5", "--dry-runn"], "usage: harness run ", "--dry-runn; did you mean --dry-run?"),
+    (["baseline", "update", "--from", "x", "--forse"], "usage: harness baseline update ",
+     "--forse; did you mean --force?"),
+])
+def test_an_unknown_option_gets_its_commands_usage_and_the_closest_option(capsys, argv, usage, hint):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith(usage) and f"unrecognized arguments: {hint}" in err
+
+
+def test_a_yaml_syntax_error_keeps_file_line_column_and_a_caret_under_the_line(capsys, tmp_path):
+    (tmp_path / "broken.yaml").write_text("name: broken\nmatrix: {quant: [bf16\nmodels: []\n")
+    assert main(["list", "--suite", "broken", "--suites-dir", str(tmp_path)]) == 2
+    first, source, caret = capsys.readouterr().err.splitlines()
+    assert first == (f"harness: error: {tmp_path / 'broken.yaml'}:3:7: not valid YAML: expected ',' or ']', but got "
+                     "':' (while parsing a flow sequence at line 2, column 17)")
+    assert source.endswith("3 | models: []") and caret.strip() == "^"
+    assert source[caret.index("^")] == ":"  # under the column named, whatever the prefix
+
+
+def test_a_syntax_error_on_a_very_long_line_shows_the_part_around_its_column(capsys, tmp_path):
+    (tmp_path / "long.yaml").write_text("name: long\nmatrix: {" + "quant: [bf16], " * 40 + "tp: [1]: x}\n")
+    assert main(["list", "--suite", "long", "--suites-dir", str(tmp_path)]) == 2
+    _, source, caret = capsys.readouterr().err.splitlines()
+    assert len(source) < 120 and source[caret.index("^")] == ":"
+
+
+def test_validate_shows_a_yaml_syntax_errors_caret_too(capsys, tmp_path):
+    (tmp_path / "suites").mkdir()
+    (tmp_path / "baselines").mkdir()
+    (tmp_path / "suites" / "broken.yaml").write_text("name: [unclosed\n")
+    assert main(["validate", "--suites-dir", str(tmp_path / "suites"),
+                 "--baselines-dir", str(tmp_path / "baselines")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert re.fullmatch(r"harness: error: .*broken\.yaml:2:1: not valid YAML: .*", err[0]) and err[2].strip() == "^"
+
+
+def test_every_suite_flag_says_what_it_takes(capsys):
+    from harness.cli import build_parser
+
+    flags = [action for parser in _parsers(build_parser()) for action in parser._actions
+             if "--suite" in action.option_strings]
+    assert len(flags) >= 5 and all(action.help for action in flags)

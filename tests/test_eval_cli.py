@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 
 from harness.cli import main
@@ -11,8 +12,9 @@ from harness.evals import gpqa, gsm8k
 from tests.fake_cells import FAKE_ENGINES
 
 
+@pytest.mark.gsm8k
 def test_eval_against_a_running_server_prints_the_result_schema(stub_server, capsys):
-    url = stub_server("--wrong-every", "5")
+    url = stub_server("--wrong-every", "5", "--eos-token", "<|endoftext|>")
     assert main(["eval", "gsm8k", "--base-url", url, "--questions", "50", "--json"]) == 0
     body = json.loads(capsys.readouterr().out)
     assert body["name"] == "gsm8k" and body["metrics"]["accuracy"]["value"] == 0.8
@@ -20,6 +22,17 @@ def test_eval_against_a_running_server_prints_the_result_schema(stub_server, cap
     assert body["outcomes"][0] == {"id": "gsm8k-test-0000", "correct": False, "extracted": "181"}
     assert main(["eval", "gsm8k", "--base-url", url, "--questions", "20", "--protocol", "lm-eval"]) == 0
     assert "gsm8k (lm-eval): accuracy 0.8000" in capsys.readouterr().out
+    assert main(["eval", "gsm8k", "--base-url", url, "--questions", "5", "--protocol", "lm-eval", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["protocol"]["eos_string"] == "<|endoftext|>"  # the server's
+
+
+def test_lm_eval_without_an_eos_string_is_a_config_error_naming_the_key(stub_server, capsys):
+    url = stub_server()
+    assert main(["eval", "gsm8k", "--base-url", url, "--questions", "5", "--protocol", "lm-eval"]) == 2
+    assert "set `eos_string:`" in capsys.readouterr().err
+    assert main(["eval", "gsm8k", "--base-url", url, "--questions", "5", "--protocol", "lm-eval",
+                 "--eos-string", "</s>", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["protocol"]["eos_string"] == "</s>"
 
 
 def test_eval_flag_errors_name_the_flag(capsys):
@@ -30,6 +43,7 @@ def test_eval_flag_errors_name_the_flag(capsys):
     assert "--chat-template-kwargs: not JSON" in capsys.readouterr().err
 
 
+@pytest.mark.gsm8k
 def test_eval_against_nothing_is_an_infra_error(capsys):
     code = main(["eval", "gsm8k", "--base-url", "http://127.0.0.1:9", "--questions", "10", "--model", "m"])
     assert code == 3 and "10 of 10 requests failed" in capsys.readouterr().err
@@ -45,11 +59,13 @@ def test_offline_fetch_is_one_line_saying_what_to_do(tmp_path, monkeypatch, caps
     assert main(["data", "fetch", "gpqa"]) == 2
 
 
+@pytest.mark.gsm8k
 def test_fetch_with_a_cache_already_in_place_verifies_it(capsys):
-    assert main(["data", "fetch", "gsm8k"]) == 0  # HARNESS_DATA_DIR is ../shared/data in tests
+    assert main(["data", "fetch", "gsm8k"]) == 0  # HARNESS_DATA_DIR holds GSM8K here (tests/conftest.py)
     assert "test.jsonl  sha256 3730d312f6e3" in capsys.readouterr().out
 
 
+@pytest.mark.gsm8k
 def test_run_with_gsm8k_gates_accuracy_against_a_baseline(tmp_path, capsys):
     suites, baselines = tmp_path / "suites", tmp_path / "baselines"
     suites.mkdir()
@@ -77,3 +93,16 @@ def test_run_with_gsm8k_gates_accuracy_against_a_baseline(tmp_path, capsys):
     gsm = results["cells"][0]["evals"]["gsm8k"]
     assert len(gsm["outcomes"]) == 40 and gsm["protocol"]["dataset_sha256"].startswith("3730d312")
     assert "Janet" not in (tmp_path / "reports" / "r" / "results.json").read_text()
+
+
+def test_one_degenerate_completion_never_ends_an_eval(tmp_path, stub_server, capsys):
+    """A 5,000-digit run is SGLang's SyntaxError, caught: that question scores invalid, the eval goes on."""
+    rows = gsm8k.read_gsm8k("test")[:10]
+    replies = {row["question"] + "\nAnswer:": " The total is " + "7" * 5000 + "." if i == 3 else " " + row["answer"]
+               for i, row in enumerate(rows)}
+    (tmp_path / "replies.json").write_text(json.dumps(replies))
+    url = stub_server("--replies", str(tmp_path / "replies.json"))
+    assert main(["eval", "gsm8k", "--base-url", url, "--questions", "10", "--shots", "0", "--json"]) == 0
+    body = json.loads(capsys.readouterr().out)
+    assert body["outcomes"][3] == {"id": "gsm8k-test-0003", "correct": False, "extracted": None}
+    assert body["metrics"]["accuracy"]["value"] == 0.9 and body["metrics"]["invalid_rate"]["value"] == 0.1

@@ -104,6 +104,7 @@ def reports_written(run_dir: Path) -> dict:
 
 # --- 1. signals: SIGTERM and SIGHUP take Ctrl-C's path ---------------------------------------------------
 
+@pytest.mark.gsm8k
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT])
 def test_a_signal_mid_eval_tears_down_saves_and_reports(tmp_path, sig):
     root = suite_with_eval(tmp_path, latency_s=0.5, questions=60)
@@ -135,6 +136,7 @@ def test_nohup_keeps_sighup_ignored(inherited, kept):
         signal.signal(signal.SIGHUP, before)
 
 
+@pytest.mark.gsm8k
 def test_a_second_signal_during_teardown_does_not_cut_it_short(tmp_path):
     # Stubborn children ignore SIGINT and SIGTERM: teardown takes its grace periods, and a second SIGTERM
     # arrives in the middle of them.
@@ -156,6 +158,7 @@ def test_a_second_signal_during_teardown_does_not_cut_it_short(tmp_path):
     no_records_left(root)
 
 
+@pytest.mark.gsm8k
 def test_servers_of_a_sigkilled_harness_are_torn_down_by_the_next_run(tmp_path):
     root = suite_with_eval(tmp_path, latency_s=0.5, questions=60, scenario="stubborn_children")
     process, cell_dir = start_until_ready(root, "killed")
@@ -182,6 +185,7 @@ def test_servers_of_a_sigkilled_harness_are_torn_down_by_the_next_run(tmp_path):
 
 # --- 2. timeouts.eval_s is a deadline -----------------------------------------------------------------------
 
+@pytest.mark.gsm8k
 def test_eval_s_is_enforced_and_what_was_answered_is_kept(tmp_path, capsys):
     root = suite_with_eval(tmp_path, latency_s=0.5, questions=200, eval_s=3)  # unbounded: 50 s
     start = time.monotonic()
@@ -208,6 +212,30 @@ def test_an_engine_that_cannot_be_launched_is_infra_error(tmp_path, capsys):
     assert "/nonexistent/python" in cells[0]["error"]["message"]
 
 
+def test_a_python_without_the_engine_is_launch_failed_with_the_hint_on_the_console(tmp_path, capsys, monkeypatch):
+    """A GPU-less user's first `harness run` of a real suite: the engine's Python has no SGLang (`-S`: no
+    site-packages, no PYTHONPATH, whatever this machine has installed)."""
+    from harness.engines import devices
+
+    monkeypatch.setattr(devices, "_BACKEND", None)  # as on a machine without a GPU
+    monkeypatch.setattr(devices, "_PROBED", True)
+    root = suite_with_eval(tmp_path)
+    python = tmp_path / "python-without-sglang"
+    python.write_text(f'#!/bin/sh\nexec env -u PYTHONPATH {sys.executable} -S "$@"\n')
+    python.chmod(0o755)
+    code = main(["run", "--suite", "fake", "--run-id", "nosglang", "--python", str(python), *dirs(root)])
+    out, err = capsys.readouterr()
+    assert code == 3, (out, err)
+    [cell] = reports_written(root / "reports" / "nosglang")["cells"]
+    assert cell["error"]["cause"] == "launch_failed"
+    assert "No module named 'sglang'" in cell["error"]["message"]
+    assert f"{python} (given by --python or the suite's `python:`) has no such module" in cell["error"]["message"]
+    assert f"{CELL} cell: INFRA ERROR: launch_failed: " in out and "given by --python" in out  # the console's why
+    assert "launching on GPUs" not in err and "no GPU found on this host" in err
+    assert "(no GPU found on this host)" in err
+
+
+@pytest.mark.gsm8k
 def test_a_harness_bug_in_one_cell_costs_that_cell_only(tmp_path, capsys, monkeypatch):
     from harness.engines.sglang import SGLangEngine
 
@@ -257,6 +285,7 @@ def test_a_harness_bug_outside_cells_exits_4_and_writes_what_it_has(tmp_path, ca
     ('[' * 50000 + ']' * 50000, "nested too deeply"),
     ('{"choices": []}', "no choices[0]"),
 ])
+@pytest.mark.gsm8k
 def test_a_200_of_the_wrong_shape_is_a_failed_request(stub_server, tmp_path, body, problem):
     from harness.evals.base import EvalConfig
     from harness.evals.registry import run_eval
@@ -344,6 +373,7 @@ def _requests(count: int):
     return [Request(f"r{i}", "/v1/completions", {"prompt": f"Question: x{i}\nAnswer:"}) for i in range(count)]
 
 
+@pytest.mark.gsm8k
 def test_retry_after_is_honoured(stub_server):
     from harness.transport import ClientSettings, run_requests
 
@@ -355,6 +385,7 @@ def test_retry_after_is_honoured(stub_server):
     assert 2.0 <= time.monotonic() - start < 8
 
 
+@pytest.mark.gsm8k
 def test_retry_after_is_bounded(stub_server):
     from harness.transport import ClientSettings, run_requests
 
@@ -366,6 +397,7 @@ def test_retry_after_is_bounded(stub_server):
     assert time.monotonic() - start < 5
 
 
+@pytest.mark.gsm8k
 def test_a_server_that_closes_every_connection_costs_no_retry(stub_server):
     from harness.transport import ClientSettings, run_requests
 
@@ -386,6 +418,7 @@ def tls_files(tmp_path):
     return cert, key
 
 
+@pytest.mark.gsm8k
 def test_https_and_an_api_key(stub_server, tls_files, monkeypatch, capsys):
     from harness.transport import ClientSettings, get_json, run_requests, set_api_key
 
@@ -408,6 +441,7 @@ def test_https_and_an_api_key(stub_server, tls_files, monkeypatch, capsys):
     assert "k-123456789" not in capsys.readouterr().out
 
 
+@pytest.mark.gsm8k
 def test_harness_run_api_key_reaches_the_server_and_every_request(tmp_path, capsys):
     root = suite_with_eval(tmp_path)
     code = main(["run", "--suite", "fake", "--run-id", "key", "--api-key", "sk-planted-api-key", *dirs(root)])
@@ -448,6 +482,7 @@ def test_an_abbreviated_managed_flag_is_refused(tmp_path, capsys, engine, args, 
 
 # --- 9. secrets ----------------------------------------------------------------------------------------
 
+@pytest.mark.gsm8k
 def test_secrets_never_reach_an_artifact_or_the_console(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("HF_TOKEN", SECRET)
     root = suite_with_eval(tmp_path, env={"HF_TOKEN": SECRET, "MY_PASSWORD": "pw-planted-123",

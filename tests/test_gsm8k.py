@@ -66,6 +66,7 @@ def test_gsm8k_files_are_verified_by_hash(tmp_path):
         gsm8k.read_gsm8k("train", tmp_path)
 
 
+@pytest.mark.gsm8k
 def test_sglang_prompt_shape(test_rows):
     questions = list(gsm8k.sglang_questions(test_rows, shots=5, count=10))
     first = questions[0].prompt
@@ -75,6 +76,7 @@ def test_sglang_prompt_shape(test_rows):
     assert gsm8k.stop_sequences("sglang-fewshot") == ["Question", "Assistant:", "<|separator|>"]
 
 
+@pytest.mark.gsm8k
 def test_lm_eval_prompts_draw_shots_from_train_per_question(test_rows, train_rows):
     questions = list(gsm8k.lm_eval_questions(test_rows, train_rows, shots=5, count=3))
     assert questions[0].prompt != questions[1].prompt.replace(test_rows[1]["question"], test_rows[0]["question"])
@@ -108,6 +110,7 @@ def test_fast_answer_value_equals_sglang_literal_eval(text):
     assert gsm8k.sglang_answer_value(text) == sglang_get_answer_value(text)
 
 
+@pytest.mark.gsm8k
 def test_sglang_scoring_agrees_with_sglang_on_every_real_question(test_rows):
     responses = recorded_responses(test_rows)
     questions = list(gsm8k.sglang_questions(test_rows, shots=0, count=len(test_rows)))
@@ -120,6 +123,7 @@ def test_sglang_scoring_agrees_with_sglang_on_every_real_question(test_rows):
     assert 0.3 < sum(ours) / len(ours) < 0.8  # the shapes really do differ in outcome
 
 
+@pytest.mark.gsm8k
 @needs_lm_eval
 def test_lm_eval_scoring_agrees_with_lm_eval_filters_on_every_real_question(test_rows, train_rows):
     from lm_eval.api.metrics import exact_match_hf_evaluate

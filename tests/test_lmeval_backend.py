@@ -13,6 +13,7 @@ from harness.evals.registry import run_eval
 pytestmark = pytest.mark.skipif(importlib.util.find_spec("lm_eval") is None, reason="lm-eval not installed")
 
 
+@pytest.mark.gsm8k
 def test_same_prompts_same_requests_same_outcomes(tmp_path, stub_server):
     from harness.evals.lmeval_backend import run_lm_eval
 
@@ -21,7 +22,7 @@ def test_same_prompts_same_requests_same_outcomes(tmp_path, stub_server):
     results, logs = {}, {}
     for name, run in (("harness", run_eval), ("lm-eval", run_lm_eval)):
         log = tmp_path / f"{name}.jsonl"
-        url = stub_server("--wrong-every", "7", "--log-prompts", str(log))
+        url = stub_server("--wrong-every", "7", "--log-prompts", str(log), "--eos-token", "<|endoftext|>")
         results[name] = run(config, url, model="stub-model")
         logs[name] = {json.loads(line)["index"]: json.loads(line) for line in log.read_text().splitlines()}
     assert sorted(logs["harness"]) == sorted(logs["lm-eval"]) == list(range(30))
@@ -33,12 +34,16 @@ def test_same_prompts_same_requests_same_outcomes(tmp_path, stub_server):
     assert ours.metrics["accuracy"] == theirs.metrics["accuracy"]
     assert ours.metrics["accuracy_flexible"] == theirs.metrics["accuracy_flexible"]
     assert theirs.protocol["runner"] == "lm-eval"
+    # local-completions appends the tokenizer's EOS string to the stop list; harness's protocol does too.
+    assert logs["lm-eval"][0]["body"]["stop"] == ["Question:", "</s>", "<|im_end|>", "<|endoftext|>"]
+    assert ours.protocol["eos_string"] == theirs.protocol["eos_string"] == "<|endoftext|>"
 
 
 def _logged(path):
     return {json.loads(line)["index"]: json.loads(line) for line in path.read_text().splitlines()}
 
 
+@pytest.mark.gsm8k
 @pytest.mark.parametrize("protocol", ["chat", "sglang-fewshot"])
 def test_harness_protocols_through_lm_eval_send_the_same_prompts(tmp_path, stub_server, protocol):
     from harness.evals.lmeval_backend import run_lm_eval

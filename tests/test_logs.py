@@ -140,6 +140,24 @@ def test_scheduler_exception_without_a_more_specific_cause():
     assert failure.cause == "scheduler_exception"
 
 
+@pytest.mark.parametrize("module", ["harness_no_such_engine.launch_server", "harness_no_such_engine",
+                                    "json.harness_no_such_entrypoint"])
+def test_a_python_without_the_engine_is_launch_failed_as_python_itself_says_it(module):
+    """`python -m` of a module its Python lacks, in Python's own words (runpy's, captured here)."""
+    import subprocess
+    import sys
+
+    said = subprocess.run([sys.executable, "-S", "-m", module], capture_output=True, text=True).stderr
+    failure = classify(said.splitlines(), exited=True)
+    assert failure.cause == "launch_failed" and "harness_no_such" in failure.message, said
+
+
+def test_an_import_error_inside_a_started_engine_is_no_launch_failure():
+    log = ["Traceback (most recent call last):", '  File "/sglang/srt/server.py", line 3, in <module>',
+           "ModuleNotFoundError: No module named 'flashinfer'"]
+    assert classify(log, exited=True).cause == "crash"
+
+
 def test_healthy_logs_classify_as_nothing_or_timeout():
     assert classify(lines("sglang_tp1_new.log"), exited=False) is None
     assert classify(lines("sglang_tp1_new.log"), exited=False, timed_out=True).cause == "timeout"

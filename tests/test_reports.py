@@ -71,6 +71,15 @@ def test_console_golden():
     check_golden("console.txt", render_console(verdicts, run.exit_code))
 
 
+def test_the_console_says_why_for_every_row_that_is_not_a_pass():
+    run, verdicts = golden_run()
+    text = render_console(verdicts, run.exit_code)
+    for verdict in verdicts:
+        line = f"  {verdict.cell_id} {verdict.metric}: {verdict.meaning.mark}: "
+        assert (line in text) == verdict.meaning.explained, line
+        assert not verdict.meaning.explained or verdict.reason in text
+
+
 def test_the_golden_run_has_every_interesting_state():
     run, verdicts = golden_run()
     assert {v.state.value for v in verdicts} == {"REGRESSED", "PASS", "INFRA_ERROR", "MISSING", "NO_BASELINE"}

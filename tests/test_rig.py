@@ -81,13 +81,56 @@ def test_block_fp8_scales_cover_partial_blocks():
     assert torch.allclose(dequantized, weight, rtol=0.07, atol=1e-3)
 
 
-@pytest.mark.parametrize("suite", ["gpu-sglang", "gpu-sglang-fixes"])
+@pytest.mark.parametrize("suite", ["gpu-sglang", "gpu-sglang-fixes", "gpu-sglang-mxfp4", "gpu-sglang-eagle3"])
 def test_rig_suites_expand(suite):
     cells = expand(load_suite(find_suite(suite, ROOT / "suites")))
     assert cells and all(cell.engine == "sglang" and cell.tp == 1 for cell in cells)
-    references = {cell.checkpoint.path for cell in cells}
+    references = {cell.checkpoint.path for cell in cells} | {cell.draft.path for cell in cells if cell.draft}
     for reference in references:
         models.parse(reference)  # every checkpoint is one the rig builds
+
+
+def test_a_local_draft_is_served_from_its_directory(tmp_path, monkeypatch):
+    from harness.cellrun import materialize
+
+    monkeypatch.setenv("HARNESS_CACHE_DIR", str(tmp_path))
+    cell = select(expand(load_suite(find_suite("gpu-sglang-eagle3", ROOT / "suites"))), ["dsv3-eagle3-mla/*"])[0]
+    argv = list(SGLANG.command(materialize(cell, create=False), python="python", port=1, devices=[0]).argv)
+    assert argv[argv.index("--speculative-draft-model-path") + 1] == str(tmp_path / "rig" / "tiny-dsv3-eagle3" / "mla")
+    assert argv[argv.index("--model-path") + 1] == str(tmp_path / "rig" / "tiny-dsv3" / "bf16")
+
+
+def test_mxfp4_suite_serves_only_its_mxfp4_cells_through_the_reference_kernels():
+    from harness.kernels.selection import AITER_REFERENCE, NATIVE
+
+    cells = expand(load_suite(find_suite("gpu-sglang-mxfp4", ROOT / "suites")))
+    assert {cell.id: cell.kernels for cell in cells if cell.quant == "bf16"} and \
+        {cell.kernels for cell in cells if cell.quant == "bf16"} == {NATIVE}
+    assert {cell.kernels for cell in cells if cell.quant != "bf16"} == {AITER_REFERENCE}
+    canary = next(cell for cell in cells if cell.baseline_id)
+    assert canary.baseline_id == "tiny-qwen3/quark-mxfp4/none/tp1"
+
+
+@pytest.mark.parametrize(("variant", "predicted"), [
+    ("mla", "PASS"), ("mla-hidden-wide", "is [704, 512] (BF16); the draft layer expects [704, 1024]"),
+    ("mla-no-q-lora", "q_lora_rank is missing"), ("mla-llama-arch", "declares LlamaForCausalLMEagle3"),
+    ("mla-kimi-model-type", "model_type 'kimi_k25' is no DeepseekV3Config alias"),
+])
+def test_eagle3_draft_variants_are_what_the_mla_draft_rule_reads(variant, predicted, tmp_path):
+    from harness.loading.manifest import load_manifest
+    from harness.loading.rules import eagle3_mla_draft
+    from harness.rig import checkpoints
+    from tests.checkpoints import write_checkpoint
+
+    change = {"mla-no-q-lora": {"q_lora_rank": None}, "mla-llama-arch": {"architectures": ["LlamaForCausalLMEagle3"]},
+              "mla-kimi-model-type": {"model_type": "kimi_k25"}}.get(variant, {})
+    config = checkpoints.eagle3_mla_config(**change)
+    width = checkpoints.HIDDEN if variant == "mla-hidden-wide" else 2 * checkpoints.HIDDEN
+    shapes = checkpoints.eagle3_mla_shapes(config, a_proj="fused", width=width)
+    root = write_checkpoint(tmp_path / variant, config, {name: ("BF16", shape) for name, shape in shapes.items()})
+    result = eagle3_mla_draft(load_manifest(root))
+    assert (result.outcome.value == "PASS") if predicted == "PASS" else (predicted in result.reason)
+    assert config["eagle_config"]["eagle_aux_hidden_state_layer_ids"] == [0, 1]  # both of tiny-dsv3's layers
 
 
 def test_ngram_cell_asks_sglang_for_ngram_drafts():
@@ -183,6 +226,7 @@ def test_every_rig_log_is_in_the_table():
     assert fix_logs == named
 
 
+@pytest.mark.gsm8k
 def test_an_mxfp4_forward_without_aiter_is_named_at_once(tmp_path, capsys):
     """What the rig saw with a Quark MXFP4 checkpoint on CUDA: loaded, then the first forward needs aiter.
     The cell is INFRA_ERROR `aiter_missing` (a platform limit, exit 3), found after the first failed requests,

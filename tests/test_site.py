@@ -147,3 +147,54 @@ def test_every_run_derived_string_is_escaped(tmp_path):
     evil_run = (site / "runs" / "r2_script_alert_3___script_" / "index.html").read_text()
     assert "log line &lt;/pre&gt;&quot;&gt;&lt;img src=x onerror=alert(1)&gt;" in evil_run
     assert "oom&quot;&gt;&lt;img" in evil_run
+
+
+def test_a_planted_defects_run_is_marked_and_never_stands_for_the_suite(tmp_path):
+    """The planted defect run last (local-5 not yet run): the suite's latest run and its regressions are its own
+    runs' (local-3: none), its state is coloured at a glance, the defect stays on the plot as a ring."""
+    import shutil
+
+    reports = unpack_local_runs(tmp_path / "reports")
+    shutil.rmtree(reports / "local-5")
+    site = tmp_path / "site"
+    assert main(["publish", str(reports), "--out", str(site), *dirs()]) == 0
+    index = (site / "index.html").read_text()
+    row = next(line for line in index.splitlines() if 'href="suite-local.html"' in line)
+    assert ">passing</span>" in row and 'href="runs/local-3/index.html"' in row and "local-4-defect" not in row
+    assert re.search(r"<td>0</td><td>1</td></tr>$", row)  # regressed now 0; the step stays
+    suite = (site / "suite-local.html").read_text()
+    latest = suite[suite.index("<h2>Latest verdicts</h2>"):suite.index("<h2>Steps</h2>")]
+    assert "local-4-defect" not in latest and "REGRESSED" not in latest
+    assert suite.count('class="planted"') == 2  # the MXFP4 cell's accuracy and memory plots
+    assert "planted defect: not the suite&#x27;s state" in suite
+    # The step's p-value is its own test's, between windows of runs, and says so beside the run's own verdict.
+    assert "mcnemar-exact between the runs before it and from it on, p=" in suite
+    assert "windows: 3 runs (local-1 .. local-3" in suite
+
+
+def test_a_step_label_keeps_the_whole_run_id_and_figures_never_wrap(tmp_path):
+    from harness.report.svg import render_plot
+    from harness.steps import Band, Step, Trend
+
+    long_id = "20261205T093316Z-local-defects"
+    points = [dataclasses.replace(p, run_id=f"{p.run_id[:6]}-{i}") for i, p in enumerate(_points(4))]
+    points[3] = dataclasses.replace(points[3], run_id=long_id)
+    step = Step(points[3], 3, "REGRESSED", 0.95, 0.77, 1e-10, "mcnemar-exact", "windows: ...")
+    for index in (1, 3):  # a step near either edge of the plot
+        trend = Trend("local", points[0].cell_id, points[0].metric, tuple(points), (dataclasses.replace(
+            step, point=points[index], index=index),))
+        svg = render_plot(trend, [(p.run_id, p.date) for p in points], baseline=0.95, band=Band(),
+                          href=lambda p: "#", title=lambda p: "")
+        assert f"step: {points[index].run_id}</text>" in svg
+    reports = unpack_local_runs(tmp_path / "reports")
+    site = tmp_path / "site"
+    assert main(["publish", str(reports), "--out", str(site), *dirs()]) == 0
+    run = (site / "runs" / "local-4-defect" / "index.html").read_text()
+    assert '<td class="num">2.8e-10</td>' in run and "td.num { white-space: nowrap; }" in run
+
+
+def _points(count: int):
+    from harness.history import Point
+
+    return [Point("local", DEFECT_CELL, "gsm8k.accuracy", f"night-{i:02d}", "local", f"2026-12-0{i + 1}T02:00:00Z",
+                  0.95 if i < 3 else 0.77, n=200) for i in range(count)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -11,7 +12,7 @@ from harness.history import Point
 from harness.results import MetricSample
 from harness.steps import PROTOCOL_CHANGE, detect_steps, tolerance_band
 from harness.suite import GateSettings
-from tests.builders import GSM8K_PROTOCOL, accuracy_entry, memory_entry
+from tests.builders import GSM8K_PROTOCOL, accuracy_entry, memory_entry, outcomes
 
 GATE = GateSettings()
 
@@ -43,6 +44,25 @@ def test_a_clear_accuracy_drop_is_found_at_the_first_run_after_it_and_names_its_
     assert step.before == pytest.approx(0.94, abs=0.02) and step.after == pytest.approx(0.88, abs=0.02)
     assert "REGRESSED from run night-06" in step.describe() and "sglang 0.5.6 @ c0006" in step.describe()
     assert step.test == "two-proportion-z" and step.p_value < GATE.alpha
+
+
+def test_a_step_between_windows_pairs_per_question_outcomes_and_says_what_it_compared():
+    """Runs that record per-question outcomes (the same 200 questions every night): the windows are paired
+    question by question (McNemar on each question's majority outcome), as a run is against its baseline, and
+    the step says which runs it compared; where the windows are one run each it is that run's own test."""
+    tables = [outcomes(190, 200), outcomes(190, 200), outcomes(190, 200), outcomes(154, 200, offset=10),
+              outcomes(190, 200)]
+    points = [dataclasses.replace(point, sample=dataclasses.replace(point.sample, outcomes=table))
+              for point, table in zip(series("gsm8k.accuracy", [sum(t.values()) / 200 for t in tables], n=200),
+                                      tables, strict=True)]
+    [step] = detect_steps(points, GATE)
+    assert step.index == 3 and step.direction == "REGRESSED" and step.test == "mcnemar-exact"
+    assert step.reason.startswith("windows: 3 runs (night-00 .. night-02, mean 0.95) against 2 runs "
+                                  "(night-03 .. night-04, mean 0.86): ")
+    own = compare_metric("gsm8k.accuracy", points[3].sample, accuracy_entry(tables[0]), GATE)  # the run's test
+    assert step.p_value == own.p_value and "(b=46 c=10 over 200 paired questions)" in step.reason
+    [single] = detect_steps(points[2:4], GATE, window=1)
+    assert single.p_value == own.p_value and single.reason.startswith("windows: 1 run (night-02, mean 0.95) against")
 
 
 def test_noise_alone_finds_no_step():
@@ -135,3 +155,19 @@ def test_the_band_is_where_the_gate_itself_turns():
     floor_only = accuracy_entry(value=None, n=None, floor=0.85)
     assert tolerance_band("gsm8k.accuracy", floor_only, GATE).low == pytest.approx(0.85)
     assert tolerance_band("gsm8k.accuracy", floor_only, GATE).high is None
+
+
+def test_a_divergences_band_is_the_gates_minimum_effect_above_its_baseline():
+    """A numerics plot shows where the gate can flag at all: a KLD of 0.00011 against 0 is inside the band."""
+    from harness.baselines import BaselineEntry
+    from harness.evals.numerics import MIN_KLD
+    from tests.builders import PROVENANCE
+
+    windows = {f"w{i}": 0.11 + 0.01 * (i % 3) for i in range(64)}
+    entry = BaselineEntry("numerics.kld", PROVENANCE, value=0.12, n=64, values=windows)
+    band = tolerance_band("numerics.kld", entry, GATE)
+    assert band.high == pytest.approx(0.12 + MIN_KLD, abs=1e-9) and band.above == "REGRESSED"
+    assert band.low == pytest.approx(0.12 - MIN_KLD, abs=1e-9) and band.below == "IMPROVED"
+    at_zero = tolerance_band("numerics.kld", BaselineEntry("numerics.kld", PROVENANCE, value=0.0, n=64), GATE)
+    assert at_zero.high == pytest.approx(MIN_KLD, abs=1e-9) and at_zero.low is None
+    assert at_zero.high > 0.00011  # the issue's fresh-install drift sits inside it

@@ -151,11 +151,11 @@ def test_missing_required_key(base_suite, write_suite):
     assert "missing required key 'engine'" in error_of(write_suite(base_suite))
 
 
-def test_invalid_yaml_is_one_line(tmp_path):
+def test_invalid_yaml_names_the_file_line_and_column(tmp_path):
     path = tmp_path / "broken.yaml"
     path.write_text("name: [unclosed\n")
     message = error_of(path)
-    assert re.search(r"broken\.yaml: not valid YAML: ", message)
+    assert re.search(r"broken\.yaml:2:1: not valid YAML: ", message) and "\n" not in message
 
 
 def test_duplicate_model_ids(base_suite, write_suite):

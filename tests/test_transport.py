@@ -14,6 +14,7 @@ def gsm8k(questions=100, concurrency=16, max_error_rate=0.02):
                       temperature=0.0, repeats=1, concurrency=concurrency, max_error_rate=max_error_rate)
 
 
+@pytest.mark.gsm8k
 def test_429_and_503_are_retried_with_backoff(stub_server):
     url = stub_server("--fail-first")
     requests = [Request(f"r{i}", "/v1/completions", {"prompt": f"Question: x{i}\nAnswer:"}) for i in range(20)]
@@ -22,6 +23,7 @@ def test_429_and_503_are_retried_with_backoff(stub_server):
     assert [r.id for r in responses] == [f"r{i}" for i in range(20)]
 
 
+@pytest.mark.gsm8k
 def test_failed_requests_are_counted_never_scored_wrong(stub_server):
     url = stub_server("--error-every", "25")
     result = run_eval(gsm8k(questions=100, max_error_rate=0.05), url, model="m")
@@ -31,6 +33,7 @@ def test_failed_requests_are_counted_never_scored_wrong(stub_server):
     assert result.metrics["accuracy"].n == 96 and result.metrics["accuracy"].value == 1.0
 
 
+@pytest.mark.gsm8k
 def test_too_many_failures_is_infra_error_with_partial_results(stub_server):
     url = stub_server("--error-every", "10")
     with pytest.raises(EvalInfraError) as caught:
@@ -47,6 +50,7 @@ def test_a_dead_server_fails_fast():
     assert sum(r.error.startswith("not sent") for r in responses) >= 40
 
 
+@pytest.mark.gsm8k
 def test_reasoning_is_stripped_in_chat_mode(stub_server):
     url = stub_server("--reasoning")
     config = EvalConfig(name="gsm8k", protocol="chat", shots=0, questions=30, max_tokens=64, temperature=0.0,
@@ -55,6 +59,7 @@ def test_reasoning_is_stripped_in_chat_mode(stub_server):
     assert result.metrics["accuracy"].value == 1.0
 
 
+@pytest.mark.gsm8k
 def test_accuracy_and_invalid_rate_are_exact(stub_server):
     url = stub_server("--wrong-every", "4")
     result = run_eval(gsm8k(questions=200), url, model="m")

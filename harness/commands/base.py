@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+SUITE_HELP = "a suite's name in --suites-dir (glm5 reads suites/glm5.yaml) or the path of a suite file"
 ENGINE_VERSION_HELP = ("the SGLang release whose loader preflight predicts, e.g. 0.5.17 (default: the engine's "
                        "version in the engine's Python; the newest known release when it has none)")
 
@@ -54,7 +55,10 @@ def existing_dir(path: Path, flag: str) -> Path:
 def action(parser: argparse.ArgumentParser, dest: str, name: str, summary: str) -> argparse.ArgumentParser:
     """A command's own action (`baseline update`, `data fetch`), with argparse's prefix matching off as on
     every parser of harness: `--suite` must never be taken for `--suites-dir`."""
-    actions = parser.add_subparsers(dest=dest, required=True, metavar="ACTION")
+    actions = getattr(parser, "_harness_actions", None)  # a command's second action joins its first
+    if actions is None:
+        actions = parser.add_subparsers(dest=dest, required=True, metavar="ACTION")
+        parser._harness_actions = actions  # type: ignore[attr-defined]
     return actions.add_parser(name, help=summary, allow_abbrev=False)
 
 

@@ -1,5 +1,7 @@
 """`harness baseline update --from RUN`: a run's figures promoted to baselines, showing the diff (the only way
-baselines change); the files its evals recorded (numerics references) stored beside them."""
+baselines change); the files its evals recorded (numerics references) stored beside them.
+`harness baseline import-sgl-eval PRESET --suite S --cell C`: an sgl-eval preset's expected score imported as a
+baseline (source `imported`, the preset named in its note; no outcomes, so the unpaired test applies)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,14 @@ from harness.commands.base import Command, action, add_dirs
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     update = action(parser, "baseline_command", "update", "promote a run's figures to baselines (shows the diff)")
+    imported = action(parser, "baseline_command", "import-sgl-eval",
+                      "import an sgl-eval preset's expected score as a baseline")
+    imported.add_argument("preset", type=Path, help="an sgl-eval preset file (its benchmark gsm8k or gpqa)")
+    imported.add_argument("--suite", required=True)
+    imported.add_argument("--cell", required=True, help="the cell id the figure is a baseline of")
+    imported.add_argument("--force", action="store_true", help="replace an existing entry")
+    imported.add_argument("--dry-run", action="store_true", help="show the entry; write nothing")
+    add_dirs(imported, "baselines")
     update.add_argument("--from", dest="source", type=Path, required=True, help="reports/<run>")
     update.add_argument("--cell", action="append", help="glob on cell ids (repeatable)")
     update.add_argument("--force", action="store_true", help="promote regressed or failed cells too")
@@ -19,6 +29,40 @@ def arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.baseline_command == "import-sgl-eval":
+        return import_sgl_eval(args)
+    return update(args)
+
+
+def import_sgl_eval(args: argparse.Namespace) -> int:
+    """An sgl-eval preset's `expected.score` as an imported baseline of one cell, with its provenance."""
+    import datetime as _dt
+
+    import yaml
+
+    from harness.baselines import BaselineEntry, Provenance, baseline_path, load_baselines, save_baselines
+    from harness.errors import EXIT_OK, ConfigError
+    from harness.evals.sgleval_backend import preset_figure
+
+    figure = preset_figure(args.preset)
+    path = baseline_path(args.baselines_dir, args.suite)
+    baselines = load_baselines(path)
+    if baselines.entry(args.cell, figure.metric) is not None and not args.force:
+        raise ConfigError(f"{path}: {args.cell}: {figure.metric} has a baseline already (--force replaces it)")
+    entry = BaselineEntry(metric=figure.metric, value=figure.value, n=figure.n, protocol=figure.protocol,
+                          provenance=Provenance(source="imported", date=_dt.date.today().isoformat(),
+                                                note=figure.note))
+    print(yaml.safe_dump({args.cell: {figure.metric: entry.to_dict()}}, sort_keys=False).rstrip())
+    if args.dry_run:
+        print(f"dry run: {path} unchanged")
+        return EXIT_OK
+    baselines.cells.setdefault(args.cell, {})[figure.metric] = entry
+    save_baselines(baselines)
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def update(args: argparse.Namespace) -> int:
     import datetime as _dt
 
     from harness.baselines import baseline_path, load_baselines, plan_update, save_baselines

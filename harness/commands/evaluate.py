@@ -26,6 +26,10 @@ def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=128)
     parser.add_argument("--chat-template-kwargs", help='JSON, e.g. \'{"thinking": true}\'')
     parser.add_argument("--data", help="gpqa: a local CSV or zip")
+    parser.add_argument("--eos-string", help="gsm8k lm-eval: the served tokenizer's EOS string, which lm-eval "
+                        "appends to the stop list (default: asked of the server)")
+    parser.add_argument("--strip-reasoning", action="store_true",
+                        help="gpqa: remove <think>...</think> before extracting (not the upstreams' scoring)")
     parser.add_argument("--model", help="the model name to send (default: the server's first /v1/models id)")
     parser.add_argument("--backend", choices=("harness", "lm-eval"), default="harness",
                         help="lm-eval runs the same eval through lm_eval.simple_evaluate (optional extra)")
@@ -46,7 +50,8 @@ def eval_config_from_args(args: argparse.Namespace):
     given = {"protocol": args.protocol or evaluation.default_protocol,
              "questions": args.questions, "shots": args.shots, "max_tokens": args.max_tokens,
              "temperature": args.temperature, "repeats": args.repeats, "seed": args.seed,
-             "concurrency": args.concurrency, "data": args.data}
+             "concurrency": args.concurrency, "data": args.data, "eos_string": args.eos_string,
+             "strip_reasoning": args.strip_reasoning or None}
     if args.chat_template_kwargs:
         try:
             given["chat_template_kwargs"] = json.loads(args.chat_template_kwargs)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
-from harness.commands.base import Command, add_dirs
+from harness.commands.base import SUITE_HELP, Command, add_dirs
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suite", required=True)
+    parser.add_argument("--suite", required=True, help=SUITE_HELP)
     parser.add_argument("--cell", action="append", help="glob on cell ids (repeatable)")
     add_dirs(parser, "suites")
 

@@ -6,12 +6,12 @@ import argparse
 import json
 from pathlib import Path
 
-from harness.commands.base import Command, add_dirs, print_json
+from harness.commands.base import SUITE_HELP, Command, add_dirs, print_json
 from harness.commands.run import DURATIONS_HELP
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--suite", required=True)
+    parser.add_argument("--suite", required=True, help=SUITE_HELP)
     parser.add_argument("--cell", action="append", help="glob on cell ids (repeatable)")
     parser.add_argument("--shards", type=int, default=1)
     parser.add_argument("--durations-from", type=Path, metavar="DIR", help=DURATIONS_HELP)

@@ -5,11 +5,11 @@ file is reported (one line each on stderr), then the count; exit 2 when there is
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from harness.commands.base import Command, add_dirs, existing_dir
+from harness.errors import print_error
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,9 +24,8 @@ class _Tally:
     broken_suites: list[str] = field(default_factory=list)
 
     def problem(self, file: Path | str, error: Exception) -> None:
-        for line in str(error).splitlines():
-            print(f"harness: error: {line}", file=sys.stderr)
-            self.problems.setdefault(str(file), []).append(line)
+        print_error(error)
+        self.problems.setdefault(str(file), []).extend(str(error).splitlines())
 
 
 def run(args: argparse.Namespace) -> int:

@@ -2,7 +2,10 @@
 
 Backends, tried in order: NVML (pynvml), nvidia-smi, amd-smi, rocm-smi; on a machine with none,
 the sampler records the RSS of the server's process tree instead (the CPU engine's memory).
-The smi tools' JSON differs between releases; the parsers below are pure and tested on fixtures.
+The smi tools' JSON differs between releases; the parsers below are pure and tested on outputs from amd-smi's
+own sources and public issues (tests/test_devices.py cites each). A figure the tools cannot give for a device
+("N/A", a partition that reports its whole card) is unknown (None) and never sampled: no figure is better
+than a wrong one.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ MIB = 1 << 20
 class GpuInfo:
     index: int
     name: str
-    memory_total_gib: float
+    memory_total_gib: float | None  # None: unknown (a CPX partition reports its whole card's)
     driver: str | None = None
 
 
@@ -52,35 +55,99 @@ def parse_nvidia_smi(text: str) -> dict[int, tuple[str, float, float]]:
     return out
 
 
-def parse_rocm_smi_meminfo(text: str) -> dict[int, tuple[float, float]]:
-    """`rocm-smi --showmeminfo vram --json` -> index: (total, used) GiB."""
-    out = {}
-    for card, fields in json.loads(text).items():
-        if not card.startswith("card"):
+Reading = tuple[float | None, float | None]  # (total, used) GiB; None: the tool could not say
+
+
+def json_document(text: str) -> Any:
+    """The JSON an smi tool printed, past the lines some print before it on stdout (amd-smi's "WARNING: User is
+    missing the following required groups: render, video. ..."); None when there is none (rocm-smi's
+    "WARNING: No JSON data to report" alone)."""
+    lines = text.splitlines()
+    for index, line in enumerate(lines):
+        if line.lstrip().startswith(("{", "[")):
+            try:
+                return json.loads("\n".join(lines[index:]))
+            except ValueError:
+                continue  # a warning that happens to start with a bracket: the JSON starts later
+    return None
+
+
+def _number(value: Any) -> float | None:
+    """A finite number, from a JSON number or a numeric string; None for "N/A" and anything else."""
+    if isinstance(value, bool):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return None
+    return number if number == number and abs(number) != float("inf") else None
+
+
+def parse_rocm_smi_meminfo(text: str) -> dict[int, Reading]:
+    """`rocm-smi --showmeminfo vram --json` -> index: (total, used) GiB (bytes as strings; "N/A" is unknown)."""
+    document = json_document(text)
+    out: dict[int, Reading] = {}
+    for card, fields in (document or {}).items():
+        if not card.startswith("card") or not isinstance(fields, dict):
             continue
-        total = float(fields["VRAM Total Memory (B)"]) / GIB
-        used = float(fields["VRAM Total Used Memory (B)"]) / GIB
-        out[int(card.removeprefix("card"))] = (total, used)
+        total, used = (_number(fields.get(key)) for key in ("VRAM Total Memory (B)", "VRAM Total Used Memory (B)"))
+        out[int(card.removeprefix("card"))] = (None if total is None else total / GIB,
+                                               None if used is None else used / GIB)
     return out
 
 
-def _amd_smi_gib(value: Any) -> float:
+# amd-smi writes "MB" for what it computes as bytes // (1024 * 1024) (amdsmi_commands.py, metric --mem-usage).
+_AMD_SMI_UNITS = {"B": 1, "KB": 1 << 10, "MB": MIB, "MIB": MIB, "GB": GIB, "GIB": GIB}
+
+
+def _amd_smi_gib(value: Any) -> float | None:
+    """A memory value in GiB: {value, unit} (ROCm 6.1 on), a bare integer in MB (before 6.1), or unknown
+    ("N/A" bare or as {"value": "N/A"}, an unknown unit)."""
     if isinstance(value, dict):
-        unit = str(value.get("unit", "MB")).upper()
-        scale = {"B": 1, "KB": 1 << 10, "MB": MIB, "MIB": MIB, "GB": GIB, "GIB": GIB}.get(unit, MIB)
-        return float(value["value"]) * scale / GIB
-    return float(value) * MIB / GIB
+        number, scale = _number(value.get("value")), _AMD_SMI_UNITS.get(str(value.get("unit", "MB")).upper())
+        return None if number is None or scale is None else number * scale / GIB
+    number = _number(value)
+    return None if number is None else number * MIB / GIB
 
 
-def parse_amd_smi_metric(text: str) -> dict[int, tuple[float, float]]:
-    """`amd-smi metric --mem-usage --json` -> index: (total, used) GiB."""
-    document = json.loads(text)
-    entries = document.get("gpu_data", document) if isinstance(document, dict) else document
-    out = {}
-    for entry in entries:
-        usage = entry["mem_usage"]
-        out[int(entry["gpu"])] = (_amd_smi_gib(usage["total_vram"]), _amd_smi_gib(usage["used_vram"]))
+def _amd_smi_entries(document: Any) -> list[dict]:
+    """One dict per GPU: a list (ROCm 6.1 on), {"gpu_data": [...]}, or one bare object (one GPU, before 6.1)."""
+    if isinstance(document, dict):
+        document = document.get("gpu_data", [document] if "gpu" in document else [])
+    return [entry for entry in document or [] if isinstance(entry, dict) and _number(entry.get("gpu")) is not None]
+
+
+def parse_amd_smi_metric(text: str) -> dict[int, Reading]:
+    """`amd-smi metric --mem-usage --json` -> index: (total, used) GiB, each None where amd-smi says "N/A"."""
+    out: dict[int, Reading] = {}
+    for entry in _amd_smi_entries(json_document(text)):
+        usage = entry.get("mem_usage")
+        usage = usage if isinstance(usage, dict) else {}
+        out[int(entry["gpu"])] = (_amd_smi_gib(usage.get("total_vram")), _amd_smi_gib(usage.get("used_vram")))
     return out
+
+
+def parse_amd_smi_partitions(text: str) -> dict[int, str]:
+    """`amd-smi static --partition --json` -> index: compute partition mode ("SPX", "CPX", ...) where known."""
+    out = {}
+    for entry in _amd_smi_entries(json_document(text)):
+        partition = entry.get("partition")
+        mode = partition.get("compute_partition") if isinstance(partition, dict) else None
+        if isinstance(mode, str) and mode.strip().upper() not in ("", "N/A"):
+            out[int(entry["gpu"])] = mode.strip().upper()
+    return out
+
+
+def partitioned(modes: dict[int, str]) -> set[int]:
+    """The devices that are one partition of a card (any mode but SPX). amd-smi and rocm-smi report such a
+    partition's VRAM total and used as the whole card's (MI300X in CPX, ROCm/ROCm#4750): read per partition,
+    a card would count once per partition, and a partition's figure would be the whole card's."""
+    return {index for index, mode in modes.items() if mode != "SPX"}
+
+
+def known_readings(readings: dict[int, Reading], split: set[int]) -> dict[int, Reading]:
+    """The readings with what they cannot say made unknown: a partitioned device's figures are its card's."""
+    return {index: (None, None) if index in split else reading for index, reading in readings.items()}
 
 
 # --- backends ------------------------------------------------------------------------------------------
@@ -132,20 +199,21 @@ def _amd_backend() -> Backend | None:
         ("amd-smi", ["amd-smi", "metric", "--mem-usage", "--json"], parse_amd_smi_metric),
         ("rocm-smi", ["rocm-smi", "--showmeminfo", "vram", "--json"], parse_rocm_smi_meminfo),
     ):
-        text = _run(argv)
-        if not text:
+        parsed = parse(_run(argv) or "")
+        if not parsed:
             continue
-        try:
-            parsed = parse(text)
-        except (KeyError, ValueError, TypeError):
-            continue
+        split = partitioned(parse_amd_smi_partitions(_run(["amd-smi", "static", "--partition", "--json"]) or ""))
         names = _rocm_names()
-        gpus = [GpuInfo(i, names.get(i, "AMD GPU"), total) for i, (total, _) in parsed.items()]
+        gpus = [GpuInfo(i, names.get(i, "AMD GPU"), total) for i, (total, _) in known_readings(parsed, split).items()]
 
-        def read(argv: list[str] = argv, parse: Callable = parse) -> dict[int, float]:
-            return {i: used for i, (_, used) in parse(_run(argv) or "{}").items()}
+        def read(argv: list[str] = argv, parse: Callable = parse, split: set[int] = split) -> dict[int, float]:
+            return {i: used for i, (_, used) in known_readings(parse(_run(argv) or ""), split).items()
+                    if used is not None}
 
-        return Backend(tool, read, gpus, {"rocm": _rocm_version()})
+        runtime = {"rocm": _rocm_version()}
+        if split:
+            runtime["partitioned_gpus"] = sorted(split)  # their memory is unknown: amd-smi reports the card's
+        return Backend(tool, read, gpus, runtime)
     return None
 
 
@@ -189,7 +257,8 @@ def discover() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     backend = gpu_backend()
     if backend is None:
         return [], {}
-    gpus = [{"index": g.index, "name": g.name, "memory_total_gib": round(g.memory_total_gib, 2), "driver": g.driver}
+    gpus = [{"index": g.index, "name": g.name, "driver": g.driver,
+             "memory_total_gib": None if g.memory_total_gib is None else round(g.memory_total_gib, 2)}
             for g in backend.gpus]
     return gpus, {"backend": backend.name, **backend.runtime}
 

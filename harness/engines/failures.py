@@ -1,6 +1,7 @@
 """Failure classification from a server log: the signatures as data, one pure classifier.
 
-Causes (../shared/reference/sglang.md, "Failure signatures"): out of memory by phase, weight
+Causes (../shared/reference/sglang.md, "Failure signatures"): an engine its Python does not have
+(launch_failed), out of memory by phase, weight
 shape mismatch, FP8 block divisibility, scheduler exception, watchdog; `timeout` and `crash` are
 given by the launcher when the log names nothing more specific.
 """
@@ -25,7 +26,15 @@ class Signature:
     fatal: bool  # seen while waiting for readiness, it ends the wait at once
 
 
+# `python -m <module>` whose Python lacks the engine (runpy's own lines, unquoted or with "finding module
+# specification"; an ImportError inside a started engine is quoted, and is a crash of that engine).
+ENGINE_MISSING = re.compile(
+    r"Error while finding module specification for '[\w.]+' \(ModuleNotFoundError: No module named '[\w.]+'\)|"
+    r": No module named [\w.]+$")
+
 SIGNATURES = (
+    # The engine's Python cannot run the engine at all (no SGLang installed there): it cannot be started.
+    Signature("launch_failed", ENGINE_MISSING, fatal=True),
     # SGLang's Quark MXFP4 GEMMs (and online MXFP4) come from aiter, which exists only on ROCm: on CUDA an MXFP4
     # linear loads, then its first forward fails; an MXFP4 MoE fails already after loading (e8m0_shuffle, seen
     # on the rig). A platform limit, named before the scheduler's crash.
@@ -64,6 +73,12 @@ SIGNATURES = (
     Signature("scheduler_exception", re.compile(r"Scheduler hit an exception"), fatal=True),
 )
 
+# What to do about a cause that is the platform's, not the checkpoint's (shown beside the cause's message).
+REMEDIES = {
+    "aiter_missing": "aiter is ROCm-only; elsewhere serve SGLang's MXFP4 code through harness's reference kernels "
+                     "(suite server: {kernels: aiter-reference}, or harness run --kernels aiter-reference)",
+}
+
 # The last phase line before an OOM tells which allocation failed.
 _PHASES = (
     # A traceback names the capture too: `Capture cuda graph failed: CUDA out of memory` (sglang#5285).
@@ -87,6 +102,15 @@ def is_out_of_memory(cause: str | None) -> bool:
 class Failure:
     cause: str
     message: str  # the line that named it
+
+
+def missing_engine_hint(python: str, from_flag_or_suite: bool) -> str:
+    """What to do when the engine's Python lacks the engine: point harness at the Python of the engine's install."""
+    if from_flag_or_suite:
+        return (f"{python} (given by --python or the suite's `python:`) has no such module: point it at the Python "
+                f"of your engine's install")
+    return (f"harness's own Python ({python}) runs the servers and has no such module: pass --python "
+            f"/path/to/your-engine-env/bin/python to `harness run`, or set `python:` in the suite")
 
 
 def first_fatal_line(line: str) -> Signature | None:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from harness.axes import QUANT_KINDS, SPEC_KINDS
 from harness.engine_flags import MANAGED_FLAGS, SGLANG_SPEC_PARAM_FLAGS
 from harness.engines.base import LOCALHOST, Engine, ServerCommand, device_env
+from harness.kernels.selection import pythonpath_entries
 from harness.transport import get_json, post_json
 
 if TYPE_CHECKING:
@@ -47,7 +49,7 @@ class SGLangEngine(Engine):
             # The online-quantization peak-memory lines are logged at DEBUG only (#18005).
             argv += ["--log-level", "debug"]
         argv += list(cell.server.args)
-        env = {**cell.server.env, **device_env(cell.hardware.vendor, devices)}
+        env = {**cell.server.env, **device_env(cell.hardware.vendor, devices), **kernel_env(cell)}
         return ServerCommand(tuple(argv), env, host, port)
 
     def _server_info(self, base_url: str) -> dict | None:
@@ -85,6 +87,16 @@ class SGLangEngine(Engine):
     def server_version(self, base_url: str) -> str | None:
         info = self._server_info(base_url)
         return str(info["version"]) if isinstance(info, dict) and info.get("version") else None
+
+
+def kernel_env(cell: Cell) -> dict[str, str]:
+    """The reference kernels' package and hook first on the server's PYTHONPATH (scheduler processes inherit
+    it), before whatever the cell or harness's own environment puts there."""
+    entries = pythonpath_entries(cell.kernels)
+    if not entries:
+        return {}
+    inherited = cell.server.env.get("PYTHONPATH", os.environ.get("PYTHONPATH", ""))
+    return {"PYTHONPATH": os.pathsep.join([*entries, *(p for p in inherited.split(os.pathsep) if p)])}
 
 
 SGLANG = SGLangEngine()

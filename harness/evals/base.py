@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from harness.evals.runner import Prepared
     from harness.matrix import Cell
     from harness.results import CellError, EvalResult
+    from harness.sequential import Reference, Rule
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,9 @@ class EvalContext:
     references: Path | None = None
     data_root: Path | None = None
     stream: TextIO | None = None
+    # Eval name -> what its answers are compared with as they come (the sequential gate; harness.sequential):
+    # the eval then asks in the fixed order and stops once the verdict is decided.
+    sequential: Mapping[str, tuple[Reference, Rule]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

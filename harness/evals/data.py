@@ -11,8 +11,13 @@ import os
 from pathlib import Path
 
 
+def default_data_dir() -> Path:
+    """Where datasets live when $HARNESS_DATA_DIR is not set (`harness data fetch` writes there)."""
+    return Path.home() / ".cache" / "harness" / "data"
+
+
 def data_dir() -> Path:
-    return Path(os.environ.get("HARNESS_DATA_DIR") or Path.home() / ".cache" / "harness" / "data")
+    return Path(os.environ.get("HARNESS_DATA_DIR") or default_data_dir())
 
 
 def sha256_of(path: Path) -> str:

@@ -6,25 +6,41 @@ metric, and the EVAL that registers it (harness.evals.registry).
 - lm-eval: lm_eval/tasks/gsm8k/gsm8k.yaml (5 shots sampled from TRAIN with random.Random(1234),
   one draw per question; strict-match and flexible-extract filters; exact_match with its
   regexes_to_ignore).
+  local-completions appends the tokenizer's EOS string to the stop list (`eos_string`: given in the suite, or
+  the server's, read as lm-eval's `remote` tokenizer reads it, or from the tokenizer SGLang serves).
 - chat: the few-shot prompt as one user message; reasoning stripped; "####" answer, else the last number.
+- sgl-eval: sgl-eval's gsm8k (zero-shot, NeMo-Skills' math prompt and grader), run by sgl-eval itself
+  (harness.evals.sgleval_backend).
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import json
 import random
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness import strict
 from harness.errors import ConfigError
-from harness.evals import data
-from harness.evals.base import EvalConfig, ProtocolDefaults
-from harness.evals.runner import Dataset, Prepared, question_eval, question_protocol, sampling
+from harness.evals import data, sgleval_backend
+from harness.evals.base import EvalConfig, EvalContext, ProtocolDefaults
+from harness.evals.runner import (
+    Dataset,
+    Option,
+    Prepared,
+    question_eval,
+    question_protocol,
+    run_questions,
+    sampling,
+)
 from harness.metric_kinds import MetricDef, MetricKind
+from harness.results import EvalResult
 
 NAME = "gsm8k"
 PROTOCOLS = {
@@ -34,7 +50,11 @@ PROTOCOLS = {
     "lm-eval": ProtocolDefaults(shots=5, shots_source="train", prompt_mode="completion", max_tokens=256),
     # One user message through the chat template (reasoning models), reasoning stripped.
     "chat": ProtocolDefaults(shots=0, shots_source="test-head", prompt_mode="chat", max_tokens=2048),
+    # sgl-eval's gsm8k (max_tokens 2048, as SGLang's run_eval calls it).
+    "sgl-eval": ProtocolDefaults(shots=0, shots_source="none", prompt_mode="chat", max_tokens=2048),
 }
+# lm-eval's stop list ends with the served tokenizer's EOS string; harness records it in the protocol.
+OPTIONS = {"eos_string": Option(None, strict.string, ("lm-eval",))}
 METRICS = (MetricDef("gsm8k.accuracy", MetricKind.ACCURACY, "GSM8K exact-match accuracy", min_effect=0.01),)
 
 # The canonical GSM8K files (openai/grade-school-math), as in ../shared/data/gsm8k/SHA256SUMS.
@@ -80,6 +100,10 @@ def sglang_example(row: dict[str, str], include_answer: bool) -> str:
 
 
 _DIGIT_RUN = re.compile(r"\d+")
+# CPython's limit on decimal digits in an int literal (3.11+, sys.int_info.default_max_str_digits): past it
+# literal_eval raises SyntaxError, which SGLang's get_answer_value catches (INVALID); a degenerate completion
+# must score invalid, never end the eval.
+_INT_DIGITS_LIMIT = getattr(sys.int_info, "default_max_str_digits", 4300)
 
 
 def sglang_answer_value(text: str) -> int | float:
@@ -88,13 +112,13 @@ def sglang_answer_value(text: str) -> int | float:
     if not numbers:
         return INVALID
     last = numbers[-1]
-    if last.isascii():
+    if last.isascii() and len(last) <= _INT_DIGITS_LIMIT:
         # literal_eval's result without its parser (a third of the client's CPU per request): a run of
         # ASCII digits is a valid literal unless it has a leading zero and is not all zeros ("007").
         return INVALID if last[0] == "0" and last.strip("0") else int(last)
     try:
         return ast.literal_eval(last)
-    except SyntaxError:  # non-ASCII digits ("٣"): \d matches them, Python's grammar does not
+    except SyntaxError:  # non-ASCII digits ("٣"), or more digits than int() converts: SGLang catches both
         return INVALID
 
 
@@ -199,8 +223,56 @@ def score(protocol: str, question: Question, text: str) -> Score:
     return Score(extracted, lm_eval_normalise(answer) == question.label, {})
 
 
-def stop_sequences(protocol: str) -> list[str] | None:
-    return {"sglang-fewshot": SGLANG_STOP, "lm-eval": LM_EVAL_STOP}.get(protocol)
+def stop_sequences(protocol: str, eos_string: str | None = None) -> list[str] | None:
+    if protocol == "lm-eval":
+        return lm_eval_stop(eos_string)
+    return {"sglang-fewshot": SGLANG_STOP}.get(protocol)
+
+
+def lm_eval_stop(eos_string: str | None) -> list[str]:
+    """lm-eval's handle_stop_sequences: the task's `until`, then the EOS string unless already there."""
+    return LM_EVAL_STOP + ([eos_string] if eos_string is not None and eos_string not in LM_EVAL_STOP else [])
+
+
+def tokenizer_eos(directory: Path) -> str | None:
+    """A Hugging Face tokenizer's eos_token, from tokenizer_config.json (else special_tokens_map.json)."""
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        try:
+            token = json.loads((directory / name).read_text()).get("eos_token")
+        except (OSError, ValueError, AttributeError):
+            continue
+        token = token.get("content") if isinstance(token, dict) else token
+        if isinstance(token, str):
+            return token
+    return None
+
+
+def server_eos_string(base_url: str) -> str | None:
+    """The served tokenizer's EOS string: `/tokenizer_info` (what lm-eval's remote tokenizer reads; vLLM),
+    else the tokenizer directory SGLang's `/get_model_info` names, when it is on this machine."""
+    from harness.transport import get_json
+
+    info = get_json(base_url + "/tokenizer_info")
+    if isinstance(info, dict) and isinstance(info.get("eos_token"), str):
+        return info["eos_token"]
+    model_info = get_json(base_url + "/get_model_info")
+    if isinstance(model_info, dict):
+        for key in ("tokenizer_path", "model_path"):
+            if isinstance(model_info.get(key), str) and Path(model_info[key]).is_dir():
+                return tokenizer_eos(Path(model_info[key]))
+    return None
+
+
+def with_eos_string(config: EvalConfig, base_url: str) -> EvalConfig:
+    """The lm-eval config with its EOS string known (the suite's, else the server's), or a ConfigError."""
+    if config.params.get("eos_string") is not None:
+        return config
+    eos = server_eos_string(base_url)
+    if eos is None:
+        raise ConfigError("gsm8k lm-eval: lm-eval's local-completions stops at the tokenizer's EOS string, and "
+                          f"{base_url} tells neither by /tokenizer_info nor /get_model_info: set `eos_string:` "
+                          "in the suite's gsm8k eval (or --eos-string)")
+    return dataclasses.replace(config, params={**config.params, "eos_string": eos})
 
 
 # --- data ------------------------------------------------------------------------------------------------
@@ -259,7 +331,9 @@ def prepare(config: EvalConfig, model: str, *, data_root: Path | None = None, **
     test_rows, train_rows, digest = rows(config, data_root)
     questions = build_questions(config.protocol, test_rows, train_rows, config.shots, config.questions, config.seed)
     by_id: dict[str, Question] = {}
-    stop = stop_sequences(config.protocol)
+    if config.protocol == "sgl-eval":
+        raise ConfigError("gsm8k sgl-eval: sgl-eval sends its own requests (harness eval gsm8k --protocol sgl-eval)")
+    stop = stop_sequences(config.protocol, config.params.get("eos_string"))
     # lm-eval's local-completions sends its default seed, so the protocol does too.
     default_seed = LM_EVAL_FEWSHOT_SEED if config.protocol == "lm-eval" else None
 
@@ -285,5 +359,22 @@ def prepare(config: EvalConfig, model: str, *, data_root: Path | None = None, **
     return Prepared(requests(), config.questions, scorer, digest, protocol)
 
 
+def run_lm_eval_protocol(config: EvalConfig, base_url: str, model: str, context: EvalContext) -> EvalResult:
+    config = with_eos_string(config, base_url)
+    return run_questions(config, prepare(config, model, data_root=context.data_root), base_url,
+                         stream=context.stream)
+
+
+def run_sgl_eval(config: EvalConfig, base_url: str, model: str, context: EvalContext) -> EvalResult:
+    """The sgl-eval protocol: sgl-eval's own prompt, client and grader on the verified test rows."""
+    test_rows, _, digest = rows(config, context.data_root)
+    protocol = question_protocol(config, PROTOCOLS[config.protocol], DATASET, digest)
+    examples = sgleval_backend.gsm8k_examples(test_rows[:config.questions],
+                                              [question_id(i) for i in range(config.questions)])
+    return sgleval_backend.run(config, base_url, model, examples, protocol, stream=context.stream)
+
+
 EVAL = question_eval(name=NAME, protocols=PROTOCOLS, default_protocol="sglang-fewshot", dataset=DATASET,
-                     alternates=ALTERNATES, metrics=METRICS, prepare=prepare, fetch=fetch)
+                     alternates=ALTERNATES, metrics=METRICS, prepare=prepare, fetch=fetch, options=OPTIONS,
+                     runs={"lm-eval": run_lm_eval_protocol, "sgl-eval": run_sgl_eval},
+                     protocol_keys=sgleval_backend.PROTOCOL_KEYS)

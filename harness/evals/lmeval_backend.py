@@ -2,7 +2,8 @@
 
 An optional extra (`pip install lm-eval`): imported only when asked for.
 - GSM8K, protocol `lm-eval`: lm-eval's own gsm8k task (its few-shot sampler, filters and exact match) with
-  `dataset_path: json` and local data files, through `local-completions`.
+  `dataset_path: json` and local data files, through `local-completions`, given the served tokenizer's EOS
+  string as lm-eval's tokenizer would give it (harness.evals.gsm8k.with_eos_string).
 - Every other protocol (GSM8K `sglang-fewshot` / `chat`, GPQA `simple-evals`): harness builds the prompts as
   its own client would (the protocol is harness's, not one of lm-eval's tasks), lm-eval sends them through
   `local-completions` or `local-chat-completions` (one user message, chat_template_kwargs passed through),
@@ -55,7 +56,9 @@ def task_document(config: EvalConfig, data_root: Path | None) -> dict[str, Any]:
         "metric_list": [{"metric": "exact_match", "aggregation": "mean", "higher_is_better": True,
                          "ignore_case": True, "ignore_punctuation": False,
                          "regexes_to_ignore": [",", "\\$", "(?s).*#### ", "\\.$"]}],
-        "generation_kwargs": {"until": ["Question:", "</s>", "<|im_end|>"], "do_sample": False,
+        # The EOS string is in `until` itself: lm-eval 0.4.13 appends it only on its sequential path
+        # (num_concurrent 1, its default; amodel_call passes no eos), and this backend runs concurrently.
+        "generation_kwargs": {"until": gsm8k.lm_eval_stop(config.params.get("eos_string")), "do_sample": False,
                               "temperature": config.temperature, "max_gen_toks": config.max_tokens},
         "repeats": 1,
         "num_fewshot": config.shots,
@@ -91,10 +94,14 @@ def _quiet_lm_eval() -> Iterator[None]:
         logger.setLevel(level)
 
 
-def _model_args(base_url: str, path: str, model: str, config: EvalConfig) -> dict[str, Any]:
-    return {"base_url": f"{base_url}{path}", "model": model, "tokenizer_backend": None,
+def _model_args(base_url: str, path: str, model: str, config: EvalConfig,
+                eos_string: str | None = None) -> dict[str, Any]:
+    """local-completions' arguments; `eos_string` stands for the tokenizer lm-eval would load (it appends
+    the EOS string to every stop list), which harness does not load."""
+    args = {"base_url": f"{base_url}{path}", "model": model, "tokenizer_backend": None,
             "tokenized_requests": False, "num_concurrent": config.concurrency, "max_retries": 3,
             "seed": DEFAULT_SEED if config.seed is None else config.seed}
+    return {**args, "eos_string": eos_string} if eos_string is not None else args
 
 
 def run_lm_eval(config: EvalConfig, base_url: str, *, model: str, data_root: Path | None = None,
@@ -109,13 +116,15 @@ def run_lm_eval(config: EvalConfig, base_url: str, *, model: str, data_root: Pat
 def _run_lm_eval_gsm8k_task(config: EvalConfig, base_url: str, *, model: str,
                             data_root: Path | None) -> EvalResult:
     simple_evaluate, TaskManager = _lm_eval()
+    config = gsm8k.with_eos_string(config, base_url)
     with tempfile.TemporaryDirectory(prefix="harness-lm-eval-") as tmp:
         document = task_document(config, data_root)
         document["dataset_kwargs"]["cache_dir"] = str(Path(tmp) / "datasets")
         (Path(tmp) / f"{TASK}.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
         start = time.perf_counter()
         output = simple_evaluate(
-            model="local-completions", model_args=_model_args(base_url, "/v1/completions", model, config),
+            model="local-completions",
+            model_args=_model_args(base_url, "/v1/completions", model, config, config.params["eos_string"]),
             tasks=[TASK], task_manager=TaskManager(include_path=tmp), limit=config.questions,
             log_samples=True, fewshot_random_seed=1234 if config.seed is None else config.seed,
         )

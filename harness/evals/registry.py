@@ -16,7 +16,7 @@ from harness.metric_kinds import MetricDef
 from harness.results import EvalResult
 
 # The registration: one line, one module per eval (harness/evals/<name>.py exposing EVAL), in report order.
-REGISTERED = ("gsm8k", "gpqa", "numerics")
+REGISTERED = ("gsm8k", "gpqa", "aime", "numerics")
 
 
 def _load(name: str) -> Eval:

@@ -5,6 +5,7 @@ transport and turns the scored answers into an EvalResult (the result schema).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import statistics
 import time
@@ -21,6 +22,7 @@ from harness.stats import standard_error
 from harness.strict import Where
 
 if TYPE_CHECKING:
+    from harness.sequential import Reference, Rule
     from harness.transport import Request, Response
 
 Scorer = Callable[[str, str], tuple[str | None, bool, dict[str, Any]]]  # (id, text) -> extracted, correct, extras
@@ -48,6 +50,19 @@ class Dataset:
     full_size: int
 
 
+@dataclass(frozen=True)
+class Option:
+    """A suite key of one question eval's own, beyond the common ones: its default, its strict parser, and
+    the protocols it applies to. Its value is part of the protocol (recorded, compared)."""
+
+    default: Any
+    parse: Callable[[Any, Where], Any]
+    protocols: tuple[str, ...]
+
+
+# A protocol's own run step: (config, base_url, model, context) -> EvalResult.
+ProtocolRun = Callable[[EvalConfig, str, str, EvalContext], EvalResult]
+
 # The protocol keys of every question eval: what must match for two accuracies to compare.
 PROTOCOL_KEYS = ("eval", "protocol", "dataset", "dataset_sha256", "questions", "shots", "shots_source",
                  "prompt_mode", "max_tokens", "temperature", "repeats", "chat_template_kwargs")
@@ -58,30 +73,44 @@ _KEYS = ("protocol", "shots", "questions", "max_tokens", "temperature", "repeats
 def question_eval(*, name: str, protocols: Mapping[str, ProtocolDefaults], default_protocol: str,
                   dataset: Dataset, metrics: tuple[MetricDef, ...], prepare: Callable[..., Prepared],
                   alternates: Mapping[str, Dataset] | None = None,
-                  fetch: Callable[..., list] | None = None) -> Eval:
-    """The Eval of a question eval: its module gives its protocols, data, prepare (prompts and scorer)."""
-    alternates = dict(alternates or {})
+                  fetch: Callable[..., list] | None = None, options: Mapping[str, Option] | None = None,
+                  runs: Mapping[str, ProtocolRun] | None = None, protocol_keys: tuple[str, ...] = ()) -> Eval:
+    """The Eval of a question eval: its module gives its protocols, data, prepare (prompts and scorer), its
+    own keys (`options`, recorded in the protocol) and the protocols with a run step of their own (`runs`:
+    sgl-eval, its own client; lm-eval, which asks the server for its EOS string first), and the protocol keys
+    those runs add (compared like the common ones)."""
+    alternates, options, runs = dict(alternates or {}), dict(options or {}), dict(runs or {})
 
     def parse(value: Any, where: Where) -> EvalConfig:
-        return parse_config(name, protocols, dataset, alternates, value, where)
+        return parse_config(name, protocols, dataset, alternates, value, where, options)
 
     def protocol_of(config: EvalConfig, *, dataset_sha256: str | None = None) -> dict[str, Any]:
         return question_protocol(config, protocols[config.protocol], dataset, dataset_sha256)
 
     def run(config: EvalConfig, base_url: str, model: str, context: EvalContext) -> EvalResult:
+        if config.protocol in runs:
+            return runs[config.protocol](config, base_url, model, context)
         return run_questions(config, prepare(config, model, data_root=context.data_root), base_url,
-                             stream=context.stream)
+                             stream=context.stream, sequential=context.sequential.get(config.name))
 
     return Eval(name=name, protocols=protocols, default_protocol=default_protocol, metrics=metrics, parse=parse,
-                protocol_of=protocol_of, protocol_keys=PROTOCOL_KEYS, run=run, describe=describe,
-                prepare=prepare, fetch=fetch)
+                protocol_of=protocol_of, protocol_keys=PROTOCOL_KEYS + tuple(options) + protocol_keys, run=run,
+                describe=describe, prepare=prepare, fetch=fetch)
 
 
 def parse_config(name: str, protocols: Mapping[str, ProtocolDefaults], default: Dataset,
-                 alternates: Mapping[str, Dataset], value: Any, where: Where) -> EvalConfig:
+                 alternates: Mapping[str, Dataset], value: Any, where: Where,
+                 options: Mapping[str, Option] | None = None) -> EvalConfig:
     """A question eval's suite mapping (or `harness eval`'s flags), strictly."""
-    doc = strict.mapping(value, where, allowed=_KEYS, required=("protocol",))
+    options = options or {}
+    doc = strict.mapping(value, where, allowed=_KEYS + tuple(options), required=("protocol",))
     protocol = strict.choice(doc["protocol"], where.key("protocol"), what=f"{name} protocol", choices=protocols)
+    params = {}
+    for key, option in options.items():
+        if key in doc and protocol not in option.protocols:
+            raise where.key(key).error(f"applies only to the {' / '.join(option.protocols)} protocol")
+        if protocol in option.protocols:
+            params[key] = option.parse(doc[key], where.key(key)) if key in doc else option.default
     defaults = protocols[protocol]
     dataset = doc.get("dataset")
     if dataset is not None:
@@ -113,6 +142,7 @@ def parse_config(name: str, protocols: Mapping[str, ProtocolDefaults], default: 
                                      maximum=1.0),
         data=None if data is None else strict.string(data, where.key("data")),
         dataset=dataset,
+        params=params,
     )
 
 
@@ -133,7 +163,12 @@ def question_protocol(config: EvalConfig, defaults: ProtocolDefaults, dataset: D
         "temperature": config.temperature,
         "repeats": config.repeats,
         "chat_template_kwargs": dict(config.chat_template_kwargs),
+        **{key: _plain(value) for key, value in config.params.items()},
     }
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
 
 
 def describe(config: EvalConfig) -> str:
@@ -159,36 +194,88 @@ def served_model(base_url: str, fallback: str) -> str:
         return fallback
 
 
-def run_questions(config: EvalConfig, prepared: Prepared, base_url: str, *,
-                  stream: TextIO | None = None) -> EvalResult:
-    """Ask every question, score every answer; raise EvalInfraError when too many requests failed."""
+def run_questions(config: EvalConfig, prepared: Prepared, base_url: str, *, stream: TextIO | None = None,
+                  sequential: tuple[Reference, Rule] | None = None) -> EvalResult:
+    """Ask every question, score every answer; raise EvalInfraError when too many requests failed.
+    `sequential`: ask in the fixed order and stop once the verdict against that reference is decided."""
     from harness.transport import ClientSettings, DeadlineExceeded, run_requests
 
     progress = Progress(f"{config.name}/{config.protocol}", prepared.count, stream=stream)
     scored: dict[str, tuple[str | None, bool, dict[str, Any]]] = {}
+    watch = None if sequential is None else SequentialWatch(prepared, *sequential)
+    requests = prepared.requests if watch is None else iter(watch.requests)
 
     def on_done(response: Response) -> None:
         if response.error is None:
             scored[response.id] = prepared.scorer(response.id, response.text or "")
         progress.update(scored[response.id][1] if response.error is None else None, sent=response.attempts > 0)
+        if watch is not None:
+            watch.answered(response.id, None if response.error else scored[response.id][1])
 
     allowed = math.floor(config.max_error_rate * prepared.count + 1e-9)
     settings = ClientSettings(concurrency=config.concurrency, timeout_s=config.request_timeout_s, max_errors=allowed)
     start = time.perf_counter()
     try:
-        responses = run_requests(base_url, prepared.requests, settings, on_done)
+        responses = run_requests(base_url, requests, settings, on_done,
+                                 stop=None if watch is None else watch.decided)
     except DeadlineExceeded as late:  # the cell's eval_s: what was answered is kept
         result = assemble_result(config, prepared, late.responses, scored, time.perf_counter() - start)
         raise EvalInfraError("eval_timeout", f"{config.name}: the eval deadline (timeouts.eval_s) passed with "
                              f"{len(late.responses)} of {prepared.count} questions answered",
                              {config.name: result}) from None
     wall = time.perf_counter() - start
-    result = assemble_result(config, prepared, responses, scored, wall)
+    result = assemble_result(config, prepared, responses if watch is None else watch.kept(responses), scored, wall)
+    if watch is not None:
+        result = watch.result(result, len(responses))
     if result.request_errors > allowed:
         raise EvalInfraError("request_errors", f"{config.name}: {result.request_errors} of {len(responses)} "
                              f"requests failed (allowed {allowed}); first: {_first_error(responses)}",
                              {config.name: result})
     return result
+
+
+class SequentialWatch:
+    """The sequential gate's view of an eval (harness.sequential): the requests in the fixed order, the answered
+    prefix of that order fed to the Monitor as it grows, and the result cut to the prefix that decided."""
+
+    def __init__(self, prepared: Prepared, reference: Reference, rule: Rule):
+        from harness.sequential import Monitor, order_key
+
+        # Built in the protocol's own order first (lm-eval's shot draws and GPQA's shuffles follow it), then
+        # reordered: the prompts are the same bytes whatever order they are sent in.
+        self.requests = sorted(prepared.requests, key=lambda request: order_key(request.id))
+        self.budget = prepared.count
+        self.monitor = Monitor(reference, rule)
+        self.order = [request.id for request in self.requests]
+        self.answers: dict[str, bool | None] = {}  # None: the request failed
+        self.next = 0  # the first question of the order not yet fed to the monitor
+
+    def answered(self, question_id: str, correct: bool | None) -> None:
+        self.answers[question_id] = correct
+        while self.monitor.decision is None and self.next < len(self.order) and self.order[self.next] in self.answers:
+            found = self.answers[self.order[self.next]]
+            self.next += 1
+            if found is not None:  # a failed request is counted (max_error_rate), never scored
+                self.monitor.add(self.order[self.next - 1], found)
+
+    def decided(self) -> bool:
+        return self.monitor.decision is not None
+
+    def kept(self, responses: list[Response]) -> list[Response]:
+        """A decided eval keeps the prefix that decided (answers that came after the decision are not part of
+        the sample the verdict is about); an undecided one keeps everything."""
+        if not self.decided():
+            return responses
+        prefix = set(self.order[: self.next])
+        return [response for response in responses if response.id in prefix]
+
+    def result(self, result: EvalResult, answered: int) -> EvalResult:
+        from harness.sequential import record
+
+        decision = self.monitor.decision
+        asked = self.next if decision is not None else answered
+        details = {**result.details, "sequential": record(decision, self.budget, asked, answered=answered)}
+        return dataclasses.replace(result, details=details)
 
 
 def _first_error(responses: list[Response]) -> str:

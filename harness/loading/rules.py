@@ -351,9 +351,9 @@ def _shape(manifest: Manifest, name: str) -> str:
 
 
 def eagle3_mla_draft(draft: Manifest) -> RuleResult:
-    """kimi-k25-eagle3-mla (seed 004): the EAGLE3 draft declares Eagle3DeepseekV2ForCausalLM, has q_lora_rank,
+    """kimi-k25-eagle3-mla (#23803, #26506, #19689): the EAGLE3 draft declares Eagle3DeepseekV2ForCausalLM, has q_lora_rank,
     and its fused_qkv_a_proj_with_mqa reads [embed_norm, hidden_norm], 2 x hidden_size wide."""
-    fix, pr = "kimi-k25-eagle3-mla", "seed 004"
+    fix, pr = "kimi-k25-eagle3-mla", "#23803, #26506, #19689"
     config = draft.text_config()
     if draft.architecture != "Eagle3DeepseekV2ForCausalLM":
         return RuleResult(fix, pr, Outcome.FAIL, f"the draft declares {draft.architecture}, not "

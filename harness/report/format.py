@@ -7,6 +7,9 @@ from harness.metrics import METRICS, MetricKind
 
 
 def mark(verdict: Verdict) -> str:
+    """The verdict's label; an eval the sequential gate stopped says when: `REGRESSED (after 71 of 200)`."""
+    if verdict.decided_after:
+        return f"{verdict.meaning.mark} (after {verdict.decided_after[0]} of {verdict.decided_after[1]})"
     return verdict.meaning.mark
 
 

@@ -24,8 +24,9 @@ def render_text(history: History, found: list[Trend], *, every_run: bool = False
     lines += table
     steps = [(trend, step) for trend in found for step in trend.steps]
     if steps:
-        lines += ["", "steps (the first run after each change):"]
-        lines += [f"  {t.suite} {t.cell_id} {t.metric}: {s.describe()}  [{s.test}, p={_p(s.p_value)}]"
+        lines += ["", "steps (the first run after each change; each tested between windows of runs, not a run "
+                      "against its baseline, whose own test is its verdict's):"]
+        lines += [f"  {t.suite} {t.cell_id} {t.metric}: {s.describe()}  [{s.test}; {s.reason}]"
                   for t, s in steps]
     if every_run:
         for trend in found:
@@ -44,9 +45,9 @@ def _row(trend: Trend) -> tuple[str, ...]:
         return figure(trend.metric, value) if value is not None and trend.metric != "cell" else "-"
 
     return (trend.suite, trend.cell_id, trend.metric, str(len(trend.points)),
-            shown(values[0] if values else None), shown(trend.latest.value),
+            shown(values[0] if values else None), shown(trend.current.value),
             shown(min(values) if values else None), shown(max(values) if values else None),
-            _verdict(trend.latest.verdict, trend.latest.expected), str(len(trend.steps)) if trend.steps else "-")
+            _verdict(trend.current.verdict, trend.current.expected), str(len(trend.steps)) if trend.steps else "-")
 
 
 def _verdict(state: str | None, expected: bool) -> str:
@@ -54,9 +55,6 @@ def _verdict(state: str | None, expected: bool) -> str:
         return "(no verdict)"
     return (CAUGHT if expected else State(state).meaning).mark
 
-
-def _p(value: float | None) -> str:
-    return "-" if value is None else f"{value:.2g}"
 
 
 def render_csv(found: list[Trend]) -> str:

@@ -88,7 +88,10 @@ def parse_preflight(text: str) -> dict[str, Prediction]:
 
 
 def _checkpoint_of(cell: dict[str, Any]) -> str:
-    return "/".join(Path(cell["cell"]["model_path"]).parts[-2:])
+    """The `local:` variant the row is about: the draft's where the cell has one (the EAGLE3 stage), else the
+    checkpoint's."""
+    draft = cell["cell"].get("draft") or {}
+    return "/".join(Path(draft.get("path") or cell["cell"]["model_path"]).parts[-2:])
 
 
 def fix_rows(fixes: dict[str, Any], predictions: dict[str, Prediction]) -> list[FixRow]:
@@ -118,10 +121,35 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|")
 
 
+def _numerics(cell: dict[str, Any]) -> str:
+    metrics = (cell.get("evals") or {}).get("numerics", {}).get("metrics", {})
+    if "kld" not in metrics:
+        return "-"
+    top1 = metrics.get("top1_disagreement", {}).get("value")
+    return f"{metrics['kld']['value']:.4g}" + ("" if top1 is None else f" / {top1:.4g}")
+
+
+def _verdicts(run: dict[str, Any], cell_id: str) -> str:
+    """The gate's verdicts of a cell that are not plain passes (`caught` for a canary's expected regression)."""
+    shown = []
+    for verdict in run.get("verdicts") or []:
+        if verdict["cell_id"] != cell_id or verdict["state"] in ("PASS", "NO_BASELINE"):
+            continue
+        state = "caught" if verdict.get("expected") else verdict["state"]
+        shown.append(f"{verdict['metric']} {state}" + (f" (p={verdict['p_value']:.2g})" if verdict.get("p_value")
+                                                       else ""))
+    return "; ".join(shown) or "pass"
+
+
 def figures_table(main: dict[str, Any]) -> str:
-    lines = [f"| cell (suite {main['suite']}) | status | accuracy (questions) | accept length (server avg / per-request "
-             "probe) | memory: weights / KV cache (log), NVML device peak, GiB | launch to ready | eval | teardown |",
-             "|---|---|---|---|---|---|---|---|"]
+    """Per cell: accuracy, the numerics eval where the suite has one, accept length, memory, timings and the
+    gate's verdict."""
+    numerics = any("numerics" in (cell.get("evals") or {}) for cell in main["cells"])
+    lines = [f"| cell (suite {main['suite']}) | status | accuracy (questions) |"
+             + (" numerics: KLD / top-1 disagreement vs BF16 |" if numerics else "")
+             + " accept length (server avg / per-request probe) | memory: weights / KV cache (log), NVML device"
+             " peak, GiB | launch to ready | eval | teardown | gate |",
+             "|---|---|---|" + ("---|" if numerics else "") + "---|---|---|---|---|---|"]
     for cell in main["cells"]:
         accuracy = (cell.get("evals") or {}).get("gsm8k", {}).get("metrics", {}).get("accuracy")
         asked = accuracy["n"] if accuracy else 0
@@ -134,10 +162,12 @@ def figures_table(main: dict[str, Any]) -> str:
         timings = cell.get("timings") or {}
         error = cell.get("error") or {}
         status = "ok" if cell["status"] == "ok" else f"{cell['status']}: {error.get('cause')} ({code(error.get('message'))})"
-        lines.append(f"| `{cell['cell_id']}` | {status} | {score} | {accept} | "
+        lines.append(f"| `{cell['cell_id']}` | {status} | {score} | " + (f"{_numerics(cell)} | " if numerics else "")
+                     + f"{accept} | "
                      f"{_gib(memory.get('weights_gib'))} / {_gib(memory.get('kv_cache_gib'))} / "
                      f"{_gib(memory.get('device_peak_gib'))} | {_seconds(timings.get('launch_to_ready_s'))} | "
-                     f"{_seconds(timings.get('eval_s'))} | {_seconds(timings.get('teardown_s'))} |")
+                     f"{_seconds(timings.get('eval_s'))} | {_seconds(timings.get('teardown_s'))} | "
+                     f"{_cell(_verdicts(main, cell['cell_id']))} |")
     return "\n".join(lines)
 
 
@@ -166,14 +196,16 @@ def fix_table(rows: list[FixRow], describe: dict[str, str] | None = None) -> str
 
 
 def render(record: Path, describe: dict[str, str] | None = None) -> str:
-    """The tables of the stages the record holds: figures for `main` and `tp`, a fix table for `fixes` and
-    `tpfixes` (the #23973 checkpoints at TP > 1)."""
+    """The tables of the stages the record holds: figures for `main`, `tp` and the MXFP4 stages (`mxfp4-ref`,
+    `mxfp4`, `mxfp4-defect`, `sglang-defect`), a fix table for `fixes`, `tpfixes` (the #23973 checkpoints at
+    TP > 1) and `eagle3` (its rows are the drafts)."""
     def results(stage: str) -> dict[str, Any] | None:
         path = record / f"{stage}.results.json"
         return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
-    tables = [figures_table(stage) for stage in (results("main"), results("tp")) if stage is not None]
-    fix_stages = [stage for stage in (results("fixes"), results("tpfixes")) if stage is not None]
+    figure_stages = ("main", "tp", "mxfp4-ref", "mxfp4", "mxfp4-defect", "sglang-defect")
+    tables = [figures_table(stage) for stage in map(results, figure_stages) if stage is not None]
+    fix_stages = [stage for stage in map(results, ("fixes", "tpfixes", "eagle3")) if stage is not None]
     if fix_stages:
         predictions = parse_preflight((record / "preflight.txt").read_text(encoding="utf-8"))
         tables += [fix_table(fix_rows(stage, predictions), describe) for stage in fix_stages]

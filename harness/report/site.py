@@ -43,6 +43,7 @@ figcaption { font-size: 12px; color: #444; max-width: 556px; }
 .badge { display: inline-block; padding: 0 6px; border-radius: 3px; color: #fff; font-size: 12px; }
 pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 12px; }
 .muted { color: #777; }
+td.num { white-space: nowrap; }
 """
 
 
@@ -127,10 +128,16 @@ def _state(value: str) -> State:
 
 
 def _table(header: Iterable[str], rows: Iterable[Iterable[str]]) -> list[str]:
-    """A table whose cells are already escaped markup."""
+    """A table whose cells are already escaped markup (a cell that is its own <td ...> keeps its attributes)."""
     out = ["<table>", "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"]
-    out += ["<tr>" + "".join(f"<td>{cell}</td>" for cell in row) + "</tr>" for row in rows]
+    out += ["<tr>" + "".join(cell if cell.startswith("<td") else f"<td>{cell}</td>" for cell in row) + "</tr>"
+            for row in rows]
     return out + ["</table>"]
+
+
+def _num(text: str) -> str:
+    """A figure's cell, never wrapped (a p-value of 2.8e-10 must not read as 2.8e- over 10)."""
+    return f'<td class="num">{esc(text)}</td>'
 
 
 def _link(href: str, text: str) -> str:
@@ -142,8 +149,9 @@ def _tooltip(point: Point) -> str:
     n = f" (n={point.n})" if point.n else ""
     verdict = "no verdict" if point.verdict is None else ("caught" if point.expected else point.verdict)
     reason = f"\n{point.reason}" if point.reason else ""
+    planted = "\nplanted defect: not the suite's state" if point.planted else ""
     return (f"{point.run_id} ({point.run_suite})\n{point.date or 'no date'}\n{value}{n}: {verdict}\n"
-            f"{point.engine_label()}; {point.hardware or '?'}{reason}")
+            f"{point.engine_label()}; {point.hardware or '?'}{reason}{planted}")
 
 
 class SuitePage:
@@ -173,7 +181,7 @@ class SuitePage:
     def _latest(self) -> list[str]:
         rows = []
         for trend in self.series:
-            point = trend.latest
+            point = trend.current  # a planted defect's run stays on the plots, never here
             rows.append([esc(trend.cell_id), esc(trend.metric),
                          esc(figure(trend.metric, point.value) if trend.metric != "cell" else "-"),
                          esc(figure(trend.metric, point.baseline) if trend.metric != "cell" else "-"),
@@ -207,7 +215,9 @@ def _legend() -> str:
     states = [("PASS", False), ("REGRESSED", False), ("IMPROVED", False), ("REGRESSED", True), ("NO_BASELINE", False),
               ("INFRA_ERROR", False)]
     return ('<p class="muted">markers: ' + " ".join(badge(state, expected) for state, expected in states)
-            + "; a cross at the foot: the cell failed or did not run; dashed vertical line: a step; dashed "
+            + "; a white centre: a planted defect (a canary, or a run of a suite gated against this one's "
+              "baselines), never the suite's state; a cross at the foot: the cell failed or did not run; "
+              "dashed vertical line: a step; dashed "
               "horizontal line: the baseline; green band: within the gate's tolerance.</p>")
 
 
@@ -227,7 +237,10 @@ def _caption(trend: Trend, baseline: float | None, band: Band, n: int | None, ha
 
 
 def _step_line(step: Step) -> str:
-    return f"step {step.describe()}"
+    """A step in a caption: what its test compared (windows of runs), never to be read as a run's own verdict."""
+    if step.p_value is None:
+        return f"step {step.describe()}"
+    return f"step {step.describe()} ({step.test} between the runs before it and from it on, p={step.p_value:.2g})"
 
 
 def _runs_table(runs: list[RunRecord], run_pages: dict[str, str]) -> list[str]:
@@ -247,18 +260,36 @@ def _index(history: History, found: list[Trend], suites: list[str], run_pages: d
     rows = []
     for suite in suites:
         runs = [r for r in history.runs if history.suite_of(r.suite or "?") == suite]
-        latest = runs[-1] if runs else None
+        # The suite's own runs stand for its state; a planted defect's (another suite gated as this one) never.
+        latest = next((r for r in reversed(runs) if (r.suite or "?") == suite), None)
         series = [t for t in found if t.suite == suite]
-        regressed = sum(1 for t in series if t.latest.verdict == "REGRESSED" and not t.latest.expected)
-        rows.append([_link(f"suite-{_slug(suite)}.html", suite), str(len(runs)),
+        regressed = sum(1 for t in series if t.current.verdict == "REGRESSED" and not t.current.planted)
+        code = None if latest is None or latest.result is None else latest.result.exit_code
+        rows.append([status_badge(code, regressed), _link(f"suite-{_slug(suite)}.html", suite), str(len(runs)),
                      _link(run_pages[latest.run_id], latest.run_id) if latest else "-",
-                     esc(latest.started_at if latest else "-"),
-                     esc("-" if latest is None or latest.result is None else latest.result.exit_code),
-                     str(regressed), str(sum(len(t.steps) for t in series))])
+                     esc(latest.started_at if latest else "-"), esc("-" if code is None else code),
+                     f'<b style="color: {colour_of("REGRESSED")}">{regressed}</b>' if regressed else "0",
+                     str(sum(len(t.steps) for t in series))])
+    planted = sorted({r.run_id for r in history.runs if history.suite_of(r.suite or "?") != (r.suite or "?")})
     body = [f"<h1>{esc(title)}</h1>",
-            f'<p class="muted">{len(history.runs)} run(s), {len(found)} series; built by harness publish.</p>',
-            *_table(("suite", "runs", "latest run", "started", "exit", "regressed now", "steps"), rows)]
+            f'<p class="muted">{len(history.runs)} run(s), {len(found)} series; built by harness publish. A run '
+            f"of a planted defect (a suite gated against another's baselines) or a canary stays on the plots, "
+            f"marked, and never counts as a suite's latest run or its regressions"
+            + (f" ({esc(', '.join(planted))})" if planted else "") + ".</p>",
+            *_table(("state", "suite", "runs", "latest run", "started", "exit", "regressed now", "steps"), rows)]
     return page(title, body)
+
+
+# What a suite's latest run says, at a glance: its exit code's meaning and colour.
+_EXIT_STATES = {0: ("PASS", "passing"), 1: ("REGRESSED", "regressed"), 2: ("CONFIG_ERROR", "config error"),
+                3: ("INFRA_ERROR", "infra error"), 4: ("INFRA_ERROR", "harness bug"), 130: ("NO_BASELINE", "interrupted")}
+
+
+def status_badge(exit_code: int | None, regressed: int) -> str:
+    state, label = _EXIT_STATES.get(exit_code, ("NO_BASELINE", "no verdict"))
+    if regressed and state == "PASS":
+        state, label = "REGRESSED", "regressed"
+    return f'<span class="badge" style="background: {colour_of(state)}">{esc(label)}</span>'
 
 
 def _write_run(out: Path, record: RunRecord, *, logs: bool) -> Path:
@@ -284,8 +315,8 @@ def _write_run(out: Path, record: RunRecord, *, logs: bool) -> Path:
             f"<p>suite {esc(record.suite or '?')}; started {esc(record.started_at or '-')}; finished "
             f"{esc(record.finished_at or '-')}; {esc(headline(verdicts, result.exit_code) if result else 'never concluded')}"
             f"</p>", f"<p>{' | '.join(links) or 'no summary.md'}</p>"]
-    rows = [[esc(v.cell_id), esc(v.metric), esc(figure(v.metric, v.value)), esc(figure(v.metric, v.baseline)),
-             esc(delta(v)), esc(p_value(v)), badge(v.state.value, v.expected), esc(v.reason),
+    rows = [[esc(v.cell_id), esc(v.metric), _num(figure(v.metric, v.value)), _num(figure(v.metric, v.baseline)),
+             _num(delta(v)), _num(p_value(v)), badge(v.state.value, v.expected), esc(v.reason),
              _link(copied[v.cell_id], "server.log") if v.cell_id in copied else "-"] for v in verdicts]
     body += _table(("cell", "metric", "value", "baseline", "delta", "p", "verdict", "why", "log"), rows)
     for cell in record.cells.values():

@@ -30,6 +30,7 @@ VERDICT_COLOURS = {
     "NO_BASELINE": "#8c8c8c", "NOT_COMPARABLE": "#9467bd", "MISSING": "#9467bd", "INFRA_ERROR": "#9467bd",
     "CONFIG_ERROR": "#9467bd", None: "#8c8c8c",
 }
+STEP_LABEL_CHARS = 44  # at 10 px, ~250 px: half the plot's width, on the side of the step with room for it
 STEP_COLOURS = {"REGRESSED": "#d62728", "IMPROVED": "#1f77b4", PROTOCOL_CHANGE: "#7f7f7f"}
 
 
@@ -154,11 +155,14 @@ def _steps(scale: Scale, trend: Trend, column: dict[str, int]) -> list[str]:
         arrow = {"REGRESSED": "\u25bc", "IMPROVED": "\u25b2"}.get(step.direction, "\u25c6")
         parts.append(f'<line class="step" x1="{x:.1f}" x2="{x:.1f}" y1="{TOP - 4}" y2="{HEIGHT - BOTTOM}" '
                      f'stroke="{colour}" stroke-width="2" stroke-dasharray="4 3"/>')
-        anchor = "end" if x > WIDTH * 0.7 else "start"
+        # The whole run id on the side with more room (a very long foreign id is shortened, whole in the tooltip).
+        anchor = "end" if x > (LEFT + WIDTH - RIGHT) / 2 else "start"
         offset = -4 if anchor == "end" else 4
-        parts.append(f'<text x="{x + offset:.1f}" y="{TOP + 8}" text-anchor="{anchor}" font-size="11" '
-                     f'fill="{colour}"><title>{esc(step.describe())}</title>{arrow} step: {esc(step.point.run_id[:28])}'
-                     f'</text>')
+        run_id = step.point.run_id if len(step.point.run_id) <= STEP_LABEL_CHARS else \
+            step.point.run_id[:STEP_LABEL_CHARS - 1] + "\u2026"
+        parts.append(f'<text class="step-label" x="{x + offset:.1f}" y="{TOP + 8}" text-anchor="{anchor}" '
+                     f'font-size="10" fill="{colour}"><title>{esc(step.describe())}</title>{arrow} step: '
+                     f'{esc(run_id)}</text>')
     return parts
 
 
@@ -174,6 +178,9 @@ def _marker(scale: Scale, index: int, point: Point, href: str, title: str) -> st
         radius = min(4.5, max(2.0, column_width * 0.35))  # ninety nightlies still leave each its own marker
         if point.expected or point.verdict not in ("PASS", "NO_BASELINE", None):
             radius += 2  # what needs a look stands out
-        shape = (f'<circle cx="{x:.1f}" cy="{scale.y(point.value):.1f}" r="{radius}" fill="{colour}" '
-                 f'stroke="#ffffff" stroke-width="1"/>')
+        y = scale.y(point.value)
+        shape = f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{radius}" fill="{colour}" stroke="#ffffff" stroke-width="1"/>'
+        if point.planted:  # a planted defect: a white centre marks it (the legend says so); not the suite's state
+            shape = shape.replace("<circle ", '<circle class="planted" ', 1) + \
+                f'<circle cx="{x:.1f}" cy="{y:.1f}" r="{max(radius / 2.5, 1.5):.1f}" fill="#ffffff"/>'
     return f'<a href="{esc(href)}"><title>{esc(title)}</title>{shape}</a>'

@@ -386,6 +386,68 @@ def unprefixed(exclude: list[str]) -> list[str]:
     return [entry.removeprefix(KIMI_PREFIX) for entry in exclude]
 
 
+# --- an EAGLE3 draft with MLA attention for the DeepSeek target (Kimi-K2.5: #23803, #26506, #19689) ---------------------
+
+# The target's layers whose hidden states the draft reads: tiny-dsv3 has two, and SGLang's default for a draft
+# that names none ([2, n // 2, n - 3], deepseek_v2.set_eagle3_layers_to_capture) captures only one of them.
+EAGLE3_AUX_LAYERS = [0, 1]
+
+
+def eagle3_mla_config(**change: Any) -> dict[str, Any]:
+    """SGLang 0.5.17's Eagle3DeepseekV2ForCausalLM (models/kimi_k25_eagle3.py): one MLA decoder layer whose
+    fused_qkv_a_proj_with_mqa reads [input_layernorm(embed), hidden_norm(target hidden)], 2 x hidden wide, an fc
+    over the captured target layers, a dense MLP, its own head. MLA dimensions as the target's."""
+    target = dsv3_config()
+    config = {
+        "architectures": ["Eagle3DeepseekV2ForCausalLM"], "model_type": "deepseek_v3", "torch_dtype": "bfloat16",
+        "vocab_size": target["vocab_size"], "draft_vocab_size": target["vocab_size"], "hidden_size": HIDDEN,
+        "intermediate_size": target["intermediate_size"], "num_hidden_layers": 1,
+        **{key: target[key] for key in ("num_attention_heads", "num_key_value_heads", "q_lora_rank", "kv_lora_rank",
+                                        "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim", "hidden_act",
+                                        "max_position_embeddings", "rms_norm_eps", "rope_theta", "rope_scaling",
+                                        "bos_token_id", "eos_token_id", "pad_token_id")},
+        "tie_word_embeddings": False, "eagle_config": {"eagle_aux_hidden_state_layer_ids": EAGLE3_AUX_LAYERS},
+    }
+    config.update(change)
+    return {key: value for key, value in config.items() if value is not None}
+
+
+def eagle3_mla_shapes(config: dict[str, Any], *, a_proj: str, width: int) -> dict[str, tuple[int, ...]]:
+    """The draft checkpoint's tensors as kimi_k25_eagle3.load_weights reads them (`layers.0.` -> midlayer);
+    `a_proj`: "fused" (fused_qkv_a_proj_with_mqa) or "split" (q_a_proj and kv_a_proj_with_mqa, which the loader
+    concatenates); `width`: the input width of those projections (2 x hidden in a working draft)."""
+    hidden, vocab, heads = config["hidden_size"], config["vocab_size"], config["num_attention_heads"]
+    q_lora = dsv3_config()["q_lora_rank"]
+    kv_lora, rope = config["kv_lora_rank"], config["qk_rope_head_dim"]
+    nope, v_dim, inter = config["qk_nope_head_dim"], config["v_head_dim"], config["intermediate_size"]
+    a = "layers.0.self_attn."
+    shapes = {
+        "embed_tokens.weight": (vocab, hidden), "lm_head.weight": (vocab, hidden), "norm.weight": (hidden,),
+        "fc.weight": (hidden, hidden * len(EAGLE3_AUX_LAYERS)),
+        "layers.0.input_layernorm.weight": (hidden,), "layers.0.hidden_norm.weight": (hidden,),
+        "layers.0.post_attention_layernorm.weight": (hidden,),
+        a + "q_a_layernorm.weight": (q_lora,), a + "q_b_proj.weight": (heads * (nope + rope), q_lora),
+        a + "kv_a_layernorm.weight": (kv_lora,), a + "kv_b_proj.weight": (heads * (nope + v_dim), kv_lora),
+        a + "o_proj.weight": (hidden, heads * v_dim),
+        "layers.0.mlp.gate_proj.weight": (inter, hidden), "layers.0.mlp.up_proj.weight": (inter, hidden),
+        "layers.0.mlp.down_proj.weight": (hidden, inter),
+    }
+    if a_proj == "fused":
+        shapes[a + "fused_qkv_a_proj_with_mqa.weight"] = (q_lora + kv_lora + rope, width)
+    else:
+        shapes[a + "q_a_proj.weight"] = (q_lora, width)
+        shapes[a + "kv_a_proj_with_mqa.weight"] = (kv_lora + rope, width)
+    return shapes
+
+
+def _eagle3_mla(*, a_proj: str = "fused", width: int = 2 * HIDDEN, **change: Any) -> Callable[[Path, Path], Path]:
+    def build(out: Path, tokenizer_from: Path) -> Path:
+        config = eagle3_mla_config(**change)
+        return save_checkpoint(out, config, seeded_state(eagle3_mla_shapes(config, a_proj=a_proj, width=width)),
+                               tokenizer_from)
+    return build
+
+
 # --- the catalogue -----------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -420,6 +482,18 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("tiny-dsv3", "quark-fp8-mtp-quantized", "amd-quark FP8, the shared experts excluded, the MTP layer "
             "quantized (eh_proj FP8)", _dsv3_quark("fp8", mtp_stored="quantized", mtp_config="none",
                                                     extra=("*shared_experts*",))),
+    Variant("tiny-dsv3-eagle3", "mla", "EAGLE3 draft with MLA (Eagle3DeepseekV2ForCausalLM), "
+            "fused_qkv_a_proj_with_mqa 2 x hidden wide, for tiny-dsv3/bf16", _eagle3_mla()),
+    Variant("tiny-dsv3-eagle3", "mla-split-a-proj", "the same with q_a_proj and kv_a_proj_with_mqa stored apart "
+            "(the draft loader concatenates them)", _eagle3_mla(a_proj="split")),
+    Variant("tiny-dsv3-eagle3", "mla-hidden-wide", "broken: fused_qkv_a_proj_with_mqa reads hidden, not 2 x hidden "
+            "(a target layer's projection)", _eagle3_mla(width=HIDDEN)),
+    Variant("tiny-dsv3-eagle3", "mla-no-q-lora", "broken: no q_lora_rank in the draft config",
+            _eagle3_mla(q_lora_rank=None)),
+    Variant("tiny-dsv3-eagle3", "mla-llama-arch", "broken: the MLA draft declares LlamaForCausalLMEagle3",
+            _eagle3_mla(architectures=["LlamaForCausalLMEagle3"])),
+    Variant("tiny-dsv3-eagle3", "mla-kimi-model-type", "broken: model_type kimi_k25, no DeepseekV3Config alias",
+            _eagle3_mla(model_type="kimi_k25")),
     Variant("tiny-qwen3-next", "fp8-ba-skipped", "block FP8, in_proj_ba in modules_to_not_convert (BF16)",
             _qwen3_next_fp8(skip_ba=True)),
     Variant("tiny-qwen3-next", "fp8-ba-quantized", "block FP8, in_proj_ba quantized (2 x 4 outputs, block 128)",

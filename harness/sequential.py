@@ -1,0 +1,306 @@
+"""The sequential accuracy gate: decide a cell's verdict before its last question (pure functions).
+
+An eval under `gate.sequential` asks its questions in a fixed order (SHA-256 of each question id, so any
+prefix is a random sample of the questions and the protocol is unchanged) and, after every answer that
+extends the answered prefix, asks three anytime-valid questions of that prefix against the baseline:
+
+- REGRESSED: is a drop of more than half of `min_effect` significant at `alpha`? (H0: accuracy dropped by
+  min_effect / 2 or less.) It stops the eval only when, besides, today's fixed-n rule says REGRESSED on the
+  questions asked (McNemar or the two-proportion test significant at `alpha`, the drop at least `min_effect`):
+  a sequential REGRESSED is always a fixed-n one. Why half: a look after every question sees the running drop
+  cross `min_effect` more often than the last look alone does; with H0 at 0 instead, true drops of half the
+  minimum effect (no regression) came out REGRESSED 2.1% of the time against the fixed-n gate's 0.9%; with H0 at
+  half, as often as fixed-n at every drop measured (benchmarks/bench_sequential.py, docs/gate.md).
+- PASS: is a drop of `min_effect` or more ruled out at `alpha`? (H0: accuracy dropped by min_effect or more.)
+  The verdict is IMPROVED when a gain is also significant anytime and today's rule says IMPROVED on the prefix.
+- else go on; at the budget the fixed-n gate decides, as without this module.
+
+The tests are betting test martingales for the mean of values in [0, 1] (Waudby-Smith and Ramdas 2023,
+"Estimating means of bounded random variables by betting", JRSS-B): capital prod(1 + lambda_i (x_i - m)),
+with predictable-mixture empirical-Bernstein bets truncated at half the largest safe bet, exactly as in the
+authors' `confseq` package (`betting_mart` with `lambda_predmix_eb`, `trunc_scale=1/2`); by Ville's
+inequality P(capital ever reaches 1/alpha | H0) <= alpha, however often one looks. Paired (the baseline kept
+per-question outcomes): x = (now - before + 1) / 2 in {0, 1/2, 1}, whose mean is (delta + 1) / 2. Unpaired
+(an imported baseline: a value and n): the candidate's own outcomes against the baseline's exact one-sided
+Clopper-Pearson bounds, alpha split in half between the two sides.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from harness.stats import (
+    PairedCounts,
+    mcnemar_exact_drop,
+    mcnemar_exact_gain,
+    regularized_beta,
+    two_proportion_drop,
+    two_proportion_gain,
+)
+
+ORDER = "sha256(question id)"  # the order questions are asked in, recorded with every sequential eval
+TRUNCATION = 0.5  # confseq's trunc_scale: a bet is at most this share of the largest one that cannot go broke
+PRIOR_MEAN, PRIOR_VARIANCE, FAKE_OBSERVATIONS = 0.5, 0.25, 1  # confseq's lambda_predmix_eb defaults
+
+REGRESSED, PASS, IMPROVED = "REGRESSED", "PASS", "IMPROVED"
+# An early REGRESSED (IMPROVED) needs significance against a change of this share of min_effect, not of zero.
+EARLY_MARGIN = 0.5
+
+
+def order_key(question_id: str) -> str:
+    """A question's place in the fixed random order: the permutation depends on the ids alone."""
+    return hashlib.sha256(question_id.encode()).hexdigest()
+
+
+def in_order(question_ids: Iterable[str]) -> list[str]:
+    return sorted(question_ids, key=order_key)
+
+
+# --- betting test martingales --------------------------------------------------------------------------
+
+class BetSizer:
+    """confseq's `lambda_predmix_eb` (truncation inf, fixed_n None), one observation at a time: the bet for
+    the next value from the regularized mean and variance of the values seen."""
+
+    def __init__(self, alpha: float):
+        self.log_inverse_alpha = math.log(1.0 / alpha)
+        self.t = 0
+        self.total = 0.0
+        self.squares = 0.0
+        self.variance = PRIOR_VARIANCE  # sigma2_{t-1}
+
+    def next_bet(self) -> float:
+        t = self.t + 1
+        if self.variance <= 0.0:
+            return math.inf
+        return math.sqrt(2.0 * self.log_inverse_alpha / (t * math.log(1.0 + t) * self.variance))
+
+    def observe(self, x: float) -> None:
+        self.t += 1
+        self.total += x
+        mean = min((FAKE_OBSERVATIONS * PRIOR_MEAN + self.total) / (self.t + FAKE_OBSERVATIONS), 1.0)
+        self.squares += (x - mean) ** 2
+        self.variance = (FAKE_OBSERVATIONS * PRIOR_VARIANCE + self.squares) / (self.t + FAKE_OBSERVATIONS)
+
+
+@dataclass
+class BettingTest:
+    """One anytime-valid one-sided test on the mean of values in [0, 1]: `side` +1 tests H0: mean <= m
+    (evidence that it is above), -1 tests H0: mean >= m. `capital` is the test martingale (confseq's positive
+    or negative capital process); `best` its running maximum, so 1 / best is an anytime-valid p-value."""
+
+    null_mean: float
+    side: int
+    alpha: float
+    capital: float = 1.0
+    best: float = 1.0
+    sizer: BetSizer = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.sizer = BetSizer(self.alpha)
+
+    def _bet(self) -> float:
+        raw, m = self.sizer.next_bet(), self.null_mean
+        up, down = (m, 1.0 - m) if self.side > 0 else (1.0 - m, m)  # how far x can fall (rise) against the bet
+        with_cap = min(raw, TRUNCATION / up) if up > 0 else raw
+        return max(with_cap, -TRUNCATION / down) if down > 0 else with_cap
+
+    def observe(self, x: float) -> None:
+        bet = self._bet()
+        step = self.side * (x - self.null_mean)
+        factor = 1.0 if (math.isinf(bet) and step == 0.0) else 1.0 + bet * step
+        self.capital = 0.0 if math.isnan(factor) else self.capital * factor
+        self.best = max(self.best, self.capital)
+        self.sizer.observe(x)
+
+    @property
+    def p_value(self) -> float:
+        return min(1.0, 1.0 / self.best) if self.best > 0 else 1.0
+
+    @property
+    def rejected(self) -> bool:
+        return self.capital >= 1.0 / self.alpha
+
+
+def capital_process(values: Iterable[float], null_mean: float, side: int, alpha: float) -> list[float]:
+    """The whole capital process of one test (what confseq's betting_mart returns for theta 1 or 0)."""
+    test = BettingTest(null_mean, side, alpha)
+    out = []
+    for x in values:
+        test.observe(x)
+        out.append(test.capital)
+    return out
+
+
+# --- exact binomial bounds of an imported baseline -------------------------------------------------------
+
+def clopper_pearson(successes: int, n: int, alpha: float, side: int) -> float:
+    """The exact one-sided (1 - alpha) bound of a binomial proportion: upper for side +1, lower for -1."""
+    if side < 0:
+        if successes <= 0:
+            return 0.0
+        return _beta_quantile(alpha, successes, n - successes + 1)
+    if successes >= n:
+        return 1.0
+    return _beta_quantile(1.0 - alpha, successes + 1, n - successes)
+
+
+def _beta_quantile(p: float, a: float, b: float) -> float:
+    low, high = 0.0, 1.0
+    for _ in range(80):
+        middle = (low + high) / 2.0
+        if regularized_beta(a, b, middle) < p:
+            low = middle
+        else:
+            high = middle
+    return (low + high) / 2.0
+
+
+# --- the rule ---------------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Reference:
+    """What a sequential eval is compared with: the baseline's per-question outcomes (paired), else its value
+    and question count (unpaired); its hard floor, if any."""
+
+    outcomes: Mapping[str, bool] | None = None
+    value: float | None = None
+    n: int | None = None
+    floor: float | None = None
+
+    @property
+    def paired(self) -> bool:
+        return bool(self.outcomes)
+
+
+@dataclass(frozen=True)
+class Rule:
+    alpha: float
+    min_effect: float
+
+
+@dataclass(frozen=True)
+class Decision:
+    state: str  # REGRESSED | PASS | IMPROVED
+    asked: int  # the questions of the prefix that decided
+    test: str  # betting-paired | betting-unpaired
+    p_value: float  # the anytime-valid p-value of the test that decided
+    delta: float  # the prefix's accuracy change
+    reason: str
+
+
+def _fixed_n(paired: bool, counts: tuple[int, int, int, int], rule: Rule, reference: Reference) -> tuple[str, float]:
+    """Today's fixed-n accuracy rule (harness.compare) on the prefix: (state, delta). Kept equal to compare's
+    by tests/test_sequential.py on random prefixes."""
+    if paired:
+        both_right, b, c, both_wrong = counts
+        table = PairedCounts(both_right, b, c, both_wrong)
+        delta = (c - b) / table.n
+        p_drop, p_gain = mcnemar_exact_drop(table), mcnemar_exact_gain(table)
+    else:
+        right, n = counts[0], counts[1]
+        value = right / n
+        delta = float(f"{value - reference.value:.12g}")
+        p_drop = two_proportion_drop(reference.value, reference.n, value, n)
+        p_gain = two_proportion_gain(reference.value, reference.n, value, n)
+    large = abs(delta) >= rule.min_effect - 1e-12
+    if delta < 0 and p_drop < rule.alpha and large:
+        return REGRESSED, delta
+    if delta > 0 and p_gain < rule.alpha and large:
+        return IMPROVED, delta
+    return PASS, delta
+
+
+class Monitor:
+    """The sequential rule, fed one answered question at a time in the fixed order (`add`); `decision` is
+    set once the verdict is decided, and stays."""
+
+    def __init__(self, reference: Reference, rule: Rule):
+        if not reference.paired and (reference.value is None or not reference.n):
+            raise ValueError("a sequential reference needs per-question outcomes or a value and n")
+        self.reference, self.rule = reference, rule
+        self.asked = 0
+        self.counts = [0, 0, 0, 0]  # paired: both right, b, c, both wrong; unpaired: right, n
+        self.decision: Decision | None = None
+        alpha = rule.alpha
+        margin = EARLY_MARGIN * rule.min_effect
+        if reference.paired:  # x = (delta + 1) / 2 on average
+            self.drop = BettingTest((1.0 - margin) / 2.0, -1, alpha)  # H0: delta >= -margin
+            self.gain = BettingTest((1.0 + margin) / 2.0, +1, alpha)  # H0: delta <= margin
+            self.small = BettingTest((1.0 - rule.min_effect) / 2.0, +1, alpha)  # H0: delta <= -min_effect
+        else:
+            right = round(reference.value * reference.n)
+            upper = clopper_pearson(right, reference.n, alpha / 2.0, +1)
+            lower = clopper_pearson(right, reference.n, alpha / 2.0, -1)
+            self.drop = BettingTest(max(lower - margin, 0.0), -1, alpha / 2.0)  # H0: accuracy >= lower - margin
+            self.gain = BettingTest(min(upper + margin, 1.0), +1, alpha / 2.0)
+            self.small = BettingTest(max(upper - rule.min_effect, 0.0), +1, alpha / 2.0)
+        self.above_floor = None if reference.floor is None else BettingTest(reference.floor, +1, alpha)
+
+    def add(self, question_id: str, correct: bool) -> Decision | None:
+        if self.decision is not None:
+            return self.decision
+        if self.reference.paired and question_id not in self.reference.outcomes:
+            return None  # the baseline has no answer to pair it with (as the fixed-n gate's pairing)
+        self.asked += 1
+        if self.reference.paired:
+            before = bool(self.reference.outcomes[question_id])
+            x = (int(correct) - int(before) + 1) / 2.0
+            self.counts[(0 if correct else 1) if before else (2 if correct else 3)] += 1
+        else:
+            x = float(correct)
+            self.counts[0] += int(correct)
+            self.counts[1] += 1
+        for test in (self.drop, self.gain, self.small):
+            test.observe(x)
+        if self.above_floor is not None:
+            self.above_floor.observe(float(correct))
+        self.decision = self._decide()
+        return self.decision
+
+    def _decide(self) -> Decision | None:
+        paired = self.reference.paired
+        test = "betting-paired" if paired else "betting-unpaired"
+        fixed, delta = _fixed_n(paired, tuple(self.counts), self.rule, self.reference)
+        detail = self._detail()
+        margin = EARLY_MARGIN * self.rule.min_effect
+        if self.drop.rejected and fixed == REGRESSED:
+            return Decision(REGRESSED, self.asked, test, self.drop.p_value, delta,
+                            f"drop {-delta:.4f} >= {self.rule.min_effect:.4f}, anytime-valid p={self.drop.p_value:.2g}"
+                            f" < {self.rule.alpha} that it exceeds {margin:.4f} ({detail})")
+        floor_ok = self.above_floor is None or self.above_floor.rejected
+        if self.small.rejected and floor_ok and fixed != REGRESSED:
+            if self.gain.rejected and fixed == IMPROVED:
+                return Decision(IMPROVED, self.asked, test, self.gain.p_value, delta,
+                                f"gain {delta:.4f}, anytime-valid p={self.gain.p_value:.2g} ({detail})")
+            return Decision(PASS, self.asked, test, self.small.p_value, delta,
+                            f"a drop of {self.rule.min_effect:.4f} or more ruled out, anytime-valid "
+                            f"p={self.small.p_value:.2g} < {self.rule.alpha} ({detail})")
+        return None
+
+    def _detail(self) -> str:
+        if self.reference.paired:
+            return f"b={self.counts[1]} c={self.counts[2]} over {self.asked} paired questions"
+        return f"{self.counts[0]}/{self.counts[1]} right vs baseline {self.reference.value:.4f} of n={self.reference.n}"
+
+
+def replay(outcomes: Mapping[str, bool], reference: Reference, rule: Rule) -> Decision | None:
+    """The decision the monitor reaches on these outcomes asked in the fixed order (None: undecided)."""
+    monitor = Monitor(reference, rule)
+    for question_id in in_order(outcomes):
+        decision = monitor.add(question_id, outcomes[question_id])
+        if decision is not None:
+            return decision
+    return None
+
+
+def record(decision: Decision | None, budget: int, asked: int, *, answered: int) -> dict:
+    """The `sequential` record an eval keeps in its result details: the order, the budget (M), the questions of
+    the prefix that decided (N; the whole budget when nothing decided early), the answers that came back in
+    all (the requests in flight at the decision included), and the decision."""
+    return {"order": ORDER, "budget": budget, "asked": asked, "answered": answered,
+            "decided": None if decision is None else decision.state,
+            "stopped_early": decision is not None and asked < budget}
