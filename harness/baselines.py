@@ -8,6 +8,7 @@ Baselines change only through `harness baseline update`, which shows the diff fi
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,61 @@ class Provenance:
 
 
 @dataclass(frozen=True)
+class MeasuredOn:
+    """Where and how a figure was measured, as far as deciding what it may be compared with needs
+    (harness.compare's comparability rules): the GPU model and its memory, and the engine flags that size
+    memory. A figure from a machine without GPUs has `gpu` None."""
+
+    gpu: str | None = None  # "NVIDIA H200" (several models joined by "/")
+    gpu_memory_gib: int | None = None  # per GPU, whole GiB (drivers report 79.6 or 79.65 for one card)
+    sizing: tuple[tuple[str, str], ...] = ()  # (flag or environment variable, value), sorted
+    recorded: bool = True  # False: read back from an old entry's provenance text, memory and sizing unknown
+
+    def describe(self) -> str:
+        if self.gpu is None:
+            where = "no GPU"
+        else:
+            where = self.gpu + (f" {self.gpu_memory_gib} GiB" if self.gpu_memory_gib is not None else
+                                " (memory size not recorded)")
+        flags = " ".join(f"{flag} {value}" for flag, value in self.sizing)
+        return where + (f", {flags}" if flags else "")
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"gpu": self.gpu}
+        if self.gpu_memory_gib is not None:
+            body["gpu_memory_gib"] = self.gpu_memory_gib
+        if self.sizing:
+            body["sizing"] = dict(self.sizing)
+        return body
+
+
+def measured_on(result: CellResult, machine: dict[str, Any] | None = None) -> MeasuredOn:
+    """The hardware a cell result was measured on (the GPUs it held) and the sizing flags it ran with."""
+    from harness.engine_flags import sizing_flags
+
+    machine = result.machine or machine or {}
+    gpus = machine.get("gpus") or []
+    held = machine.get("devices")
+    if held is not None:
+        gpus = [gpu for gpu in gpus if gpu.get("index") in held]
+    if result.cell.get("hardware", {}).get("vendor") == "cpu":
+        gpus = []
+    names = sorted({str(gpu.get("name", "?")) for gpu in gpus})
+    sizes = [gpu["memory_total_gib"] for gpu in gpus if isinstance(gpu.get("memory_total_gib"), (int, float))]
+    sizing = sizing_flags(str(result.cell.get("engine", "")), result.cell.get("server_args") or [],
+                          result.cell.get("env") or {})
+    return MeasuredOn(gpu="/".join(names) or None, gpu_memory_gib=round(min(sizes)) if sizes else None,
+                      sizing=sizing)
+
+
+def _legacy_measured_on(provenance: Provenance) -> MeasuredOn:
+    """An entry promoted before `measured_on` was recorded: provenance's `hardware` text ("1x NVIDIA H200", or
+    the CPU's model on a machine without GPUs) gives the GPU model at most."""
+    found = re.fullmatch(r"\d+x (.+)", provenance.hardware or "")
+    return MeasuredOn(gpu=found[1] if found else None, recorded=False)
+
+
+@dataclass(frozen=True)
 class BaselineEntry:
     metric: str
     provenance: Provenance
@@ -52,6 +108,19 @@ class BaselineEntry:
     outcomes_file: str | None = None  # relative to the baselines directory
     outcomes: dict[str, bool] | None = field(default=None, compare=False)
     values: dict[str, float] | None = field(default=None, compare=False)  # divergence: per-item values
+    measured: MeasuredOn | None = None  # None: an entry from before it was recorded (see `where_measured`)
+    # A metric measured on several kinds of hardware keeps one entry per kind (a list in the file): this entry is
+    # the first, `per_hardware` all of them, in file order.
+    per_hardware: tuple[BaselineEntry, ...] = field(default=(), compare=False)
+
+    @property
+    def where_measured(self) -> MeasuredOn:
+        return self.measured if self.measured is not None else _legacy_measured_on(self.provenance)
+
+    @property
+    def alternatives(self) -> tuple[BaselineEntry, ...]:
+        """Every entry of the metric, one per hardware (just this one where the file holds one)."""
+        return self.per_hardware or (self,)
 
     def to_dict(self) -> dict[str, Any]:
         body: dict[str, Any] = {}
@@ -62,8 +131,16 @@ class BaselineEntry:
             body["protocol"] = dict(self.protocol)
         if self.outcomes_file is not None:
             body["outcomes"] = self.outcomes_file
+        if self.measured is not None:
+            body["measured_on"] = self.measured.to_dict()
         body["provenance"] = self.provenance.to_dict()
         return body
+
+    def file_form(self) -> dict[str, Any] | list[dict[str, Any]]:
+        """How the baseline file holds the metric: one mapping, or a list of one mapping per hardware."""
+        if len(self.alternatives) > 1:
+            return [entry.to_dict() for entry in self.alternatives]
+        return self.to_dict()
 
 
 @dataclass(frozen=True)
@@ -100,15 +177,50 @@ def load_baselines(path: Path, *, must_exist: bool = False) -> Baselines:
         cell_where = cells_where.key(cell_id)
         metrics_doc = strict.mapping(metrics, cell_where, allowed=METRICS)
         cells[cell_id] = {
-            metric: _parse_entry(metric, body, cell_where.key(metric), path.parent)
+            metric: _parse_metric(metric, body, cell_where.key(metric), path.parent)
             for metric, body in metrics_doc.items()
         }
     return Baselines(suite, path, cells)
 
 
+def _parse_metric(metric: str, value: Any, where: Where, baselines_dir: Path) -> BaselineEntry:
+    """One metric's entry, or (a list) its entries per hardware: each with its own `measured_on`, no two alike."""
+    if not isinstance(value, list):
+        return _parse_entry(metric, value, where, baselines_dir)
+    if not value:
+        raise where.error("an empty list: give one entry per hardware, or a single entry")
+    entries = [_parse_entry(metric, item, where.key(str(index)), baselines_dir) for index, item in enumerate(value)]
+    seen: dict[MeasuredOn, int] = {}
+    for index, entry in enumerate(entries):
+        if entry.measured is None:
+            raise where.key(str(index)).error("an entry of a per-hardware list needs 'measured_on'")
+        if entry.measured in seen:
+            raise where.key(str(index)).error(f"measured on the same hardware as entry {seen[entry.measured]} "
+                                              f"({entry.measured.describe()})")
+        seen[entry.measured] = index
+    return replace(entries[0], per_hardware=tuple(entries))
+
+
+def _parse_measured_on(value: Any, where: Where) -> MeasuredOn:
+    doc = strict.mapping(value, where, allowed=("gpu", "gpu_memory_gib", "sizing"), required=("gpu",))
+    gpu = None if doc["gpu"] is None else strict.string(doc["gpu"], where.key("gpu"))
+    memory = doc.get("gpu_memory_gib")
+    memory = None if memory is None else strict.integer(memory, where.key("gpu_memory_gib"), minimum=1)
+    sizing_doc = strict.mapping(doc.get("sizing") or {}, where.key("sizing"), allowed=list(doc.get("sizing") or {}))
+    return MeasuredOn(gpu=gpu, gpu_memory_gib=memory, sizing=tuple(sorted((str(k), str(v))
+                                                                            for k, v in sizing_doc.items())))
+
+
 def _parse_entry(metric: str, value: Any, where: Where, baselines_dir: Path) -> BaselineEntry:
+    entry = _parse_figures(metric, value, where, baselines_dir)
+    if isinstance(value, dict) and value.get("measured_on") is not None:
+        entry = replace(entry, measured=_parse_measured_on(value["measured_on"], where.key("measured_on")))
+    return entry
+
+
+def _parse_figures(metric: str, value: Any, where: Where, baselines_dir: Path) -> BaselineEntry:
     doc = strict.mapping(value, where, allowed=("value", "n", "floor", "ceiling", "protocol", "outcomes",
-                                                "provenance"), required=("provenance",))
+                                                "measured_on", "provenance"), required=("provenance",))
     kind = METRICS[metric].kind
     if kind is MetricKind.DIVERGENCE:
         return _parse_divergence_entry(metric, doc, where, baselines_dir)
@@ -244,14 +356,14 @@ def baselines_to_dict(baselines: Baselines) -> dict[str, Any]:
         "kind": "harness.baselines",
         "schema_version": schema.CURRENT_VERSIONS["harness.baselines"],
         "suite": baselines.suite,
-        "cells": {cell: {m: e.to_dict() for m, e in metrics.items()} for cell, metrics in baselines.cells.items()},
+        "cells": {cell: {m: e.file_form() for m, e in metrics.items()} for cell, metrics in baselines.cells.items()},
     }
 
 
 def save_baselines(baselines: Baselines) -> None:
     root = baselines.path.parent
     for metrics in baselines.cells.values():
-        for entry in metrics.values():
+        for entry in (alternative for each in metrics.values() for alternative in each.alternatives):
             if entry.outcomes is not None and entry.outcomes_file is not None:
                 # One line: a baseline of 1319 questions stays a few KiB and one diff line.
                 schema.write_atomic(root / entry.outcomes_file,
@@ -316,12 +428,40 @@ def plan_update(baselines: Baselines, run: RunResult, *, cell_patterns: list[str
                 refused.append(f"{result.cell_id}: {metric}: {stopped[metric]}; a baseline needs every question's "
                                f"outcome: run it without --sequential (--force cannot make a prefix whole)")
                 continue
-            old = cells.get(result.cell_id, {}).get(metric)
-            if old is not None:
-                entry = replace(entry, floor=old.floor, ceiling=old.ceiling)
-            cells.setdefault(result.cell_id, {})[metric] = entry
-            changes.append(Change(result.cell_id, metric, old, entry))
+            current = cells.get(result.cell_id, {}).get(metric)
+            old, merged = _promoted(metric, current, entry)
+            cells.setdefault(result.cell_id, {})[metric] = merged
+            promoted = next(e for e in merged.alternatives if e.measured == entry.measured)
+            changes.append(Change(result.cell_id, metric, old, promoted))
     return Baselines(baselines.suite, baselines.path, cells), changes, refused
+
+
+def _promoted(metric: str, current: BaselineEntry | None, new: BaselineEntry) -> tuple[BaselineEntry | None,
+                                                                                        BaselineEntry]:
+    """(the entry the new figure replaces, the metric's entries after promotion). A figure that follows the
+    hardware replaces only the entry of its own hardware (an old entry that recorded none, of the same GPU
+    model, counts as its own) and is kept beside the others; any other figure replaces the metric's entry.
+    Floors and ceilings are kept from the entry replaced."""
+    if current is None:
+        return None, new
+    if not METRICS[metric].depends_on_hardware:
+        return current, replace(new, floor=current.floor, ceiling=current.ceiling)
+    mine = new.where_measured
+
+    def same(entry: BaselineEntry) -> bool:
+        theirs = entry.where_measured
+        return theirs == mine or (not theirs.recorded and theirs.gpu == mine.gpu)
+
+    old = next((entry for entry in current.alternatives if same(entry)), None)
+    if old is not None:
+        new = replace(new, floor=old.floor, ceiling=old.ceiling)
+    entries = [new if entry is old else entry for entry in current.alternatives] if old is not None else [
+        *current.alternatives, new]
+    if len(entries) == 1:
+        return old, new
+    # In a list each entry names its hardware: an old one that recorded none keeps the GPU model it names.
+    entries = [replace(entry, per_hardware=(), measured=entry.where_measured) for entry in entries]
+    return old, replace(entries[0], per_hardware=tuple(entries))
 
 
 def stopped_early(result: CellResult) -> dict[str, str]:
@@ -350,7 +490,8 @@ def entries_from_result(suite: str, result: CellResult, run: RunResult, today: s
         entries[metric] = BaselineEntry(metric=metric, provenance=provenance, value=sample.value,
                                         n=len(per_item) if per_item else sample.n,
                                         protocol=sample.protocol, outcomes_file=outcomes_file,
-                                        outcomes=sample.outcomes, values=sample.values)
+                                        outcomes=sample.outcomes, values=sample.values,
+                                        measured=measured_on(result, run.machine))
     return entries
 
 

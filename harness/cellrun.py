@@ -126,6 +126,30 @@ def materialize(cell: Cell, *, python: str = sys.executable, create: bool = True
     return cell
 
 
+def gpu_memory_gib(machine: dict[str, Any], devices: list[int]) -> float | None:
+    """The memory of the smallest of the GPUs a cell holds, as the engine layer found them; None if unknown."""
+    sizes = [gpu["memory_total_gib"] for gpu in machine.get("gpus") or []
+             if gpu.get("index") in devices and isinstance(gpu.get("memory_total_gib"), (int, float))]
+    return min(sizes) if sizes else None
+
+
+def sized_for(cell: Cell, device_gib: float | None, *, dry_run: bool = False) -> Cell:
+    """The cell with its `server.memory_gib` turned into the engine's fraction of the GPU it runs on (a
+    placeholder in a dry run). A GPU of unknown or too small memory cannot be sized for: LaunchFailed."""
+    from harness.engine_flags import memory_fraction_args
+
+    if cell.server.memory_gib is None:
+        return cell
+    if device_gib is None and not dry_run:
+        raise LaunchFailed(CellError("launch_failed", f"server.memory_gib {cell.server.memory_gib:g}: the memory "
+                                     "of the cell's GPUs is unknown here (no GPU tool reported it)", ""))
+    try:
+        flag = memory_fraction_args(cell.engine, cell.server.memory_gib, device_gib)
+    except ValueError as problem:
+        raise LaunchFailed(CellError("launch_failed", f"server.{problem}", "")) from None
+    return dataclasses.replace(cell, server=dataclasses.replace(cell.server, args=(*cell.server.args, *flag)))
+
+
 def run_cell(cell: Cell, run_dir: Path, options: RunOptions, devices: list[int] | None = None) -> CellResult:
     """One cell, start to finish, on `devices` (the host scheduler's placement; by default the first GPUs).
 
@@ -172,6 +196,7 @@ def _run_cell(cell: Cell, run_dir: Path, options: RunOptions, devices: list[int]
     engine = get_engine(cell.engine)
     cell_dir = run_dir / "cells" / cell_dir_name(cell.id)
     devices = assign(cell.gpus, cell.hardware.vendor) if devices is None else devices
+    cell = sized_for(cell, gpu_memory_gib(options.machine, devices))
     command = server_command(engine, cell, python=cell.python or options.python, port=free_port(), devices=devices,
                              api_key=options.api_key)
     command = dataclasses.replace(command, env={**command.env, **engine.launch_env(cell, cell_dir)})

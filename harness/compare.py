@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
-from harness.baselines import BaselineEntry, Baselines
+from harness.baselines import BaselineEntry, Baselines, MeasuredOn, measured_on
 from harness.engines.failures import LOAD_REGRESSION_CAUSES, REMEDIES
 from harness.errors import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
 from harness.kernels.selection import kernels_of
@@ -111,6 +111,65 @@ class Verdict:
         # type: ignore: an Enum looked up by value; mypy reads the members' __new__
         return cls(**{**body, "state": State(body["state"]),  # type: ignore[call-arg]
                       "decided_after": None if after is None else tuple(after)})
+
+
+# --- comparability: which baseline a figure may be judged against at all ------------------------------------
+
+@dataclass(frozen=True)
+class Incomparable:
+    """Why a figure cannot be judged against a baseline entry, and the verdict that says so."""
+
+    state: State  # NO_BASELINE (nothing measured alike yet) or NOT_COMPARABLE (measured some other way)
+    reason: str
+
+
+ComparabilityRule = Callable[[str, MeasuredOn, MeasuredOn], "Incomparable | None"]
+
+
+def same_hardware(metric: str, measured: MeasuredOn, baseline: MeasuredOn) -> Incomparable | None:
+    """A figure that follows the device (MetricDef.depends_on_hardware) is judged only against one of the same
+    GPU model, memory size and sizing flags: an H100's KV pool against an H200's says nothing (issue 25)."""
+    if not METRICS[metric].depends_on_hardware:
+        return None
+    unknown_memory = measured.gpu is not None and baseline.gpu_memory_gib is None
+    if (measured.gpu, measured.gpu_memory_gib) != (baseline.gpu, baseline.gpu_memory_gib) and not (
+            measured.gpu is None and baseline.gpu is None):
+        if unknown_memory and measured.gpu == baseline.gpu:
+            why = f"the baseline ({baseline.gpu}) does not record its GPU's memory size: promote it again"
+        else:
+            why = f"measured on {measured.describe()}, the baseline on {baseline.describe()}"
+        return Incomparable(State.NO_BASELINE, f"no baseline for this hardware: {why}")
+    if baseline.recorded and measured.sizing != baseline.sizing:
+        return Incomparable(State.NO_BASELINE, f"no baseline for this hardware and sizing: measured with "
+                                               f"{_flags(measured)}, the baseline with {_flags(baseline)}")
+    return None
+
+
+def _flags(where: MeasuredOn) -> str:
+    return " ".join(f"{flag} {value}" for flag, value in where.sizing) or "no sizing flags"
+
+
+# Each rule says why a figure measured one way may not be judged against a baseline measured another; the
+# first that objects decides. A new rule (the kernels a figure was measured with, ...) is one more function.
+COMPARABILITY_RULES: tuple[ComparabilityRule, ...] = (same_hardware,)
+
+
+def comparability(metric: str, measured: MeasuredOn, baseline: MeasuredOn,
+                  rules: tuple[ComparabilityRule, ...] = COMPARABILITY_RULES) -> Incomparable | None:
+    """None when a figure measured on `measured` may be judged against a baseline measured on `baseline`."""
+    return next((found for rule in rules if (found := rule(metric, measured, baseline)) is not None), None)
+
+
+def comparable_entry(metric: str, measured: MeasuredOn, entry: BaselineEntry) -> BaselineEntry | Incomparable:
+    """The baseline entry a figure is judged against: the first of the metric's entries (one per hardware)
+    that is comparable, else why none is (the first entry's objection)."""
+    objections = []
+    for alternative in entry.alternatives:
+        objection = comparability(metric, measured, alternative.where_measured)
+        if objection is None:
+            return alternative
+        objections.append(objection)
+    return objections[0]
 
 
 def compare_metric(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
@@ -311,13 +370,18 @@ def compare_cell(cell_id: str, result: CellResult | None, baseline: dict[str, Ba
 
     verdicts = []
     samples = metric_samples(result)
+    where = measured_on(result)
     for metric, sample in samples.items():
         entry = baseline.get(metric)
-        if entry is None:
+        chosen = None if entry is None else comparable_entry(metric, where, entry)
+        if chosen is None:
             verdicts.append(Verdict("", metric, State.NO_BASELINE, value=sample.value, n=sample.n,
                                     reason="no baseline for this cell and metric"))
+        elif isinstance(chosen, Incomparable):
+            verdicts.append(Verdict("", metric, chosen.state, value=sample.value, n=sample.n, test="comparability",
+                                    reason=chosen.reason))
         else:
-            verdicts.append(compare_metric(metric, sample, entry, gate))
+            verdicts.append(compare_metric(metric, sample, chosen, gate))
     for metric, entry in baseline.items():
         if metric not in samples:
             verdicts.append(Verdict("", metric, State.MISSING, baseline=entry.value,

@@ -94,6 +94,7 @@ class Cell:
             "timeouts": {"launch_s": self.timeouts.launch_s, "eval_s": self.timeouts.eval_s,
                          "teardown_s": self.timeouts.teardown_s},
             **({"canary_of": self.baseline_id} if self.baseline_id else {}),
+            **({"memory_gib": self.server.memory_gib} if self.server.memory_gib is not None else {}),
         }
 
 

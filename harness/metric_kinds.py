@@ -43,3 +43,6 @@ class MetricDef:
     # ACCURACY and DIVERGENCE: the smallest change that counts (asv's "factor AND test"), the gate's default.
     min_effect: float | None = None
     tolerance: Tolerance | None = None  # MEMORY_GIB: the gate's default tolerance
+    # The figure follows the device it ran on (a pool sized as a fraction of the GPU's memory, the device's
+    # peak): compared only with a baseline of the same GPU model and memory size and sizing flags.
+    depends_on_hardware: bool = False

@@ -41,13 +41,15 @@ ENGINE_METRICS: dict[str, MetricDef] = {
         MetricDef("memory.load_peak_gib", MetricKind.MEMORY_GIB,
                   "peak before load + increase during load_weights (DEBUG lines of #18005), max over ranks",
                   tolerance=TOLERANCES["load_peak_gib"]),
+        # Sized from the device's free memory (--mem-fraction-static, --gpu-memory-utilization), the captured
+        # batch sizes chosen by the GPU's memory, and the device's own peak: each follows the hardware.
         MetricDef("memory.kv_cache_gib", MetricKind.MEMORY_GIB, "KV cache size, max over ranks",
-                  tolerance=TOLERANCES["kv_cache_gib"]),
+                  tolerance=TOLERANCES["kv_cache_gib"], depends_on_hardware=True),
         MetricDef("memory.graph_gib", MetricKind.MEMORY_GIB, "CUDA/HIP graph capture memory, max over ranks",
-                  tolerance=TOLERANCES["graph_gib"]),
+                  tolerance=TOLERANCES["graph_gib"], depends_on_hardware=True),
         MetricDef("memory.device_peak_gib", MetricKind.MEMORY_GIB,
                   "peak used memory per GPU from the device sampler (NVML, nvidia-smi, amd-smi, rocm-smi), max",
-                  tolerance=TOLERANCES["device_peak_gib"]),
+                  tolerance=TOLERANCES["device_peak_gib"], depends_on_hardware=True),
         # A different quantity from a GPU's used memory, so a different metric: a CPU baseline must
         # never gate a GPU run's figure (or the reverse).
         MetricDef("memory.host_rss_peak_gib", MetricKind.MEMORY_GIB,

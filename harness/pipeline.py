@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 from harness.baselines import Baselines, baseline_path, load_baselines
 from harness.compare import Verdict, compare_results, exit_code
+from harness.engine_flags import MAX_MEMORY_FRACTION
 from harness.errors import (
     EXIT_INFRA,
     EXIT_INTERNAL,
@@ -254,6 +255,7 @@ def run(request: RunRequest) -> int:
     sweep_leftovers()
     gpus, runtime = discover()
     host_gpus = _host_gpus(request.gpus, gpus, the_plan.suite) * request.share_gpus
+    check_shared_memory(the_plan.cells, gpus, request.share_gpus)
     if run_dir is None:
         run_dir = make_run_dir(request.reports_dir, run_id)
         rundir.write_plan(run_dir, run_id=run_id, suite=the_plan.suite.name, cells=[c.id for c in the_plan.cells],
@@ -282,6 +284,20 @@ def run(request: RunRequest) -> int:
               f"so far are saved (harness run --resume {run_dir})", file=sys.stderr)
         return EXIT_INTERRUPTED
     return finished.exit_code if finished is not None and finished.exit_code is not None else EXIT_INTERNAL
+
+
+def check_shared_memory(cells: list[Cell], gpus: list[dict], share: int) -> None:
+    """Cells sized in GiB (`server.memory_gib`) that share a GPU must fit on it together: else a ConfigError
+    before anything is launched, rather than servers running each other out of memory."""
+    sizes = [gpu["memory_total_gib"] for gpu in gpus if isinstance(gpu.get("memory_total_gib"), (int, float))]
+    sized = [cell.server.memory_gib for cell in cells if cell.server.memory_gib is not None]
+    if not sizes or not sized or share == 1:
+        return
+    smallest, largest_cell = min(sizes), max(sized)
+    if share * largest_cell > smallest * MAX_MEMORY_FRACTION:
+        raise ConfigError(f"--share-gpus {share}: {share} servers of server.memory_gib {largest_cell:g} take "
+                          f"{share * largest_cell:g} GiB, more than {MAX_MEMORY_FRACTION:.0%} of a {smallest:g} GiB "
+                          f"GPU; share fewer")
 
 
 def _resumed_plan(request: RunRequest) -> tuple[Plan, str, Path]:
@@ -646,12 +662,12 @@ def recorded_exit_code(run_dir: Path) -> tuple[int, str]:
 def print_dry_run(cells: list[Cell], *, api_key: str | None = None) -> None:
     """Per cell, the exact server argv and environment a run would launch; launches nothing."""
     from harness import secrets
-    from harness.cellrun import materialize, server_command
+    from harness.cellrun import materialize, server_command, sized_for
     from harness.engines import get_engine
     from harness.kernels.selection import HOOK_FILE, NATIVE, pythonpath_entries
 
     for index, cell in enumerate(cells):
-        cell = materialize(cell, create=False)
+        cell = sized_for(materialize(cell, create=False), None, dry_run=True)
         engine = get_engine(cell.engine)
         command = server_command(engine, cell, python=cell.python or sys.executable, port=DRY_RUN_PORT,
                                  devices=list(range(cell.gpus)), api_key=api_key)

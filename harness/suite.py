@@ -15,7 +15,7 @@ import yaml
 
 from harness import strict
 from harness.axes import DEFAULT_EAGLE_PARAMS, QUANT_KINDS, SPEC_KINDS
-from harness.engine_flags import ENGINE_NAMES, refused_flag
+from harness.engine_flags import ENGINE_NAMES, MEMORY_FRACTION_FLAGS, refused_flag
 from harness.errors import ConfigError
 from harness.evals.base import EvalConfig
 from harness.evals.registry import EVALS
@@ -36,11 +36,16 @@ class ServerSettings:
     args: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
     kernels: str | None = None  # harness.kernels.selection.KERNELS; None: not set here (native unless overridden)
+    # The GiB of its GPU's memory a server sizes its static pools to: at launch harness passes it as the engine's
+    # fraction of the GPU the cell landed on (harness.engine_flags.memory_fraction_args), so cells sized on a
+    # 141 GB GPU keep their size on an 80 GB one.
+    memory_gib: float | None = None
 
     def then(self, other: ServerSettings) -> ServerSettings:
-        """These settings followed by `other`: args appended, env overridden key by key, kernels if `other` sets
-        them."""
-        return ServerSettings(self.args + other.args, {**self.env, **other.env}, other.kernels or self.kernels)
+        """These settings followed by `other`: args appended, env overridden key by key, kernels and memory_gib
+        if `other` sets them."""
+        return ServerSettings(self.args + other.args, {**self.env, **other.env}, other.kernels or self.kernels,
+                              other.memory_gib if other.memory_gib is not None else self.memory_gib)
 
 
 @dataclass(frozen=True)
@@ -318,7 +323,7 @@ def _parse_timeouts(value: Any, where: Where) -> Timeouts:
 
 
 def _parse_server(value: Any, where: Where, engine: str) -> ServerSettings:
-    doc = strict.mapping(value, where, allowed=("args", "env", "kernels"))
+    doc = strict.mapping(value, where, allowed=("args", "env", "kernels", "memory_gib"))
     args = strict.string_list(doc.get("args", []), where.key("args"))
     for i, arg in enumerate(args):  # the engine owns the flags the matrix sets, however they are spelled
         managed = refused_flag(engine, arg)
@@ -335,7 +340,20 @@ def _parse_server(value: Any, where: Where, engine: str) -> ServerSettings:
             raise where.key("kernels").error(
                 f"'{kernels}' stands in for aiter in {' and '.join(KERNEL_ENGINES[kernels])}'s MXFP4 path; "
                 f"the {engine} engine never calls aiter")
-    return ServerSettings(args, strict.string_map(doc.get("env", {}), where.key("env")), kernels)
+    return ServerSettings(args, strict.string_map(doc.get("env", {}), where.key("env")), kernels,
+                          _parse_memory_gib(doc, args, where, engine))
+
+
+def _parse_memory_gib(doc: dict[str, Any], args: list[str], where: Where, engine: str) -> float | None:
+    if doc.get("memory_gib") is None:
+        return None
+    memory_gib = strict.number(doc["memory_gib"], where.key("memory_gib"), minimum=0.01)
+    fraction_flag = MEMORY_FRACTION_FLAGS.get(engine)
+    if fraction_flag is None:
+        raise where.key("memory_gib").error(f"the {engine} engine takes no memory fraction to size")
+    if any(arg.split("=", 1)[0].replace("_", "-") == fraction_flag for arg in args):
+        raise where.key("args").error(f"'{fraction_flag}' and memory_gib both size the server: keep one")
+    return memory_gib
 
 
 def _parse_speculative(value: Any, where: Where) -> dict[str, dict[str, int]]:

@@ -47,6 +47,14 @@ def test_amd_smi_metric_json_both_layouts():
         assert parsed[3] == (pytest.approx(191.98, abs=0.01), pytest.approx(50.0))
 
 
+def _child_holding_200_mib() -> subprocess.Popen:
+    """A child that has touched 200 MiB, returned once it says so (a busy machine takes seconds to start one)."""
+    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(200 << 20); print('ready', flush=True);"
+                              " time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    assert child.stdout.readline().strip() == "ready"
+    return child
+
+
 # --- amd-smi's history (section 3 of issue 28): each output as amd-smi's own source prints it, or as a public
 # issue shows it. MB in amd-smi is bytes // (1024 * 1024) (amdsmi_cli/amdsmi_commands.py, metric --mem-usage).
 
@@ -191,7 +199,7 @@ def test_rocm_smi_answers_when_amd_smi_prints_no_json(monkeypatch):
 
 
 def test_process_tree_rss_counts_children():
-    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(200 << 20); time.sleep(30)"])
+    child = _child_holding_200_mib()
     try:
         sampler = PeakSampler([], interval_s=0.05, pid=lambda: os.getpid()).start()
         import time
@@ -203,7 +211,37 @@ def test_process_tree_rss_counts_children():
     finally:
         child.kill()
         child.wait()
+        child.stdout.close()
     assert tree_rss_gib(child.pid) == 0.0
+
+
+def test_a_child_sharing_its_parents_address_space_is_counted_once():
+    """A vfork() child reads its parent's RSS until it execs (issue 25 §4): counted once, whatever kcmp says of
+    it; a child of its own address space is counted."""
+    child = _child_holding_200_mib()
+    try:
+        with_child = tree_rss_gib(os.getpid(), same_vm=lambda a, b: 1)
+        shared = tree_rss_gib(os.getpid(), same_vm=lambda a, b: 0 if a == child.pid else 1)
+        assert with_child - shared >= 0.19
+        assert shared == pytest.approx(tree_rss_gib(os.getpid(), same_vm=lambda a, b: 1) - tree_rss_gib(child.pid),
+                                       abs=0.02)
+    finally:
+        child.kill()
+        child.wait()
+        child.stdout.close()
+
+
+@pytest.mark.skipif(os.uname().machine not in ("x86_64", "aarch64"), reason="kcmp's number is per architecture")
+def test_kcmp_tells_a_shared_address_space_from_a_childs_own():
+    from harness.engines.devices import _same_vm
+
+    child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        assert _same_vm(os.getpid(), os.getpid()) == 0
+        assert _same_vm(os.getpid(), child.pid) not in (0, None)
+    finally:
+        child.kill()
+        child.wait()
 
 
 def test_vllm_spec_counters_give_accept_length():

@@ -388,3 +388,23 @@ def test_a_server_message_cannot_break_the_fix_table():
                  cause="weight_shape_mismatch", message="AssertionError: `a|b` mismatch")
     line = fix_table([row]).splitlines()[2]
     assert "``AssertionError: `a\\|b` mismatch``" in line and line.count(" | ") == 4
+
+
+def test_an_out_of_memory_load_is_not_comparable_in_the_fix_table():
+    """Issue 25: on an 80 GB GPU one of the shared fix cells ran out of memory; that is no disagreement with
+    preflight (the load was never decided) and is counted apart."""
+    from harness.report.rig import FixRow, Prediction, fix_rows, fix_table
+
+    fixes = {"cells": [{"cell_id": "c/q/mtp/tp1", "status": "infra_error", "cell": {"model_path": "/x/m/v"},
+                        "error": {"cause": "scheduler_exception", "message": "Scheduler hit an exception",
+                                  "log_tail": "ValueError: Loaded weights leave no GPU memory for the KV cache "
+                                              "under --mem-fraction-static=0.06. Raise --mem-fraction-static"}}]}
+    predictions = {"c/q/mtp/tp1": Prediction("c/q/mtp/tp1", "SGLang 0.5.17 loader", ())}
+    (row,) = fix_rows(fixes, predictions)
+    assert (row.cause, row.comparable, row.agrees) == ("oom_kv_cache", False, False)
+    loaded = FixRow(cell="d/q/none/tp1", checkpoint="m/w", prediction=Prediction("d/q/none/tp1", "l", ()),
+                    loaded=True, recorded_cause=None, cause=None, message=None)
+    table = fix_table([row, loaded])
+    assert "| not comparable (oom_kv_cache: the load was never decided) |" in table
+    assert table.endswith("Agreement: 1 of 1 checkpoints. Not comparable: 1 (out of memory before the load was "
+                          "decided).")

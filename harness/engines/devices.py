@@ -263,19 +263,52 @@ def discover() -> tuple[list[dict[str, Any]], dict[str, Any]]:
     return gpus, {"backend": backend.name, **backend.runtime}
 
 
-def tree_rss_gib(pid: int) -> float:
-    """RSS of a process and all its descendants, in GiB (0 when it is gone)."""
+_SYS_KCMP = {"x86_64": 312, "aarch64": 272}.get(os.uname().machine)
+_KCMP_VM = 1
+
+
+def _kcmp_vm() -> Callable[[int, int], int | None]:
+    """kcmp(2)'s KCMP_VM: 0 when two processes share one address space (None where it cannot be asked)."""
+    if _SYS_KCMP is None:
+        return lambda a, b: None
+    import ctypes
+
+    syscall = ctypes.CDLL(None, use_errno=True).syscall
+
+    def compare(a: int, b: int) -> int | None:
+        answer = syscall(_SYS_KCMP, a, b, _KCMP_VM, 0, 0)
+        return None if answer < 0 else answer
+
+    return compare
+
+
+_same_vm = _kcmp_vm()
+
+
+def tree_rss_gib(pid: int, same_vm: Callable[[int, int], int | None] | None = None) -> float:
+    """RSS of a process and all its descendants, in GiB (0 when it is gone), each address space counted once.
+
+    A child made by vfork() (Python's subprocess prefers it) shares its parent's address space until it execs,
+    and reads the parent's whole RSS meanwhile: the parent counted twice for as long as the exec takes, longer on
+    a busy machine (issue 25 §4: a 1.6 GiB vLLM worker starting a compiler, its tree read 4.5 GiB for 2.9).
+    kcmp(2) tells such a child apart; a fork() child has its own (copy-on-write) address space and is counted."""
+    same_vm = same_vm or _same_vm
     try:
         root = psutil.Process(pid)
         processes = [root, *root.children(recursive=True)]
     except psutil.Error:
         return 0.0
-    total = 0
+    total, counted = 0, []
     for process in processes:
         try:
-            total += process.memory_info().rss
+            rss = process.memory_info().rss
+            parent = process.ppid()
         except psutil.Error:
             continue
+        if parent in counted and same_vm(process.pid, parent) == 0:
+            continue  # the parent's own pages, read through a child that has not exec'd yet
+        total += rss
+        counted.append(process.pid)
     return total / GIB
 
 

@@ -48,9 +48,11 @@ SIGNATURES = (
     # deepseek_v2 assumes FP8 shared experts carry an Fp8Config (SGLang 0.5.17 with amd-quark FP8 exports).
     Signature("quark_fp8_shared_experts", re.compile(
         r"'QuarkConfig' object has no attribute 'weight_block_size'"), fatal=True),
+    # Linear layers' partition sizes, and (fp8.py's MoE method) the experts' gate/up and down sizes.
     Signature("fp8_block_divisibility", re.compile(
-        r"(?:output_partition_size|input_size_per_partition) = \d+ is not divisible by "
-        r"(?:weight quantization )?block_[nk] = \d+"), fatal=True),
+        r"(?:output_partition_size|input_size_per_partition|output_size of gate's and up's weight|"
+        r"input_size of down's weight) = \d+ is not divisible by (?:weight quantization )?block_[nk] = \d+"),
+        fatal=True),
     Signature("weight_shape_mismatch", re.compile(
         r"size mismatch for|param_data\.shape == loaded_weight\.shape|shape mismatch|"
         # SGLang 0.5.17's weight_loader assertion (seen on the rig: a packed eh_proj built, a BF16 one stored).
@@ -64,7 +66,9 @@ SIGNATURES = (
         r"KeyError: '[\w.]+\.(?:weight_scale_inv|weight_scale|input_scale|weight)'"), fatal=True),
     Signature("oom", re.compile(
         r"CUDA out of memory|HIP out of memory|OutOfMemoryError|"
-        r"Not enough memory\. Please try to increase --mem-fraction-static"), fatal=True),
+        r"Not enough memory\. Please try to increase --mem-fraction-static|"
+        # 0.5.17+ (kv_cache_configurator.py): the weights took the whole --mem-fraction-static budget.
+        r"Loaded weights leave no GPU memory for the KV cache"), fatal=True),
     Signature("watchdog", re.compile(r"watchdog timeout", re.IGNORECASE), fatal=True),
     Signature("scheduler_exception", re.compile(r"Scheduler hit an exception"), fatal=True),
 )
@@ -80,11 +84,18 @@ _PHASES = (
     # A traceback names the capture too: `Capture cuda graph failed: CUDA out of memory` (sglang#5285).
     ("graph_capture", re.compile(r"Capture .*graph (?:begin|end|failed)|Capturing batches|cuda_graph_runner\.py",
                                  re.IGNORECASE)),
-    ("kv_cache", re.compile(r"KV Cache is allocated|Memory pool end|max_total_num_tokens=|Not enough memory")),
+    ("kv_cache", re.compile(r"KV Cache is allocated|Memory pool end|max_total_num_tokens=|Not enough memory|"
+                            r"leave no GPU memory for the KV cache")),
     ("load", re.compile(r"Load weight begin|Load weight end")),
 )
 
 CRASH_MARKER = "Traceback (most recent call last)"
+
+
+def is_out_of_memory(cause: str | None) -> bool:
+    """An out-of-memory failure (`oom_<phase>`): the device was too small for what was asked, which says
+    nothing about whether the checkpoint loads."""
+    return cause is not None and cause.startswith("oom")
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from harness.memory import KvPool, MambaPool, MemoryReport, RankMemory, SwaPool
 
@@ -38,8 +38,10 @@ SGLANG_PATTERNS = (
     _p("load_begin", rf"^Load weight begin\. avail mem=(?P<avail>{_NUMBER}) GB"),
     # Newer: `elapsed=.. s, type=X, [quant=fp8, fmt=e4m3, ]avail mem=.., mem usage=..`;
     # older: `type=X, dtype=torch.bfloat16, avail mem=.., mem usage=..`; before v0.4.4 no `mem usage`.
-    _p("load_end", rf"^Load weight end\. (?:elapsed=(?P<elapsed>{_NUMBER}) s, )?type=(?P<model_class>[\w.]+)"
-                   rf"(?:, (?P<detail>.*?))?, avail mem=(?P<avail>{_NUMBER}) GB(?:, mem usage=(?P<usage>{_NUMBER}) GB)?"),
+    # A build past 0.5.23 (a public DeepSeek-V4 log, issue 25) prints no `type=`: `quant=fp8, fmt=e4m3, avail ..`.
+    _p("load_end", rf"^Load weight end\. (?:elapsed=(?P<elapsed>{_NUMBER}) s, )?(?:type=(?P<model_class>[\w.]+), )?"
+                   rf"(?:(?P<detail>[^=,]+=.*?), )?avail mem=(?P<avail>{_NUMBER}) GB"
+                   rf"(?:, mem usage=(?P<usage>{_NUMBER}) GB)?"),
     _p("peak_before_load", rf"Peak GPU memory before loading weights:\s+(?P<value>{_NUMBER})\s+GiB"),
     _p("load_increase", rf"Memory increase during load_weights:\s+(?P<value>{_NUMBER})\s+GiB"),
     _p("online_quant", r"^Online (?P<quantization>\S+) quantization: quantized (?P<layers>\d+) layers of types: "
@@ -49,9 +51,13 @@ SGLANG_PATTERNS = (
     _p("profiled_tokens", r"^max_total_tokens=\d+ is larger than the profiled value (?P<value>-?\d+)"),
     # `[Full |SWA ]KV Cache is allocated. [dtype: D, ]#tokens: N, K size: k GB, V size: v GB` (MHA) or
     # `... KV size: x GB` (MLA / single buffer). Hybrid SWA models log one line per pool.
-    _p("kv_pool", rf"^(?:(?P<label>Full|SWA) )?KV Cache (?:is allocated|VA upper bound)\. "
+    _p("kv_pool", rf"^(?:(?P<label>Full|SWA) )?KV Cache (?:is allocated|(?P<bound>VA upper bound))\. "
                   rf"(?:dtype: (?P<dtype>[\w.]+), )?#tokens: (?P<tokens>\d+), "
                   rf"(?:K size: (?P<k>{_NUMBER}) GB, V size: (?P<v>{_NUMBER}) GB|KV size: (?P<kv>{_NUMBER}) GB)"),
+    # 0.5.20+ with the KV pool sized after graph capture: the pool above was logged as its `VA upper bound` (address
+    # space reserved, not memory); this line gives the memory actually backed, and replaces it (draft: the draft's).
+    _p("kv_post_capture", rf"^Post-capture KV sizing: (?P<draft>draft )?KV cache allocated\. "
+                          rf"(?:dtype: (?P<dtype>[\w.]+), )?#tokens: (?P<tokens>\d+), KV size: (?P<kv>{_NUMBER}) GB"),
     _p("swa_pool", rf"^SWAKVPool (?:mem usage|VA upper bound): (?P<usage>{_NUMBER}) GB, swa size: (?P<swa>\d+), "
                    r"full size: (?P<full>\d+)"),
     # Hybrid linear-attention models (Qwen3-Next): `Mamba Cache is allocated. max_mamba_cache_size: N, conv_state
@@ -66,7 +72,9 @@ SGLANG_PATTERNS = (
     _p("graph_old", rf"^Capture (?:(?P<phase>draft extend|draft|piecewise) )?{_GRAPH_DEVICE} graph end\. "
                     rf"Time elapsed: (?P<elapsed>{_NUMBER}) s\. "
                     rf"(?:mem usage=(?P<usage>{_NUMBER}) GB\. avail mem=(?P<avail>{_NUMBER}) GB\.?"
-                    rf"|avail mem=(?P<avail_b>{_NUMBER}) GB\. mem usage=(?P<usage_b>{_NUMBER}) GB\.?)"),
+                    rf"|avail mem=(?P<avail_b>{_NUMBER}) GB\.(?: mem usage=(?P<usage_b>{_NUMBER}) GB\.?)?"
+                    # 0.4.3's draft capture: the free memory after it, no usage.
+                    rf"|avail mem=(?P<avail_c>{_NUMBER}) GB$)"),
     # Newer family (rank 0 only): `Capture target decode CUDA graph end. [step=k, ]elapsed=..`.
     _p("graph_new", rf"^Capture (?P<phase>(?:target|draft)[ -](?:decode|prefill|verify|extend)) "
                     rf"{_GRAPH_DEVICE} graph end\. (?:step=(?P<step>\d+), )?elapsed=(?P<elapsed>{_NUMBER}) s, "
@@ -74,7 +82,8 @@ SGLANG_PATTERNS = (
     _p("graph_begin", rf"^Capture .*graph begin\b(?:.*avail mem=(?P<avail>{_NUMBER}) GB)?"),
     _p("capacity", r"^max_total_num_tokens=\d+"),
     _p("ready", r"The server is fired up and ready to roll!"),
-    _p("decode", rf"^Decode batch[.,].*accept len: (?P<accept>{_NUMBER})"),
+    # 0.5.20+ numbers the batch: `Decode batch [1234], #running-req: ..`.
+    _p("decode", rf"^Decode batch(?: \[[^\]]*\])?[.,].*accept len: (?P<accept>{_NUMBER})"),
 )
 
 # A line holding one of these words but matching no pattern is reported as unparsed.
@@ -97,15 +106,24 @@ def split_sglang_line(raw: str) -> tuple[str, str]:
     return rank_label(bracket["parts"]), message
 
 
+@dataclass
+class _SglangState:
+    """What a line's meaning depends on, per rank: how many `Load weight end` came before (the first is the
+    target's), and which pools were logged as a `VA upper bound` that a post-capture line will replace."""
+
+    load_ends: dict[str, int] = field(default_factory=dict)
+    upper_bounds: dict[str, list[int]] = field(default_factory=dict)
+
+
 def parse_sglang_log(lines: Iterable[str]) -> MemoryReport:
     report = MemoryReport(engine="sglang")
-    load_ends: dict[str, int] = {}
+    state = _SglangState()
     for raw in lines:
         label, message = split_sglang_line(raw)
         for pattern in SGLANG_PATTERNS:
             found = pattern.regex.search(message)
             if found:
-                _apply_sglang(report, label, pattern.name, found, message, load_ends)
+                _apply_sglang(report, label, pattern.name, found, message, state)
                 break
         else:
             if any(hint in message for hint in MEMORY_HINTS):
@@ -117,14 +135,21 @@ def parse_sglang_log(lines: Iterable[str]) -> MemoryReport:
 
 
 def _apply_sglang(report: MemoryReport, label: str, name: str, found: re.Match[str], message: str,
-                  load_ends: dict[str, int]) -> None:
+                  state: _SglangState) -> None:
     if name in _REPORT_LEVEL:
         _REPORT_LEVEL[name](report, found, message)
     elif name == "graph_begin":
         if found["avail"] is not None and report.rank(label).graph_begin_avail_gib is None:
             report.rank(label).graph_begin_avail_gib = float(found["avail"])
     elif name == "load_end":
-        _apply_load_end(report.rank(label), found, load_ends, label)
+        _apply_load_end(report.rank(label), found, state.load_ends, label)
+    elif name == "kv_pool":
+        rank = report.rank(label)
+        if found["bound"]:
+            state.upper_bounds.setdefault(label, []).append(len(rank.kv_pools))
+        _add_kv_pool(rank, found)
+    elif name == "kv_post_capture":
+        _apply_post_capture(report.rank(label), found, state.upper_bounds.setdefault(label, []))
     elif name in ("graph_old", "graph_new"):
         _apply_graph(report.rank(label), name, found)
     else:
@@ -163,14 +188,17 @@ def _apply_load_end(rank: RankMemory, found: re.Match[str], load_ends: dict[str,
 
 
 def _apply_graph(rank: RankMemory, name: str, found: re.Match[str]) -> None:
-    usage = found["usage"] if found["usage"] is not None else found["usage_b"]
-    avail = found["avail"] if found["avail"] is not None else found["avail_b"]
+    groups = found.groupdict()
+    usage = next((groups[key] for key in ("usage", "usage_b") if groups.get(key) is not None), None)
+    avail = next(groups[key] for key in ("avail", "avail_b", "avail_c") if groups.get(key) is not None)
+    rank.graph_avail_gib = float(avail)
+    if usage is None:
+        return
     phase = found["phase"] or "graph"
     step = found.groupdict().get("step") or found.groupdict().get("step_b")
     key = f"{phase} step={step}" if step is not None else phase
     rank.graph_phases[key] = round(rank.graph_phases.get(key, 0.0) + float(usage), 4)
     rank.graph_gib = round(sum(rank.graph_phases.values()), 4)
-    rank.graph_avail_gib = float(avail)
 
 
 def _set_init_dist(rank: RankMemory, found: re.Match[str]) -> None:
@@ -218,6 +246,19 @@ def _add_kv_pool(rank: RankMemory, found: re.Match[str]) -> None:
     rank.kv_dtype = rank.kv_dtype or found["dtype"]
 
 
+def _apply_post_capture(rank: RankMemory, found: re.Match[str], upper_bounds: list[int]) -> None:
+    """The memory a post-capture pool backs, in place of the first pool still logged as its upper bound."""
+    backed_gib = float(found["kv"])
+    if upper_bounds:
+        index = upper_bounds.pop(0)
+        bound = rank.kv_pools[index]
+        rank.kv_pools[index] = KvPool(tokens=int(found["tokens"]), label=bound.label,
+                                      dtype=found["dtype"] or bound.dtype, kv_gib=backed_gib)
+    else:
+        rank.kv_pools.append(KvPool(tokens=int(found["tokens"]), dtype=found["dtype"], kv_gib=backed_gib))
+    rank.kv_dtype = rank.kv_dtype or found["dtype"]
+
+
 def _set_swa_pool(rank: RankMemory, found: re.Match[str]) -> None:
     rank.swa_pool = SwaPool(float(found["usage"]), int(found["swa"]), int(found["full"]))
 
@@ -234,7 +275,7 @@ def _set_pool_end(rank: RankMemory, found: re.Match[str]) -> None:
 _RANK_LEVEL = {
     "init_dist": _set_init_dist, "load_begin": _set_load_begin, "peak_before_load": _set_peak_before_load,
     "load_increase": _set_load_increase, "online_quant": _set_online_quant, "kv_dtype": _set_kv_dtype,
-    "kv_available": _set_kv_available, "profiled_tokens": _set_profiled_tokens, "kv_pool": _add_kv_pool,
+    "kv_available": _set_kv_available, "profiled_tokens": _set_profiled_tokens,
     "swa_pool": _set_swa_pool, "mamba_pool": _set_mamba_pool, "pool_end": _set_pool_end,
 }
 
@@ -285,7 +326,7 @@ def _note_missing(report: MemoryReport) -> None:
 
 def _rank_gaps(rank: RankMemory) -> list[str]:
     gaps = []
-    if rank.model_class is None:
+    if rank.load_end_avail_gib is None:
         gaps.append("no 'Load weight end' line")
     elif rank.weights_gib is None:
         gaps.append("'Load weight end' has no 'mem usage' (releases before v0.4.4)")

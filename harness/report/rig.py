@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from harness.engines.failures import LOAD_REGRESSION_CAUSES, classify
+from harness.engines.failures import LOAD_REGRESSION_CAUSES, classify, is_out_of_memory
 from harness.report.markdown import code
 
 _CELL_LINE = re.compile(r"^(?P<cell>\S+/\S+/\S+/tp\d+)\s+\((?P<path>[^)]*)\)\s+\[(?P<loader>[^\]]*)\]$")
@@ -46,12 +46,26 @@ class FixRow:
     message: str | None  # the line that names it
 
     @property
+    def comparable(self) -> bool:
+        """Whether the run tells anything about the prediction: a server that ran out of device memory never
+        showed whether the checkpoint loads (issue 25: `Loaded weights leave no GPU memory for the KV cache`
+        on a smaller GPU than the stage was sized for)."""
+        return self.loaded or not is_out_of_memory(self.cause)
+
+    @property
     def agrees(self) -> bool:
         """A load matches a PASS; a load failure of the loading stack matches a FAIL. Anything else (a failure
-        of another kind, or none of either) is a disagreement: preflight claims nothing about it."""
+        of another kind, or none of either) is a disagreement: preflight claims nothing about it. A row that
+        is not `comparable` does not agree either, and is counted apart."""
         if self.loaded:
             return self.prediction.verdict == "PASS"
         return self.cause in LOAD_REGRESSION_CAUSES and self.prediction.verdict == "FAIL"
+
+    @property
+    def agreement(self) -> str:
+        if not self.comparable:
+            return f"not comparable ({self.cause}: the load was never decided)"
+        return "yes" if self.agrees else "NO"
 
 
 def parse_preflight(text: str) -> dict[str, Prediction]:
@@ -172,10 +186,13 @@ def fix_table(rows: list[FixRow], describe: dict[str, str] | None = None) -> str
         if row.recorded_cause != row.cause:
             classified += f"; the run said {row.recorded_cause}"
         lines.append(f"| `{row.checkpoint}`{_cell(what)} | {_cell(predicted)} | {did} | {classified} | "
-                     f"{'yes' if row.agrees else 'NO'} |")
-    agreed = sum(row.agrees for row in rows)
+                     f"{row.agreement} |")
+    comparable = [row for row in rows if row.comparable]
+    agreed = sum(row.agrees for row in comparable)
     lines.append("")
-    lines.append(f"Agreement: {agreed} of {len(rows)} checkpoints.")
+    apart = len(rows) - len(comparable)
+    lines.append(f"Agreement: {agreed} of {len(comparable)} checkpoints."
+                 + (f" Not comparable: {apart} (out of memory before the load was decided)." if apart else ""))
     return "\n".join(lines)
 
 
