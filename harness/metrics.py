@@ -20,7 +20,7 @@ from harness.results import CellResult, MetricSample
 # - graph capture: CUDA/HIP graphs' pool varies with the captured batch sizes: 10%, at least 0.05 GiB.
 # - device peak: a 0.5 s sampler of the GPU's used memory (driver context included): 5%, at least 0.25 GiB.
 # - host RSS: the server process tree's peak RSS on a CPU machine: 20%, at least 0.05 GiB. Measured on the
-#   local suite (6 runs of its 3 cells, README "The gate"): run-to-run spread up to 3.8% within one install,
+#   local suite (6 runs of its 3 cells, docs/gate.md): run-to-run spread up to 3.8% within one install,
 #   8-12% between a fresh install of the same packages and another. The old rule, max(0.5 GiB, 5%), let +33%
 #   through at 0.6 GiB; this one stops anything over +20%.
 TOLERANCES = {

@@ -1,6 +1,6 @@
 """Suites: the YAML files under suites/ that say what to run, loaded strictly into types.
 
-The format is documented in README.md ("Suite format"). Loading checks every key and type;
+The format is documented in docs/suites.md. Loading checks every key and type;
 expanding the matrix (harness.matrix) checks the combinations.
 """
 
@@ -386,7 +386,7 @@ def _parse_gate(value: Any, where: Where) -> GateSettings:
     for replaced in ("memory_abs_gib", "memory_rel"):
         if replaced in doc:
             raise where.key(replaced).error("replaced by a tolerance per memory metric: gate.memory.<metric>: "
-                                            "{rel: 0.05, abs_gib: 0.05} (README, \"The gate\")")
+                                            "{rel: 0.05, abs_gib: 0.05} (docs/gate.md)")
     default = GateSettings()
     accuracy_metrics = [k for k, m in METRICS.items() if m.kind in (MetricKind.ACCURACY, MetricKind.DIVERGENCE)]
     effects = strict.mapping(doc.get("min_effect", {}), where.key("min_effect"), allowed=accuracy_metrics)

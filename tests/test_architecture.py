@@ -1,4 +1,4 @@
-"""The architecture the README's layout section documents, checked: the layers and their one-way imports, a
+"""The architecture docs/architecture.md's layout section documents, checked: the layers and their one-way imports, a
 start-up path free of heavy imports, and a new eval as one module plus one registration line."""
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def test_a_new_eval_is_one_module_and_one_registration_line(tmp_path):
     assert sums["state"] == "PASS" and sums["test"] == "mcnemar-exact"  # gated like any accuracy
 
 
-# The layers of the README's layout section, in order: a module imports only modules of its own layer or of
+# The layers of docs/architecture.md's layout section, in order: a module imports only modules of its own layer or of
 # layers before it, so that the run's data flows one way. Each entry is a module or a package prefix.
 LAYERS = (
     ("foundation", ("harness", "harness.errors", "harness.strict", "harness.schema", "harness.secrets",
@@ -150,7 +150,7 @@ def _modules() -> dict[str, Path]:
 def _layer(module: str) -> int:
     matches = [(len(prefix), index) for index, (_, prefixes) in enumerate(LAYERS) for prefix in prefixes
                if module == prefix or (prefix != "harness" and module.startswith(prefix + "."))]
-    assert matches, f"{module} stands in no layer of LAYERS (and of the README's layout section)"
+    assert matches, f"{module} stands in no layer of LAYERS (and of docs/architecture.md's layout section)"
     return max(matches)[1]  # the most specific prefix decides (harness.local.problems before harness.local)
 
 
@@ -220,11 +220,12 @@ def test_the_cli_start_up_path_imports_nothing_heavy(tmp_path):
     assert heavy == []
 
 
-def _readme_layers() -> list[tuple[str, list[str]]]:
-    """The README layout section's table: (layer, the modules its row names, as module names)."""
-    text = (ROOT / "README.md").read_text()
+def _documented_layers() -> list[tuple[str, list[str]]]:
+    """docs/architecture.md's layout table: (layer, the modules its row names, as module names)."""
+    text = (ROOT / "docs" / "architecture.md").read_text()
     section = text[text.index("## Layout\n"):]
-    section = section[:section.index("\n## ", 1)]
+    end = section.find("\n## ", 1)  # the next section, or the page's end
+    section = section if end < 0 else section[:end]
     rows = []
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
@@ -236,15 +237,15 @@ def _readme_layers() -> list[tuple[str, list[str]]]:
     return rows
 
 
-def test_the_readme_layout_names_the_layers_the_test_checks():
-    rows = _readme_layers()
+def test_the_documented_layout_names_the_layers_the_test_checks():
+    rows = _documented_layers()
     assert [layer for layer, _ in rows] == [name for name, _ in LAYERS]
     named = {module for _, modules in rows for module in modules}
     for index, (layer, modules) in enumerate(rows):
         assert modules, layer
         for module in modules:
             assert module in _modules() or any(m.startswith(module + ".") for m in _modules()), module
-            assert _layer(module) == index, f"README puts {module} in {layer}, the test in {LAYERS[_layer(module)][0]}"
+            assert _layer(module) == index, f"docs/architecture.md puts {module} in {layer}, the test in {LAYERS[_layer(module)][0]}"
     unnamed = [prefix for _, prefixes in LAYERS for prefix in prefixes if prefix not in ("harness", "harness.__main__")
                and not any(m == prefix or m.startswith(prefix + ".") for m in named)]
     assert unnamed == []

@@ -128,7 +128,7 @@ def test_memory_tolerance_is_per_metric_relative_with_a_floor(metric, baseline, 
 
 def test_a_third_more_rss_at_0_6_gib_regresses_and_run_to_run_noise_does_not():
     """The newcomer's case: +33% of a 0.6 GiB server passed the old max(0.5 GiB, 5%). Run-to-run figures of
-    the local suite (`harness run --suite local`, 6 runs on this 2-core box; README "The gate") pass."""
+    the local suite (`harness run --suite local`, 6 runs on this 2-core box; docs/gate.md) pass."""
     rss = "memory.host_rss_peak_gib"
     verdict = compare_metric(rss, MetricSample(0.8), memory_entry(0.6, metric=rss), GATE)
     assert verdict.state is State.REGRESSED

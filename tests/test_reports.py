@@ -97,3 +97,9 @@ def test_written_reports_load_back(tmp_path):
 @pytest.mark.parametrize("name", ["summary.md", "junit.xml", "console.txt"])
 def test_golden_files_hold_no_question_text(name):
     assert "Question:" not in (GOLDEN / name).read_text()
+
+
+def test_the_readme_shows_the_console_golden():
+    """The README's sample verdict table is the renderer's output, not a hand-written copy."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert "```\n" + (GOLDEN / "console.txt").read_text() + "```\n" in readme

@@ -320,10 +320,10 @@ def test_the_speculative_probe_reads_generates_meta_info(monkeypatch):
         "requests": 2, "per_request": [3.2857, 2.75], "mean_accept_length": 3.0179}
 
 
-# --- the README's rig tables: rendered from the recorded run (benchmarks/rig-runs/) -------------------------
+# --- the rig page's tables (docs/rig.md): rendered from the recorded run (benchmarks/rig-runs/) -------------------------
 
 RECORDS = ROOT / "benchmarks" / "rig-runs"
-RECORD = RECORDS / "2026-11-29-r3"  # the run the README shows
+RECORD = RECORDS / "2026-11-29-r3"  # the run docs/rig.md shows
 
 
 def test_preflight_text_parses_rules_with_nested_parentheses():
@@ -356,7 +356,7 @@ def test_each_recorded_run_agrees_on_every_checkpoint(run, stage, checkpoints, l
     assert [(row.recorded_cause, row.cause) for row in rows if row.recorded_cause != row.cause] == learned_after
 
 
-def test_the_fixture_outcomes_are_the_readme_run():
+def test_the_fixture_outcomes_are_the_rig_page_run():
     from harness.report.rig import fix_rows, parse_preflight
 
     fixes = json.loads((RECORD / "fixes.results.json").read_text())
@@ -369,15 +369,15 @@ def test_the_fixture_outcomes_are_the_readme_run():
 
 
 @pytest.mark.parametrize("run, tables", [("2026-11-29-r3", 2), ("2026-11-29-t1", 1), ("2026-11-29-t2", 1)])
-def test_the_readme_shows_the_recorded_runs(run, tables):
+def test_the_rig_page_shows_the_recorded_runs(run, tables):
     from harness.report.rig import render
     from harness.rig.checkpoints import VARIANTS
 
     rendered = render(RECORDS / run, {variant.id: variant.what for variant in VARIANTS})
-    readme = (ROOT / "README.md").read_text()
+    page = (ROOT / "docs" / "rig.md").read_text()
     blocks = rendered.strip().split("\n\n")  # the tables, and the fix table's agreement line
     assert sum(line.startswith("|---|") for line in rendered.splitlines()) == tables
-    assert all(block in readme for block in blocks)
+    assert all(block in page for block in blocks)
 
 
 def test_a_server_message_cannot_break_the_fix_table():

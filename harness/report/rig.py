@@ -1,4 +1,4 @@
-"""The README's two rig tables, rendered from one run's record (benchmarks/rig-runs/<run>/): the figures of
+"""docs/rig.md's two rig tables, rendered from one run's record (benchmarks/rig-runs/<run>/): the figures of
 suite gpu-sglang per cell, and the fix table (what preflight predicted for each checkpoint of gpu-sglang-fixes
 beside what real SGLang did with it). Pure functions over the record's files; `python -m harness.report.rig DIR`.
 
