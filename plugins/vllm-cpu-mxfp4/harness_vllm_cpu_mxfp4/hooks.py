@@ -1,8 +1,8 @@
 """Run a callback on a module right after its first import, without importing it earlier.
 
-The plugin's changes concern modules only vLLM's model-building worker imports (vLLM's linear-kernel table,
-amd-quark's MX kernels); importing them in every process vLLM starts would cost amd-quark's ~17 s and ~0.2 GiB
-of resident memory in the API server and engine-core processes, which the suite's memory gate would see.
+The plugin's changes concern modules only vLLM's model-building worker needs (vLLM's linear-kernel table,
+amd-quark's MX kernels); importing them from `register`, which vLLM runs in every process it starts, would add
+their import time (amd-quark's alone is ~17 s) to the API server and engine-core processes too.
 """
 
 from __future__ import annotations
