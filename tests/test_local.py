@@ -48,21 +48,45 @@ def test_exports_are_cached_by_the_weights_hash(tmp_path, monkeypatch):
     assert models.resolve("local:tiny-qwen3/bf16") == ROOT / "models" / "tiny-qwen3"
 
 
+DEFECT_TENSOR = "model.layers.0.mlp.down_proj.weight_scale"
+
+
 def test_scale_defect_raises_one_tensor_by_one_exponent(tmp_path):
     source = tmp_path / "mxfp4"
     source.mkdir()
     scales = np.array([[120, 127], [254, 3]], dtype=np.uint8)
     other = np.array([[1, 2]], dtype=np.uint8)
-    save_file({models.DEFECT_TENSOR: scales, "model.layers.1.mlp.down_proj.weight_scale": other},
+    save_file({DEFECT_TENSOR: scales, "model.layers.1.mlp.down_proj.weight_scale": other},
               str(source / "model.safetensors"))
     (source / "config.json").write_text("{}")
-    models.make_scale_defect(source, tmp_path / "defect")
+    models.make_scale_defect(source, tmp_path / "defect", tensor=DEFECT_TENSOR)
     corrupted = load_file(str(tmp_path / "defect" / "model.safetensors"))
-    assert corrupted[models.DEFECT_TENSOR].tolist() == [[121, 128], [254, 4]]  # 0xFF would be NaN
+    assert corrupted[DEFECT_TENSOR].tolist() == [[121, 128], [254, 4]]  # 0xFF would be NaN
     assert corrupted["model.layers.1.mlp.down_proj.weight_scale"].tolist() == [[1, 2]]
     assert (tmp_path / "defect" / "config.json").exists()
     with pytest.raises(ConfigError, match="no uint8 E8M0 scale tensor"):
         models.make_scale_defect(source, tmp_path / "again", tensor="model.missing")
+
+
+def test_the_real_exports_defects_hit_the_blocks_the_fake_quantized_ones_do(tmp_path):
+    """Each `local:<model>/mxfp4-*-defect` is its fake-quant twin's defect (harness.local.fakequant.DEFECTS)
+    applied to the real export's bytes: the same tensor, the same blocks, the same +1 capped below NaN."""
+    torch = pytest.importorskip("torch")
+    from harness.local import fakequant
+
+    rng = np.random.default_rng(0)
+    for variant, name in models.DEFECTS.items():
+        defect = fakequant.DEFECTS[name]
+        scale_tensor = defect.tensor + "_scale"
+        scales = rng.integers(100, 256, size=(24, 8), dtype=np.uint8)
+        scales[0, 0] = 254
+        source = tmp_path / f"{variant}-source"
+        source.mkdir()
+        save_file({scale_tensor: scales}, str(source / "model.safetensors"))
+        models.make_scale_defect(source, tmp_path / variant, tensor=scale_tensor, stride=defect.stride)
+        edited = load_file(str(tmp_path / variant / "model.safetensors"))[scale_tensor]
+        expected = fakequant.raise_scales(torch.from_numpy(scales.copy()), defect.stride).numpy()
+        assert (edited == expected).all() and (edited != scales).sum() > 0
 
 
 def test_local_dry_run_resolves_auto_to_this_machine(capsys, tmp_path, monkeypatch):

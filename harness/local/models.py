@@ -3,6 +3,8 @@
     local:tiny-qwen3/bf16                 the committed weights (models/tiny-qwen3)
     local:tiny-qwen3/mxfp4, .../fp8       amd-quark exports, made once and cached
     local:tiny-qwen3/mxfp4-scale-defect   the MXFP4 export with one layer's E8M0 scales one exponent too high
+    local:tiny-qwen3/mxfp4-sparse-scale-defect   the MXFP4 export with one block in 16 of another layer's
+                                          scales one exponent too high (harness.local.fakequant.DEFECTS)
     local:tiny-qwen3/fq-mxfp4             BF16 weights fake-quantized by harness's reference MXFP4
                                           (harness.local.fakequant), for engines without MXFP4 kernels
     local:tiny-qwen3/fq-mxfp4-scale-defect, .../fq-mxfp4-sparse-scale-defect   the same with a scale defect
@@ -30,14 +32,15 @@ from harness.errors import ConfigError
 PREFIX = "local:"
 MODELS = ("tiny-qwen3", "tiny-qwen3-moe")
 EXPORTS = {"mxfp4": "mxfp4", "fp8": "fp8"}
-DEFECTS = {"mxfp4-scale-defect": "mxfp4"}
+# Planted defects in the real MXFP4 export -> the harness.local.fakequant defect they carry (the same tensors and
+# blocks as the fake-quantized checkpoints').
+DEFECTS = {"mxfp4-scale-defect": "scale", "mxfp4-sparse-scale-defect": "sparse-scale"}
+DEFECT_BASE = "mxfp4"
 # Fake-quantized BF16 checkpoints -> the harness.local.fakequant defect they carry (None: none).
 FAKE_QUANT = {"fq-mxfp4": None, "fq-mxfp4-scale-defect": "scale", "fq-mxfp4-sparse-scale-defect": "sparse-scale"}
 VARIANTS = ("bf16", *EXPORTS, *DEFECTS, *FAKE_QUANT)
 # EAGLE3 drafts committed under models/ -> their variants derived at run time (bf16: the committed weights).
 DRAFTS = {"tiny-qwen3-eagle3": ("bf16", "aux-order-defect")}
-# The tensor whose scales the defect corrupts: an MLP projection of the first layer.
-DEFECT_TENSOR = "model.layers.0.mlp.down_proj.weight_scale"
 
 
 def is_local(path: str) -> bool:
@@ -149,8 +152,11 @@ def ensure(reference: str, *, python: str = sys.executable, log=print) -> Path:
         run_python_module(python, "harness.local.export", ["--scheme", EXPORTS[variant], str(source_dir(model)),
                                                            str(target)], timeout_s=1800, log=output)
         return target
-    base = ensure(f"{PREFIX}{model}/{DEFECTS[variant]}", python=python, log=log)
-    make_scale_defect(base, target)
+    from harness.local.fakequant import DEFECTS as SCALE_DEFECTS
+
+    base = ensure(f"{PREFIX}{model}/{DEFECT_BASE}", python=python, log=log)
+    defect = SCALE_DEFECTS[DEFECTS[variant]]
+    make_scale_defect(base, target, tensor=defect.tensor + "_scale", stride=defect.stride)
     return target
 
 
@@ -159,8 +165,9 @@ def export_log(target: Path) -> Path:
     return target.with_name(target.name + ".log")
 
 
-def make_scale_defect(source: Path, target: Path, tensor: str = DEFECT_TENSOR) -> None:
-    """Copy an MXFP4 export with one tensor's E8M0 scales raised by one exponent (its weights doubled).
+def make_scale_defect(source: Path, target: Path, tensor: str, stride: int = 1) -> None:
+    """Copy an MXFP4 export with every stride-th E8M0 scale of one tensor (row-major order, as
+    `fakequant.raise_scales` counts) raised by one exponent: those blocks' weights doubled.
 
     Only that tensor's bytes change: the file is edited in place through its safetensors header, so every
     other tensor stays byte-identical.
@@ -183,7 +190,8 @@ def make_scale_defect(source: Path, target: Path, tensor: str = DEFECT_TENSOR) -
         scales = bytearray(handle.read(end - start))
         # 0xFF is NaN in E8M0: stay below it.
         handle.seek(start)
-        handle.write(bytes(min(value + 1, 254) for value in scales))
+        handle.write(bytes(min(value + 1, 254) if index % stride == 0 else value
+                           for index, value in enumerate(scales)))
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)
 
