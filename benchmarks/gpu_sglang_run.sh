@@ -142,7 +142,7 @@ one_stage() {
     numerics) numerics_stage ;;
     mxfp4) mxfp4_stage ;;
     # The MXFP4 cells with GSM8K alone, the five at once (suite gpu-sglang-mxfp4-smoke): for a short hold.
-    mxfp4-smoke) run_stage mxfp4-smoke gpu-sglang-mxfp4-smoke "" --share-gpus 5 ;;
+    mxfp4-smoke) run_stage mxfp4-smoke gpu-sglang-mxfp4-smoke "${SMOKE_CELLS:-}" --share-gpus 5 ;;
     # Seed 004: EAGLE3 with MLA drafts, healthy and broken, all loaded whatever preflight predicts.
     eagle3) run_stage eagle3 gpu-sglang-eagle3 "${EAGLE3_CELLS:-}" --share-gpus 6 --no-preflight ;;
     # The trained EAGLE3 draft of tiny-qwen3 (a real accept length) and its aux-order defect, which must regress.
