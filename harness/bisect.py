@@ -16,9 +16,11 @@ a bisect reports a regression it was given, it does not detect one.
 from __future__ import annotations
 
 import datetime as _dt
+import functools
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 from harness import schema
 from harness.baselines import BaselineEntry, Baselines, entries_from_result
@@ -180,10 +182,10 @@ def _closest(verdicts: list[Verdict], metric: str | None) -> Verdict | None:
     lowest p-value's, else the first figure's."""
     measured = [v for v in verdicts if v.value is not None and (metric is None or v.metric == metric)]
     tested = [v for v in measured if v.p_value is not None]
-    return min(tested, key=lambda v: v.p_value) if tested else (measured[0] if measured else None)
+    return min(tested, key=lambda v: v.p_value if v.p_value is not None else 1.0) if tested else (measured[0] if measured else None)
 
 
-def _good_end_failed(good: CellResult | None) -> None:
+def _good_end_failed(good: CellResult | None) -> NoReturn:
     from harness.bisection import is_load_regression
 
     if good is not None and is_load_regression(good):
@@ -241,14 +243,15 @@ class _Steps:
         from harness import pipeline
         from harness.history import PLAN_FILE
 
-        common = dict(python=build.python or self.setup.python, api_key=self.request.api_key, preflight=False,
-                      gate_against=gate_against, console=False, suites_dir=self.request.suites_dir,
-                      baselines_dir=self.request.baselines_dir, reports_dir=step_dir.parent)
+        step_request = functools.partial(
+            RunRequest, python=build.python or self.setup.python, api_key=self.request.api_key, preflight=False,
+            gate_against=gate_against, console=False, suites_dir=self.request.suites_dir,
+            baselines_dir=self.request.baselines_dir, reports_dir=step_dir.parent)
         resume = step_dir if (step_dir / PLAN_FILE).exists() else None
         if resume is None and step_dir.exists() and not any(step_dir.iterdir()):
             step_dir.rmdir()  # made, then interrupted before its plan: nothing of it to keep
-        request = (RunRequest(resume=resume, **common) if resume else
-                   RunRequest(suite=self.setup.suite, cells=[self.setup.cell], run_id=step_dir.name, **common))
+        request = (step_request(resume=resume) if resume else
+                   step_request(suite=self.setup.suite, cells=[self.setup.cell], run_id=step_dir.name))
         if build.revision is None:
             return pipeline.run(request)
         assert self.setup.source is not None

@@ -90,7 +90,7 @@ def driving_verdict(verdicts: list[Verdict], wanted: str | None = None) -> Verdi
     regressed = [v for v in verdicts if v.state is State.REGRESSED]
     if wanted is not None:
         regressed = [v for v in regressed if v.metric == wanted]
-    return min(regressed, key=_significance, default=None)
+    return min(regressed, key=_significance) if regressed else None
 
 
 def is_load_regression(result: CellResult) -> bool:
@@ -133,7 +133,7 @@ def next_index(calls: dict[int, Call]) -> int | None:
     span = bounds(calls)
     open_builds = [index for index in range(span.good + 1, span.bad) if index not in calls]
     middle = (span.good + span.bad) / 2
-    return min(open_builds, key=lambda index: (abs(index - middle), index), default=None)
+    return min(open_builds, key=lambda index: (abs(index - middle), index)) if open_builds else None
 
 
 def worst_case_steps(builds: int) -> int:

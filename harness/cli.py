@@ -66,8 +66,10 @@ def _innermost(parser: argparse.ArgumentParser, args: argparse.Namespace) -> arg
     """The parser of the command (and action: `baseline update`) that the arguments chose."""
     while True:
         chooser = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
-        chosen = getattr(args, chooser.dest, None) if chooser is not None else None
-        if chosen not in (chooser.choices if chooser is not None else {}):
+        if chooser is None:
+            return parser
+        chosen = getattr(args, chooser.dest, None)
+        if chosen not in chooser.choices:
             return parser
         parser = chooser.choices[chosen]
 

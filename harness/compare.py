@@ -108,7 +108,7 @@ class Verdict:
     @classmethod
     def from_dict(cls, body: dict[str, Any]) -> Verdict:
         after = body.get("decided_after")
-        # type: ignore: an Enum looked up by value; mypy reads the members' __new__
+        # State(value) looks the member up by value; mypy checks the call against the members' __new__
         return cls(**{**body, "state": State(body["state"]),  # type: ignore[call-arg]
                       "decided_after": None if after is None else tuple(after)})
 
@@ -259,7 +259,8 @@ def _compare_stopped(metric: str, sample: MetricSample, entry: BaselineEntry, ga
                                   gate)
         return replace(fixed, reason=f"stopped early but undecided against this baseline: fixed-n on the questions "
                                      f"asked: {fixed.reason}")
-    return _verdict(metric, sample, entry, State(decision.state), test=f"sequential-{decision.test}",
+    state = State(decision.state)  # type: ignore[call-arg]  # a lookup by value, not the members' __new__
+    return _verdict(metric, sample, entry, state, test=f"sequential-{decision.test}",
                     p_value=decision.p_value, reason=f"{asked}: {decision.reason}",
                     decided_after=(decision.asked, int(record.get("budget", decision.asked))))
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from harness.stats import (
@@ -175,6 +175,12 @@ class Reference:
     def paired(self) -> bool:
         return bool(self.outcomes)
 
+    def value_and_n(self) -> tuple[float, int]:
+        """The unpaired reference's (value, n); a Monitor refuses a reference without them."""
+        if self.value is None or not self.n:
+            raise ValueError("a sequential reference needs per-question outcomes or a value and n")
+        return self.value, self.n
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -192,7 +198,7 @@ class Decision:
     reason: str
 
 
-def _fixed_n(paired: bool, counts: tuple[int, int, int, int], rule: Rule, reference: Reference) -> tuple[str, float]:
+def _fixed_n(paired: bool, counts: Sequence[int], rule: Rule, reference: Reference) -> tuple[str, float]:
     """Today's fixed-n accuracy rule (harness.compare) on the prefix: (state, delta). Kept equal to compare's
     by tests/test_sequential.py on random prefixes."""
     if paired:
@@ -203,9 +209,10 @@ def _fixed_n(paired: bool, counts: tuple[int, int, int, int], rule: Rule, refere
     else:
         right, n = counts[0], counts[1]
         value = right / n
-        delta = float(f"{value - reference.value:.12g}")
-        p_drop = two_proportion_drop(reference.value, reference.n, value, n)
-        p_gain = two_proportion_gain(reference.value, reference.n, value, n)
+        reference_value, reference_n = reference.value_and_n()
+        delta = float(f"{value - reference_value:.12g}")
+        p_drop = two_proportion_drop(reference_value, reference_n, value, n)
+        p_gain = two_proportion_gain(reference_value, reference_n, value, n)
     large = abs(delta) >= rule.min_effect - 1e-12
     if delta < 0 and p_drop < rule.alpha and large:
         return REGRESSED, delta
@@ -219,8 +226,8 @@ class Monitor:
     set once the verdict is decided, and stays."""
 
     def __init__(self, reference: Reference, rule: Rule):
-        if not reference.paired and (reference.value is None or not reference.n):
-            raise ValueError("a sequential reference needs per-question outcomes or a value and n")
+        if not reference.paired:
+            reference.value_and_n()  # raises ValueError where the reference has neither
         self.reference, self.rule = reference, rule
         self.asked = 0
         self.counts = [0, 0, 0, 0]  # paired: both right, b, c, both wrong; unpaired: right, n
@@ -232,9 +239,10 @@ class Monitor:
             self.gain = BettingTest((1.0 + margin) / 2.0, +1, alpha)  # H0: delta <= margin
             self.small = BettingTest((1.0 - rule.min_effect) / 2.0, +1, alpha)  # H0: delta <= -min_effect
         else:
-            right = round(reference.value * reference.n)
-            upper = clopper_pearson(right, reference.n, alpha / 2.0, +1)
-            lower = clopper_pearson(right, reference.n, alpha / 2.0, -1)
+            reference_value, reference_n = reference.value_and_n()
+            right = round(reference_value * reference_n)
+            upper = clopper_pearson(right, reference_n, alpha / 2.0, +1)
+            lower = clopper_pearson(right, reference_n, alpha / 2.0, -1)
             self.drop = BettingTest(max(lower - margin, 0.0), -1, alpha / 2.0)  # H0: accuracy >= lower - margin
             self.gain = BettingTest(min(upper + margin, 1.0), +1, alpha / 2.0)
             self.small = BettingTest(max(upper - rule.min_effect, 0.0), +1, alpha / 2.0)
@@ -243,11 +251,12 @@ class Monitor:
     def add(self, question_id: str, correct: bool) -> Decision | None:
         if self.decision is not None:
             return self.decision
-        if self.reference.paired and question_id not in self.reference.outcomes:
+        outcomes = self.reference.outcomes  # non-empty exactly when the reference is paired
+        if outcomes and question_id not in outcomes:
             return None  # the baseline has no answer to pair it with (as the fixed-n gate's pairing)
         self.asked += 1
-        if self.reference.paired:
-            before = bool(self.reference.outcomes[question_id])
+        if outcomes:
+            before = bool(outcomes[question_id])
             x = (int(correct) - int(before) + 1) / 2.0
             self.counts[(0 if correct else 1) if before else (2 if correct else 3)] += 1
         else:
@@ -264,7 +273,7 @@ class Monitor:
     def _decide(self) -> Decision | None:
         paired = self.reference.paired
         test = "betting-paired" if paired else "betting-unpaired"
-        fixed, delta = _fixed_n(paired, tuple(self.counts), self.rule, self.reference)
+        fixed, delta = _fixed_n(paired, self.counts, self.rule, self.reference)
         detail = self._detail()
         margin = EARLY_MARGIN * self.rule.min_effect
         if self.drop.rejected and fixed == REGRESSED:

@@ -222,10 +222,11 @@ def _window_sample(points: list[Point], nearest: int) -> MetricSample:
 
 
 def _majority(points: list[Point], nearest: int) -> dict[str, bool] | None:
-    outcomes = [p.sample.outcomes if p.sample is not None else None for p in points]
-    if not all(outcomes) or any(o.keys() != outcomes[0].keys() for o in outcomes):
+    each = [p.sample.outcomes if p.sample is not None else None for p in points]
+    outcomes = [o for o in each if o]
+    if len(outcomes) != len(each) or any(o.keys() != outcomes[0].keys() for o in outcomes):
         return None
-    out = {}
+    out: dict[str, bool] = {}
     for question in outcomes[0]:
         right = sum(o[question] for o in outcomes)
         wrong = len(outcomes) - right
@@ -264,8 +265,9 @@ def tolerance_band(metric: str, entry: BaselineEntry, gate: GateSettings, n: int
     def state(value: float) -> State:
         # A divergence moved by the same amount on every window: certain significance, so the band's edges are
         # where the minimum effect (or a ceiling) starts to count; a real run must also be significant.
+        # entry.values is set above wherever divergence and entry.value are
         values = ({item: base + value - entry.value for item, base in entry.values.items()}
-                  if divergence and entry.value is not None else None)
+                  if divergence and entry.value is not None and entry.values is not None else None)
         sample = MetricSample(value, n or entry.n, None, entry.protocol, values)
         return compare_metric(metric, sample, entry, gate).state
 

@@ -344,7 +344,7 @@ def _parse_server(value: Any, where: Where, engine: str) -> ServerSettings:
                           _parse_memory_gib(doc, args, where, engine))
 
 
-def _parse_memory_gib(doc: dict[str, Any], args: list[str], where: Where, engine: str) -> float | None:
+def _parse_memory_gib(doc: dict[str, Any], args: tuple[str, ...], where: Where, engine: str) -> float | None:
     if doc.get("memory_gib") is None:
         return None
     memory_gib = strict.number(doc["memory_gib"], where.key("memory_gib"), minimum=0.01)

@@ -400,18 +400,6 @@ async def _until_done_or_halted(workers: asyncio.Future, halted: asyncio.Event) 
                 raise
 
 
-class _StoppedInLoop(Exception):  # noqa: N818 - raised as interrupts.Stopped once out of the event loop
-    pass
-
-
-async def _cancel_when_stopped(workers: asyncio.Future, period_s: float = 0.1) -> None:
-    """Cancel the requests in flight once the run stops (harness.interrupts.stop_on): cells run in threads
-    when packed on a host, and the scheduler stops them through this event, never from outside."""
-    while not interrupts.stop_requested():
-        await asyncio.sleep(period_s)
-    workers.cancel()
-
-
 def run_requests(base_url: str, requests: Iterable[Request], settings: ClientSettings,
                  on_done: Callable[[Response], None] = lambda response: None,
                  stop: Callable[[], bool] | None = None) -> list[Response]:

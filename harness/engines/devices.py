@@ -210,7 +210,7 @@ def _amd_backend() -> Backend | None:
             return {i: used for i, (_, used) in known_readings(parse(_run(argv) or ""), split).items()
                     if used is not None}
 
-        runtime = {"rocm": _rocm_version()}
+        runtime: dict[str, Any] = {"rocm": _rocm_version()}
         if split:
             runtime["partitioned_gpus"] = sorted(split)  # their memory is unknown: amd-smi reports the card's
         return Backend(tool, read, gpus, runtime)

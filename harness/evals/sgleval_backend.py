@@ -207,7 +207,11 @@ def benchmark(config: EvalConfig, name: str, base_url: str, model: str, key: str
         sampler.client.close()  # its connection pool (the client it was given)
 
 
-def _child(connection: Any, arguments: tuple) -> None:
+# benchmark's arguments but `report`: (config, name, base_url, model, key, examples)
+BenchmarkArguments = tuple[EvalConfig, str, str, str, "str | None", list[Any]]
+
+
+def _child(connection: Any, arguments: BenchmarkArguments) -> None:
     """The child process's whole work: the benchmark on its main thread, each graded record sent as it comes."""
     os.environ["TQDM_DISABLE"] = "1"  # harness's own progress line reports, from the parent
     try:
@@ -219,7 +223,7 @@ def _child(connection: Any, arguments: tuple) -> None:
         connection.close()
 
 
-def benchmark_in_a_child(arguments: tuple, progress: Progress) -> list[Graded]:
+def benchmark_in_a_child(arguments: BenchmarkArguments, progress: Progress) -> list[Graded]:
     """sgl-eval grades on its caller's thread, and its math grader (math_verify) times out by signal.alarm,
     which only a main thread has, while a cell runs its evals on a thread of its own: the benchmark runs in a
     spawned child's main thread, as `sgl-eval run` itself would. Polled, so that an interrupt reaches this
@@ -262,12 +266,13 @@ def run(config: EvalConfig, base_url: str, model: str, examples: list[Any], comm
     protocol = protocol_of(config, common, name)
     progress = Progress(f"{config.name}/{config.protocol}", len(examples) * config.repeats, stream=stream)
     start = time.perf_counter()
-    arguments = (config, name, base_url, model, api_key(base_url), examples)
+    arguments: BenchmarkArguments = (config, name, base_url, model, api_key(base_url), examples)
     graded = {g.id: g for g in benchmark_in_a_child(arguments, progress)}
     wall = time.perf_counter() - start
     responses = [_response(Response, outcome_id(config, example.id, repeat), graded.get(outcome_id(config, example.id, repeat)))
                  for example in examples for repeat in range(config.repeats)]
-    scored = {g.id: (g.extracted, g.correct, {}) for g in graded.values()}
+    scored: dict[str, tuple[str | None, bool, dict[str, Any]]] = {
+        g.id: (g.extracted, g.correct, {}) for g in graded.values()}
     prepared = Prepared(iter(()), len(responses), lambda *_: (None, False, {}), common.get("dataset_sha256"),
                         protocol)
     result = assemble_result(config, prepared, responses, scored, wall)

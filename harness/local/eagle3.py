@@ -325,7 +325,8 @@ def chain_loss(draft: Draft, aux, ids, lengths, prompt_lengths, steps: int):
     batch, length = ids.shape
     padded = torch.cat([ids, torch.zeros(batch, steps + 2, dtype=ids.dtype)], 1)
     start = max(int(prompt_lengths.min()) - 2, 0)  # later steps only where they can predict an answer token
-    total, per_step = 0.0, []
+    total: float | torch.Tensor = 0.0  # a tensor from the first step on, so that backward reaches every step
+    per_step = []
     for k, logits in enumerate(chain(draft, padded, aux, steps, start)):
         first = 0 if k == 0 else start
         target_index = torch.arange(first, length) + 2 + k

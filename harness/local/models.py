@@ -155,8 +155,8 @@ def ensure(reference: str, *, python: str = sys.executable, log=print) -> Path:
     from harness.local.fakequant import DEFECTS as SCALE_DEFECTS
 
     base = ensure(f"{PREFIX}{model}/{DEFECT_BASE}", python=python, log=log)
-    defect = SCALE_DEFECTS[DEFECTS[variant]]
-    make_scale_defect(base, target, tensor=defect.tensor + "_scale", stride=defect.stride)
+    scale_defect = SCALE_DEFECTS[DEFECTS[variant]]
+    make_scale_defect(base, target, tensor=scale_defect.tensor + "_scale", stride=scale_defect.stride)
     return target
 
 

@@ -43,10 +43,11 @@ def _bad_end(evidence: Evidence) -> Judgement | None:
 
 
 def _table(evidence: Evidence) -> list[str]:
-    shown = _bad_end(evidence).verdict if _bad_end(evidence) is not None else None  # the metric the table follows
+    bad_end = _bad_end(evidence)
+    shown = bad_end.verdict if bad_end is not None else None  # the metric the table follows
     metric = shown.metric if shown is not None else "figure"
     header = ("#", "build", "verdict", metric, "delta vs good", "p vs good", "p vs bad", "note")
-    rows = [header]
+    rows: list[tuple[str, ...]] = [header]
     if evidence.good is not None:
         rows.append(_good_row(evidence, metric))
     last = len(evidence.setup.builds) - 1

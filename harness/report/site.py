@@ -286,7 +286,8 @@ _EXIT_STATES = {0: ("PASS", "passing"), 1: ("REGRESSED", "regressed"), 2: ("CONF
 
 
 def status_badge(exit_code: int | None, regressed: int) -> str:
-    state, label = _EXIT_STATES.get(exit_code, ("NO_BASELINE", "no verdict"))
+    no_verdict = ("NO_BASELINE", "no verdict")
+    state, label = _EXIT_STATES.get(exit_code, no_verdict) if exit_code is not None else no_verdict
     if regressed and state == "PASS":
         state, label = "REGRESSED", "regressed"
     return f'<span class="badge" style="background: {colour_of(state)}">{esc(label)}</span>'

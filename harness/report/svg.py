@@ -170,7 +170,7 @@ def _marker(scale: Scale, index: int, point: Point, href: str, title: str) -> st
     colour = colour_of(point.verdict, point.expected)
     x = scale.x(index)
     if point.value is None:  # the cell failed or did not run: a cross at the foot of the plot
-        y = HEIGHT - BOTTOM - 7
+        y: float = HEIGHT - BOTTOM - 7
         shape = (f'<path d="M{x - 5:.1f},{y - 5:.1f} L{x + 5:.1f},{y + 5:.1f} M{x - 5:.1f},{y + 5:.1f} '
                  f'L{x + 5:.1f},{y - 5:.1f}" stroke="{colour}" stroke-width="2.5"/>')
     else:

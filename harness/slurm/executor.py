@@ -63,6 +63,7 @@ def run(slurm: SlurmRun) -> int:
     if request.shard or request.gpus:
         raise ConfigError("--executor slurm: --shards N splits the suite and Slurm gives each task its GPUs; "
                           "drop --shard/--gpus")
+    assert request.suite is not None  # the command line asks for a suite or --resume (as pipeline's fresh plan)
     the_plan = plan(request.suite, suites_dir=request.suites_dir, baselines_dir=request.baselines_dir,
                     cell_patterns=request.cells)
     if request.kernels:  # each shard's plan.json keeps it: its task resumes with the same kernels
