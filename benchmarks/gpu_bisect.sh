@@ -27,22 +27,9 @@ exec > >(tee -a "$OUT/run.log") 2>&1
 say() { echo "[bisect +$(( $(date +%s) - T0 ))s] $*"; }
 
 # 1. The SGLang bundle and the environment its README gives (as benchmarks/gpu_sglang_run.sh sets it up).
-if [ ! -f /tmp/sglsite/.sgl_bundle_ok ]; then
-  RS_MODE=prepare bash .sgl/run_sglang.sh > "$OUT/prepare.log" 2>&1 || { say "bundle prepare failed"; tail -30 "$OUT/prepare.log"; exit 3; }
-fi
-CUDART=$(python3 -c 'import os,torch; print(os.path.realpath(os.path.join(os.path.dirname(torch.__file__),"..","nvidia","cu13","lib")))' 2>/dev/null)
-mkdir -p /tmp/sgl_cudart_link
-[ -e "$CUDART/libcudart.so.13" ] && ln -sf "$CUDART/libcudart.so.13" /tmp/sgl_cudart_link/libcudart.so
-export PYTHONPATH=/tmp/sglsite:$PWD CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} PYTHONUNBUFFERED=1 \
-  PATH="$(dirname "$(command -v python3)"):$PATH:/usr/local/cuda/bin" \
-  LIBRARY_PATH=/usr/local/cuda/lib64:/tmp/sgl_cudart_link${LIBRARY_PATH:+:$LIBRARY_PATH} \
-  HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+PREPARE_LOG="$OUT/prepare.log" source benchmarks/gpu_sglang_env.sh
 
 # 2. The rig's checkpoints (built on a CPU by gpu_sglang_pack.sh).
-if [ ! -f "$HARNESS_CACHE_DIR/.unpacked" ]; then
-  python3 -m harness.rig unpack .rig/rig.pack.xz "$HARNESS_CACHE_DIR" > /dev/null && touch "$HARNESS_CACHE_DIR/.unpacked" \
-    || { say "unpacking the rig's checkpoints failed"; exit 3; }
-fi
 
 # 3. The engine's history: the bundle's package, #23467 and #23973 replayed among unrelated commits.
 if [ ! -d "$SOURCE" ]; then

@@ -37,23 +37,10 @@ say() { echo "[rig +$(( $(date +%s) - T0 ))s] $*"; }
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 
 # 1. The SGLang bundle: unpacked once per machine (a warm machine keeps it), the environment its README gives.
-if [ ! -f /tmp/sglsite/.sgl_bundle_ok ]; then
-  RS_MODE=prepare bash .sgl/run_sglang.sh > "$REPORTS/prepare.log" 2>&1 || { say "bundle prepare failed"; tail -30 "$REPORTS/prepare.log"; exit 3; }
-fi
-CUDART=$(python3 -c 'import os,torch; print(os.path.realpath(os.path.join(os.path.dirname(torch.__file__),"..","nvidia","cu13","lib")))' 2>/dev/null)
-mkdir -p /tmp/sgl_cudart_link
-[ -e "$CUDART/libcudart.so.13" ] && ln -sf "$CUDART/libcudart.so.13" /tmp/sgl_cudart_link/libcudart.so
-export PYTHONPATH=/tmp/sglsite:$PWD CUDA_HOME=${CUDA_HOME:-/usr/local/cuda} PYTHONUNBUFFERED=1 \
-  PATH="$(dirname "$(command -v python3)"):$PATH:/usr/local/cuda/bin" \
-  LIBRARY_PATH=/usr/local/cuda/lib64:/tmp/sgl_cudart_link${LIBRARY_PATH:+:$LIBRARY_PATH} \
-  HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 TOKENIZERS_PARALLELISM=false
+PREPARE_LOG="$REPORTS/prepare.log" source benchmarks/gpu_sglang_env.sh
 say "bundle ready; $(nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader)"
 
 # 2. The rig's checkpoints and the tiny model's Quark exports (built on a CPU, see gpu_sglang_pack.sh).
-if [ ! -f "$HARNESS_CACHE_DIR/.unpacked" ]; then
-  python3 -m harness.rig unpack .rig/rig.pack.xz "$HARNESS_CACHE_DIR" > /dev/null && touch "$HARNESS_CACHE_DIR/.unpacked" \
-    || { say "unpacking the rig's checkpoints failed"; exit 3; }
-fi
 say "checkpoints: $(find "$HARNESS_CACHE_DIR" -name config.json | wc -l)"
 
 # 3. Preflight on every cell, recorded beside what SGLang does with it (PREFLIGHT=0 skips it: CPU tests
