@@ -26,10 +26,8 @@ mkdir -p "$OUT" "$BISECTS" "$HARNESS_CACHE_DIR"
 exec > >(tee -a "$OUT/run.log") 2>&1
 say() { echo "[bisect +$(( $(date +%s) - T0 ))s] $*"; }
 
-# 1. The SGLang bundle and the environment its README gives (as benchmarks/gpu_sglang_run.sh sets it up).
+# 1-2. The SGLang bundle and the environment its README gives; the rig's checkpoints (gpu_sglang_pack.sh).
 PREPARE_LOG="$OUT/prepare.log" source benchmarks/gpu_sglang_env.sh
-
-# 2. The rig's checkpoints (built on a CPU by gpu_sglang_pack.sh).
 
 # 3. The engine's history: the bundle's package, #23467 and #23973 replayed among unrelated commits.
 if [ ! -d "$SOURCE" ]; then

@@ -36,11 +36,10 @@ exec > >(tee -a "$OUT/run.log") 2>&1
 say() { echo "[rig +$(( $(date +%s) - T0 ))s] $*"; }
 left() { echo $(( BUDGET - ($(date +%s) - T0) )); }
 
-# 1. The SGLang bundle: unpacked once per machine (a warm machine keeps it), the environment its README gives.
+# 1-2. The SGLang bundle (unpacked once per machine) and the environment its README gives; the rig's
+# checkpoints and the tiny model's Quark exports (built on a CPU, see gpu_sglang_pack.sh).
 PREPARE_LOG="$REPORTS/prepare.log" source benchmarks/gpu_sglang_env.sh
 say "bundle ready; $(nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv,noheader)"
-
-# 2. The rig's checkpoints and the tiny model's Quark exports (built on a CPU, see gpu_sglang_pack.sh).
 say "checkpoints: $(find "$HARNESS_CACHE_DIR" -name config.json | wc -l)"
 
 # 3. Preflight on every cell, recorded beside what SGLang does with it (PREFLIGHT=0 skips it: CPU tests
