@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from harness.stats import (
     PairedCounts,
+    inverse_cdf,
     mcnemar_exact_drop,
     mcnemar_exact_gain,
     regularized_beta,
@@ -149,14 +150,7 @@ def clopper_pearson(successes: int, n: int, alpha: float, side: int) -> float:
 
 
 def _beta_quantile(p: float, a: float, b: float) -> float:
-    low, high = 0.0, 1.0
-    for _ in range(80):
-        middle = (low + high) / 2.0
-        if regularized_beta(a, b, middle) < p:
-            low = middle
-        else:
-            high = middle
-    return (low + high) / 2.0
+    return inverse_cdf(lambda x: regularized_beta(a, b, x), p, 0.0, 1.0, steps=80)
 
 
 # --- the rule ---------------------------------------------------------------------------------------------

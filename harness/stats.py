@@ -8,7 +8,7 @@ two-proportion z-test on the counts. Wilson intervals are reported beside the fi
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 
@@ -147,10 +147,14 @@ def student_t_quantile(p: float, df: float) -> float:
     """The t with P(T <= t) = p (bisection on the exact tail: a few microseconds, and never far off)."""
     if not 0.0 < p < 1.0:
         raise ValueError("student_t_quantile needs 0 < p < 1")
-    low, high = -1e3, 1e3
-    for _ in range(200):
+    return inverse_cdf(lambda t: 1.0 - student_t_upper_tail(t, df), p, -1e3, 1e3, steps=200)
+
+
+def inverse_cdf(cdf: Callable[[float], float], p: float, low: float, high: float, *, steps: int) -> float:
+    """The x in [low, high] with cdf(x) = p, for a non-decreasing cdf, by `steps` bisections."""
+    for _ in range(steps):
         middle = (low + high) / 2.0
-        if 1.0 - student_t_upper_tail(middle, df) < p:
+        if cdf(middle) < p:
             low = middle
         else:
             high = middle
