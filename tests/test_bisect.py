@@ -156,6 +156,7 @@ def _dirs(root: Path) -> list[str]:
             "--bisects-dir", str(root / "bisects")]
 
 
+@pytest.mark.gsm8k
 def test_bisect_over_git_revisions_names_the_commit_that_broke_accuracy(tmp_path, capsys):
     _fake_suite(tmp_path)
     wrong = {"FAKE_SGLANG_GSM8K_WRONG_EVERY": "2"}
@@ -175,6 +176,7 @@ def test_bisect_over_git_revisions_names_the_commit_that_broke_accuracy(tmp_path
     assert (tmp_path / "bisects" / "b1" / "evidence.md").read_text() == out.rsplit("bisect: ", 1)[0]
 
 
+@pytest.mark.gsm8k
 def test_a_bad_end_that_does_not_reproduce_exits_2(tmp_path, capsys):
     _fake_suite(tmp_path)
     source = _history(tmp_path, [{}] * 4)
@@ -193,6 +195,7 @@ def _interpreter(path: Path, knobs: dict[str, str]) -> Path:
     return path
 
 
+@pytest.mark.gsm8k
 def test_a_builds_file_with_a_load_failure_and_a_crash_skips_and_says_what_it_cannot_tell(tmp_path, capsys):
     _fake_suite(tmp_path)
     builds = [_interpreter(tmp_path / "py0", {}),
@@ -206,6 +209,7 @@ def test_a_builds_file_with_a_load_failure_and_a_crash_skips_and_says_what_it_ca
     assert "load failure" in out and "skip" in out and "the first bad build is one of 2" in out
 
 
+@pytest.mark.gsm8k
 def test_ctrl_c_keeps_the_steps_and_resume_measures_only_what_is_missing(tmp_path, capsys, monkeypatch):
     from harness import pipeline
 

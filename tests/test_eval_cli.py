@@ -26,6 +26,7 @@ def test_eval_against_a_running_server_prints_the_result_schema(stub_server, cap
     assert json.loads(capsys.readouterr().out)["protocol"]["eos_string"] == "<|endoftext|>"  # the server's
 
 
+@pytest.mark.gsm8k
 def test_lm_eval_without_an_eos_string_is_a_config_error_naming_the_key(stub_server, capsys):
     url = stub_server()
     assert main(["eval", "gsm8k", "--base-url", url, "--questions", "5", "--protocol", "lm-eval"]) == 2
@@ -95,6 +96,7 @@ def test_run_with_gsm8k_gates_accuracy_against_a_baseline(tmp_path, capsys):
     assert "Janet" not in (tmp_path / "reports" / "r" / "results.json").read_text()
 
 
+@pytest.mark.gsm8k
 def test_one_degenerate_completion_never_ends_an_eval(tmp_path, stub_server, capsys):
     """A 5,000-digit run is SGLang's SyntaxError, caught: that question scores invalid, the eval goes on."""
     rows = gsm8k.read_gsm8k("test")[:10]

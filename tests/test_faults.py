@@ -182,6 +182,7 @@ def test_eval_s_is_enforced_and_what_was_answered_is_kept(tmp_path, capsys):
 
 # --- 3. no exception escapes as exit 1 ----------------------------------------------------------------------
 
+@pytest.mark.gsm8k
 def test_an_engine_that_cannot_be_launched_is_infra_error(tmp_path, capsys):
     root = suite_with_eval(tmp_path, specs=("none", "mtp"))
     code = main(["run", "--suite", "fake", "--run-id", "nopython", "--python", "/nonexistent/python", *dirs(root)])
@@ -191,6 +192,7 @@ def test_an_engine_that_cannot_be_launched_is_infra_error(tmp_path, capsys):
     assert "/nonexistent/python" in cells[0]["error"]["message"]
 
 
+@pytest.mark.gsm8k
 def test_a_python_without_the_engine_is_launch_failed_with_the_hint_on_the_console(tmp_path, capsys, monkeypatch):
     """A GPU-less user's first `harness run` of a real suite: the engine's Python has no SGLang (`-S`: no
     site-packages, no PYTHONPATH, whatever this machine has installed)."""
@@ -239,6 +241,7 @@ def test_a_harness_bug_in_one_cell_costs_that_cell_only(tmp_path, capsys, monkey
     no_records_left(root)
 
 
+@pytest.mark.gsm8k
 def test_a_harness_bug_outside_cells_exits_4_and_writes_what_it_has(tmp_path, capsys, monkeypatch):
     import harness.pipeline
 

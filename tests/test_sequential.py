@@ -191,6 +191,7 @@ def gsm8k_config(questions: int) -> EvalConfig:
                       temperature=0.0, repeats=1, concurrency=16)
 
 
+@pytest.mark.gsm8k
 def test_an_eval_stops_once_a_regression_is_decided(stub_server):
     url = stub_server("--wrong-every", "3")  # a third of the answers wrong, against a baseline that was all right
     budget = 600
@@ -205,6 +206,7 @@ def test_an_eval_stops_once_a_regression_is_decided(stub_server):
     assert result.metrics["accuracy"].n == record["asked"]
 
 
+@pytest.mark.gsm8k
 def test_an_eval_without_a_decision_asks_every_question(stub_server):
     url = stub_server()
     baseline = {f"gsm8k-test-{i:04d}": True for i in range(100)}

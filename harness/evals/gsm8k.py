@@ -336,11 +336,11 @@ def prepare(config: EvalConfig, model: str, *, data_root: Path | None = None, **
     """The requests (built lazily, as the client sends them) and the scorer of the protocol."""
     from harness.transport import Request
 
+    if config.protocol == "sgl-eval":  # before the data: the refusal holds where GSM8K is not yet fetched
+        raise ConfigError("gsm8k sgl-eval: sgl-eval sends its own requests (harness eval gsm8k --protocol sgl-eval)")
     test_rows, train_rows, digest = rows(config, data_root)
     questions = build_questions(config.protocol, test_rows, train_rows, config.shots, config.questions, config.seed)
     by_id: dict[str, Question] = {}
-    if config.protocol == "sgl-eval":
-        raise ConfigError("gsm8k sgl-eval: sgl-eval sends its own requests (harness eval gsm8k --protocol sgl-eval)")
     stop = stop_sequences(config.protocol, config.params.get("eos_string"))
     # lm-eval's local-completions sends its default seed, so the protocol does too.
     default_seed = LM_EVAL_FEWSHOT_SEED if config.protocol == "lm-eval" else None
