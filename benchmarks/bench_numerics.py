@@ -58,7 +58,7 @@ def measure_cell(cell, run_dir: Path, questions: int) -> dict:
         model = served_model(base_url, cell.checkpoint.path)
         config = next(c for c in cell.evals if c.name == "numerics")
         found["numerics"] = numerics.run(config, base_url, model=model,
-                                         target=numerics.target_for(cell, config, cell_dir, REFERENCES))
+                                         target=numerics.target_for(cell.subject(), config, cell_dir, REFERENCES))
         found["gsm8k"] = gsm8k_with_tokens(base_url, model, questions)
         return {}
 

@@ -56,7 +56,7 @@ def run_cell_evals(cell: Cell, base_url: str, cell_dir: Path, *, references: Pat
     from harness.evals.runner import served_model
 
     model = get_engine(cell.engine).request_model(cell.checkpoint.path) or served_model(base_url, cell.checkpoint.path)
-    context = EvalContext(cell=cell, cell_dir=cell_dir, references=references,
+    context = EvalContext(subject=cell.subject(), cell_dir=cell_dir, references=references,
                           sequential=dict((sequential or {}).get(cell.id, {})))
     results: dict[str, EvalResult] = {}
     for config in cell.evals:

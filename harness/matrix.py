@@ -13,7 +13,7 @@ from typing import Any
 
 from harness.axes import DEFAULT_EAGLE_PARAMS, QUANT_KINDS, SPEC_KINDS
 from harness.errors import ConfigError
-from harness.evals.base import EvalConfig
+from harness.evals.base import EvalConfig, Subject
 from harness.evals.registry import EVALS
 from harness.fixes import FIXES
 from harness.kernels.selection import NATIVE
@@ -60,6 +60,11 @@ class Cell:
     @property
     def gpus(self) -> int:
         return self.tp if self.hardware.vendor != "cpu" else 0
+
+    def subject(self) -> Subject:
+        """What its evals measure, as the eval contract states it (evals never read a Cell)."""
+        return Subject(id=self.id, suite=self.suite, engine=self.engine, model_path=self.checkpoint.path,
+                       evals=self.evals)
 
     def coordinate(self) -> dict[str, Any]:
         return {"model": self.model, "quant": self.quant, "spec": self.spec, "tp": self.tp, "ep": self.ep}

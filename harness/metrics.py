@@ -7,7 +7,7 @@ Results, baselines and report rows all use these keys.
 
 from __future__ import annotations
 
-from harness.evals.registry import EVAL_METRICS
+from harness.evals.registry import eval_metrics
 from harness.kernels.selection import kernels_of
 from harness.metric_kinds import MetricDef, MetricKind, Tolerance
 from harness.results import CellResult, MetricSample
@@ -59,7 +59,7 @@ ENGINE_METRICS: dict[str, MetricDef] = {
     )
 }
 
-METRICS: dict[str, MetricDef] = {**EVAL_METRICS, **ENGINE_METRICS}
+METRICS: dict[str, MetricDef] = {**eval_metrics(), **ENGINE_METRICS}
 
 
 def samples(result: CellResult) -> dict[str, MetricSample]:

@@ -525,7 +525,7 @@ def unmeasurable_cells(cells: list[Cell], references: Path) -> dict[str, CellErr
     for cell in cells:
         for name in dict.fromkeys(config.name for config in cell.evals):
             hook = EVALS[name].unmeasurable
-            problem = hook(cell, references) if hook is not None else None
+            problem = hook(cell.subject(), references) if hook is not None else None
             if problem is not None and cell.id not in problems:
                 problems[cell.id] = problem
                 say(f"{cell.id}: not launched: {problem.message}")

@@ -25,8 +25,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from harness.evals.base import ProtocolDefaults
-from harness.evals.runner import Dataset, Prepared, question_eval, question_protocol, sampling
+from harness.evals.base import Prepared, ProtocolDefaults
+from harness.evals.runner import Dataset, question_eval, question_protocol, sampling
 from harness.metric_kinds import MetricDef, MetricKind
 
 PROTOCOLS = {"plain": ProtocolDefaults(shots=0, shots_source="none", prompt_mode="completion", max_tokens=16)}
@@ -61,9 +61,9 @@ def _harness_with_sums(tmp_path: Path) -> Path:
     (package / "evals" / "sums.py").write_text(SUMS_EVAL)
     registry = package / "evals" / "registry.py"
     text = registry.read_text()
-    line = 'REGISTERED = ("gsm8k", "gpqa", "aime", "numerics")'
+    line = '    "numerics": "harness.evals.numerics:EVAL",\n'
     assert text.count(line) == 1
-    registry.write_text(text.replace(line, 'REGISTERED = ("gsm8k", "gpqa", "aime", "numerics", "sums")'))
+    registry.write_text(text.replace(line, line + '    "sums": "harness.evals.sums:EVAL",\n'))
     return package.parent
 
 
@@ -155,14 +155,13 @@ def _layer(module: str) -> int:
 
 
 def _imports(module: str, path: Path, known: set[str]) -> set[str]:
-    """Every harness module `module` imports, at the top or inside a function (lazily), but not the imports
-    only a type checker runs (`if TYPE_CHECKING:`)."""
+    """Every harness module `module` imports: at the top, inside a function (lazily), the imports only a type
+    checker runs (`if TYPE_CHECKING:`: a type named across layers ties them as surely), and the registry's evals
+    (named as "module:attr" strings, imported when asked for)."""
     found: set[str] = set()
 
     def visit(node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and "TYPE_CHECKING" in ast.unparse(child.test):
-                continue
             if isinstance(child, ast.Import):
                 found.update(alias.name for alias in child.names)
             elif isinstance(child, ast.ImportFrom):
@@ -172,10 +171,10 @@ def _imports(module: str, path: Path, known: set[str]) -> set[str]:
             visit(child)
 
     visit(ast.parse(path.read_text()))
-    if module == "harness.evals.registry":  # registered by name (one line per eval)
+    if module == "harness.evals.registry":  # registered as "module:attr" (one line per eval)
         from harness.evals.registry import REGISTERED
 
-        found.update(f"harness.evals.{name}" for name in REGISTERED)
+        found.update(target.partition(":")[0] for target in REGISTERED.values())
     return {name for name in found if name in known and name != module}
 
 

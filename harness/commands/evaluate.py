@@ -7,16 +7,16 @@ import argparse
 import os
 
 from harness.commands.base import Command, finite_float, print_json
-from harness.evals.registry import question_evals
+from harness.evals.registry import EVALS
 
 
 def arguments(parser: argparse.ArgumentParser) -> None:
-    offered = question_evals()
-    parser.add_argument("eval", choices=tuple(offered))
+    # The registered names, known without importing an eval (one that runs only inside a suite is refused at run).
+    parser.add_argument("eval", choices=tuple(EVALS))
     parser.add_argument("--base-url", required=True, help="e.g. http://127.0.0.1:30000")
     # Checked by the eval's own parser, which names the nearest protocol of that eval.
-    parser.add_argument("--protocol", help="; ".join(f"{e.name}: {' | '.join(e.protocols)} (default "
-                                                     f"{e.default_protocol})" for e in offered.values()))
+    parser.add_argument("--protocol", help="the eval's protocol (default: its own; docs/evals.md lists them, and a "
+                        "wrong one is answered with the eval's protocols)")
     parser.add_argument("--questions", type=int, help="number of questions (default: all)")
     parser.add_argument("--shots", type=int)
     parser.add_argument("--max-tokens", type=int)
@@ -43,10 +43,13 @@ def eval_config_from_args(args: argparse.Namespace):
     import json
 
     from harness.errors import ConfigError
-    from harness.evals.registry import EVALS
+    from harness.evals.registry import question_evals
     from harness.strict import Where
 
     evaluation = EVALS[args.eval]
+    if evaluation.prepare is None:
+        raise ConfigError(f"{args.eval}: runs only inside a suite's cell; harness eval runs "
+                          f"{', '.join(question_evals())}")
     given = {"protocol": args.protocol or evaluation.default_protocol,
              "questions": args.questions, "shots": args.shots, "max_tokens": args.max_tokens,
              "temperature": args.temperature, "repeats": args.repeats, "seed": args.seed,

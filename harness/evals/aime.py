@@ -14,8 +14,8 @@ from typing import Any
 
 from harness.errors import ConfigError
 from harness.evals import data, sgleval_backend
-from harness.evals.base import EvalConfig, EvalContext, ProtocolDefaults
-from harness.evals.runner import Dataset, Prepared, question_eval, question_protocol
+from harness.evals.base import EvalConfig, EvalContext, Prepared, ProtocolDefaults
+from harness.evals.runner import Dataset, question_eval, question_protocol
 from harness.metric_kinds import MetricDef, MetricKind
 from harness.results import EvalResult
 

@@ -1,15 +1,20 @@
-"""What an eval is: its config, its protocol defaults, and the `Eval` record its module registers.
+"""The eval contract: specs and data types only. What an eval is (the `Eval` record its module registers), its
+config and protocol defaults, what it measures (`Subject`), what it gets beside the server (`EvalContext`) and
+what a question eval hands the runner (`Prepared`).
 
-An eval is one module (harness.evals.gsm8k, gpqa, numerics) that exposes `EVAL`: its protocols, its config
+An eval is one module (harness.evals.gsm8k, gpqa, aime, numerics) that exposes `EVAL`: its protocols, its config
 parser, the canonical protocol of a config (what must match for two figures to compare), its gated metrics,
-how it runs against a server that is up, and the hooks only some evals need. harness.evals.registry lists
-the modules; the suite schema, the CLI's choices, harness.protocols, harness.metrics and the cell runner
-all read the registry, so a new eval touches no other file.
+how it runs against a server that is up, and the hooks only some evals need. harness.evals.registry names each
+as "module:attr" and imports it when asked for; the suite schema, the CLI's choices, harness.protocols,
+harness.metrics and the cell runner all read the registry, so a new eval touches no other file.
+
+This module imports nothing of harness above the records (results) and the foundation: the layers that run
+evals (matrix, cells, pipeline) build its records, never the other way round.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
@@ -18,10 +23,11 @@ from harness.metric_kinds import MetricDef
 from harness.strict import Where
 
 if TYPE_CHECKING:
-    from harness.evals.runner import Prepared
-    from harness.matrix import Cell
     from harness.results import CellError, EvalResult
     from harness.sequential import Reference, Rule
+    from harness.transport import Request
+
+Scorer = Callable[[str, str], tuple[str | None, bool, dict[str, Any]]]  # (id, text) -> extracted, correct, extras
 
 
 @dataclass(frozen=True)
@@ -67,11 +73,35 @@ class EvalInfraError(Exception):
 
 
 @dataclass(frozen=True)
-class EvalContext:
-    """What an eval gets beside the server: the cell (None for `harness eval` against a server already up),
-    its directory in the run, and where the suite's stored references live (harness.evals.numerics)."""
+class Subject:
+    """What an eval measures, as much of a suite's cell as evals read (harness.matrix.Cell.subject() builds it):
+    the cell's id, suite and engine, the checkpoint served, and the cell's evals."""
 
-    cell: Cell | None = None
+    id: str  # the cell id, `glm5/quark-mxfp4/mtp/tp8`
+    suite: str
+    engine: str
+    model_path: str
+    evals: tuple[EvalConfig, ...] = ()
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A question eval ready to send: requests (an iterator, built as they are sent), the scorer, and the
+    protocol the result records (with the hash of the data actually read)."""
+
+    requests: Iterator[Request]
+    count: int
+    scorer: Scorer
+    dataset_sha256: str | None
+    protocol: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EvalContext:
+    """What an eval gets beside the server: its subject (None for `harness eval` against a server already up),
+    the cell's directory in the run, and where the suite's stored references live (harness.evals.numerics)."""
+
+    subject: Subject | None = None
     cell_dir: Path | None = None
     references: Path | None = None
     data_root: Path | None = None
@@ -105,9 +135,9 @@ class Eval:
     # promote files a run recorded beside the baselines; check those files (`harness validate`: per file, its
     # line and its problem or None).
     check_engine: Callable[[str, Where], None] | None = None
-    unmeasurable: Callable[[Cell, Path], CellError | None] | None = None
+    unmeasurable: Callable[[Subject, Path], CellError | None] | None = None
     promote: Callable[..., tuple[list[str], list[str]]] | None = None
     check_stored: Callable[[Path], list[tuple[str, str | None]]] | None = None
 
 
-__all__ = ["Eval", "EvalConfig", "EvalContext", "EvalInfraError", "ProtocolDefaults"]
+__all__ = ["Eval", "EvalConfig", "EvalContext", "EvalInfraError", "Prepared", "ProtocolDefaults", "Scorer", "Subject"]

@@ -29,8 +29,8 @@ from typing import Any
 from harness import strict
 from harness.errors import ConfigError
 from harness.evals import data, sgleval_backend
-from harness.evals.base import EvalConfig, EvalContext, ProtocolDefaults
-from harness.evals.runner import Dataset, Option, Prepared, question_eval, question_protocol, sampling
+from harness.evals.base import EvalConfig, EvalContext, Prepared, ProtocolDefaults
+from harness.evals.runner import Dataset, Option, question_eval, question_protocol, sampling
 from harness.metric_kinds import MetricDef, MetricKind
 from harness.results import EvalResult
 

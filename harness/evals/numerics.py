@@ -45,14 +45,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from harness.evals.base import Eval, EvalConfig, EvalContext, EvalInfraError, ProtocolDefaults
+from harness.evals.base import Eval, EvalConfig, EvalContext, EvalInfraError, ProtocolDefaults, Subject
 from harness.metric_kinds import MetricDef, MetricKind
 from harness.strict import Where
 
 if TYPE_CHECKING:
     import numpy as np
 
-    from harness.matrix import Cell
     from harness.results import CellError, CellResult, EvalResult
 
 NAME = "numerics"
@@ -167,8 +166,8 @@ def stored_reference_path(config: EvalConfig, references: Path) -> Path:
     return folder / f"{cell_dir_name(cell_id)}.numerics.npz"
 
 
-def is_reference_cell(cell: Cell, config: EvalConfig, references: Path) -> bool:
-    return config.params["reference"] in (cell.id, f"{references.name}:{cell.id}")
+def is_reference_cell(subject: Subject, config: EvalConfig, references: Path) -> bool:
+    return config.params["reference"] in (subject.id, f"{references.name}:{subject.id}")
 
 
 def usable_reference(config: EvalConfig, references: Path) -> tuple[TopKSet | None, str | None]:
@@ -181,21 +180,21 @@ def usable_reference(config: EvalConfig, references: Path) -> tuple[TopKSet | No
     return (None, f"the stored reference {path} does not fit: {mismatch}") if mismatch else (reference, None)
 
 
-def unmeasurable(cell: Cell, references: Path) -> CellError | None:
+def unmeasurable(subject: Subject, references: Path) -> CellError | None:
     """The cell's numerics eval has no stored reference to measure against: it is not launched (CONFIG_ERROR)."""
     from harness.results import CellError
 
-    problem = reference_problem(cell, references)
+    problem = reference_problem(subject, references)
     return None if problem is None else CellError("numerics_reference", problem)
 
 
-def reference_problem(cell: Cell, references: Path) -> str | None:
+def reference_problem(subject: Subject, references: Path) -> str | None:
     """Why a cell's numerics eval could not measure anything (checked before launch), or None.
 
     The reference cell itself runs without a stored reference: it records the one to promote."""
     require_numpy()
-    for config in cell.evals:
-        if config.name != NAME or is_reference_cell(cell, config, references):
+    for config in subject.evals:
+        if config.name != NAME or is_reference_cell(subject, config, references):
             continue
         _, problem = usable_reference(config, references)
         if problem:
@@ -204,12 +203,12 @@ def reference_problem(cell: Cell, references: Path) -> str | None:
     return None
 
 
-def target_for(cell: Cell, config: EvalConfig, cell_dir: Path, references: Path | None) -> Target:
+def target_for(subject: Subject, config: EvalConfig, cell_dir: Path, references: Path | None) -> Target:
     """The cell's reference (None where there is none yet) and, for the reference cell, where to record."""
     reference = usable_reference(config, references)[0] if references is not None else None
-    recording = references is None or is_reference_cell(cell, config, references)
-    meta = {"cell": cell.id, "suite": cell.suite, "engine": cell.engine, "model_path": cell.checkpoint.path}
-    return Target(cell.engine, reference, cell_dir / RECORD_FILE if recording else None, meta)
+    recording = references is None or is_reference_cell(subject, config, references)
+    meta = {"cell": subject.id, "suite": subject.suite, "engine": subject.engine, "model_path": subject.model_path}
+    return Target(subject.engine, reference, cell_dir / RECORD_FILE if recording else None, meta)
 
 
 # --- the token set ------------------------------------------------------------------------------------------
@@ -720,9 +719,9 @@ def check_stored(baselines_dir: Path) -> list[tuple[str, str | None]]:
 
 
 def _run(config: EvalConfig, base_url: str, model: str, context: EvalContext) -> EvalResult:
-    if context.cell is None or context.cell_dir is None:
+    if context.subject is None or context.cell_dir is None:
         raise ValueError("the numerics eval runs inside a suite's cell: it needs the cell's reference")
-    target = target_for(context.cell, config, context.cell_dir, context.references)
+    target = target_for(context.subject, config, context.cell_dir, context.references)
     return run(config, base_url, model=model, target=target, data_root=context.data_root, stream=context.stream)
 
 

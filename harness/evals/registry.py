@@ -1,39 +1,70 @@
-"""The evals harness knows: one module each, registered here by one line.
+"""The evals harness knows: one line each, "module:attr" of the eval's `Eval` record (harness.evals.base).
 
-Everything that names evals reads this table: the suite schema (its `evals:` keys), `harness eval` and
-`harness data fetch` (their choices), harness.protocols (the keys compared), harness.metrics (the gated
-metrics), the gate's default minimum effects, and the cell runner.
+An eval's module is imported only when that eval is asked for (`EVALS[name]`, `get_eval`): `harness --help`,
+`harness eval gsm8k` or a suite naming only GSM8K import no other eval. What needs every eval (harness.protocols'
+keys, harness.metrics' gated metrics, `harness validate`'s stored files) iterates `EVALS.values()`, which loads
+them all. Everything that names evals reads this table: the suite schema (its `evals:` keys), `harness eval`
+and `harness data fetch` (their choices), harness.protocols, harness.metrics, the gate's default minimum
+effects and the cell runner.
 """
 
 from __future__ import annotations
 
+import functools
 import importlib
+from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from harness.evals.base import Eval, EvalConfig, EvalContext
-from harness.metric_kinds import MetricDef
-from harness.results import EvalResult
 
-# The registration: one line, one module per eval (harness/evals/<name>.py exposing EVAL), in report order.
-REGISTERED = ("gsm8k", "gpqa", "aime", "numerics")
+if TYPE_CHECKING:
+    from harness.metric_kinds import MetricDef
+    from harness.results import EvalResult
+
+# The registration: one line per eval, in report order.
+REGISTERED = {
+    "gsm8k": "harness.evals.gsm8k:EVAL",
+    "gpqa": "harness.evals.gpqa:EVAL",
+    "aime": "harness.evals.aime:EVAL",
+    "numerics": "harness.evals.numerics:EVAL",
+}
 
 
-def _load(name: str) -> Eval:
-    evaluation = importlib.import_module(f"harness.evals.{name}").EVAL
-    if evaluation.name != name:
-        raise ValueError(f"harness/evals/{name}.py registers an eval named {evaluation.name!r}")
+@functools.cache
+def get_eval(name: str) -> Eval:
+    """The registered eval `name`, its module imported on first use (KeyError for an unregistered name)."""
+    module, _, attribute = REGISTERED[name].partition(":")
+    evaluation = getattr(importlib.import_module(module), attribute)
+    if not isinstance(evaluation, Eval) or evaluation.name != name:
+        raise TypeError(f"{REGISTERED[name]} is registered as eval '{name}' but is "
+                        f"{getattr(evaluation, 'name', type(evaluation).__name__)!r}, not an Eval of that name")
     return evaluation
 
 
-EVALS: dict[str, Eval] = {name: _load(name) for name in REGISTERED}
+class _Registered(Mapping[str, Eval]):
+    """The registered evals by name: the names are known without importing anything; an eval's module is
+    imported when its value is first read."""
 
-# Every eval's gated metrics, by key.
-EVAL_METRICS: dict[str, MetricDef] = {m.key: m for e in EVALS.values() for m in e.metrics}
+    def __getitem__(self, name: str) -> Eval:
+        return get_eval(name)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(REGISTERED)
+
+    def __len__(self) -> int:
+        return len(REGISTERED)
+
+    def __contains__(self, name: object) -> bool:
+        return name in REGISTERED
 
 
-def get_eval(name: str) -> Eval:
-    return EVALS[name]
+EVALS: Mapping[str, Eval] = _Registered()
+
+
+def eval_metrics() -> dict[str, MetricDef]:
+    """Every eval's gated metrics, by key (imports every eval)."""
+    return {m.key: m for e in EVALS.values() for m in e.metrics}
 
 
 def question_evals() -> dict[str, Eval]:

@@ -9,12 +9,12 @@ import dataclasses
 import math
 import statistics
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TextIO
 
 from harness import strict
-from harness.evals.base import Eval, EvalConfig, EvalContext, EvalInfraError, ProtocolDefaults
+from harness.evals.base import Eval, EvalConfig, EvalContext, EvalInfraError, Prepared, ProtocolDefaults
 from harness.evals.progress import Progress
 from harness.metric_kinds import MetricDef
 from harness.results import EvalResult, Metric, QuestionOutcome
@@ -23,22 +23,7 @@ from harness.strict import Where
 
 if TYPE_CHECKING:
     from harness.sequential import Reference, Rule
-    from harness.transport import Request, Response
-
-Scorer = Callable[[str, str], tuple[str | None, bool, dict[str, Any]]]  # (id, text) -> extracted, correct, extras
-
-
-@dataclass(frozen=True)
-class Prepared:
-    """An eval ready to send: requests (an iterator, built as they are sent), the scorer, and the protocol
-    the result records (with the hash of the data actually read)."""
-
-    requests: Iterator[Request]
-    count: int
-    scorer: Scorer
-    dataset_sha256: str | None
-    protocol: dict[str, Any]
-
+    from harness.transport import Response
 
 @dataclass(frozen=True)
 class Dataset:

@@ -259,7 +259,8 @@ def run(config: EvalConfig, base_url: str, model: str, examples: list[Any], comm
         benchmark_name: str | None = None, stream: TextIO | None = None) -> EvalResult:
     """Run sgl-eval's benchmark (`config.name` unless named) on `examples` against the server; one outcome per
     (question, repeat) it was asked, a failed request an error, a sample never taken an error."""
-    from harness.evals.runner import Prepared, assemble_result
+    from harness.evals.base import Prepared
+    from harness.evals.runner import assemble_result
     from harness.transport import Response, api_key
 
     name = benchmark_name or config.name
