@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.evals import gpqa, gsm8k
+from harness.evals import answers, gpqa, gsm8k
 from tests.eval_corpus import GSM8K_ANSWERS, completions, digest
 
 GOLDEN = Path(__file__).parent / "golden" / "evals" / "upstream.json.gz"
@@ -115,7 +115,7 @@ def test_lm_eval_protocol_scores_as_lm_evals_own_filters_and_metric():
         # chat names no upstream scorer: it is lm-eval's strict-match, else flexible-extract, after the reasoning.
         question = gsm8k.Question("q", 0, "", gsm8k.lm_eval_normalise(target))
         for text in TEXTS:
-            answer = gsm8k.strip_reasoning(text)
+            answer = answers.strip_reasoning(text)
             expected = lm_eval_says(strict, answer, target) if gsm8k.STRICT_MATCH.search(answer) else \
                 lm_eval_says(flexible, answer, target)
             assert gsm8k.score("chat", question, text).correct == expected, (text[:60], target)

@@ -28,7 +28,7 @@ from typing import Any
 
 from harness import strict
 from harness.errors import ConfigError
-from harness.evals import data, sgleval_backend
+from harness.evals import answers, data, sgleval_backend
 from harness.evals.base import EvalConfig, EvalContext, Prepared, ProtocolDefaults
 from harness.evals.runner import Dataset, Option, question_eval, question_protocol, sampling
 from harness.metric_kinds import MetricDef, MetricKind
@@ -137,9 +137,7 @@ def extract(text: str, protocol: str = "simple-evals", *, strip_reasoning: bool 
     """The protocol's answer letter: its pattern's first match in the response (as the upstream: a lower-case
     letter does not match); with `strip_reasoning`, searched after `<think>...</think>` is removed."""
     if strip_reasoning:
-        from harness.evals.gsm8k import strip_reasoning as strip
-
-        text = strip(text)
+        text = answers.strip_reasoning(text)
     found = ANSWER_PATTERNS[protocol].search(text)
     return found.group(1) if found else None
 

@@ -29,6 +29,7 @@ from typing import Any
 from harness import strict
 from harness.errors import ConfigError
 from harness.evals import data, sgleval_backend
+from harness.evals.answers import strip_reasoning
 from harness.evals.base import EvalConfig, EvalContext, Prepared, ProtocolDefaults
 from harness.evals.runner import (
     Dataset,
@@ -76,7 +77,6 @@ STRICT_MATCH = re.compile(r"#### (\-?[0-9\.\,]+)")
 FLEXIBLE_EXTRACT = re.compile(r"(-?[$0-9.,]{2,})|(-?[0-9]+)")
 LM_EVAL_IGNORE = (re.compile(","), re.compile(r"\$"), re.compile(r"(?s).*#### "), re.compile(r"\.$"))
 LM_EVAL_FALLBACK = "[invalid]"
-REASONING = re.compile(r"(?s)<think>.*?</think>|^.*?</think>")
 
 
 @dataclass(frozen=True)
@@ -166,10 +166,6 @@ def lm_eval_flexible(text: str) -> str:
 
 
 # --- chat --------------------------------------------------------------------------------------------
-
-def strip_reasoning(text: str) -> str:
-    return REASONING.sub("", text).strip()
-
 
 def chat_extract(text: str) -> str:
     answer = strip_reasoning(text)
