@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.fake_cells import FAKE_ENGINES
@@ -217,6 +218,36 @@ def test_the_cli_start_up_path_imports_nothing_heavy(tmp_path):
     assert "harness.cli" in loaded and "harness.suite" in loaded
     heavy = sorted(name for name in loaded if name.split(".")[0] in HEAVY)
     assert heavy == []
+
+
+def test_the_import_graph_counts_type_only_imports_and_the_registry_s_evals(tmp_path):
+    """A type named across layers ties them as surely as a call: an import only a type checker runs counts."""
+    module = tmp_path / "typed.py"
+    module.write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n    from harness.matrix import Cell\n")
+    known = set(_modules())
+    assert _imports("harness.typed", module, known) == {"harness.matrix"}
+    registry = _imports("harness.evals.registry", ROOT / "harness" / "evals" / "registry.py", known)
+    assert {"harness.evals.gsm8k", "harness.evals.numerics"} <= registry
+
+
+def test_the_cli_parser_imports_no_eval():
+    """The registry knows its evals' names without importing them: `harness --help` and the parser of every
+    command import the contract and the registry, and no eval."""
+    probe = ("import sys; from harness.cli import build_parser; build_parser(); "
+             "print(' '.join(sorted(m for m in sys.modules if m.startswith('harness.evals'))))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["harness.evals", "harness.evals.base", "harness.evals.registry"]
+
+
+def test_a_registration_that_names_another_eval_is_refused(monkeypatch):
+    from harness.evals import registry
+
+    monkeypatch.setitem(registry.REGISTERED, "sums", "harness.evals.gsm8k:EVAL")
+    with pytest.raises(TypeError, match="registered as eval 'sums' but is 'gsm8k'"):
+        registry.get_eval("sums")
+    assert "sums" in registry.EVALS and len(registry.EVALS) == 5
 
 
 def _documented_layers() -> list[tuple[str, list[str]]]:

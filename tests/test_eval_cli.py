@@ -44,6 +44,17 @@ def test_eval_flag_errors_name_the_flag(capsys):
     assert "--chat-template-kwargs: not JSON" in capsys.readouterr().err
 
 
+def test_an_eval_that_runs_only_in_a_suite_or_has_no_data_is_refused_in_one_line(capsys):
+    """The parser offers every registered name (known without importing an eval); what `harness eval` cannot
+    run, or `harness data fetch` cannot fetch, is refused when run: exit 2, one line naming what it can."""
+    assert main(["eval", "numerics", "--base-url", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "numerics: runs only inside a suite's cell; harness eval runs gsm8k, gpqa, aime" in err
+    assert main(["data", "fetch", "aime"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "aime: no data to fetch (harness data fetch takes gsm8k, gpqa)" in err
+
+
 @pytest.mark.gsm8k
 def test_eval_against_nothing_is_an_infra_error(capsys):
     code = main(["eval", "gsm8k", "--base-url", "http://127.0.0.1:9", "--questions", "10", "--model", "m"])
