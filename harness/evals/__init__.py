@@ -1,4 +1,5 @@
-"""Evals: one module per eval (gsm8k, gpqa, numerics), each exposing `EVAL` (harness.evals.base), listed by
-harness.evals.registry. Prompt building and scoring are pure; requests go through harness.transport;
-harness.evals.runner holds what the question evals share.
+"""Evals: one module (or package) per eval (gsm8k, gpqa, aime, numerics), each exposing `EVAL` (the contract,
+harness.evals.base), named by harness.evals.registry as "module:attr" and imported when asked for. Prompt
+building and scoring are pure; requests go through harness.transport; harness.evals.runner holds what the
+question evals share, harness.evals.answers the answer extraction more than one eval applies.
 """
