@@ -18,7 +18,7 @@ from harness.engines.failures import LOAD_REGRESSION_CAUSES, REMEDIES
 from harness.errors import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
 from harness.kernels.selection import kernels_of
 from harness.kernels.selection import mismatch as kernels_mismatch
-from harness.metrics import METRICS, MetricKind
+from harness.metrics import METRICS
 from harness.metrics import samples as metric_samples
 from harness.protocols import protocol_differences
 from harness.results import STATUS_CONFIG_ERROR, STATUS_OK, CellResult, MetricSample
@@ -172,19 +172,17 @@ def comparable_entry(metric: str, measured: MeasuredOn, entry: BaselineEntry) ->
     return objections[0]
 
 
+# A metric kind's comparison (MetricKind.compare names one of the four below).
+Comparison = Callable[[str, MetricSample, BaselineEntry, GateSettings], "Verdict"]
+
+
 def compare_metric(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
     """One measured figure against its baseline entry (cell_id and fix are filled in by the caller)."""
     different_kernels = kernels_mismatch(sample.kernels, kernels_of(entry.provenance.kernels))
     if different_kernels:
         return _verdict(metric, sample, entry, State.NOT_COMPARABLE, test="kernels", reason=different_kernels)
-    kind = METRICS[metric].kind
-    if kind is MetricKind.ACCURACY:
-        return _compare_accuracy(metric, sample, entry, gate)
-    if kind is MetricKind.MEMORY_GIB:
-        return _compare_memory(metric, sample, entry, gate)
-    if kind is MetricKind.DIVERGENCE:
-        return _compare_divergence(metric, sample, entry, gate)
-    return _compare_accept_length(metric, sample, entry, gate)
+    comparison: Comparison = METRICS[metric].kind.comparison()
+    return comparison(metric, sample, entry, gate)
 
 
 def difference(value: float, baseline: float) -> float:
@@ -200,7 +198,7 @@ def _verdict(metric: str, sample: MetricSample, entry: BaselineEntry, state: Sta
                    n=sample.n, baseline_n=entry.n, **extra)
 
 
-def _compare_accuracy(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+def compare_accuracy(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
     if entry.protocol is not None:
         differences = protocol_differences(sample.protocol or {}, entry.protocol)
         if differences:
@@ -255,7 +253,7 @@ def _compare_stopped(metric: str, sample: MetricSample, entry: BaselineEntry, ga
     if outcomes and (reference.paired or (entry.value is not None and entry.n)):
         decision = replay(outcomes, reference, Rule(gate.alpha, gate.min_effect_for(metric)))
     if decision is None:
-        fixed = _compare_accuracy(metric, dataclasses.replace(sample, sequential=None), _paired_on(entry, outcomes),
+        fixed = compare_accuracy(metric, dataclasses.replace(sample, sequential=None), _paired_on(entry, outcomes),
                                   gate)
         return replace(fixed, reason=f"stopped early but undecided against this baseline: fixed-n on the questions "
                                      f"asked: {fixed.reason}")
@@ -272,7 +270,7 @@ def _paired_on(entry: BaselineEntry, outcomes: dict[str, bool]) -> BaselineEntry
     return dataclasses.replace(entry, outcomes={key: entry.outcomes[key] for key in outcomes})
 
 
-def _compare_divergence(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+def compare_divergence(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
     """Lower is better. Regressed above the ceiling, or when the paired per-item increase is significant
     (one-sided paired t-test over the items both sides measured) AND at least `min_effect` large."""
     if entry.protocol is not None:
@@ -304,7 +302,7 @@ def _compare_divergence(metric: str, sample: MetricSample, entry: BaselineEntry,
                     reason=f"within noise or below {min_effect:.4g} ({detail})")
 
 
-def _compare_memory(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+def compare_memory(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
     if entry.ceiling is not None and sample.value > entry.ceiling:
         return _verdict(metric, sample, entry, State.REGRESSED, test="ceiling",
                         reason=f"{sample.value:.2f} GiB is above the ceiling {entry.ceiling:.2f} GiB")
@@ -324,7 +322,7 @@ def _compare_memory(metric: str, sample: MetricSample, entry: BaselineEntry, gat
     return _verdict(metric, sample, entry, State.PASS, test="tolerance", reason=f"within {why}")
 
 
-def _compare_accept_length(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+def compare_accept_length(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
     if entry.floor is not None and sample.value < entry.floor:
         return _verdict(metric, sample, entry, State.REGRESSED, test="floor",
                         reason=f"{sample.value:.2f} is below the floor {entry.floor:.2f}")

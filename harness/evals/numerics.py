@@ -63,9 +63,6 @@ REFERENCE_SCHEMA_VERSION = 1
 ROW_COUNTS = {"synthetic-arith-v1": 100_000, "gsm8k-train": 7473}  # rows each text source can give
 DEFAULT_DATASET = "gsm8k-train"
 DEFAULTS = {"sequences": 64, "window": 128, "top_logprobs": 20}
-# How each engine returns prompt logprobs; an engine absent here cannot run this eval.
-APIS = {"sglang": "sglang-generate", "vllm": "vllm-prompt-logprobs"}
-UNSUPPORTED = {"transformers": "`transformers serve` returns no prompt logprobs (no prompt_logprobs, no echo)"}
 GATED = ("kld", "top1_disagreement")
 # The smallest rises that count: 4x the largest difference measured between fresh installs and runs of vLLM's
 # CPU build (benchmarks/bench_numerics_noise.py, its record in benchmarks/results/numerics-noise.json: run to run
@@ -118,12 +115,27 @@ def parse_config(value: Any, where: Where) -> EvalConfig:
     )
 
 
+def logprob_api(engine: str) -> tuple[str | None, str]:
+    """How the engine returns prompt logprobs (its spec's `logprob_api`, harness.engine_specs), else None and
+    why not."""
+    from harness.engine_specs import ENGINES
+
+    spec = ENGINES.get(engine)
+    if spec is None or spec.logprob_api is None:
+        return None, (spec.no_logprobs if spec and spec.no_logprobs
+                      else f"no prompt-logprob API is known for engine '{engine}'")
+    return spec.logprob_api, ""
+
+
 def check_engine(engine: str, where: Where) -> None:
     """Refuse, at load time, an engine that cannot return prompt logprobs."""
-    if engine not in APIS:
-        reason = UNSUPPORTED.get(engine, f"no prompt-logprob API is known for engine '{engine}'")
+    from harness.engine_specs import ENGINES
+
+    api, reason = logprob_api(engine)
+    if api is None:
+        able = sorted(name for name, spec in ENGINES.items() if spec.logprob_api)
         raise where.error(f"the numerics eval is not supported by engine '{engine}': {reason}; "
-                          f"use engine {' or '.join(sorted(APIS))}")
+                          f"use engine {' or '.join(able)}")
 
 
 def protocol_of(config: EvalConfig, *, dataset_sha256: str | None = None, token_sha256: str | None = None,
@@ -609,11 +621,10 @@ def run(config: EvalConfig, base_url: str, *, model: str, target: Target, data_r
     stored reference. Raises EvalInfraError when more requests failed than allowed."""
     from harness.errors import ConfigError
 
-    if target.engine not in APIS:
-        raise ConfigError(f"numerics: not supported by engine '{target.engine}': "
-                          f"{UNSUPPORTED.get(target.engine, 'no prompt-logprob API')}")
+    api, reason = logprob_api(target.engine)
+    if api is None:
+        raise ConfigError(f"numerics: not supported by engine '{target.engine}': {reason}")
     require_numpy()
-    api = APIS[target.engine]
     if target.reference is not None:
         windows = target.reference.token_ids.tolist()
         dataset_sha256 = target.reference.meta["protocol"]["dataset_sha256"]
