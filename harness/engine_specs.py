@@ -94,7 +94,3 @@ ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
 )}
 
 ENGINE_NAMES = tuple(ENGINES)
-
-
-def spec(name: str) -> EngineSpec:
-    return ENGINES[name]

@@ -1,7 +1,9 @@
-"""How a figure is judged: the kinds of metric the gate knows, and a metric's definition.
+"""How a figure is judged: the kinds of metric the gate knows, each an object, and a metric's definition.
 
 Metric keys are `<family>.<name>`: `gsm8k.accuracy`, `memory.weights_gib`, `spec.accept_length`. Each eval
-module defines its own (harness.evals.registry gathers them), the engine figures live in harness.metrics.
+module defines its own (harness.evals.registry gathers them), the memory figures are defined in harness.memory
+(GATED), harness.metrics gathers them all. A kind carries its direction, bounds, comparison and formats; the
+gate, the baselines, the bands and the reports read them and never ask which kind a metric is (docs/gate.md).
 """
 
 from __future__ import annotations

@@ -53,4 +53,5 @@ def eval_of(metric_key: str) -> str:
     return metric_key.split(".", 1)[0]
 
 
-__all__ = ["ENGINE_METRICS", "MEMORY_METRICS", "METRICS", "MetricDef", "MetricKind", "Tolerance", "eval_of", "samples"]
+__all__ = ["ENGINE_METRICS", "MEMORY_METRICS", "METRICS", "MetricDef", "MetricKind", "Tolerance", "eval_of",
+           "samples"]
