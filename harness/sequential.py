@@ -180,7 +180,11 @@ class MixtureTest:
 
     @property
     def capital(self) -> float:
-        return math.fsum(math.exp(value) for value in self.log_capitals) / len(self.log_capitals)
+        top = max(self.log_capitals)
+        if top == -math.inf:
+            return 0.0
+        log_mean = top + math.log(math.fsum(math.exp(value - top) for value in self.log_capitals) / len(self.bets))
+        return math.exp(log_mean) if log_mean < 709.78 else math.inf  # beyond a float: rejected long ago
 
     @property
     def p_value(self) -> float:

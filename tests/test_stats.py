@@ -108,6 +108,16 @@ def test_fisher_exact_equals_the_hypergeometric_sum_in_integers(n_before, n_now,
     assert p + gain >= 1.0 - 1e-12
 
 
+@settings(max_examples=50, deadline=None)
+@given(n_before=st.integers(1, 400), n_now=st.integers(1, 400), a=st.floats(0, 1))
+def test_fisher_exact_drop_grows_with_the_answers_right_now(n_before, n_now, a):
+    """Fewer right now is only more significant (benchmarks/bench_sequential.py finds critical counts by
+    bisection on it)."""
+    right_before = round(a * n_before)
+    p = [fisher_exact_drop(right_before / n_before, n_before, k / n_now, n_now) for k in range(n_now + 1)]
+    assert all(x <= y * (1 + 1e-12) for x, y in zip(p, p[1:]))
+
+
 def test_fisher_exact_equals_scipy():
     stats = pytest.importorskip("scipy.stats")
     for right_before, n_before, right_now, n_now in [(1240, 1319, 1200, 1319), (1240, 1319, 180, 200),
