@@ -1,19 +1,24 @@
 """The sequential gate (harness.sequential, issue 26): false alarms, questions to a verdict, replays of real runs.
 
-    python benchmarks/bench_sequential.py [--sims 10000] [--quick] [--out FILE.json]
+    python benchmarks/bench_sequential.py [--sims 10000] [--sims-drops 2000] [--out FILE.json]
 
 1. A/A under continuous monitoring (a look after every question): the rate of REGRESSED with its 95% Wilson
-   interval, at several accuracies and discordance rates, beside the fixed-n gate's own rate.
+   interval, at several accuracies and discordance rates, beside the fixed-n gate's own rate (and, unpaired,
+   the pooled z-test's that Fisher's exact test replaced). 1b: at a true drop of exactly min_effect, the rate of
+   an early PASS, simulated and (paired) computed exactly by dynamic programming over the counts. 1c: the
+   unpaired fixed-n tests' size and power summed exactly over both sides' binomial counts.
 2. Questions to a verdict (mean, 90th percentile) for healthy cells and true drops of 1, 2, 5, 10 and 20 points
-   on GSM8K's 1,319 questions, beside the fixed-n gate's power (REGRESSED rate) at the same alpha and the
-   sequential gate's (early stop or the fixed-n test at the budget).
+   on GSM8K's 1,319 questions, at discordance rates 0-2%, beside the fixed-n gate's power (REGRESSED rate) at the
+   same alpha and the sequential gate's (early stop or the fixed-n test at the budget), and the fewest questions
+   any alpha-level sequential test needs on average to pass a healthy cell (log(1/alpha) / KL_inf).
 3. Real recorded outcomes (reports/, benchmarks/rig-runs/, tests/fixtures/history/): every run with
    per-question outcomes replayed in the fixed order against its baseline (baselines/<suite>.yaml), the
    sequential verdict against the fixed-n one, the questions saved.
 4. The nightly's GPU-hours (`harness plan`'s per-cell estimates) with and without, from (2)'s figures.
 
 The simulation is a numpy twin of harness.sequential's Monitor (every look, every question, vectorised over
-simulations); tests/test_sequential.py checks the twin against the Monitor itself on random streams.
+simulations); tests/test_sequential.py checks the twin against the Monitor itself on random streams, paired
+and unpaired. The unpaired twin calls harness.stats' Fisher test itself (cached per table).
 """
 
 from __future__ import annotations
