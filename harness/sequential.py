@@ -22,7 +22,7 @@ prod(1 + lambda_i (x_i - m)), with predictable-mixture empirical-Bernstein bets 
 bet, exactly as in the authors' `confseq` package (`betting_mart` with `lambda_predmix_eb`, `trunc_scale=1/2`).
 The paired PASS test is their mixture of constant bets (`diversified_betting_mart`, `MixtureTest`), whose
 largest bet is close to the likelihood ratio against "no answer flips": a cell whose answers never flip is
-decided after ~500 questions, not ~900. By Ville's inequality P(capital ever reaches 1/alpha | H0) <= alpha,
+decided after 533 questions, not ~915. By Ville's inequality P(capital ever reaches 1/alpha | H0) <= alpha,
 however often one looks. Paired (the baseline kept per-question outcomes): x = (now - before + 1) / 2 in
 {0, 1/2, 1}, whose mean is (delta + 1) / 2. Unpaired (an imported baseline: a value and n): the candidate's own
 outcomes against the baseline's exact one-sided Clopper-Pearson bounds, alpha split between the two sides; its
@@ -60,7 +60,7 @@ EARLY_MARGIN = 0.5
 UNPAIRED_EARLY_SHARE = 0.2
 # The PASS test (H0: a drop of min_effect or more): an equal-weight mixture of constant bets, each this share of
 # the largest bet that cannot go broke. Near 1 the bet is the likelihood ratio against "no answer flips" (a
-# healthy deterministic cell decided after ~500 questions instead of ~900); the smaller ones keep a cell whose
+# healthy deterministic cell decided after 533 questions instead of ~915); the smaller ones keep a cell whose
 # answers flip now and then from losing what it won (docs/gate.md, "Questions to a verdict").
 PASS_BET_SHARES = (0.45, 0.65, 0.85, 0.95, 0.99)
 
@@ -153,7 +153,8 @@ def capital_process(values: Iterable[float], null_mean: float, side: int, alpha:
 @dataclass
 class MixtureTest:
     """An anytime-valid one-sided test on the mean of values in [0, 1] by an equal-weight mixture of constant
-    bets (the "diversified Kelly" betting of Waudby-Smith and Ramdas 2023, section 5.2): capital
+    bets (the "diversified Kelly" betting of Waudby-Smith and Ramdas 2023; confseq's diversified_betting_mart
+    with constant bets, tests/golden/confseq/mixture.json.gz): capital
     mean_k prod_i (1 + lambda_k side (x_i - m)), lambda_k = share_k / (the most x can fall against the bet).
     Each product is a nonnegative supermartingale under H0 (side +1: mean <= m), so is their mean, and Ville's
     inequality bounds P(capital ever reaches 1/alpha) by alpha. With constant bets the capital depends on the
@@ -163,6 +164,7 @@ class MixtureTest:
     side: int
     alpha: float
     shares: tuple[float, ...] = PASS_BET_SHARES
+    bets: list[float] = field(init=False)
     log_capitals: list[float] = field(init=False)
     best: float = 1.0
 
@@ -296,7 +298,8 @@ class Monitor:
         if reference.paired:  # x = (delta + 1) / 2 on average
             self.drop = BettingTest((1.0 - margin) / 2.0, -1, alpha)  # H0: delta >= -margin
             self.gain = BettingTest((1.0 + margin) / 2.0, +1, alpha)  # H0: delta <= margin
-            self.small = MixtureTest((1.0 - rule.min_effect) / 2.0, +1, alpha)  # H0: delta <= -min_effect
+            # H0: delta <= -min_effect
+            self.small: BettingTest | MixtureTest = MixtureTest((1.0 - rule.min_effect) / 2.0, +1, alpha)
         else:
             reference_value, reference_n = reference.value_and_n()
             right = round(reference_value * reference_n)

@@ -1,8 +1,9 @@
 """Statistics of the accuracy gate: pure functions, exact where it matters.
 
 Facts: ../shared/reference/evals.md ("Statistics of a gate"). The paired exact McNemar test is
-used when both sides keep per-question outcomes; otherwise an unpaired one-sided
-Fisher exact test on the counts (conditional, so its size never exceeds alpha). Wilson intervals are reported beside the figures.
+used when both sides keep per-question outcomes; otherwise an unpaired one-sided Fisher exact test
+on the counts (conditional, so its size never exceeds alpha). Wilson intervals are reported beside
+the figures.
 """
 
 from __future__ import annotations
