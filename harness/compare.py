@@ -22,14 +22,14 @@ from harness.metrics import METRICS
 from harness.metrics import samples as metric_samples
 from harness.protocols import protocol_differences
 from harness.results import STATUS_CONFIG_ERROR, STATUS_OK, CellResult, MetricSample
-from harness.sequential import Reference, Rule, replay
+from harness.sequential import Reference, Rule, final_alpha, replay
 from harness.stats import (
+    fisher_exact_drop,
+    fisher_exact_gain,
     mcnemar_exact_drop,
     mcnemar_exact_gain,
     pair_outcomes,
     paired_difference,
-    two_proportion_drop,
-    two_proportion_gain,
 )
 from harness.suite import GateSettings
 
@@ -88,7 +88,7 @@ class Verdict:
     baseline: float | None = None
     delta: float | None = None
     p_value: float | None = None
-    test: str | None = None  # how it was decided: mcnemar-exact, two-proportion-z, floor, tolerance, ...
+    test: str | None = None  # how it was decided: mcnemar-exact, fisher-exact, floor, tolerance, ...
     reason: str = ""
     fix: str | None = None
     n: int | None = None
@@ -222,17 +222,19 @@ def compare_accuracy(metric: str, sample: MetricSample, entry: BaselineEntry, ga
         test, detail = "mcnemar-exact", f"b={paired.b} c={paired.c} over {paired.n} paired questions"
     elif sample.n and entry.n:
         delta = difference(sample.value, entry.value)
-        p_drop = two_proportion_drop(entry.value, entry.n, sample.value, sample.n)
-        p_gain = two_proportion_gain(entry.value, entry.n, sample.value, sample.n)
-        test, detail = "two-proportion-z", f"n={sample.n} vs baseline n={entry.n}"
+        p_drop = fisher_exact_drop(entry.value, entry.n, sample.value, sample.n)
+        p_gain = fisher_exact_gain(entry.value, entry.n, sample.value, sample.n)
+        test, detail = "fisher-exact", f"n={sample.n} vs baseline n={entry.n}"
     else:
         return _verdict(metric, sample, entry, State.NOT_COMPARABLE, test="none",
                         reason="no question count on one side: no test can be made")
+    # A sequential eval that ran to its budget: unpaired, its early looks spent part of alpha (harness.sequential).
+    alpha = final_alpha(Rule(gate.alpha, min_effect), paired is not None) if sample.sequential else gate.alpha
     # Tiny slack: a drop of exactly the minimum effect counts, float rounding must not hide it.
     large = abs(delta) >= min_effect - 1e-12
-    if delta < 0 and p_drop < gate.alpha and large:
+    if delta < 0 and p_drop < alpha and large:
         return _verdict(metric, sample, entry, State.REGRESSED, test=test, p_value=p_drop,
-                        reason=f"drop {-delta:.4f} >= {min_effect:.4f} and p={p_drop:.2g} < {gate.alpha} ({detail})")
+                        reason=f"drop {-delta:.4f} >= {min_effect:.4f} and p={p_drop:.2g} < {alpha:.2g} ({detail})")
     if delta > 0 and p_gain < gate.alpha and large:
         return _verdict(metric, sample, entry, State.IMPROVED, test=test, p_value=p_gain,
                         reason=f"gain {delta:.4f} with p={p_gain:.2g} ({detail})")

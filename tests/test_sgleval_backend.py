@@ -160,7 +160,7 @@ def test_a_presets_expected_score_is_imported_as_a_baseline_and_gated_unpaired(t
     result = run_eval(config, url, model="stub-model")
     sample = samples(CellResult("m/bf16/none/tp1", "s", "ok", {}, evals={"gpqa": result}))["gpqa.accuracy"]
     verdict = compare_accuracy("gpqa.accuracy", sample, entry, GateSettings())
-    assert verdict.test == "two-proportion-z" and verdict.state.name == "REGRESSED"  # 0.0 against 0.7
+    assert verdict.test == "fisher-exact" and verdict.state.name == "REGRESSED"  # 0.0 against 0.7
 
 
 def test_a_measured_sgl_eval_figure_round_trips_through_the_baselines(tmp_path, stub_server):
