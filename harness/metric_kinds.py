@@ -50,7 +50,7 @@ class MetricKind:
         return self.delta_format.format(value * self.delta_scale)
 
 
-# A proportion over n questions; higher is better; statistical test (McNemar paired, else two proportions).
+# A proportion over n questions; higher is better; statistical test (McNemar paired, else Fisher exact).
 MetricKind.ACCURACY = MetricKind("accuracy", True, (0.0, 1.0), "harness.compare:compare_accuracy", "{:.4f}",
                                  "{:+.2f} pt", delta_scale=100.0, statistical=True, counted=True)
 # GiB, max over ranks; lower is better; tolerance (per metric, harness.memory) + ceiling.
