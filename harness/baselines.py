@@ -15,7 +15,7 @@ from typing import Any
 
 from harness import schema, strict
 from harness.kernels.selection import KERNELS, NATIVE, kernels_of
-from harness.metrics import METRICS, MetricKind, samples
+from harness.metrics import METRICS, samples
 from harness.protocols import PROTOCOL_KEYS
 from harness.results import CellResult, RunResult, cell_dir_name
 from harness.strict import Where
@@ -222,9 +222,9 @@ def _parse_figures(metric: str, value: Any, where: Where, baselines_dir: Path) -
     doc = strict.mapping(value, where, allowed=("value", "n", "floor", "ceiling", "protocol", "outcomes",
                                                 "measured_on", "provenance"), required=("provenance",))
     kind = METRICS[metric].kind
-    if kind is MetricKind.DIVERGENCE:
+    if kind.per_item:
         return _parse_divergence_entry(metric, doc, where, baselines_dir)
-    bounds = (0.0, 1.0) if kind is MetricKind.ACCURACY else (0.0, None)
+    bounds = kind.bounds
 
     def optional_number(key: str) -> float | None:
         return None if doc.get(key) is None else strict.number(doc[key], where.key(key), minimum=bounds[0],
@@ -233,15 +233,15 @@ def _parse_figures(metric: str, value: Any, where: Where, baselines_dir: Path) -
     entry_value = optional_number("value")
     floor = optional_number("floor")
     ceiling = optional_number("ceiling")
-    if kind is MetricKind.MEMORY_GIB and floor is not None:
-        raise where.key("floor").error("memory metrics take a ceiling, not a floor")
-    if kind is not MetricKind.MEMORY_GIB and ceiling is not None:
-        raise where.key("ceiling").error(f"{kind.value} metrics take a floor, not a ceiling")
+    if not kind.higher_is_better and floor is not None:
+        raise where.key("floor").error(f"{kind.name} metrics take a ceiling, not a floor")
+    if kind.higher_is_better and ceiling is not None:
+        raise where.key("ceiling").error(f"{kind.name} metrics take a floor, not a ceiling")
     if entry_value is None and floor is None and ceiling is None:
         raise where.error("an entry needs a value, a floor or a ceiling")
     n = _count(doc, where)
     protocol = None
-    if kind is MetricKind.ACCURACY:
+    if kind.counted:
         if entry_value is not None and n is None:
             raise where.key("n").error("an accuracy value needs the number of questions it was measured on")
         protocol = _protocol(doc, where, "an accuracy")

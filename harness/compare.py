@@ -18,18 +18,18 @@ from harness.engines.failures import LOAD_REGRESSION_CAUSES, REMEDIES
 from harness.errors import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
 from harness.kernels.selection import kernels_of
 from harness.kernels.selection import mismatch as kernels_mismatch
-from harness.metrics import METRICS, MetricKind
+from harness.metrics import METRICS
 from harness.metrics import samples as metric_samples
 from harness.protocols import protocol_differences
 from harness.results import STATUS_CONFIG_ERROR, STATUS_OK, CellResult, MetricSample
-from harness.sequential import Reference, Rule, replay
+from harness.sequential import Reference, Rule, final_alpha, replay
 from harness.stats import (
+    fisher_exact_drop,
+    fisher_exact_gain,
     mcnemar_exact_drop,
     mcnemar_exact_gain,
     pair_outcomes,
     paired_difference,
-    two_proportion_drop,
-    two_proportion_gain,
 )
 from harness.suite import GateSettings
 
@@ -88,7 +88,7 @@ class Verdict:
     baseline: float | None = None
     delta: float | None = None
     p_value: float | None = None
-    test: str | None = None  # how it was decided: mcnemar-exact, two-proportion-z, floor, tolerance, ...
+    test: str | None = None  # how it was decided: mcnemar-exact, fisher-exact, floor, tolerance, ...
     reason: str = ""
     fix: str | None = None
     n: int | None = None
@@ -172,19 +172,17 @@ def comparable_entry(metric: str, measured: MeasuredOn, entry: BaselineEntry) ->
     return objections[0]
 
 
+# A metric kind's comparison (MetricKind.compare names one of the four below).
+Comparison = Callable[[str, MetricSample, BaselineEntry, GateSettings], "Verdict"]
+
+
 def compare_metric(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
     """One measured figure against its baseline entry (cell_id and fix are filled in by the caller)."""
     different_kernels = kernels_mismatch(sample.kernels, kernels_of(entry.provenance.kernels))
     if different_kernels:
         return _verdict(metric, sample, entry, State.NOT_COMPARABLE, test="kernels", reason=different_kernels)
-    kind = METRICS[metric].kind
-    if kind is MetricKind.ACCURACY:
-        return _compare_accuracy(metric, sample, entry, gate)
-    if kind is MetricKind.MEMORY_GIB:
-        return _compare_memory(metric, sample, entry, gate)
-    if kind is MetricKind.DIVERGENCE:
-        return _compare_divergence(metric, sample, entry, gate)
-    return _compare_accept_length(metric, sample, entry, gate)
+    comparison: Comparison = METRICS[metric].kind.comparison()
+    return comparison(metric, sample, entry, gate)
 
 
 def difference(value: float, baseline: float) -> float:
@@ -200,7 +198,7 @@ def _verdict(metric: str, sample: MetricSample, entry: BaselineEntry, state: Sta
                    n=sample.n, baseline_n=entry.n, **extra)
 
 
-def _compare_accuracy(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+def compare_accuracy(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
     if entry.protocol is not None:
         differences = protocol_differences(sample.protocol or {}, entry.protocol)
         if differences:
@@ -224,17 +222,19 @@ def _compare_accuracy(metric: str, sample: MetricSample, entry: BaselineEntry, g
         test, detail = "mcnemar-exact", f"b={paired.b} c={paired.c} over {paired.n} paired questions"
     elif sample.n and entry.n:
         delta = difference(sample.value, entry.value)
-        p_drop = two_proportion_drop(entry.value, entry.n, sample.value, sample.n)
-        p_gain = two_proportion_gain(entry.value, entry.n, sample.value, sample.n)
-        test, detail = "two-proportion-z", f"n={sample.n} vs baseline n={entry.n}"
+        p_drop = fisher_exact_drop(entry.value, entry.n, sample.value, sample.n)
+        p_gain = fisher_exact_gain(entry.value, entry.n, sample.value, sample.n)
+        test, detail = "fisher-exact", f"n={sample.n} vs baseline n={entry.n}"
     else:
         return _verdict(metric, sample, entry, State.NOT_COMPARABLE, test="none",
                         reason="no question count on one side: no test can be made")
+    # A sequential eval that ran to its budget: unpaired, its early looks spent part of alpha (harness.sequential).
+    alpha = final_alpha(Rule(gate.alpha, min_effect), paired is not None) if sample.sequential else gate.alpha
     # Tiny slack: a drop of exactly the minimum effect counts, float rounding must not hide it.
     large = abs(delta) >= min_effect - 1e-12
-    if delta < 0 and p_drop < gate.alpha and large:
+    if delta < 0 and p_drop < alpha and large:
         return _verdict(metric, sample, entry, State.REGRESSED, test=test, p_value=p_drop,
-                        reason=f"drop {-delta:.4f} >= {min_effect:.4f} and p={p_drop:.2g} < {gate.alpha} ({detail})")
+                        reason=f"drop {-delta:.4f} >= {min_effect:.4f} and p={p_drop:.2g} < {alpha:.2g} ({detail})")
     if delta > 0 and p_gain < gate.alpha and large:
         return _verdict(metric, sample, entry, State.IMPROVED, test=test, p_value=p_gain,
                         reason=f"gain {delta:.4f} with p={p_gain:.2g} ({detail})")
@@ -255,7 +255,7 @@ def _compare_stopped(metric: str, sample: MetricSample, entry: BaselineEntry, ga
     if outcomes and (reference.paired or (entry.value is not None and entry.n)):
         decision = replay(outcomes, reference, Rule(gate.alpha, gate.min_effect_for(metric)))
     if decision is None:
-        fixed = _compare_accuracy(metric, dataclasses.replace(sample, sequential=None), _paired_on(entry, outcomes),
+        fixed = compare_accuracy(metric, dataclasses.replace(sample, sequential=None), _paired_on(entry, outcomes),
                                   gate)
         return replace(fixed, reason=f"stopped early but undecided against this baseline: fixed-n on the questions "
                                      f"asked: {fixed.reason}")
@@ -272,7 +272,7 @@ def _paired_on(entry: BaselineEntry, outcomes: dict[str, bool]) -> BaselineEntry
     return dataclasses.replace(entry, outcomes={key: entry.outcomes[key] for key in outcomes})
 
 
-def _compare_divergence(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+def compare_divergence(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
     """Lower is better. Regressed above the ceiling, or when the paired per-item increase is significant
     (one-sided paired t-test over the items both sides measured) AND at least `min_effect` large."""
     if entry.protocol is not None:
@@ -304,7 +304,7 @@ def _compare_divergence(metric: str, sample: MetricSample, entry: BaselineEntry,
                     reason=f"within noise or below {min_effect:.4g} ({detail})")
 
 
-def _compare_memory(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+def compare_memory(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
     if entry.ceiling is not None and sample.value > entry.ceiling:
         return _verdict(metric, sample, entry, State.REGRESSED, test="ceiling",
                         reason=f"{sample.value:.2f} GiB is above the ceiling {entry.ceiling:.2f} GiB")
@@ -324,7 +324,7 @@ def _compare_memory(metric: str, sample: MetricSample, entry: BaselineEntry, gat
     return _verdict(metric, sample, entry, State.PASS, test="tolerance", reason=f"within {why}")
 
 
-def _compare_accept_length(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
+def compare_accept_length(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
     if entry.floor is not None and sample.value < entry.floor:
         return _verdict(metric, sample, entry, State.REGRESSED, test="floor",
                         reason=f"{sample.value:.2f} is below the floor {entry.floor:.2f}")

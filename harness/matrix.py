@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from harness.axes import DEFAULT_EAGLE_PARAMS, QUANT_KINDS, SPEC_KINDS
+from harness.engine_specs import ENGINES
 from harness.errors import ConfigError
 from harness.evals.base import EvalConfig, Subject
 from harness.evals.registry import EVALS
@@ -172,12 +173,20 @@ def _make_cell(suite: Suite, model: Model, coordinate: dict[str, Any]) -> Cell:
         raise _axis_where(suite, model, "tp").error(
             f"tp {tp} is larger than hardware.gpus ({suite.hardware.gpus}) for model '{model.id}'"
         )
-    if suite.engine == "transformers" and tp != 1:
-        raise _axis_where(suite, model, "tp").error("the transformers engine serves on one device: tp must be 1")
+    engine = ENGINES[suite.engine]
+    if engine.max_tp is not None and tp > engine.max_tp:
+        raise _axis_where(suite, model, "tp").error(
+            f"the {engine.name} engine serves on at most {engine.max_tp} device{'s' * (engine.max_tp > 1)}: "
+            f"tp {tp} is too large")
     if ep is not None and (ep > tp or tp % ep):
         raise _axis_where(suite, model, "ep").error(f"ep {ep} must divide tp {tp}")
-    if QUANT_KINDS[quant].online and suite.engine != "sglang":
-        raise _axis_where(suite, model, "quant").error(f"online quant '{quant}' is an SGLang feature")
+    if QUANT_KINDS[quant].online and not engine.online_quant:
+        online = " and ".join(name for name, spec in ENGINES.items() if spec.online_quant)
+        raise _axis_where(suite, model, "quant").error(
+            f"online quant '{quant}' is a feature of {online}, not of the {engine.name} engine")
+    if not engine.supports_quant(quant):
+        raise _axis_where(suite, model, "quant").error(
+            f"the {engine.name} engine serves quant {', '.join(sorted(engine.quants or ()))}, not '{quant}'")
 
     server = suite.server.then(model.server)
     fix = model.fix

@@ -4,13 +4,19 @@ Filled by the engine's log parser (harness.engines.logs) and the device sampler
 (harness.engines.devices). Every figure is GiB ("GB" in SGLang's lines is GiB: free bytes / 2**30).
 Lines that are expected but absent, or that look like memory lines but match no known format,
 are listed, never guessed.
+
+The figures the gate reads are defined once, in `GATED`: each names its metric (`memory.<name>`), how it is read
+from a report, its tolerance and whether it follows the device. harness.metrics turns them into metric
+definitions, `MemoryReport.gated()` reads them: a figure is gated exactly when it is defined here.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from harness.metric_kinds import Tolerance
 
 
 @dataclass
@@ -137,20 +143,13 @@ class MemoryReport:
             self.ranks[label] = RankMemory(rank=label)
         return self.ranks[label]
 
-    def _max(self, attribute: str) -> float | None:
+    def max_over_ranks(self, attribute: str) -> float | None:
         values = [getattr(r, attribute) for r in self.ranks.values() if getattr(r, attribute) is not None]
         return max(values) if values else None
 
     def gated(self) -> dict[str, float]:
-        """The gate's memory metrics (keys of harness.metrics without 'memory.'), max over ranks."""
-        figures = {
-            "weights_gib": None if self.shared_device else self._max("weights_gib"),
-            "load_peak_gib": self._max("load_peak_gib"),  # torch's allocator: the process's own
-            "kv_cache_gib": self._max("kv_cache_gib"),  # tokens x bytes per token
-            "graph_gib": None if self.shared_device else self._max("graph_gib"),
-        }
-        peak = max(self.device_peak_gib.values()) if self.device_peak_gib else None
-        figures["host_rss_peak_gib" if self.sampler == "process-tree-rss" else "device_peak_gib"] = peak
+        """The gate's memory figures (`GATED`; metric keys without 'memory.'), max over ranks."""
+        figures = {figure.name: figure.read(self) for figure in GATED}
         return {k: round(v, 4) for k, v in figures.items() if v is not None}
 
     def to_dict(self) -> dict[str, Any]:
@@ -160,3 +159,69 @@ class MemoryReport:
                 body["ranks"][label][derived] = getattr(rank, derived)
         body["max"] = self.gated()
         return body
+
+
+# --- the gated figures ------------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class GatedFigure:
+    """One memory figure the gate reads: the metric `memory.<name>` (harness.metrics) and the key of results'
+    `memory` and of baselines."""
+
+    name: str
+    description: str
+    read: Callable[[MemoryReport], float | None]
+    tolerance: Tolerance  # the gate's default (a suite may set its own, gate.memory)
+    # The figure follows the device it ran on (a pool sized as a fraction of the GPU's memory, the device's
+    # peak): compared only with a baseline of the same GPU model and memory size and sizing flags.
+    depends_on_hardware: bool = False
+
+
+def rank_max(attribute: str, *, own_allocations_only: bool = False) -> Callable[[MemoryReport], float | None]:
+    """The max over ranks of a RankMemory attribute. `own_allocations_only`: the figure is a drop in the device's
+    free memory, which other servers sharing the device (--share-gpus) move too: none then."""
+    def read(report: MemoryReport) -> float | None:
+        return None if own_allocations_only and report.shared_device else report.max_over_ranks(attribute)
+    return read
+
+
+def sampled_peak(*, host_rss: bool) -> Callable[[MemoryReport], float | None]:
+    """The device sampler's peak, max over devices: a GPU's used memory, or on a machine without a GPU sampler the
+    server's process-tree RSS (a different quantity, so a different figure: one never gates the other)."""
+    def read(report: MemoryReport) -> float | None:
+        if not report.device_peak_gib or (report.sampler == "process-tree-rss") != host_rss:
+            return None
+        return max(report.device_peak_gib.values())
+    return read
+
+
+# Tolerances, each from what moves the figure between runs of the same build:
+# - weights: the checkpoint's bytes on the device, as SGLang's log prints them (0.01 GiB): 3%, at least two
+#   rounding steps. Leaving one MXFP4 layer in BF16 costs it several times that.
+# - load peak, KV cache: the KV pool is sized from the memory left after loading (mem-fraction-static); the
+#   rig's repeated cells agree within 0.01 GiB of 41.68: 5%, at least 0.05 GiB.
+# - graph capture: CUDA/HIP graphs' pool varies with the captured batch sizes: 10%, at least 0.05 GiB.
+# - device peak: a 0.5 s sampler of the GPU's used memory (driver context included): 5%, at least 0.25 GiB.
+# - host RSS: the server process tree's peak RSS on a CPU machine: 20%, at least 0.05 GiB. Measured on the
+#   local suite (6 runs of its 3 cells, docs/gate.md): run-to-run spread up to 3.8% within one install,
+#   8-12% between a fresh install of the same packages and another. The old rule, max(0.5 GiB, 5%), let +33%
+#   through at 0.6 GiB; this one stops anything over +20%.
+# KV pool, graphs and device peak are sized from the device's free memory (--mem-fraction-static,
+# --gpu-memory-utilization), the captured batch sizes chosen by the GPU's memory, and the device's own peak: each
+# follows the hardware.
+GATED: tuple[GatedFigure, ...] = (
+    GatedFigure("weights_gib", "weights on the device after load ('Load weight end ... mem usage'), max over TP ranks",
+                rank_max("weights_gib", own_allocations_only=True), Tolerance(rel=0.03, abs_gib=0.02)),
+    GatedFigure("load_peak_gib", "peak before load + increase during load_weights (DEBUG lines of #18005), max over "
+                "ranks", rank_max("load_peak_gib"), Tolerance(rel=0.05, abs_gib=0.05)),  # torch's allocator: its own
+    GatedFigure("kv_cache_gib", "KV cache size, max over ranks", rank_max("kv_cache_gib"),
+                Tolerance(rel=0.05, abs_gib=0.05), depends_on_hardware=True),
+    GatedFigure("graph_gib", "CUDA/HIP graph capture memory, max over ranks",
+                rank_max("graph_gib", own_allocations_only=True), Tolerance(rel=0.10, abs_gib=0.05),
+                depends_on_hardware=True),
+    GatedFigure("device_peak_gib", "peak used memory per GPU from the device sampler (NVML, nvidia-smi, amd-smi, "
+                "rocm-smi), max", sampled_peak(host_rss=False), Tolerance(rel=0.05, abs_gib=0.25),
+                depends_on_hardware=True),
+    GatedFigure("host_rss_peak_gib", "peak RSS of the server's process tree, on machines without a GPU sampler",
+                sampled_peak(host_rss=True), Tolerance(rel=0.20, abs_gib=0.05)),
+)

@@ -439,7 +439,6 @@ def sequential_references(the_plan: Plan) -> dict[str, dict[str, tuple]]:
     `gate.sequential`, each accuracy with a comparable baseline (the cell's own, a canary's model's) that has
     per-question outcomes (paired) or a value and n (unpaired). A figure without one (no baseline yet, another
     protocol) is measured in full: a baseline needs every question, and NOT_COMPARABLE has nothing to stop on."""
-    from harness.metric_kinds import MetricKind
     from harness.metrics import METRICS
     from harness.sequential import Reference, Rule
 
@@ -453,7 +452,7 @@ def sequential_references(the_plan: Plan) -> dict[str, dict[str, tuple]]:
         for name, protocol in declared.items():
             metric = f"{name}.accuracy"
             entry = entries.get(metric)
-            if metric not in METRICS or METRICS[metric].kind is not MetricKind.ACCURACY or entry is None:
+            if metric not in METRICS or not METRICS[metric].kind.counted or entry is None:
                 continue
             if entry.protocol is not None and protocol_differences(protocol, entry.protocol, result_may_be_unknown=True):
                 continue
@@ -484,14 +483,14 @@ def prepare_local_checkpoints(cells: list[Cell], python: str) -> None:
 
 
 def engine_versions(cells: list[Cell], python: str, override: str | None) -> dict[str, str | None]:
-    """The SGLang version the cells' Python has (`--engine-version` wins): the release whose loader the rules
-    predict. Probed once (a Python start); other engines' cells get none (the newest known release)."""
-    from harness.engines import get_engine
+    """The version of each engine whose loader preflight predicts (EngineSpec.predicts_loader) in the cells'
+    Python (`--engine-version` wins): the release whose loader the rules predict. Probed once per engine (a
+    Python start); other engines' cells get none (the newest known release)."""
+    from harness.engine_specs import ENGINES
     from harness.engines.probe import package_version
 
-    if not any(cell.engine == "sglang" for cell in cells):
-        return {}
-    return {"sglang": override or package_version(python, get_engine("sglang").distribution)[0]}
+    probed = [name for name in dict.fromkeys(cell.engine for cell in cells) if ENGINES[name].predicts_loader]
+    return {name: override or package_version(python, ENGINES[name].distribution)[0] for name in probed}
 
 
 def preflight_cells(cells: list[Cell], versions: dict[str, str | None]) -> dict[str, CellPreflight]:

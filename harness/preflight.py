@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.axes import QUANT_KINDS
+from harness.engine_specs import ENGINES
 from harness.errors import ConfigError
 from harness.loading.launch import Launch
 from harness.loading.manifest import Manifest, load_hub_manifest, load_manifest
@@ -161,7 +162,7 @@ def platform_limit(cell: Cell) -> str | None:
     A note, not a FAIL: the load itself (what the fixes are about) runs there."""
     from harness.kernels.selection import AITER_REFERENCE, NATIVE
 
-    if (cell.engine != "sglang" or not QUANT_KINDS[cell.quant].needs_aiter or cell.hardware.vendor == "amd"
+    if (not ENGINES[cell.engine].calls_aiter or not QUANT_KINDS[cell.quant].needs_aiter or cell.hardware.vendor == "amd"
             or cell.kernels != NATIVE):
         return None
     return (f"predicts aiter_missing at the first MXFP4 forward on {cell.hardware.vendor} (aiter is ROCm-only): "

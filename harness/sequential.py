@@ -6,23 +6,28 @@ extends the answered prefix, asks three anytime-valid questions of that prefix a
 
 - REGRESSED: is a drop of more than half of `min_effect` significant at `alpha`? (H0: accuracy dropped by
   min_effect / 2 or less.) It stops the eval only when, besides, today's fixed-n rule says REGRESSED on the
-  questions asked (McNemar or the two-proportion test significant at `alpha`, the drop at least `min_effect`):
+  questions asked (McNemar or Fisher's exact test significant at `alpha`, the drop at least `min_effect`):
   a sequential REGRESSED is always a fixed-n one. Why half: a look after every question sees the running drop
   cross `min_effect` more often than the last look alone does; with H0 at 0 instead, true drops of half the
   minimum effect (no regression) came out REGRESSED 2.1% of the time against the fixed-n gate's 0.9%; with H0 at
   half, as often as fixed-n at every drop measured (benchmarks/bench_sequential.py, docs/gate.md).
 - PASS: is a drop of `min_effect` or more ruled out at `alpha`? (H0: accuracy dropped by min_effect or more.)
   The verdict is IMPROVED when a gain is also significant anytime and today's rule says IMPROVED on the prefix.
-- else go on; at the budget the fixed-n gate decides, as without this module.
+- else go on; at the budget the fixed-n gate decides, as without this module (unpaired: at the part of alpha
+  the early looks left, `final_alpha`).
 
-The tests are betting test martingales for the mean of values in [0, 1] (Waudby-Smith and Ramdas 2023,
-"Estimating means of bounded random variables by betting", JRSS-B): capital prod(1 + lambda_i (x_i - m)),
-with predictable-mixture empirical-Bernstein bets truncated at half the largest safe bet, exactly as in the
-authors' `confseq` package (`betting_mart` with `lambda_predmix_eb`, `trunc_scale=1/2`); by Ville's
-inequality P(capital ever reaches 1/alpha | H0) <= alpha, however often one looks. Paired (the baseline kept
-per-question outcomes): x = (now - before + 1) / 2 in {0, 1/2, 1}, whose mean is (delta + 1) / 2. Unpaired
-(an imported baseline: a value and n): the candidate's own outcomes against the baseline's exact one-sided
-Clopper-Pearson bounds, alpha split in half between the two sides.
+The REGRESSED and IMPROVED tests are betting test martingales for the mean of values in [0, 1] (Waudby-Smith and
+Ramdas 2023, "Estimating means of bounded random variables by betting", JRSS-B): capital
+prod(1 + lambda_i (x_i - m)), with predictable-mixture empirical-Bernstein bets truncated at half the largest safe
+bet, exactly as in the authors' `confseq` package (`betting_mart` with `lambda_predmix_eb`, `trunc_scale=1/2`).
+The paired PASS test is their mixture of constant bets (`diversified_betting_mart`, `MixtureTest`), whose
+largest bet is close to the likelihood ratio against "no answer flips": a cell whose answers never flip is
+decided after 533 questions, not ~915. By Ville's inequality P(capital ever reaches 1/alpha | H0) <= alpha,
+however often one looks. Paired (the baseline kept per-question outcomes): x = (now - before + 1) / 2 in
+{0, 1/2, 1}, whose mean is (delta + 1) / 2. Unpaired (an imported baseline: a value and n): the candidate's own
+outcomes against the baseline's exact one-sided Clopper-Pearson bounds, alpha split between the two sides; its
+early REGRESSED looks spend UNPAIRED_EARLY_SHARE of alpha and the fixed-n test at the budget the rest, so that
+its REGRESSED rate is at most alpha in all (union bound; Fisher's exact test keeps its own size).
 """
 
 from __future__ import annotations
@@ -34,12 +39,12 @@ from dataclasses import dataclass, field
 
 from harness.stats import (
     PairedCounts,
+    fisher_exact_drop,
+    fisher_exact_gain,
     inverse_cdf,
     mcnemar_exact_drop,
     mcnemar_exact_gain,
     regularized_beta,
-    two_proportion_drop,
-    two_proportion_gain,
 )
 
 ORDER = "sha256(question id)"  # the order questions are asked in, recorded with every sequential eval
@@ -49,6 +54,15 @@ PRIOR_MEAN, PRIOR_VARIANCE, FAKE_OBSERVATIONS = 0.5, 0.25, 1  # confseq's lambda
 REGRESSED, PASS, IMPROVED = "REGRESSED", "PASS", "IMPROVED"
 # An early REGRESSED (IMPROVED) needs significance against a change of this share of min_effect, not of zero.
 EARLY_MARGIN = 0.5
+# Unpaired form: the share of alpha its early REGRESSED looks spend (the baseline's bound and the candidate's
+# test, half each); the fixed-n test at the budget gets the rest, so that P(REGRESSED) <= alpha in all, by a
+# union bound (the paired form keeps alpha at the budget: docs/gate.md says why).
+UNPAIRED_EARLY_SHARE = 0.2
+# The PASS test (H0: a drop of min_effect or more): an equal-weight mixture of constant bets, each this share of
+# the largest bet that cannot go broke. Near 1 the bet is the likelihood ratio against "no answer flips" (a
+# healthy deterministic cell decided after 533 questions instead of ~915); the smaller ones keep a cell whose
+# answers flip now and then from losing what it won (docs/gate.md, "Questions to a verdict").
+PASS_BET_SHARES = (0.45, 0.65, 0.85, 0.95, 0.99)
 
 
 def order_key(question_id: str) -> str:
@@ -136,6 +150,53 @@ def capital_process(values: Iterable[float], null_mean: float, side: int, alpha:
     return out
 
 
+@dataclass
+class MixtureTest:
+    """An anytime-valid one-sided test on the mean of values in [0, 1] by an equal-weight mixture of constant
+    bets (the "diversified Kelly" betting of Waudby-Smith and Ramdas 2023; confseq's diversified_betting_mart
+    with constant bets, tests/golden/confseq/mixture.json.gz): capital
+    mean_k prod_i (1 + lambda_k side (x_i - m)), lambda_k = share_k / (the most x can fall against the bet).
+    Each product is a nonnegative supermartingale under H0 (side +1: mean <= m), so is their mean, and Ville's
+    inequality bounds P(capital ever reaches 1/alpha) by alpha. With constant bets the capital depends on the
+    counts of the values alone, not their order: exactly computable (tests/test_sequential.py)."""
+
+    null_mean: float
+    side: int
+    alpha: float
+    shares: tuple[float, ...] = PASS_BET_SHARES
+    bets: list[float] = field(init=False)
+    log_capitals: list[float] = field(init=False)
+    best: float = 1.0
+
+    def __post_init__(self) -> None:
+        against = self.null_mean if self.side > 0 else 1.0 - self.null_mean
+        self.bets = [share / against if against > 0 else 0.0 for share in self.shares]
+        self.log_capitals = [0.0] * len(self.shares)
+
+    def observe(self, x: float) -> None:
+        step = self.side * (x - self.null_mean)
+        for k, bet in enumerate(self.bets):
+            factor = 1.0 + bet * step
+            self.log_capitals[k] = self.log_capitals[k] + math.log(factor) if factor > 0 else -math.inf
+        self.best = max(self.best, self.capital)
+
+    @property
+    def capital(self) -> float:
+        top = max(self.log_capitals)
+        if top == -math.inf:
+            return 0.0
+        log_mean = top + math.log(math.fsum(math.exp(value - top) for value in self.log_capitals) / len(self.bets))
+        return math.exp(log_mean) if log_mean < 709.78 else math.inf  # beyond a float: rejected long ago
+
+    @property
+    def p_value(self) -> float:
+        return min(1.0, 1.0 / self.best)
+
+    @property
+    def rejected(self) -> bool:
+        return self.capital >= 1.0 / self.alpha
+
+
 # --- exact binomial bounds of an imported baseline -------------------------------------------------------
 
 def clopper_pearson(successes: int, n: int, alpha: float, side: int) -> float:
@@ -192,6 +253,12 @@ class Decision:
     reason: str
 
 
+def final_alpha(rule: Rule, paired: bool) -> float:
+    """The level of the fixed-n test at the budget of a sequential eval: alpha paired; unpaired, what its early
+    REGRESSED looks left (UNPAIRED_EARLY_SHARE), so that its REGRESSED rate is at most alpha in all."""
+    return rule.alpha if paired else rule.alpha * (1.0 - UNPAIRED_EARLY_SHARE)
+
+
 def _fixed_n(paired: bool, counts: Sequence[int], rule: Rule, reference: Reference) -> tuple[str, float]:
     """Today's fixed-n accuracy rule (harness.compare) on the prefix: (state, delta). Kept equal to compare's
     by tests/test_sequential.py on random prefixes."""
@@ -205,8 +272,8 @@ def _fixed_n(paired: bool, counts: Sequence[int], rule: Rule, reference: Referen
         value = right / n
         reference_value, reference_n = reference.value_and_n()
         delta = float(f"{value - reference_value:.12g}")
-        p_drop = two_proportion_drop(reference_value, reference_n, value, n)
-        p_gain = two_proportion_gain(reference_value, reference_n, value, n)
+        p_drop = fisher_exact_drop(reference_value, reference_n, value, n)
+        p_gain = fisher_exact_gain(reference_value, reference_n, value, n)
     large = abs(delta) >= rule.min_effect - 1e-12
     if delta < 0 and p_drop < rule.alpha and large:
         return REGRESSED, delta
@@ -231,13 +298,15 @@ class Monitor:
         if reference.paired:  # x = (delta + 1) / 2 on average
             self.drop = BettingTest((1.0 - margin) / 2.0, -1, alpha)  # H0: delta >= -margin
             self.gain = BettingTest((1.0 + margin) / 2.0, +1, alpha)  # H0: delta <= margin
-            self.small = BettingTest((1.0 - rule.min_effect) / 2.0, +1, alpha)  # H0: delta <= -min_effect
+            # H0: delta <= -min_effect
+            self.small: BettingTest | MixtureTest = MixtureTest((1.0 - rule.min_effect) / 2.0, +1, alpha)
         else:
             reference_value, reference_n = reference.value_and_n()
             right = round(reference_value * reference_n)
+            early = alpha * UNPAIRED_EARLY_SHARE  # the early REGRESSED looks' share, half to each side
             upper = clopper_pearson(right, reference_n, alpha / 2.0, +1)
-            lower = clopper_pearson(right, reference_n, alpha / 2.0, -1)
-            self.drop = BettingTest(max(lower - margin, 0.0), -1, alpha / 2.0)  # H0: accuracy >= lower - margin
+            lower = clopper_pearson(right, reference_n, early / 2.0, -1)
+            self.drop = BettingTest(max(lower - margin, 0.0), -1, early / 2.0)  # H0: accuracy >= lower - margin
             self.gain = BettingTest(min(upper + margin, 1.0), +1, alpha / 2.0)
             self.small = BettingTest(max(upper - rule.min_effect, 0.0), +1, alpha / 2.0)
         self.above_floor = None if reference.floor is None else BettingTest(reference.floor, +1, alpha)
@@ -265,6 +334,11 @@ class Monitor:
         return self.decision
 
     def _decide(self) -> Decision | None:
+        """Today's rule on the prefix is asked only once an anytime test has rejected (its exact p-values cost
+        more than a look)."""
+        floor_ok = self.above_floor is None or self.above_floor.rejected
+        if not (self.drop.rejected or (self.small.rejected and floor_ok)):
+            return None
         paired = self.reference.paired
         test = "betting-paired" if paired else "betting-unpaired"
         fixed, delta = _fixed_n(paired, self.counts, self.rule, self.reference)
@@ -273,15 +347,14 @@ class Monitor:
         if self.drop.rejected and fixed == REGRESSED:
             return Decision(REGRESSED, self.asked, test, self.drop.p_value, delta,
                             f"drop {-delta:.4f} >= {self.rule.min_effect:.4f}, anytime-valid p={self.drop.p_value:.2g}"
-                            f" < {self.rule.alpha} that it exceeds {margin:.4f} ({detail})")
-        floor_ok = self.above_floor is None or self.above_floor.rejected
+                            f" < {self.drop.alpha:.2g} that it exceeds {margin:.4f} ({detail})")
         if self.small.rejected and floor_ok and fixed != REGRESSED:
             if self.gain.rejected and fixed == IMPROVED:
                 return Decision(IMPROVED, self.asked, test, self.gain.p_value, delta,
                                 f"gain {delta:.4f}, anytime-valid p={self.gain.p_value:.2g} ({detail})")
             return Decision(PASS, self.asked, test, self.small.p_value, delta,
                             f"a drop of {self.rule.min_effect:.4f} or more ruled out, anytime-valid "
-                            f"p={self.small.p_value:.2g} < {self.rule.alpha} ({detail})")
+                            f"p={self.small.p_value:.2g} < {self.small.alpha:.2g} ({detail})")
         return None
 
     def _detail(self) -> str:

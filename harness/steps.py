@@ -27,7 +27,8 @@ from dataclasses import dataclass, replace
 from harness.baselines import BaselineEntry, Provenance
 from harness.compare import CELL_METRIC, State, Verdict, compare_metric
 from harness.history import History, Point
-from harness.metrics import METRICS, MetricKind
+from harness.metric_kinds import MetricKind
+from harness.metrics import METRICS
 from harness.protocols import protocol_differences
 from harness.results import MetricSample
 from harness.suite import GateSettings
@@ -258,7 +259,7 @@ def tolerance_band(metric: str, entry: BaselineEntry, gate: GateSettings, n: int
     if reference is None:
         return Band()
 
-    divergence = METRICS[metric].kind is MetricKind.DIVERGENCE
+    divergence = METRICS[metric].kind.per_item
     if divergence and entry.value is not None:  # a paired test: the windows the baseline holds (or two stand-ins)
         entry = replace(entry, values=entry.values or {"a": entry.value, "b": entry.value})
 
@@ -281,9 +282,9 @@ def tolerance_band(metric: str, entry: BaselineEntry, gate: GateSettings, n: int
 
 
 def _search_range(kind: MetricKind, reference: float) -> tuple[float, float]:
-    if kind is MetricKind.ACCURACY:
-        return 0.0, 1.0
-    return 0.0, 4 * abs(reference) + 8.0  # GiB, tokens per step, nats: no gate tolerance reaches past this
+    low, high = kind.bounds
+    # Unbounded above (GiB, tokens per step, nats): no gate tolerance reaches past this.
+    return low, 4 * abs(reference) + 8.0 if high is None else high
 
 
 def _edge(flagged: Callable[[float], bool], inside: float, outside: float, rounds: int = 60) -> float | None:

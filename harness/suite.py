@@ -15,14 +15,15 @@ import yaml
 
 from harness import strict
 from harness.axes import DEFAULT_EAGLE_PARAMS, QUANT_KINDS, SPEC_KINDS
-from harness.engine_flags import ENGINE_NAMES, MEMORY_FRACTION_FLAGS, refused_flag
+from harness.engine_flags import refused_flag
+from harness.engine_specs import ENGINE_NAMES, ENGINES
 from harness.errors import ConfigError
 from harness.evals.base import EvalConfig
 from harness.evals.registry import EVALS
 from harness.fixes import FIXES
 from harness.kernels.selection import ENGINES as KERNEL_ENGINES
 from harness.kernels.selection import KERNELS
-from harness.metrics import METRICS, MetricKind, Tolerance
+from harness.metrics import METRICS, Tolerance
 from harness.strict import Where
 
 SUITE_SCHEMA_VERSION = 1
@@ -131,7 +132,7 @@ class GateSettings:
     alpha: float = 0.01
     # The smallest drop that counts as a regression, per accuracy metric (asv's "factor AND test").
     min_effect: dict[str, float] = field(default_factory=_default_min_effects)
-    # How far each memory figure may rise over its baseline (harness.metrics TOLERANCES).
+    # How far each memory figure may rise over its baseline (harness.memory GATED, by default).
     memory: dict[str, Tolerance] = field(default_factory=_default_memory_tolerances)
     accept_length_abs: float = 0.15
     # Stop a question eval as soon as its accuracy verdict is decided (harness.sequential; docs/gate.md).
@@ -348,7 +349,7 @@ def _parse_memory_gib(doc: dict[str, Any], args: tuple[str, ...], where: Where, 
     if doc.get("memory_gib") is None:
         return None
     memory_gib = strict.number(doc["memory_gib"], where.key("memory_gib"), minimum=0.01)
-    fraction_flag = MEMORY_FRACTION_FLAGS.get(engine)
+    fraction_flag = ENGINES[engine].memory_fraction_flag
     if fraction_flag is None:
         raise where.key("memory_gib").error(f"the {engine} engine takes no memory fraction to size")
     if any(arg.split("=", 1)[0].replace("_", "-") == fraction_flag for arg in args):
@@ -388,7 +389,7 @@ def _parse_gate(value: Any, where: Where) -> GateSettings:
             raise where.key(replaced).error("replaced by a tolerance per memory metric: gate.memory.<metric>: "
                                             "{rel: 0.05, abs_gib: 0.05} (docs/gate.md)")
     default = GateSettings()
-    accuracy_metrics = [k for k, m in METRICS.items() if m.kind in (MetricKind.ACCURACY, MetricKind.DIVERGENCE)]
+    accuracy_metrics = [k for k, m in METRICS.items() if m.kind.statistical]
     effects = strict.mapping(doc.get("min_effect", {}), where.key("min_effect"), allowed=accuracy_metrics)
     tolerances = strict.mapping(doc.get("memory", {}), where.key("memory"), allowed=default.memory)
     return GateSettings(

@@ -115,7 +115,7 @@ def test_a_new_eval_is_one_module_and_one_registration_line(tmp_path):
 LAYERS = (
     ("foundation", ("harness", "harness.errors", "harness.strict", "harness.schema", "harness.secrets",
                     "harness.interrupts", "harness.stats", "harness.sequential", "harness.transport", "harness.machine", "harness.axes",
-                    "harness.fixes", "harness.memory", "harness.metric_kinds", "harness.engine_flags",
+                    "harness.fixes", "harness.memory", "harness.metric_kinds", "harness.engine_specs", "harness.engine_flags",
                     "harness.kernels")),
     ("records", ("harness.results", "harness.local.problems")),
     ("evals", ("harness.evals",)),

@@ -71,10 +71,10 @@ def test_large_but_insignificant_drop_is_not_a_regression():
     assert verdict.state is State.PASS and verdict.p_value == pytest.approx(1 / 64)
 
 
-def test_unpaired_fallback_uses_two_proportions():
+def test_unpaired_fallback_uses_fishers_exact_test():
     entry = accuracy_entry(value=0.941, n=1319)
     verdict = compare_metric("gsm8k.accuracy", MetricSample(0.90, 1319, None, dict(GSM8K_PROTOCOL)), entry, GATE)
-    assert verdict.state is State.REGRESSED and verdict.test == "two-proportion-z"
+    assert verdict.state is State.REGRESSED and verdict.test == "fisher-exact"
     verdict = compare_metric("gsm8k.accuracy", MetricSample(0.935, 1319, None, dict(GSM8K_PROTOCOL)), entry, GATE)
     assert verdict.state is State.PASS
 

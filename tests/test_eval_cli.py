@@ -101,7 +101,7 @@ def test_run_with_gsm8k_gates_accuracy_against_a_baseline(tmp_path, capsys):
     assert main(argv) == 0  # the double answers every question right: 1.0 vs 0.70 on 40
     results = json.loads((tmp_path / "reports" / "r" / "results.json").read_text())
     (verdict,) = [v for v in results["verdicts"] if v["metric"] == "gsm8k.accuracy"]
-    assert verdict["value"] == 1.0 and verdict["state"] == "IMPROVED" and verdict["test"] == "two-proportion-z"
+    assert verdict["value"] == 1.0 and verdict["state"] == "IMPROVED" and verdict["test"] == "fisher-exact"
     gsm = results["cells"][0]["evals"]["gsm8k"]
     assert len(gsm["outcomes"]) == 40 and gsm["protocol"]["dataset_sha256"].startswith("3730d312")
     assert "Janet" not in (tmp_path / "reports" / "r" / "results.json").read_text()

@@ -8,6 +8,7 @@ import dataclasses
 import gzip
 import importlib.util
 import json
+import math
 import random
 from pathlib import Path
 
@@ -68,6 +69,54 @@ def test_betting_martingales_equal_confseq_betting_mart():
     assert compared > 20_000
 
 
+def test_the_pass_mixture_equals_confseq_diversified_betting_mart():
+    """tests/golden/confseq/mixture.json.gz: confseq 0.0.11's diversified_betting_mart with one constant bet per
+    share of PASS_BET_SHARES, on 12 streams (paired at several discordance rates and drops, Bernoulli) x 2 null
+    means x both sides (tools/confseq_reference.py)."""
+    body = json.loads(gzip.decompress((ROOT / "tests" / "golden" / "confseq" / "mixture.json.gz").read_bytes()))
+    compared = 0
+    for case in body["cases"]:
+        assert tuple(case["shares"]) == sequential.PASS_BET_SHARES
+        for test in case["tests"]:
+            mixture = sequential.MixtureTest(test["m"], test["side"], 0.01)
+            ours = []
+            for x in case["x"]:
+                mixture.observe(x)
+                ours.append(mixture.capital)
+            # confseq sums the bets' capitals in floats: past ~1e308 it says inf, where the log-sum here goes on
+            finite = [(a, b) for a, b in zip(ours, test["capital"], strict=True) if b < 1e300]
+            assert all(a > 1e300 for a, b in zip(ours, test["capital"], strict=True) if b >= 1e300)
+            assert [a for a, _ in finite] == pytest.approx([b for _, b in finite], rel=1e-9, abs=1e-300)
+            compared += len(finite)
+    assert compared > 10_000
+
+
+def test_a_cell_whose_answers_never_flip_passes_where_the_mixture_first_reaches_one_over_alpha():
+    """Exactly computed: with no flip every value is 1/2 and each bet's capital is (1 + share (1/2 - m) / m)^n, so
+    the stop is the first n whose mean over the bets reaches 1/alpha; the best possible, the likelihood ratio
+    against "no flips" (share 1), is 0.99^-n >= 100: n = ceil(ln 100 / -ln 0.99) = 459, as a fixed-n exact test."""
+    m = (1 - RULE.min_effect) / 2
+    n = next(n for n in range(1, 2000) if sum((1 + share * (0.5 - m) / m) ** n for share in sequential.PASS_BET_SHARES)
+             / len(sequential.PASS_BET_SHARES) >= 1 / RULE.alpha)
+    assert math.ceil(math.log(100) / -math.log(0.99)) == 459 < n < 550
+    before, _ = stream(1, 1319, 0.94, 0.0, 0.0)
+    decision = replay(before, Reference(outcomes=before), RULE)
+    assert decision.state == "PASS" and decision.asked == n
+
+
+def test_the_pass_test_crosses_at_most_alpha_at_the_least_favourable_drop_exactly():
+    """P(an early PASS within 1319 questions) at a true drop of min_effect, exactly (dynamic programming over
+    the counts, benchmarks/bench_sequential.py): the least favourable case, answers lost and none gained, and
+    one with flips both ways. Ville's inequality says at most alpha."""
+    bench = load_bench()
+    for lost, gained in ((0.01, 0.0), (0.02, 0.01)):
+        found = bench.mixture_crossing(lost, gained, 1319, cap=60)
+        assert found["crossed"] + found["escaped"] <= RULE.alpha and found["crossed"] > RULE.alpha / 2
+    # Not vacuous: half the drop (no regression) is passed early often, no drop at all always.
+    assert bench.mixture_crossing(0.005, 0.0, 1319, cap=60)["crossed"] > 0.1
+    assert bench.mixture_crossing(0.0, 0.0, 1319, cap=60)["crossed"] == pytest.approx(1.0)
+
+
 def test_clopper_pearson_bounds_equal_published_values():
     # Exact binomial bounds: 0 of 10 -> one-sided 95% upper 1 - 0.05 ** (1/10) = 0.2589 (the "rule of three"
     # family); 10 of 10 -> lower 0.05 ** (1/10) = 0.7411; 5 of 10, two-sided 95% (each side 0.025): [0.1871,
@@ -95,7 +144,7 @@ def prefix_verdict(before: dict, now: dict, asked: list[str], paired: bool) -> S
        paired=st.booleans())
 def test_a_stop_never_changes_what_a_verdict_means(seed, accuracy, discordance, drop, paired):
     """REGRESSED from a stop is REGRESSED by today's gate on the questions asked (significant at alpha by the
-    exact McNemar or two-proportion test, and at least min_effect), and significant anytime besides; a stop
+    exact McNemar or Fisher's exact test, and at least min_effect), and significant anytime besides; a stop
     for PASS or IMPROVED never hides a fixed-n REGRESSED on those questions."""
     drop = min(drop, accuracy - discordance / 2)
     before, now = stream(seed, 400, accuracy, discordance, drop)
@@ -150,10 +199,38 @@ def test_the_numpy_twin_of_the_benchmark_is_the_monitor():
             assert twin["verdict"][0] == expected_verdict[decision.state]
 
 
-def test_identical_answers_never_regress_and_pass_once_the_drop_is_ruled_out():
-    before, _ = stream(1, 1319, 0.94, 0.0, 0.0)
-    decision = replay(before, Reference(outcomes=before), RULE)
-    assert decision is not None and decision.state == "PASS" and 400 < decision.asked < 1319
+def test_an_unpaired_sequential_eval_at_its_budget_is_judged_at_the_alpha_its_early_looks_left():
+    """Against a value and n, the early looks spend UNPAIRED_EARLY_SHARE of alpha, so the fixed-n test at the
+    budget has 0.8 alpha: 1208 of 1319 right against 1240 of 1319 (Fisher p = 0.0097) is REGRESSED without
+    --sequential and PASS with it; 1207 (p = 0.0080) is not."""
+    assert sequential.final_alpha(RULE, paired=False) == pytest.approx(0.008)
+    assert sequential.final_alpha(RULE, paired=True) == RULE.alpha
+    entry = accuracy_entry(value=1240 / 1319, n=1319)
+    record = sequential.record(None, 1319, 1319, answered=1319)
+    for right, alone, after_looks in ((1208, State.REGRESSED, State.PASS), (1207, State.REGRESSED, State.PASS),
+                                      (1206, State.REGRESSED, State.REGRESSED)):
+        sample = MetricSample(right / 1319, 1319, None, dict(GSM8K_PROTOCOL))
+        assert compare_metric("gsm8k.accuracy", sample, entry, GATE).state is alone
+        looked = dataclasses.replace(sample, sequential=record)
+        assert compare_metric("gsm8k.accuracy", looked, entry, GATE).state is after_looks
+
+
+def test_the_numpy_twin_of_the_unpaired_form_is_the_monitor():
+    bench = load_bench()
+    decided = 0
+    for seed, (accuracy, drop) in enumerate([(0.94, 0.0), (0.94, 0.15), (0.6, 0.2), (0.8, 0.3), (0.5, -0.1)] * 3):
+        before, now = stream(seed, 400, accuracy, 0.0, drop)
+        order = in_order(now)
+        right_before = sum(before.values())
+        twin = bench.unpaired_run(bench.np.array([right_before]), 400, bench.np.array([[now[q] for q in order]]))
+        decision = replay(now, Reference(value=right_before / 400, n=400), RULE)
+        if decision is None:
+            assert not twin["early"][0]
+        else:
+            assert twin["early"][0] and twin["asked"][0] == decision.asked
+            assert twin["verdict"][0] == (-1 if decision.state == "REGRESSED" else 0)
+            decided += 1
+    assert decided >= 5
 
 
 def test_a_floor_needs_evidence_above_it_before_a_pass():

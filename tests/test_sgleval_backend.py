@@ -137,7 +137,7 @@ expected: {score: 0.7}
 def test_a_presets_expected_score_is_imported_as_a_baseline_and_gated_unpaired(tmp_path, stub_server, capsys):
     from harness.baselines import load_baselines
     from harness.cli import main
-    from harness.compare import _compare_accuracy
+    from harness.compare import compare_accuracy
     from harness.metrics import samples
     from harness.results import CellResult
     from harness.suite import GateSettings
@@ -159,8 +159,8 @@ def test_a_presets_expected_score_is_imported_as_a_baseline_and_gated_unpaired(t
     config = EVALS["gpqa"].parse({"protocol": "sgl-eval", "data": str(path)}, Where("s"))
     result = run_eval(config, url, model="stub-model")
     sample = samples(CellResult("m/bf16/none/tp1", "s", "ok", {}, evals={"gpqa": result}))["gpqa.accuracy"]
-    verdict = _compare_accuracy("gpqa.accuracy", sample, entry, GateSettings())
-    assert verdict.test == "two-proportion-z" and verdict.state.name == "REGRESSED"  # 0.0 against 0.7
+    verdict = compare_accuracy("gpqa.accuracy", sample, entry, GateSettings())
+    assert verdict.test == "fisher-exact" and verdict.state.name == "REGRESSED"  # 0.0 against 0.7
 
 
 def test_a_measured_sgl_eval_figure_round_trips_through_the_baselines(tmp_path, stub_server):

@@ -7,18 +7,18 @@ import math
 from fractions import Fraction
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from harness.stats import (
     PairedCounts,
     binomial_upper_tail,
+    fisher_exact_drop,
+    fisher_exact_gain,
     mcnemar_exact_drop,
     mcnemar_exact_gain,
     pair_outcomes,
     standard_error,
-    two_proportion_drop,
-    two_proportion_gain,
     wilson_interval,
 )
 
@@ -73,22 +73,59 @@ def test_pair_outcomes_counts_the_table():
     assert pair_outcomes({"x": True}, {"y": True}) is None
 
 
-def test_two_proportion_known_value():
-    # 0.94 vs 0.92 on 1319 each: z = 0.02 / sqrt(0.93 * 0.07 * 2 / 1319) = 2.0131, one-sided p = 0.02205.
-    assert two_proportion_drop(0.94, 1319, 0.92, 1319) == pytest.approx(0.02205, abs=2e-5)
-    assert two_proportion_gain(0.92, 1319, 0.94, 1319) == pytest.approx(0.02205, abs=2e-5)
-    assert two_proportion_drop(0.94, 1319, 0.94, 1319) == pytest.approx(0.5)
+def test_fisher_exact_known_values():
+    # Fisher's tea-tasting table (The Design of Experiments, 1935): 3 of 4 cups right on each side of a 4/4
+    # split, one-sided p = 17/70. Here: before 1 of 4 right, now 3 of 4 (a gain), and the mirror image.
+    assert fisher_exact_gain(0.25, 4, 0.75, 4) == pytest.approx(17 / 70, rel=1e-12)
+    assert fisher_exact_drop(0.75, 4, 0.25, 4) == pytest.approx(17 / 70, rel=1e-12)
+    # All 4 right against none: 1 / C(8, 4) = 1/70.
+    assert fisher_exact_drop(1.0, 4, 0.0, 4) == pytest.approx(1 / 70, rel=1e-12)
+    assert fisher_exact_drop(0.94, 1319, 0.94, 1319) > 0.5
+    assert fisher_exact_drop(1.0, 10, 1.0, 10) == 1.0
 
 
-def test_two_proportion_degenerate_sides():
-    assert two_proportion_drop(1.0, 10, 1.0, 10) == 1.0
+def test_fisher_exact_degenerate_sides():
     with pytest.raises(ValueError):
-        two_proportion_drop(0.5, 0, 0.5, 10)
+        fisher_exact_drop(0.5, 0, 0.5, 10)
 
 
-@given(p1=st.floats(0.01, 0.99), p2=st.floats(0.01, 0.99), n=st.integers(10, 5000))
-def test_two_proportion_tails_are_complementary(p1, p2, n):
-    assert two_proportion_drop(p1, n, p2, n) + two_proportion_gain(p1, n, p2, n) == pytest.approx(1.0)
+def _hypergeometric_cdf_exact(k: int, population: int, marked: int, draws: int) -> float:
+    """P(X <= k) in integers: the definition, summed term by term."""
+    low = max(0, draws - (population - marked))
+    total = sum(math.comb(marked, j) * math.comb(population - marked, draws - j) for j in range(low, k + 1))
+    return total / math.comb(population, draws)
+
+
+@settings(max_examples=200, deadline=None)
+@given(n_before=st.integers(1, 1500), n_now=st.integers(1, 1500), a=st.floats(0, 1), b=st.floats(0, 1))
+def test_fisher_exact_equals_the_hypergeometric_sum_in_integers(n_before, n_now, a, b):
+    right_before, right_now = round(a * n_before), round(b * n_now)
+    exact = _hypergeometric_cdf_exact(right_now, n_before + n_now, right_before + right_now, n_now)
+    p = fisher_exact_drop(right_before / n_before, n_before, right_now / n_now, n_now)
+    assert p == pytest.approx(exact, rel=1e-9, abs=1e-300)
+    # The two one-sided p-values overlap in the observed table's own probability: they sum to 1 + P(table).
+    gain = fisher_exact_gain(right_before / n_before, n_before, right_now / n_now, n_now)
+    assert p + gain >= 1.0 - 1e-12
+
+
+@settings(max_examples=50, deadline=None)
+@given(n_before=st.integers(1, 400), n_now=st.integers(1, 400), a=st.floats(0, 1))
+def test_fisher_exact_drop_grows_with_the_answers_right_now(n_before, n_now, a):
+    """Fewer right now is only more significant (benchmarks/bench_sequential.py finds critical counts by
+    bisection on it)."""
+    right_before = round(a * n_before)
+    p = [fisher_exact_drop(right_before / n_before, n_before, k / n_now, n_now) for k in range(n_now + 1)]
+    assert all(x <= y * (1 + 1e-12) for x, y in zip(p, p[1:]))
+
+
+def test_fisher_exact_equals_scipy():
+    stats = pytest.importorskip("scipy.stats")
+    for right_before, n_before, right_now, n_now in [(1240, 1319, 1200, 1319), (1240, 1319, 180, 200),
+                                                     (100, 198, 80, 198), (5, 1319, 0, 200)]:
+        table = [[right_before, n_before - right_before], [right_now, n_now - right_now]]
+        expected = stats.fisher_exact(table, alternative="greater").pvalue
+        assert fisher_exact_drop(right_before / n_before, n_before, right_now / n_now, n_now) == pytest.approx(
+            expected, rel=1e-9)
 
 
 def test_wilson_known_value():

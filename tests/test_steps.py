@@ -43,7 +43,7 @@ def test_a_clear_accuracy_drop_is_found_at_the_first_run_after_it_and_names_its_
     assert step.point.run_id == "night-06" and step.point.engine_version == "0.5.6"
     assert step.before == pytest.approx(0.94, abs=0.02) and step.after == pytest.approx(0.88, abs=0.02)
     assert "REGRESSED from run night-06" in step.describe() and "sglang 0.5.6 @ c0006" in step.describe()
-    assert step.test == "two-proportion-z" and step.p_value < GATE.alpha
+    assert step.test == "fisher-exact" and step.p_value < GATE.alpha
 
 
 def test_a_step_between_windows_pairs_per_question_outcomes_and_says_what_it_compared():

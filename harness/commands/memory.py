@@ -10,7 +10,11 @@ from harness.commands.base import Command, print_json
 
 def arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("logfile", type=Path)
-    parser.add_argument("--engine", choices=("sglang", "vllm"), default="sglang")
+    from harness.engine_specs import ENGINES
+
+    # The engines whose log holds memory lines (EngineSpec.log_parser).
+    readable = [name for name, spec in ENGINES.items() if spec.log_parser]
+    parser.add_argument("--engine", choices=readable, default=readable[0])
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
 
 

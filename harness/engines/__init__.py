@@ -1,8 +1,9 @@
 """Engine adapters: how a cell becomes a server command, and how that server is read.
 
 Only this package starts processes (style convention 2). Building a command is pure; the
-launcher (harness.engines.launcher) runs it. The adapters are imported when first asked for, so that
-reading a failure class (harness.engines.failures) costs no HTTP client.
+launcher (harness.engines.launcher) runs it. Each engine's spec (harness.engine_specs) names its adapter; the
+adapters are imported when first asked for, so that reading a failure class (harness.engines.failures) costs no
+HTTP client.
 """
 
 from __future__ import annotations
@@ -14,18 +15,21 @@ if TYPE_CHECKING:
     from harness.engines.base import Engine
 
 
-@functools.cache
 def engines() -> dict[str, Engine]:
-    """Every adapter by name, in harness.engine_flags' order."""
-    from harness.engines.sglang import SGLANG
-    from harness.engines.transformers import TRANSFORMERS
-    from harness.engines.vllm import VLLM
+    """Every adapter by name, in harness.engine_specs' order."""
+    from harness.engine_specs import ENGINES
 
-    return {engine.name: engine for engine in (SGLANG, VLLM, TRANSFORMERS)}
+    return {name: get_engine(name) for name in ENGINES}
 
 
+@functools.cache
 def get_engine(name: str) -> Engine:
-    return engines()[name]
+    """The adapter the engine's spec names (harness.engine_specs), imported on first use."""
+    from harness.engine_specs import ENGINES, load
+
+    engine = load(ENGINES[name].adapter)
+    assert engine.name == name, f"{ENGINES[name].adapter} is the adapter of {engine.name!r}, not of {name!r}"
+    return engine
 
 
 __all__ = ["engines", "get_engine"]

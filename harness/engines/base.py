@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import secrets
-from harness.engines.logs import PARSERS
+from harness.engine_specs import ENGINES, EngineSpec, load
 from harness.memory import MemoryReport
 
 if TYPE_CHECKING:
@@ -51,11 +51,10 @@ def device_env(vendor: str, devices: list[int]) -> dict[str, str]:
 
 
 class Engine:
-    """An engine adapter: builds the command, names its readiness check, reads its log and metrics."""
+    """An engine adapter: builds the command, names its readiness check, reads its log and metrics. What the
+    other layers know of it (flags, capabilities, its log parser) is its spec, harness.engine_specs."""
 
     name: str = ""
-    distribution: str = ""  # the Python package whose version is the engine's version
-    managed_flags: frozenset[str] = frozenset()
     health_paths: tuple[str, ...] = ("/health",)
     ready_line: str | None = None  # a log line that must have appeared before the server counts as ready
     takes_api_key: bool = False  # the server takes `--api-key K` and then requires `Authorization: Bearer K`
@@ -64,8 +63,23 @@ class Engine:
                 host: str = LOCALHOST) -> ServerCommand:
         raise NotImplementedError
 
+    @property
+    def spec(self) -> EngineSpec:
+        return ENGINES[self.name]
+
+    @property
+    def distribution(self) -> str:
+        return self.spec.distribution
+
+    @property
+    def managed_flags(self) -> frozenset[str]:
+        return self.spec.managed_flags
+
     def parse_log(self, lines: Iterable[str]) -> MemoryReport:
-        return PARSERS[self.name](lines)
+        """Its server log's memory report; an engine that prints no memory lines leaves the device sampler as
+        the only source."""
+        parser = self.spec.log_parser
+        return MemoryReport(engine="none") if parser is None else load(parser)(lines)
 
     def spec_state(self, base_url: str) -> dict[str, float] | None:
         """The speculative-decoding counters now (cumulative since boot), or None if unreadable."""

@@ -398,10 +398,3 @@ def _note_missing_vllm(report: MemoryReport) -> None:
         if rank.weights_gib is None:
             report.missing.append(f"{label}: no 'Model loading took' line")
 
-
-def parse_no_log(lines: Iterable[str]) -> MemoryReport:
-    """Engines that print no memory lines (transformers serve): the device sampler is the only source."""
-    return MemoryReport(engine="none")
-
-
-PARSERS = {"sglang": parse_sglang_log, "vllm": parse_vllm_log, "transformers": parse_no_log}

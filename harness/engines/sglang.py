@@ -6,7 +6,7 @@ import os
 from typing import TYPE_CHECKING
 
 from harness.axes import QUANT_KINDS, SPEC_KINDS
-from harness.engine_flags import MANAGED_FLAGS, SGLANG_SPEC_PARAM_FLAGS
+from harness.engine_specs import SGLANG_SPEC_PARAM_FLAGS
 from harness.engines.base import LOCALHOST, Engine, ServerCommand, device_env
 from harness.kernels.selection import pythonpath_entries
 from harness.transport import get_json, post_json
@@ -17,12 +17,10 @@ if TYPE_CHECKING:
 
 class SGLangEngine(Engine):
     name = "sglang"
-    distribution = "sglang"
     # /v1/models answers as soon as the HTTP server is up; the ready line comes after the warm-up.
     takes_api_key = True
     health_paths = ("/v1/models",)
     ready_line = "The server is fired up and ready to roll!"
-    managed_flags = MANAGED_FLAGS["sglang"]
 
     def command(self, cell: Cell, *, python: str, port: int, devices: list[int],
                 host: str = LOCALHOST) -> ServerCommand:

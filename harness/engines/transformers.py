@@ -6,7 +6,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.engine_flags import MANAGED_FLAGS
 from harness.engines.base import LOCALHOST, Engine, ServerCommand, device_env
 
 if TYPE_CHECKING:
@@ -15,8 +14,6 @@ if TYPE_CHECKING:
 
 class TransformersEngine(Engine):
     name = "transformers"
-    distribution = "transformers"
-    managed_flags = MANAGED_FLAGS["transformers"]
     health_paths = ("/health",)
     ready_line = "Application startup complete."
 

@@ -6,7 +6,6 @@ import json
 from typing import TYPE_CHECKING
 
 from harness.axes import QUANT_KINDS, SPEC_KINDS
-from harness.engine_flags import MANAGED_FLAGS
 from harness.engines.base import LOCALHOST, Engine, ServerCommand, device_env
 from harness.transport import get_json, http_get
 
@@ -19,10 +18,8 @@ _VLLM_METHODS = {"NEXTN": "mtp", "EAGLE3": "eagle3", "EAGLE": "eagle", "NGRAM": 
 
 class VLLMEngine(Engine):
     name = "vllm"
-    distribution = "vllm"
     takes_api_key = True
     health_paths = ("/health",)
-    managed_flags = MANAGED_FLAGS["vllm"]
 
     def command(self, cell: Cell, *, python: str, port: int, devices: list[int],
                 host: str = LOCALHOST) -> ServerCommand:

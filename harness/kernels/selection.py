@@ -13,13 +13,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from harness.engine_specs import ENGINES as ENGINE_SPECS
 from harness.kernels import aiter_reference_path
 
 NATIVE = "native"
 AITER_REFERENCE = "aiter-reference"
 KERNELS = (NATIVE, AITER_REFERENCE)
-# The engines whose code the reference kernels stand in for (a transformers or vLLM server never imports aiter).
-ENGINES = {AITER_REFERENCE: ("sglang",)}
+# The engines whose code the reference kernels stand in for (EngineSpec.calls_aiter: a transformers or vLLM
+# server never imports aiter).
+ENGINES = {AITER_REFERENCE: tuple(name for name, spec in ENGINE_SPECS.items() if spec.calls_aiter)}
 AITER_REFERENCE_DIR = Path(aiter_reference_path())
 HOOK_FILE = "sitecustomize.py"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.compare import Meaning, Verdict
-from harness.metrics import METRICS, MetricKind
+from harness.metrics import METRICS
 
 
 def mark(verdict: Verdict) -> str:
@@ -16,27 +16,13 @@ def mark(verdict: Verdict) -> str:
 def figure(metric: str, value: float | None) -> str:
     if value is None:
         return "-"
-    kind = METRICS[metric].kind if metric in METRICS else None
-    if kind is MetricKind.ACCURACY:
-        return f"{value:.4f}"
-    if kind is MetricKind.MEMORY_GIB:
-        return f"{value:.2f} GiB"
-    if kind is MetricKind.DIVERGENCE:
-        return f"{value:.5f}"  # KLD in nats per token: MXFP4 costs thousandths
-    return f"{value:.2f}"
+    return METRICS[metric].kind.figure(value) if metric in METRICS else f"{value:.2f}"
 
 
 def delta(verdict: Verdict) -> str:
     if verdict.delta is None:
         return "-"
-    kind = METRICS[verdict.metric].kind if verdict.metric in METRICS else None
-    if kind is MetricKind.ACCURACY:
-        return f"{verdict.delta * 100:+.2f} pt"
-    if kind is MetricKind.MEMORY_GIB:
-        return f"{verdict.delta:+.2f} GiB"
-    if kind is MetricKind.DIVERGENCE:
-        return f"{verdict.delta:+.5f}"
-    return f"{verdict.delta:+.2f}"
+    return METRICS[verdict.metric].kind.delta(verdict.delta) if verdict.metric in METRICS else f"{verdict.delta:+.2f}"
 
 
 def p_value(verdict: Verdict) -> str:

@@ -22,7 +22,7 @@ from harness.baselines import Baselines, baseline_path, load_baselines
 from harness.compare import CAUGHT, State, Verdict
 from harness.errors import ConfigError
 from harness.history import History, Point, RunRecord
-from harness.metrics import METRICS, MetricKind
+from harness.metrics import METRICS
 from harness.report.format import delta, figure, headline, p_value
 from harness.report.svg import colour_of, esc, render_plot
 from harness.results import cell_dir_name
@@ -230,7 +230,7 @@ def _caption(trend: Trend, baseline: float | None, band: Band, n: int | None, ha
                  for side, edge, state in (("below", band.low, band.below), ("above", band.high, band.above))
                  if edge is not None and state is not None]
         if edges:
-            at_n = f" (at n={n})" if n and METRICS[trend.metric].kind is MetricKind.ACCURACY else ""
+            at_n = f" (at n={n})" if n and METRICS[trend.metric].kind.counted else ""
             parts.append("band: " + ", ".join(edges) + at_n)
     parts += [_step_line(step) for step in trend.steps]
     return esc(". ".join(parts))

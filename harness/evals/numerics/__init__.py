@@ -54,7 +54,7 @@ from harness.evals.numerics.config import (
     protocol_of,
 )
 from harness.evals.numerics.divergence import Side, position_kld, sequence_values, summarize, top1_agreement
-from harness.evals.numerics.engines import APIS, UNSUPPORTED, check_engine
+from harness.evals.numerics.engines import check_engine, logprob_api
 from harness.evals.numerics.logprobs import PositionTopK, parse_response, request_body
 from harness.evals.numerics.measure import Target, run, run_in_cell, target_for
 from harness.evals.numerics.promotion import check_stored, promote_references, reference_problem, unmeasurable
@@ -66,8 +66,8 @@ EVAL = Eval(name=NAME, protocols=PROTOCOLS, default_protocol=PROTOCOL, metrics=M
             check_engine=check_engine, unmeasurable=unmeasurable, promote=promote_references,
             check_stored=check_stored)
 
-__all__ = ["APIS", "EVAL", "GATED", "METRICS", "MIN_KLD", "MIN_TOP1_DISAGREEMENT", "PROTOCOL", "UNSUPPORTED",
+__all__ = ["EVAL", "GATED", "METRICS", "MIN_KLD", "MIN_TOP1_DISAGREEMENT", "PROTOCOL",
            "PositionTopK", "Side", "Target", "TopKSet", "build_token_set", "check_engine", "check_stored", "chunk",
-           "load_reference", "parse_config", "parse_response", "position_kld", "promote_references",
+           "load_reference", "logprob_api", "parse_config", "parse_response", "position_kld", "promote_references",
            "protocol_of", "reference_problem", "request_body", "run", "save_reference", "sequence_values",
            "summarize", "target_for", "text_rows", "token_digest", "top1_agreement", "unmeasurable"]
