@@ -40,11 +40,13 @@ def burn(stop_at: float, mib: int) -> None:
 
 class TreeWatch(threading.Thread):
     """Every 0.1 s (five times harness's own sampler), the RSS of every process under harness (the servers and
-    theirs): the finest peak, and the most processes seen at once (a transient child shows up here)."""
+    theirs): the finest peak, and the most processes seen at once (a transient child shows up here); and the
+    range of the machine's 1-minute load average (other jobs make "idle" less than idle)."""
 
     def __init__(self, pid: int):
         super().__init__(daemon=True)
         self.pid, self.peak_gib, self.most = pid, 0.0, 0
+        self.load = (psutil.getloadavg()[0],) * 2
         self.stop = threading.Event()
 
     def run(self) -> None:
@@ -61,6 +63,8 @@ class TreeWatch(threading.Thread):
                     continue
             self.peak_gib = max(self.peak_gib, total / 2**30)
             self.most = max(self.most, len(tree))
+            now = psutil.getloadavg()[0]
+            self.load = (min(self.load[0], now), max(self.load[1], now))
 
 
 def run_suite(args: argparse.Namespace, reports: Path, run_id: str, burners: int) -> dict:
@@ -89,7 +93,8 @@ def run_suite(args: argparse.Namespace, reports: Path, run_id: str, burners: int
             worker.join()
     results = json.loads((reports / run_id / "results.json").read_text())
     return {"exit": returncode, "elapsed_s": round(elapsed, 1), "results": results,
-            "fine_peak_gib": round(watch.peak_gib, 3), "most_processes": watch.most}
+            "fine_peak_gib": round(watch.peak_gib, 3), "most_processes": watch.most,
+            "load": f"{watch.load[0]:.1f}-{watch.load[1]:.1f}"}
 
 
 def memory_figures(run: dict) -> dict[tuple[str, str], float]:
@@ -121,7 +126,7 @@ def main() -> None:
                 run = run_suite(args, Path(scratch), f"{name}-{round_index}", burners)
                 print(f"round {round_index + 1} {name}: exit {run['exit']} in {run['elapsed_s']} s; every 0.1 s: "
                       f"peak {run['fine_peak_gib']} GiB under harness (its own sampler's figure in the table), at "
-                      f"most {run['most_processes']} processes", file=sys.stderr)
+                      f"most {run['most_processes']} processes; load average {run['load']}", file=sys.stderr)
                 for key, value in memory_figures(run).items():
                     values[name].setdefault(key, []).append(value)
                 regressions += [f"{name} round {round_index + 1}: {line}" for line in memory_regressions(run)]

@@ -122,3 +122,20 @@ def test_resolved_config_names_fix_and_protocol(base_suite, write_suite):
     assert resolved["fix"] == {"id": "glm5-mxfp4-mtp", "pr": "#23219"}
     assert resolved["evals"]["gsm8k"]["shots"] == 5 and resolved["evals"]["gsm8k"]["questions"] == 200
     assert resolved["model_path"] == "amd/GLM-5-MXFP4" and resolved["trust_remote_code"] is True
+
+
+def test_transformers_on_a_cpu_bounds_onednn_kernel_caches_and_the_suite_env_wins():
+    from dataclasses import replace
+
+    from harness.engines.transformers import CPU_BOUNDED_CACHES
+
+    cell = next(c for c in cells_of(ROOT / "suites" / "local.yaml") if c.id == "tiny-qwen3/bf16/none/tp1")
+    engine = get_engine("transformers")
+
+    def env_on(vendor: str, env: dict[str, str]) -> dict[str, str]:
+        placed = replace(cell, hardware=replace(cell.hardware, vendor=vendor), server=replace(cell.server, env=env))
+        return engine.command(placed, python="p", port=1, devices=[0]).env
+
+    assert env_on("cpu", {}) == {**CPU_BOUNDED_CACHES, "CUDA_VISIBLE_DEVICES": ""}
+    assert env_on("cpu", {"LRU_CACHE_CAPACITY": "1024"})["LRU_CACHE_CAPACITY"] == "1024"
+    assert not set(CPU_BOUNDED_CACHES) & set(env_on("nvidia", {}))

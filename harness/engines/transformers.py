@@ -11,6 +11,14 @@ from harness.engines.base import LOCALHOST, Engine, ServerCommand, device_env
 if TYPE_CHECKING:
     from harness.matrix import Cell
 
+# On a CPU, torch runs BF16 (and dequantized) matmuls through oneDNN, which JIT-compiles a kernel for every
+# distinct shape and keeps it in two caches (oneDNN's primitive cache and ideep's, 1,024 entries each): about
+# 2.4 MiB of RSS per new token count. The continuous batcher's token counts per step follow the requests'
+# arrival times, so how many distinct shapes an eval makes, and so the RSS peak, followed the machine's load
+# (docs/memory.md, "The local suite"). Without the caches every matmul builds the same kernel afresh: the outputs
+# are the same, the RSS no longer grows with the shapes seen. A suite's own `server.env` still wins.
+CPU_BOUNDED_CACHES = {"ONEDNN_PRIMITIVE_CACHE_CAPACITY": "0", "LRU_CACHE_CAPACITY": "1"}
+
 
 class TransformersEngine(Engine):
     name = "transformers"
@@ -26,7 +34,8 @@ class TransformersEngine(Engine):
         if cell.trust_remote_code:
             argv.append("--trust-remote-code")
         argv += list(cell.server.args)
-        env = {**cell.server.env, **device_env(cell.hardware.vendor, devices)}
+        cpu = cell.hardware.vendor == "cpu"
+        env = {**(CPU_BOUNDED_CACHES if cpu else {}), **cell.server.env, **device_env(cell.hardware.vendor, devices)}
         return ServerCommand(tuple(argv), env, host, port)
 
     def request_model(self, checkpoint_path: str) -> str | None:
