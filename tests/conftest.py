@@ -122,10 +122,12 @@ def stub_server():
 PROCESS_MODULES = {  # start servers, harness itself, or other processes
     "test_faults", "test_run_cli", "test_launcher", "test_transport", "test_rig", "test_local_e2e",
     "test_lmeval_backend", "test_eval_cli", "test_site_browser", "test_workflow", "test_devices",
-    "test_history", "test_numerics", "test_architecture",
+    "test_history", "test_numerics", "test_architecture", "test_bisect", "test_bisect_e2e", "test_slurm",
+    "test_test_data", "test_capabilities",
 }
 SLOW_MODULES = {  # torch, triton's interpreter, amd-quark: numerics that take seconds per test
-    "test_aiter_reference", "test_mxfp4", "test_fakequant", "test_sglang_agreement",
+    "test_aiter_reference", "test_mxfp4", "test_fakequant", "test_sglang_agreement", "test_vllm_cpu_mxfp4",
+    "test_local_eagle3",
 }
 
 
@@ -140,3 +142,19 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(pytest.mark.process)
         if module in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _only_process_tests_start_processes(request, monkeypatch):
+    """`make test-fast` stays fast by construction: a test outside the process mark that starts a process
+    (subprocess, multiprocessing, os.fork: all go through Popen's _execute_child or os.fork) fails, naming the
+    list to join, instead of slowing the inner loop unnoticed."""
+    if request.node.get_closest_marker("process"):
+        return
+
+    def refuse(*_args, **_kwargs):
+        raise AssertionError(f"{request.node.nodeid} starts a process: add its module to PROCESS_MODULES in "
+                             "tests/conftest.py (or mark the test @pytest.mark.process)")
+
+    monkeypatch.setattr(subprocess.Popen, "_execute_child", refuse)
+    monkeypatch.setattr(os, "fork", refuse)

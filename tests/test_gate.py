@@ -71,6 +71,7 @@ exec "{python}" -m harness "$@"
 @pytest.mark.skipif(shutil.which("make") is None, reason="no make on this machine")
 @pytest.mark.parametrize(("codes", "worst"), [((4, 3, 0, 0), 4), ((2, 0, 4, 0), 4), ((0, 130, 3, 0), 130),
                                               ((0, 3, 1, 2), 1), ((0, 0, 0, 0), 0)])
+@pytest.mark.process
 def test_make_nightly_exits_with_the_worst_suite_code(tmp_path, codes, worst):
     bin_dir, venv = tmp_path / "bin", tmp_path / "venv"
     bin_dir.mkdir()

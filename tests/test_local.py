@@ -117,6 +117,7 @@ sys.exit(int(sys.argv[1]))
 '''
 
 
+@pytest.mark.process
 def test_an_exporters_output_goes_to_its_log_not_to_harnesss_output(tmp_path, monkeypatch, capfd):
     """What `make local` showed before harness's own first line: the exporter's ~130 lines of configuration
     dumps and colour codes. They now land in a log file beside the cache entry, named on harness's line."""

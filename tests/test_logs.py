@@ -142,6 +142,7 @@ def test_scheduler_exception_without_a_more_specific_cause():
 
 @pytest.mark.parametrize("module", ["harness_no_such_engine.launch_server", "harness_no_such_engine",
                                     "json.harness_no_such_entrypoint"])
+@pytest.mark.process
 def test_a_python_without_the_engine_is_launch_failed_as_python_itself_says_it(module):
     """`python -m` of a module its Python lacks, in Python's own words (runpy's, captured here)."""
     import subprocess

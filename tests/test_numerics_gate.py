@@ -296,6 +296,7 @@ def test_from_the_first_run_to_a_caught_defect(tmp_path, capsys):
     assert 'failures="0"' in junit
 
 
+@pytest.mark.process
 def test_the_engine_python_comes_from_the_suite_and_must_exist(tmp_path, capsys):
     numerics_suite(tmp_path)
     path = tmp_path / "suites" / "fake-numerics.yaml"

@@ -94,6 +94,7 @@ def test_not_applicable_without_fp8_blocks(tmp_path):
     assert fp8_block_partitions(manifest, Launch(tp=4)).outcome is Outcome.NOT_APPLICABLE
 
 
+@pytest.mark.process
 def test_preflight_command(tmp_path, capsys):
     from harness.cli import main
 
@@ -309,6 +310,7 @@ def test_eagle3_mla_draft(tmp_path, kwargs, outcome, text):
     assert result.outcome is outcome and text in result.reason
 
 
+@pytest.mark.process
 def test_preflight_with_a_draft(tmp_path, capsys):
     from harness.cli import main
 

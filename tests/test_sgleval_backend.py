@@ -204,6 +204,7 @@ def test_another_sgl_eval_release_is_refused_in_one_line(monkeypatch):
         sgleval_backend.gsm8k_examples([], [])
 
 
+@pytest.mark.process
 def test_a_suite_run_gates_sgl_eval_figures_paired_and_writes_no_gpqa_text(tmp_path, capsys):
     """`harness run` on the SGLang double: the eval on a cell's thread (sgl-eval in a child), the figure
     promoted by `harness baseline update`, the next run gated against it by the paired test."""
