@@ -146,11 +146,11 @@ def pytest_collection_modifyitems(config, items) -> None:
 
 @pytest.fixture(autouse=True)
 def _only_process_tests_start_processes(request, monkeypatch):
-    """`make test-fast` stays fast by construction: a test outside the process mark that starts a process
+    """`make test-fast` stays fast by construction: a test outside the process and slow marks that starts a process
     (subprocess, multiprocessing, os.fork: all go through Popen's _execute_child or os.fork) fails, naming the
     list to join, instead of slowing the inner loop unnoticed."""
-    if request.node.get_closest_marker("process"):
-        return
+    if request.node.get_closest_marker("process") or request.node.get_closest_marker("slow"):
+        return  # neither is in the loop; slow tests may start a worker (the numerics gate's run, amd-quark's)
 
     def refuse(*_args, **_kwargs):
         raise AssertionError(f"{request.node.nodeid} starts a process: add its module to PROCESS_MODULES in "
