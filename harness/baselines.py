@@ -51,6 +51,10 @@ class MeasuredOn:
     gpu_memory_gib: int | None = None  # per GPU, whole GiB (drivers report 79.6 or 79.65 for one card)
     sizing: tuple[tuple[str, str], ...] = ()  # (flag or environment variable, value), sorted
     recorded: bool = True  # False: read back from an old entry's provenance text, memory and sizing unknown
+    # The kernels it was measured with (harness.kernels.selection). Not hardware: an entry's kernels are stored
+    # in its provenance and read back from there, so they neither tell per-hardware entries apart nor enter
+    # the stored `measured_on`.
+    kernels: str = field(default=NATIVE, compare=False)
 
     def describe(self) -> str:
         if self.gpu is None:
@@ -86,7 +90,7 @@ def measured_on(result: CellResult, machine: dict[str, Any] | None = None) -> Me
     sizing = sizing_flags(str(result.cell.get("engine", "")), result.cell.get("server_args") or [],
                           result.cell.get("env") or {})
     return MeasuredOn(gpu="/".join(names) or None, gpu_memory_gib=round(min(sizes)) if sizes else None,
-                      sizing=sizing)
+                      sizing=sizing, kernels=kernels_of(result.cell.get("kernels")))
 
 
 def _legacy_measured_on(provenance: Provenance) -> MeasuredOn:
@@ -115,7 +119,8 @@ class BaselineEntry:
 
     @property
     def where_measured(self) -> MeasuredOn:
-        return self.measured if self.measured is not None else _legacy_measured_on(self.provenance)
+        where = self.measured if self.measured is not None else _legacy_measured_on(self.provenance)
+        return replace(where, kernels=kernels_of(self.provenance.kernels))
 
     @property
     def alternatives(self) -> tuple[BaselineEntry, ...]:

@@ -16,7 +16,6 @@ from typing import Any
 from harness.baselines import BaselineEntry, Baselines, MeasuredOn, measured_on
 from harness.engines.failures import LOAD_REGRESSION_CAUSES, REMEDIES
 from harness.errors import EXIT_INFRA, EXIT_OK, EXIT_REGRESSION, EXIT_USAGE
-from harness.kernels.selection import kernels_of
 from harness.kernels.selection import mismatch as kernels_mismatch
 from harness.metrics import METRICS
 from harness.metrics import samples as metric_samples
@@ -121,6 +120,7 @@ class Incomparable:
 
     state: State  # NO_BASELINE (nothing measured alike yet) or NOT_COMPARABLE (measured some other way)
     reason: str
+    test: str = "comparability"  # the verdict's `test`: which rule objected
 
 
 ComparabilityRule = Callable[[str, MeasuredOn, MeasuredOn], "Incomparable | None"]
@@ -149,9 +149,16 @@ def _flags(where: MeasuredOn) -> str:
     return " ".join(f"{flag} {value}" for flag, value in where.sizing) or "no sizing flags"
 
 
+def same_kernels(metric: str, measured: MeasuredOn, baseline: MeasuredOn) -> Incomparable | None:
+    """Every figure, accuracy too, is judged only against a baseline of the same kernels (the reference aiter
+    kernels' figures against native ones say nothing of either)."""
+    different = kernels_mismatch(measured.kernels, baseline.kernels)
+    return None if different is None else Incomparable(State.NOT_COMPARABLE, different, test="kernels")
+
+
 # Each rule says why a figure measured one way may not be judged against a baseline measured another; the
-# first that objects decides. A new rule (the kernels a figure was measured with, ...) is one more function.
-COMPARABILITY_RULES: tuple[ComparabilityRule, ...] = (same_hardware,)
+# first that objects decides. A new rule is one more function here.
+COMPARABILITY_RULES: tuple[ComparabilityRule, ...] = (same_kernels, same_hardware)
 
 
 def comparability(metric: str, measured: MeasuredOn, baseline: MeasuredOn,
@@ -178,9 +185,6 @@ Comparison = Callable[[str, MetricSample, BaselineEntry, GateSettings], "Verdict
 
 def compare_metric(metric: str, sample: MetricSample, entry: BaselineEntry, gate: GateSettings) -> Verdict:
     """One measured figure against its baseline entry (cell_id and fix are filled in by the caller)."""
-    different_kernels = kernels_mismatch(sample.kernels, kernels_of(entry.provenance.kernels))
-    if different_kernels:
-        return _verdict(metric, sample, entry, State.NOT_COMPARABLE, test="kernels", reason=different_kernels)
     comparison: Comparison = METRICS[metric].kind.comparison()
     return comparison(metric, sample, entry, gate)
 
@@ -379,7 +383,7 @@ def compare_cell(cell_id: str, result: CellResult | None, baseline: dict[str, Ba
             verdicts.append(Verdict("", metric, State.NO_BASELINE, value=sample.value, n=sample.n,
                                     reason="no baseline for this cell and metric"))
         elif isinstance(chosen, Incomparable):
-            verdicts.append(Verdict("", metric, chosen.state, value=sample.value, n=sample.n, test="comparability",
+            verdicts.append(Verdict("", metric, chosen.state, value=sample.value, n=sample.n, test=chosen.test,
                                     reason=chosen.reason))
         else:
             verdicts.append(compare_metric(metric, sample, chosen, gate))

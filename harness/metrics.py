@@ -8,7 +8,6 @@ Results, baselines and report rows all use these keys.
 from __future__ import annotations
 
 from harness.evals.registry import eval_metrics
-from harness.kernels.selection import kernels_of
 from harness.memory import GATED
 from harness.metric_kinds import MetricDef, MetricKind, Tolerance
 from harness.results import CellResult, MetricSample
@@ -31,7 +30,6 @@ METRICS: dict[str, MetricDef] = {**eval_metrics(), **ENGINE_METRICS}
 def samples(result: CellResult) -> dict[str, MetricSample]:
     """Every gated figure a cell measured, keyed by metric key, as the gate and the baselines read it."""
     out: dict[str, MetricSample] = {}
-    kernels = kernels_of(result.cell.get("kernels"))
     for name, evaluation in result.evals.items():
         for metric_name, metric in evaluation.metrics.items():
             key = f"{name}.{metric_name}"
@@ -39,12 +37,12 @@ def samples(result: CellResult) -> dict[str, MetricSample]:
                 continue
             counted = METRICS[key].kind.counted  # per-question outcomes, and the sequential gate's record
             out[key] = MetricSample(metric.value, metric.n, evaluation.outcome_map() if counted else None,
-                                    evaluation.protocol, evaluation.item_values.get(metric_name), kernels,
+                                    evaluation.protocol, evaluation.item_values.get(metric_name),
                                     evaluation.details.get("sequential") if counted else None)
     for key, value in result.memory.items():
-        out[f"memory.{key}"] = MetricSample(value, kernels=kernels)
+        out[f"memory.{key}"] = MetricSample(value)
     if result.accept_length is not None:
-        out["spec.accept_length"] = MetricSample(result.accept_length, kernels=kernels)
+        out["spec.accept_length"] = MetricSample(result.accept_length)
     return out
 
 

@@ -15,7 +15,6 @@ from typing import Any
 
 from harness import __version__, schema
 from harness.errors import ConfigError
-from harness.kernels.selection import NATIVE
 
 
 def now_iso() -> str:
@@ -79,7 +78,6 @@ class MetricSample:
     outcomes: dict[str, bool] | None = None
     protocol: dict[str, Any] | None = None
     values: dict[str, float] | None = None  # per-item values (MetricKind.DIVERGENCE)
-    kernels: str = NATIVE  # the kernels it was measured with (harness.kernels.selection)
     sequential: dict[str, Any] | None = None  # the eval's sequential record (harness.sequential.record)
 
 

@@ -8,9 +8,16 @@ import os
 import pytest
 
 from harness import pipeline
-from harness.baselines import entries_from_result, load_baselines, save_baselines
+from harness.baselines import MeasuredOn, entries_from_result, load_baselines, measured_on, save_baselines
 from harness.cli import main
-from harness.compare import State, compare_cell, compare_metric
+from harness.compare import (
+    COMPARABILITY_RULES,
+    State,
+    comparability,
+    compare_cell,
+    compare_metric,
+    same_kernels,
+)
 from harness.engines.sglang import SGLANG
 from harness.errors import ConfigError
 from harness.kernels.selection import AITER_REFERENCE, AITER_REFERENCE_DIR, NATIVE, kernels_of
@@ -151,11 +158,24 @@ def test_a_reference_kernel_figure_is_not_compared_with_a_native_baseline():
 
 
 def test_nor_a_native_figure_with_a_reference_baseline():
-    sample = samples(reference_result(kernels=NATIVE))["gsm8k.accuracy"]
+    result = reference_result(kernels=NATIVE)
     entry = dataclasses.replace(accuracy_entry(outcomes(90, 100)),
                                 provenance=dataclasses.replace(PROVENANCE, kernels=AITER_REFERENCE))
-    verdict = compare_metric("gsm8k.accuracy", sample, entry, GateSettings())
-    assert verdict.state is State.NOT_COMPARABLE and "measured with native kernels" in verdict.reason
+    [verdict] = [v for v in compare_cell(result.cell_id, result, {"gsm8k.accuracy": entry}, GateSettings())
+                 if v.metric == "gsm8k.accuracy"]
+    assert verdict.state is State.NOT_COMPARABLE and verdict.test == "kernels"
+    assert "measured with native kernels" in verdict.reason
+
+
+def test_the_kernels_rule_is_one_of_the_comparability_rules_and_no_hardware():
+    """One home: the rule sits with the hardware rule; an entry's kernels come from its provenance, so two
+    entries of one hardware and other kernels are still one hardware (per-hardware entries unchanged)."""
+    assert same_kernels in COMPARABILITY_RULES
+    native, reference = MeasuredOn(gpu="NVIDIA H200", gpu_memory_gib=140), MeasuredOn(
+        gpu="NVIDIA H200", gpu_memory_gib=140, kernels=AITER_REFERENCE)
+    assert native == reference and native.to_dict() == reference.to_dict()
+    assert comparability("gsm8k.accuracy", native, reference).test == "kernels"
+    assert comparability("gsm8k.accuracy", reference, reference) is None
 
 
 def test_same_kernels_are_gated_as_usual_and_a_drop_regresses():
@@ -167,7 +187,7 @@ def test_same_kernels_are_gated_as_usual_and_a_drop_regresses():
 
 def test_a_result_recording_no_kernels_is_native():
     result = gsm8k_result("m/bf16/none/tp1", outcomes(90, 100))
-    assert "kernels" not in result.cell and samples(result)["gsm8k.accuracy"].kernels == NATIVE
+    assert "kernels" not in result.cell and measured_on(result).kernels == NATIVE
     assert kernels_of(None) == NATIVE == kernels_of("something else")
 
 
