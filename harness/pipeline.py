@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from harness.baselines import Baselines, baseline_path, load_baselines
-from harness.compare import Verdict, compare_results, exit_code
+from harness.baselines import Baselines, MeasuredOn, baseline_path, load_baselines
+from harness.compare import Verdict, compare_results, exit_code, same_kernels
 from harness.engine_flags import MAX_MEMORY_FRACTION
 from harness.errors import (
     EXIT_INFRA,
@@ -458,6 +458,8 @@ def sequential_references(the_plan: Plan) -> dict[str, dict[str, tuple]]:
                 continue
             if not entry.outcomes and (entry.value is None or not entry.n):
                 continue
+            if same_kernels(metric, MeasuredOn(kernels=cell.kernels), entry.where_measured) is not None:
+                continue  # NOT_COMPARABLE at the end whatever it measures: nothing to stop on
             reference = Reference(outcomes=entry.outcomes or None, value=entry.value, n=entry.n, floor=entry.floor)
             found.setdefault(cell.id, {})[name] = (reference, Rule(gate.alpha, gate.min_effect_for(metric)))
     return found

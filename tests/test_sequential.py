@@ -342,3 +342,18 @@ def test_the_run_gives_each_cell_its_baselines_reference_only_under_gate_sequent
     assert reference.paired and len(reference.outcomes) == 200 and rule == RULE
     # local-defects is gated against local's baselines: the same reference.
     assert references("local-defects", True)["tiny-qwen3/quark-mxfp4/none/tp1"]["gsm8k"] == (reference, rule)
+
+
+def test_a_cell_on_other_kernels_than_its_baseline_runs_its_eval_in_full():
+    """Its figure will be NOT_COMPARABLE (test `kernels`), so the sequential gate has nothing to stop on."""
+    from harness import pipeline
+    from harness.kernels.selection import AITER_REFERENCE
+
+    the_plan = pipeline.plan("local", suites_dir=ROOT / "suites", baselines_dir=ROOT / "baselines",
+                             cell_patterns=None)
+    the_plan = dataclasses.replace(the_plan, suite=dataclasses.replace(
+        the_plan.suite, gate=dataclasses.replace(the_plan.suite.gate, sequential=True)))
+    assert len(pipeline.sequential_references(the_plan)) == 3
+    on_reference = [dataclasses.replace(cell, server=dataclasses.replace(cell.server, kernels=AITER_REFERENCE))
+                    for cell in the_plan.cells]  # (an SGLang suite's selection; the cells as it leaves them)
+    assert pipeline.sequential_references(dataclasses.replace(the_plan, cells=on_reference)) == {}
