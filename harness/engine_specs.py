@@ -10,9 +10,7 @@ loading a suite imports no adapter and no HTTP client.
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
-from typing import Any
 
 # SGLang's speculative parameters, from the suite's `speculative:` keys (harness.axes DEFAULT_EAGLE_PARAMS).
 SGLANG_SPEC_PARAM_FLAGS = {
@@ -49,12 +47,6 @@ class EngineSpec:
 
     def supports_quant(self, quant: str) -> bool:
         return self.quants is None or quant in self.quants
-
-
-def load(reference: str) -> Any:
-    """The object a "module:attr" reference names, imported now."""
-    module, _, attribute = reference.partition(":")
-    return getattr(importlib.import_module(module), attribute)
 
 
 ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (

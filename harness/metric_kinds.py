@@ -8,7 +8,7 @@ gate, the baselines, the bands and the reports read them and never ask which kin
 
 from __future__ import annotations
 
-import importlib
+import pkgutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -40,8 +40,7 @@ class MetricKind:
     DIVERGENCE: ClassVar[MetricKind]
 
     def comparison(self) -> Callable[..., Any]:
-        module, _, attribute = self.compare.partition(":")
-        return getattr(importlib.import_module(module), attribute)
+        return pkgutil.resolve_name(self.compare)
 
     def figure(self, value: float) -> str:
         return self.figure_format.format(value)

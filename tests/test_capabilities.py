@@ -147,9 +147,11 @@ def test_a_new_gated_memory_figure_is_one_registration(tmp_path):
 # --- every gated figure has its definition, every definition is produced -----------------------------------
 
 def _parsed_logs():
-    from harness.engine_specs import ENGINES, load
+    from pkgutil import resolve_name
 
-    parsers = {spec.name: load(spec.log_parser) for spec in ENGINES.values() if spec.log_parser}
+    from harness.engine_specs import ENGINES
+
+    parsers = {spec.name: resolve_name(spec.log_parser) for spec in ENGINES.values() if spec.log_parser}
     for path in sorted(LOGS.rglob("*.log")):
         engine = "vllm" if path.name.startswith("vllm") else "sglang"
         yield path, parsers[engine](path.read_text(encoding="utf-8", errors="replace").splitlines())

@@ -179,13 +179,15 @@ def test_unknown_cell_selection_is_an_error(base_suite, write_suite):
 def test_the_suites_engine_facts_are_the_adapters():
     """harness.engine_specs is what loading a suite knows of the engines; each adapter reads its own spec, and each
     spec's "module:attr" references resolve to an adapter of that name and a log parser."""
-    from harness.engine_specs import ENGINE_NAMES, ENGINES, load
+    from pkgutil import resolve_name
+
+    from harness.engine_specs import ENGINE_NAMES, ENGINES
     from harness.engines import engines
 
     adapters = engines()
     assert tuple(adapters) == ENGINE_NAMES
     assert all(adapters[name].spec is ENGINES[name] and adapters[name].name == name for name in ENGINE_NAMES)
-    assert all(callable(load(spec.log_parser)) for spec in ENGINES.values() if spec.log_parser)
+    assert all(callable(resolve_name(spec.log_parser)) for spec in ENGINES.values() if spec.log_parser)
 
 
 def test_memory_tolerances_are_per_metric_in_the_suite(base_suite, write_suite):

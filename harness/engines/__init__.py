@@ -9,6 +9,7 @@ HTTP client.
 from __future__ import annotations
 
 import functools
+import pkgutil
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -25,9 +26,9 @@ def engines() -> dict[str, Engine]:
 @functools.cache
 def get_engine(name: str) -> Engine:
     """The adapter the engine's spec names (harness.engine_specs), imported on first use."""
-    from harness.engine_specs import ENGINES, load
+    from harness.engine_specs import ENGINES
 
-    engine = load(ENGINES[name].adapter)
+    engine = pkgutil.resolve_name(ENGINES[name].adapter)
     assert engine.name == name, f"{ENGINES[name].adapter} is the adapter of {engine.name!r}, not of {name!r}"
     return engine
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pkgutil
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -9,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from harness import secrets
-from harness.engine_specs import ENGINES, EngineSpec, load
+from harness.engine_specs import ENGINES, EngineSpec
 from harness.memory import MemoryReport
 
 if TYPE_CHECKING:
@@ -79,7 +80,7 @@ class Engine:
         """Its server log's memory report; an engine that prints no memory lines leaves the device sampler as
         the only source."""
         parser = self.spec.log_parser
-        return MemoryReport(engine="none") if parser is None else load(parser)(lines)
+        return MemoryReport(engine="none") if parser is None else pkgutil.resolve_name(parser)(lines)
 
     def spec_state(self, base_url: str) -> dict[str, float] | None:
         """The speculative-decoding counters now (cumulative since boot), or None if unreadable."""

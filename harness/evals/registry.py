@@ -11,7 +11,7 @@ effects and the cell runner.
 from __future__ import annotations
 
 import functools
-import importlib
+import pkgutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -34,8 +34,7 @@ REGISTERED = {
 @functools.cache
 def get_eval(name: str) -> Eval:
     """The registered eval `name`, its module imported on first use (KeyError for an unregistered name)."""
-    module, _, attribute = REGISTERED[name].partition(":")
-    evaluation = getattr(importlib.import_module(module), attribute)
+    evaluation = pkgutil.resolve_name(REGISTERED[name])
     if not isinstance(evaluation, Eval) or evaluation.name != name:
         raise TypeError(f"{REGISTERED[name]} is registered as eval '{name}' but is "
                         f"{getattr(evaluation, 'name', type(evaluation).__name__)!r}, not an Eval of that name")
