@@ -55,7 +55,9 @@ ENGINES: dict[str, EngineSpec] = {spec.name: spec for spec in (
         managed_flags=frozenset({
             "--model-path", "--model", "--host", "--port", "--tp", "--tp-size", "--tensor-parallel-size",
             "--ep", "--ep-size", "--expert-parallel-size", "--trust-remote-code", "--quantization",
-            "--speculative-algorithm", "--speculative-draft-model-path", "--speculative-draft-model-quantization",
+            # --speculative-draft-model: 0.5.17's alias of --speculative-draft-model-path (ServerArgs' aliases)
+            "--speculative-algorithm", "--speculative-draft-model-path", "--speculative-draft-model",
+            "--speculative-draft-model-quantization",
             *SGLANG_SPEC_PARAM_FLAGS.values(),
         }),
         sizing_flags=frozenset({

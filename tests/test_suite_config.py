@@ -9,6 +9,7 @@ import pytest
 from harness.errors import ConfigError
 from harness.matrix import expand, select
 from harness.suite import load_suite
+from tools import aiter_reference as upstream
 
 
 def load_and_expand(path):
@@ -188,6 +189,35 @@ def test_the_suites_engine_facts_are_the_adapters():
     assert tuple(adapters) == ENGINE_NAMES
     assert all(adapters[name].spec is ENGINES[name] and adapters[name].name == name for name in ENGINE_NAMES)
     assert all(callable(resolve_name(spec.log_parser)) for spec in ENGINES.values() if spec.log_parser)
+
+
+def _sglang_spellings() -> list[set[str]]:
+    """Each ServerArgs field of the pinned SGLang wheel as the flags that set it: `--field-name` and its aliases
+    (0.5.17 declares fields as `name: A[type, Arg(..., aliases=[...])]` and derives the flag from the name)."""
+    import re
+
+    source = upstream.read("sglang", "sglang/srt/server_args.py")
+    fields = re.split(r"^    ([a-z_0-9]+): ", source[source.index("class ServerArgs"):], flags=re.M)
+    spellings = []
+    for name, declaration in zip(fields[1::2], fields[2::2]):
+        aliases = re.search(r"aliases=\[([^\]]*)\]", declaration)
+        spellings.append({"--" + name.replace("_", "-"),
+                          *(re.findall(r'"(--[a-z0-9-]+)"', aliases.group(1)) if aliases else ())})
+    return spellings
+
+
+@pytest.mark.skipif(upstream.wheel("sglang") is None, reason=upstream.missing_reason("sglang"))
+def test_every_spelling_of_a_managed_or_sizing_sglang_flag_is_one_too():
+    """A suite's hand-written flag is refused (managed) or compared (sizing) under any name SGLang accepts for it:
+    checked against SGLang 0.5.17's own ServerArgs, so an alias cannot slip past (--speculative-draft-model did)."""
+    from harness.engine_specs import ENGINES
+
+    spec = ENGINES["sglang"]
+    spellings = _sglang_spellings()
+    assert {"--model-path", "--model"} in spellings and len(spellings) > 300  # the parse read the real class
+    for group in (spec.managed_flags, spec.sizing_flags):
+        partial = [sorted(names - group) for names in spellings if names & group and not names <= group]
+        assert partial == []
 
 
 def test_memory_tolerances_are_per_metric_in_the_suite(base_suite, write_suite):
