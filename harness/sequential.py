@@ -45,6 +45,7 @@ from harness.stats import (
     mcnemar_exact_drop,
     mcnemar_exact_gain,
     regularized_beta,
+    right_answers,
 )
 
 ORDER = "sha256(question id)"  # the order questions are asked in, recorded with every sequential eval
@@ -302,7 +303,7 @@ class Monitor:
             self.small: BettingTest | MixtureTest = MixtureTest((1.0 - rule.min_effect) / 2.0, +1, alpha)
         else:
             reference_value, reference_n = reference.value_and_n()
-            right = round(reference_value * reference_n)
+            right = right_answers(reference_value, reference_n)
             early = alpha * UNPAIRED_EARLY_SHARE  # the early REGRESSED looks' share, half to each side
             upper = clopper_pearson(right, reference_n, alpha / 2.0, +1)
             lower = clopper_pearson(right, reference_n, early / 2.0, -1)

@@ -73,7 +73,7 @@ def mcnemar_exact_gain(counts: PairedCounts) -> float:
     return binomial_upper_tail(counts.c, counts.b + counts.c)
 
 
-def _count(value: float, n: int) -> int:
+def right_answers(value: float, n: int) -> int:
     """The number right behind an accuracy measured on n questions (an imported value may be rounded)."""
     return min(max(round(value * n), 0), n)
 
@@ -120,7 +120,7 @@ def fisher_exact_drop(p_before: float, n_before: int, p_now: float, n_now: int) 
     (benchmarks/bench_sequential.py, exact sums)."""
     if n_before <= 0 or n_now <= 0:
         raise ValueError("fisher_exact_drop needs n > 0 on both sides")
-    right_before, right_now = _count(p_before, n_before), _count(p_now, n_now)
+    right_before, right_now = right_answers(p_before, n_before), right_answers(p_now, n_now)
     return _hypergeometric_lower_tail(right_now, n_before + n_now, right_before + right_now, n_now)
 
 
